@@ -1,0 +1,3 @@
+from cobench.cli import main
+
+main()

@@ -1,0 +1,277 @@
+"""Base classes for everything a plugin can contribute.
+
+A component is a class with a unique ``name``; its hyperparameters are the keyword
+arguments of ``__init__`` (with defaults), so ``cobench list`` can show them and a grid
+can override them. Runtime facts (eps, beta, data shapes, device) arrive through the
+context objects below, never through the constructor.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+
+class Component:
+    """Common behaviour of registered components."""
+
+    #: unique name within its kind, as typed on the command line (``fgsm``, ``low-freq``)
+    name: ClassVar[str] = ""
+    #: the kind of component, set by each base class
+    kind: ClassVar[str] = ""
+    #: the parameter filled by ``name:ARG`` spec strings (``imagefolder:PATH``, ``timm:resnet18``)
+    spec_arg: ClassVar[str | None] = None
+    #: a citation for the algorithm, shown by ``cobench list``
+    paper: ClassVar[str] = ""
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """Hyperparameters and their defaults, read from ``__init__``'s keyword arguments."""
+        params: dict[str, Any] = {}
+        for p in inspect.signature(cls.__init__).parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            params[p.name] = None if p.default is inspect.Parameter.empty else p.default
+        return params
+
+    @classmethod
+    def summary(cls) -> str:
+        doc = inspect.getdoc(cls) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class DataSplits:
+    """A dataset held as tensors: images in [0, 1], shape (N, C, H, W), float32."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    #: random-crop padding and horizontal flip for training batches (0 / False disables)
+    crop_padding: int = 0
+    flip: bool = False
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    def to(self, device: torch.device | str) -> "DataSplits":
+        return DataSplits(
+            self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
+            self.test_y.to(device), self.num_classes, self.mean, self.std, self.crop_padding, self.flip,
+        )
+
+
+@dataclass(frozen=True)
+class DataContext:
+    data_dir: str
+    download: bool
+    seed: int
+
+
+class Dataset(Component):
+    """A source of train/test images. ``load`` returns CPU tensors; the runner moves them."""
+
+    kind = "dataset"
+
+    def load(self, ctx: DataContext) -> DataSplits:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- injections
+@dataclass(frozen=True)
+class InjectionContext:
+    beta: float  # injection strength in pixel units (already divided by 255)
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    seed: int
+
+
+class Injection(Component):
+    """A class-wise feature injection ``x -> x + beta * V[y]`` (or a data transform).
+
+    ``prepare`` is called once per cell; ``apply`` is then used on train and test sets.
+    Implementations expose the carriers as ``self.carriers`` (shape (K, C, H, W)) where
+    the notion applies, so evaluators can build carrier-only images.
+    """
+
+    kind = "injection"
+    carriers: Tensor | None = None
+
+    def prepare(self, ctx: InjectionContext, train_x: Tensor, train_y: Tensor) -> None:
+        self.ctx = ctx
+
+    def apply(self, x: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- models
+class Model(Component):
+    """An architecture. ``build`` returns an un-normalised network on [0,1]-range inputs;
+    the runner prepends the dataset's normalisation, so attacks work in pixel space."""
+
+    kind = "model"
+
+    def build(self, *, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- methods
+@dataclass
+class Batch:
+    x: Tensor  # inputs in [0,1] (after augmentation and injection)
+    y: Tensor
+    index: Tensor  # positions of the samples in the training set (for per-sample state)
+
+
+@dataclass
+class TrainSetup:
+    """What a method may need to know before training starts."""
+
+    eps: float  # L-inf radius in pixel units
+    n_train: int
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    device: torch.device
+    generator: torch.Generator  # seeded, on ``device``; use it for every random draw
+    epochs: int
+    steps_per_epoch: int
+
+
+class StepContext:
+    """Handed to :meth:`Method.train_step`; owns the optimiser so methods stay pure algorithms.
+
+    ``update(loss, logits, y)`` does zero_grad, backward, optimiser and LR-schedule step,
+    checks the loss is finite and records training statistics. Methods that replay a
+    minibatch (Free-AT) call it several times per batch.
+    """
+
+    def __init__(
+        self, model: nn.Module, setup: TrainSetup, update: Callable[[Tensor, Tensor, Tensor], None],
+        lower: float = 0.0, upper: float = 1.0,
+    ):
+        self.model = model
+        self.setup = setup
+        self._update = update
+        self.lower, self.upper = lower, upper
+        self.epoch = 0
+        self.step = 0
+        self.updates_this_step = 0
+
+    @property
+    def eps(self) -> float:
+        return self.setup.eps
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.setup.generator
+
+    def update(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        self.updates_this_step += 1
+        self._update(loss, logits, y)
+
+    def clamp_delta(self, x: Tensor, delta: Tensor) -> Tensor:
+        """Clamp ``delta`` so that ``x + delta`` stays in the valid image range."""
+        return torch.max(torch.min(delta, self.upper - x), self.lower - x)
+
+    def uniform(self, like: Tensor, low: float, high: float) -> Tensor:
+        """Uniform noise drawn from the cell's seeded generator."""
+        u = torch.rand(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
+        return u * (high - low) + low
+
+
+class Method(Component):
+    """An adversarial-training method: one ``train_step`` per minibatch.
+
+    Subclasses set ``name`` and ``paper``, take hyperparameters as keyword arguments of
+    ``__init__``, and may override :meth:`defaults_for_eps` with the paper's rule for
+    scaling them with eps (expressed in /255 units, as papers state them).
+    """
+
+    kind = "method"
+    #: optimiser updates per minibatch; the runner divides epochs by it (Free-AT's replays)
+    replays: int = 1
+
+    @classmethod
+    def defaults_for_eps(cls, eps255: float) -> dict[str, Any]:
+        """Hyperparameter defaults at this eps (in /255 units); overrides ``__init__`` defaults."""
+        return {}
+
+    def setup(self, setup: TrainSetup) -> None:
+        """Allocate per-run state (e.g. per-sample perturbations)."""
+
+    def train_step(self, batch: Batch, ctx: StepContext) -> None:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- evaluators
+@dataclass
+class EvalContext:
+    """What an evaluator sees: the (injected) test set and everything needed for analyses."""
+
+    eps: float  # pixel units
+    test_x: Tensor  # injected test images, on device
+    test_y: Tensor
+    clean_test_x: Tensor  # test images before injection
+    injection: Injection
+    num_classes: int
+    device: torch.device
+    batch_size: int
+    seed: int
+    #: a fixed held-out batch for per-epoch probes (a slice of the test set)
+    probe_x: Tensor
+    probe_y: Tensor
+    #: per-epoch records so far (dicts of numbers); evaluators may read earlier epochs
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def batches(self, x: Tensor | None = None, y: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        x = self.test_x if x is None else x
+        y = self.test_y if y is None else y
+        for i in range(0, len(x), self.batch_size):
+            yield x[i : i + self.batch_size], y[i : i + self.batch_size]
+
+
+class Evaluator(Component):
+    """Measures a trained model. Metric names returned must be unique across evaluators.
+
+    ``on_epoch_end`` (optional) is called after every epoch with the model in eval mode;
+    its numbers become per-epoch curves. ``evaluate`` runs once after training.
+    Evaluation is in fp32 with the model in eval mode.
+    """
+
+    kind = "evaluator"
+
+    def on_epoch_end(self, model: nn.Module, ctx: EvalContext, epoch: int) -> dict[str, float] | None:
+        return None
+
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+        return {}
+
+
+# --------------------------------------------------------------------------- executors
+class Executor(Component):
+    """Schedules grid cells. ``run`` calls ``work(cell)`` for each cell, wherever it likes,
+    and yields ``(cell, result)`` pairs back to the driver, which writes the results."""
+
+    kind = "executor"
+
+    def run(self, cells: list[Any], work: Callable[[Any], dict], options: dict[str, Any]) -> Iterable[tuple[Any, dict]]:
+        raise NotImplementedError
+
+
+KINDS: dict[str, type[Component]] = {
+    "datasets": Dataset,
+    "injections": Injection,
+    "methods": Method,
+    "evaluators": Evaluator,
+    "models": Model,
+    "executors": Executor,
+}

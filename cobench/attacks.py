@@ -1,0 +1,89 @@
+"""L-inf attack primitives shared by training methods and evaluators.
+
+They never change the model's train/eval mode: training methods craft perturbations with
+BatchNorm in train mode (as the fast-AT reference code does), evaluators call them on a
+model in eval mode. ``x + delta`` is always kept inside [lower, upper].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def clamp_delta(x: Tensor, delta: Tensor, lower: float = 0.0, upper: float = 1.0) -> Tensor:
+    return torch.max(torch.min(delta, upper - x), lower - x)
+
+
+def input_gradient(
+    model: nn.Module, x: Tensor, y: Tensor, delta: Tensor, create_graph: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Gradient of the mean cross-entropy w.r.t. ``delta`` at ``x + delta``; returns (grad, loss)."""
+    if not delta.requires_grad:
+        delta = delta.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(x + delta), y)
+    (grad,) = torch.autograd.grad(loss, delta, create_graph=create_graph)
+    return grad, loss
+
+
+def uniform_like(x: Tensor, low: float, high: float, generator: torch.Generator | None = None) -> Tensor:
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return u * (high - low) + low
+
+
+def fgsm(
+    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, alpha: float | None = None,
+    init: Tensor | None = None, project: bool = True, lower: float = 0.0, upper: float = 1.0,
+) -> Tensor:
+    """One signed-gradient step from ``init`` (zero by default); returns the perturbation.
+
+    With ``project`` the result is clipped to the eps-ball; it is always clamped so that
+    ``x + delta`` is a valid image.
+    """
+    alpha = eps if alpha is None else alpha
+    delta = torch.zeros_like(x) if init is None else clamp_delta(x, init, lower, upper)
+    grad, _ = input_gradient(model, x, y, delta)
+    delta = delta.detach() + alpha * grad.sign()
+    if project:
+        delta = delta.clamp(-eps, eps)
+    return clamp_delta(x, delta, lower, upper).detach()
+
+
+def pgd(
+    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, alpha: float, steps: int, restarts: int = 1,
+    random_init: bool = True, generator: torch.Generator | None = None, lower: float = 0.0, upper: float = 1.0,
+) -> Tensor:
+    """L-inf PGD with restarts (Madry et al. 2018); returns the worst perturbation found.
+
+    Across restarts each sample keeps the perturbation of the first restart that fools
+    the model (as in Wong et al.'s evaluation code), else that with the highest loss.
+    """
+    best_delta = torch.zeros_like(x)
+    best_loss = torch.full((len(x),), -float("inf"), device=x.device)
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for _ in range(max(1, restarts)):
+        delta = uniform_like(x, -eps, eps, generator) if random_init else torch.zeros_like(x)
+        delta = clamp_delta(x, delta, lower, upper)
+        for _ in range(steps):
+            grad, _ = input_gradient(model, x, y, delta)
+            delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
+            delta = clamp_delta(x, delta, lower, upper)
+        if restarts <= 1:  # nothing to choose between: skip the extra forward pass
+            return delta.detach()
+        with torch.no_grad():
+            logits = model(x + delta)
+            loss = F.cross_entropy(logits, y, reduction="none")
+            now_fooled = logits.argmax(1) != y
+            take = (~fooled & now_fooled) | (~fooled & ~now_fooled & (loss > best_loss))
+            best_delta[take] = delta[take]
+            best_loss = torch.where(take, loss, best_loss)
+            fooled |= now_fooled
+    return best_delta.detach()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
+    return correct / max(1, len(x))

@@ -1,0 +1,239 @@
+"""The ``cobench`` command line."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import CobenchError
+from .grid import KIND_KEYS, GridSpec, parse_list
+from .plugins import get_plugin_manager
+from .progress import GridProgress
+from .results import atomic_write_json, flat_row, iter_results
+from .tables import aggregate, summary_table
+
+
+class CobenchGroup(click.Group):
+    """Turns unexpected exceptions into one clear line (``--traceback`` shows the rest)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("traceback"):
+                traceback.print_exc()
+            click.echo(f"Error: {type(exc).__name__}: {exc} (run with --traceback for details)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=CobenchGroup)
+@click.version_option(__version__, prog_name="cobench")
+@click.option("--traceback", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, traceback: bool) -> None:
+    """cobench: benchmark catastrophic overfitting in fast adversarial training."""
+    ctx.ensure_object(dict)
+    ctx.obj["traceback"] = traceback
+
+
+def stdout() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+# --------------------------------------------------------------------------- run
+def _floats(text: str | None) -> list[str] | None:
+    return parse_list(text)
+
+
+@cli.command()
+@click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--methods", help="Comma-separated methods, e.g. fgsm,n-fgsm,pgd (see `cobench list methods`).")
+@click.option("--eps", help="Comma-separated eps in /255 units, e.g. 2,4,8.")
+@click.option("--injections", help="Comma-separated injections, e.g. none,low-freq.")
+@click.option("--beta", "betas", help="Comma-separated injection strengths in /255 units.")
+@click.option("--seeds", help="Comma-separated integer seeds, e.g. 0,1,2.")
+@click.option("--datasets", "--dataset", "datasets", help="Comma-separated datasets (name or name:ARG).")
+@click.option("--models", "--model", "models", help="Comma-separated models (name or name:ARG).")
+@click.option("--evaluators", help="Comma-separated evaluators, e.g. clean,fgsm,pgd,co.")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr-max", type=float)
+@click.option("--param", "params", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
+              help="Override a hyperparameter, e.g. methods.pgd.steps=5 (repeatable).")
+@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False))
+@click.option("--download/--no-download", default=False, help="Download datasets missing from --data-dir.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--executor", default="local", show_default=True, help="How cells are scheduled (see `cobench list executors`).")
+@click.option("--workers", type=int, help="Worker processes for parallel executors.")
+@click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise.")
+@click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
+def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, epochs,
+        batch_size, lr_max, params, results_dir, data_dir, download, device, executor, workers, ray_address,
+        dry_run, as_json) -> None:
+    """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
+
+    With no arguments, runs the default grid on the embedded digits dataset and prints
+    the summary table. GRID_FILE is a TOML grid; command-line flags override it.
+    """
+    from .runner import Runner
+
+    spec = GridSpec.from_toml(grid_file) if grid_file else GridSpec()
+    spec.override(methods=parse_list(methods), eps=parse_list(eps), injections=parse_list(injections),
+                  betas=parse_list(betas), seeds=parse_list(seeds), datasets=parse_list(datasets),
+                  models=parse_list(models), evaluators=parse_list(evaluators),
+                  epochs=epochs, batch_size=batch_size, lr_max=lr_max)
+    for p in params:
+        spec.set_param(p)
+    executor_options = {k: v for k, v in {"workers": workers, "address": ray_address}.items() if v is not None}
+    runner = Runner(spec, results_dir, options={"device": device, "data_dir": data_dir, "download": download},
+                    executor=executor, executor_options=executor_options)
+    out, err = stdout(), stderr()
+    if dry_run:
+        plan = runner.plan()
+        for cell, path, done in plan:
+            out.print(f"{'done' if done else 'todo'}  {cell.label}  {path}")
+        out.print(f"{len(plan)} cells, {sum(1 for *_, d in plan if d)} finished")
+        return
+    summary = runner.run(progress=GridProgress(err))
+    rows = summary.rows()
+    write_summary(Path(results_dir), rows)
+    agg = aggregate(rows)
+    if as_json:
+        click.echo(json.dumps({"cells": rows, "summary": agg}, indent=2, default=str))
+    elif agg:
+        out.print(summary_table(agg))
+    err.print(f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
+              f"results in {results_dir}/ (summary.csv for pandas)")
+    if summary.interrupted:
+        err.print("[yellow]interrupted: finished cells are saved; run the same command again to resume[/yellow]")
+        sys.exit(130)
+    if summary.failed:
+        for r in summary.failed:
+            err.print(f"[red]failed[/red] {r['cell_id']}: {r['error']['message']}")
+        sys.exit(1)
+
+
+def write_summary(results_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """summary.csv and summary.json of the grid just run (every cell, flat columns)."""
+    if not rows:
+        return
+    atomic_write_json(results_dir / "summary.json", {"cells": rows})
+    write_csv(results_dir / "summary.csv", rows)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for r in rows:
+        columns.extend(k for k in r if k not in columns)
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- results
+@cli.command()
+@click.argument("results_dir", default="results", type=click.Path(file_okay=False, exists=True))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+def results(results_dir: str, fmt: str, output: str | None) -> None:
+    """Summarise or export every result under RESULTS_DIR (CSV/JSON load straight into pandas)."""
+    rows = [flat_row(r) for _, r in iter_results(Path(results_dir))]
+    if not rows:
+        raise CobenchError(f"no result files under {results_dir!r}")
+    if fmt == "table":
+        stdout().print(summary_table(aggregate(rows), title=f"results in {results_dir}"))
+        return
+    if fmt == "csv":
+        if output:
+            write_csv(Path(output), rows)
+            return
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    text = json.dumps(rows, indent=2)
+    if output:
+        Path(output).write_text(text + "\n")
+    else:
+        click.echo(text)
+
+
+# --------------------------------------------------------------------------- plugins & list
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """Installed plugins (built-in and third-party), their versions and hooks."""
+    pm = get_plugin_manager()
+    pm.registry  # surface registration errors here
+    infos = pm.plugins()
+    if as_json:
+        click.echo(json.dumps({"plugins": [vars(i) for i in infos], "failures": pm.failures}, indent=2))
+        return
+    table = Table(title="cobench plugins")
+    for col in ("plugin", "version", "distribution", "hooks", "built-in"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i.name, i.version or "-", i.distribution or "-", ", ".join(i.hooks), "yes" if i.builtin else "")
+    out = stdout()
+    out.print(table)
+    for name, msg in pm.failures.items():
+        stderr().print(f"[yellow]plugin {name!r} failed to load:[/yellow] {msg}")
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(["methods", "injections", "datasets", "evaluators", "models", "executors"]))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_(kind: str, as_json: bool) -> None:
+    """Components of one KIND with their owning plugin and parameters (defaults)."""
+    pm = get_plugin_manager()
+    rows = pm.describe(kind)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"{len(rows)} {kind}")
+    for col in ("name", "plugin", "parameters (defaults)", "description"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "-"
+        table.add_row(r["name"], r["plugin"], params, r["summary"])
+    stdout().print(table)
+    for name, msg in pm.failures.items():
+        stderr().print(f"[yellow]plugin {name!r} failed to load:[/yellow] {msg}")
+
+
+def _load_plugin_commands() -> None:
+    try:
+        get_plugin_manager().pm.hook.register_commands(cli=cli)
+    except Exception as exc:  # a broken plugin must not break the CLI
+        click.echo(f"warning: a plugin's register_commands failed: {type(exc).__name__}: {exc}", err=True)
+
+
+def main() -> None:
+    _load_plugin_commands()
+    cli(prog_name="cobench")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Built-in datasets: the embedded default and torchvision's standard sets."""

@@ -1,0 +1,1 @@
+"""Built-in evaluators: accuracies under attack and catastrophic-overfitting detection."""

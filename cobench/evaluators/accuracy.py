@@ -1,0 +1,73 @@
+"""Clean, FGSM and PGD accuracy on the (injected) test set."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cobench import hookimpl
+from cobench.api import EvalContext, Evaluator
+from cobench.attacks import accuracy, fgsm, pgd
+
+
+def subset(ctx: EvalContext, max_samples: int):
+    if max_samples and max_samples < len(ctx.test_x):
+        return ctx.test_x[:max_samples], ctx.test_y[:max_samples]
+    return ctx.test_x, ctx.test_y
+
+
+class CleanAccuracy(Evaluator):
+    """Accuracy on unperturbed test images."""
+
+    name = "clean"
+
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+        return {"clean_acc": accuracy(model, ctx.test_x, ctx.test_y, ctx.batch_size)}
+
+
+class FGSMAccuracy(Evaluator):
+    """Accuracy under a zero-init FGSM attack of size eps (stays high when CO happens)."""
+
+    name = "fgsm"
+
+    def __init__(self, max_samples: int = 0):
+        self.max_samples = max_samples
+
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+        x, y = subset(ctx, self.max_samples)
+        correct = 0
+        for xb, yb in ctx.batches(x, y):
+            delta = fgsm(model, xb, yb, ctx.eps)
+            with torch.no_grad():
+                correct += (model(xb + delta).argmax(1) == yb).sum().item()
+        return {"fgsm_acc": correct / len(x)}
+
+
+class PGDAccuracy(Evaluator):
+    """Accuracy under L-inf PGD (steps, restarts, step alpha*eps), worst case over restarts."""
+
+    name = "pgd"
+    paper = "Madry et al., ICLR 2018"
+    metric = "pgd_acc"
+
+    def __init__(self, steps: int = 20, restarts: int = 1, alpha: float = 0.25, max_samples: int = 0):
+        self.steps, self.restarts, self.alpha, self.max_samples = steps, restarts, alpha, max_samples
+
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+        x, y = subset(ctx, self.max_samples)
+        g = torch.Generator(device=ctx.device).manual_seed(ctx.seed + 1)
+        correct = 0
+        for xb, yb in ctx.batches(x, y):
+            delta = pgd(model, xb, yb, ctx.eps, alpha=self.alpha * ctx.eps, steps=self.steps,
+                        restarts=self.restarts, generator=g)
+            with torch.no_grad():
+                correct += (model(xb + delta).argmax(1) == yb).sum().item()
+        return {self.metric: correct / len(x)}
+
+
+@hookimpl
+def register_evaluators(register):
+    register(CleanAccuracy)
+    register(FGSMAccuracy)
+    register(PGDAccuracy)

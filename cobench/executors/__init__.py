@@ -1,0 +1,1 @@
+"""Built-in executors: how the cells of a grid are scheduled."""

@@ -1,0 +1,289 @@
+"""Grid specification: parse a TOML file and/or CLI values, validate, expand into cells.
+
+Eps and beta are written in /255 units, as papers state them (``8`` means 8/255);
+``"8/255"`` is accepted too. A cell's identity is the hash of its resolved config.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import itertools
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ConfigError
+from .plugins import Registry
+
+KIND_KEYS = ("datasets", "models", "methods", "injections", "evaluators")
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 15
+    batch_size: int = 128
+    lr_max: float = 0.2
+    lr_schedule: str = "cyclic"  # per-iteration triangle 0 -> lr_max -> 0 (Wong et al. 2020), or "constant"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: bool = True  # the dataset's standard crop/flip, where it has one
+    probe_size: int = 256  # held-out test samples probed every epoch for CO detection
+    eval_batch_size: int = 512
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size must be >= 2, got {self.batch_size}")
+        if not (0 < self.lr_max <= 10):
+            raise ConfigError(f"lr_max must be in (0, 10], got {self.lr_max}")
+        if self.lr_schedule not in ("cyclic", "constant"):
+            raise ConfigError(f"lr_schedule must be 'cyclic' or 'constant', got {self.lr_schedule!r}")
+        if not (0 <= self.momentum < 1):
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass
+class GridSpec:
+    datasets: list[str] = field(default_factory=lambda: ["digits"])
+    models: list[str] = field(default_factory=lambda: ["small-cnn"])
+    methods: list[str] = field(default_factory=lambda: ["fgsm", "n-fgsm", "pgd"])
+    eps: list[float] = field(default_factory=lambda: [16.0, 32.0])
+    injections: list[str] = field(default_factory=lambda: ["none"])
+    betas: list[float] = field(default_factory=lambda: [0.0])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    evaluators: list[str] = field(default_factory=lambda: ["clean", "fgsm", "pgd", "co"])
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    #: hyperparameter overrides: params[kind][component][param] = value
+    params: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "GridSpec":
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"grid file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"grid file {str(path)!r} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "grid") -> "GridSpec":
+        data = copy.deepcopy(data)
+        grid = data.pop("grid", {})
+        grid.update({k: data.pop(k) for k in list(data) if k not in ("training", "params", "leaderboard", "evaluation")})
+        spec = cls()
+        aliases = {"dataset": "datasets", "model": "models", "method": "methods", "injection": "injections",
+                   "beta": "betas", "seed": "seeds", "evaluator": "evaluators"}
+        for key, value in grid.items():
+            key = aliases.get(key, key)
+            if key not in cls.__dataclass_fields__ or key in ("training", "params"):
+                raise ConfigError(f"{source}: unknown grid key {key!r}; valid keys: "
+                                  + ", ".join(k for k in cls.__dataclass_fields__ if k not in ("training", "params")))
+            setattr(spec, key, value if isinstance(value, list) else [value])
+        training = dict(data.get("training", {}))
+        training.update(data.get("evaluation", {}))
+        spec.training = make_training(training, source)
+        spec.params = data.get("params", {})
+        spec.normalize()
+        return spec
+
+    def override(self, **values: Any) -> None:
+        """Apply CLI values (``None`` means not given)."""
+        for key, value in values.items():
+            if value is None:
+                continue
+            if key in TrainingConfig.__dataclass_fields__:
+                setattr(self.training, key, value)
+            else:
+                setattr(self, key, list(value))
+        self.normalize()
+
+    def normalize(self) -> None:
+        self.eps = [parse_level(e, "eps") for e in self.eps]
+        self.betas = [parse_level(b, "beta") for b in self.betas]
+        try:
+            self.seeds = [int(s) for s in self.seeds]
+        except (TypeError, ValueError):
+            raise ConfigError(f"seeds must be integers, got {self.seeds}") from None
+        for key in KIND_KEYS:
+            names = [str(n).strip() for n in getattr(self, key)]
+            if not names or any(not n for n in names):
+                raise ConfigError(f"{key} must name at least one component, got {getattr(self, key)!r}")
+            setattr(self, key, list(dict.fromkeys(names)))
+        self.eps = list(dict.fromkeys(self.eps))
+        self.betas = list(dict.fromkeys(self.betas))
+        self.seeds = list(dict.fromkeys(self.seeds))
+        self.training.validate()
+        for kind, comps in self.params.items():
+            if kind not in KIND_KEYS:
+                raise ConfigError(f"params.{kind}: unknown kind; valid kinds: {', '.join(KIND_KEYS)}")
+            if not isinstance(comps, dict) or any(not isinstance(v, dict) for v in comps.values()):
+                raise ConfigError(f"params.{kind} must map component names to tables of parameters")
+
+    def set_param(self, assignment: str) -> None:
+        """Apply ``kind.component.param=value`` (value parsed as TOML, else kept as a string)."""
+        if "=" not in assignment:
+            raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM=VALUE, e.g. methods.pgd.steps=5")
+        key, raw = assignment.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 3 or parts[0] not in KIND_KEYS:
+            raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM with KIND one of {', '.join(KIND_KEYS)}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        self.params.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = value
+
+    # ---------------------------------------------------------------- expansion
+    def validate_names(self, registry: Registry) -> None:
+        for key in KIND_KEYS:
+            for name in getattr(self, key):
+                registry.get(key, split_spec(name)[0])
+        for kind, comps in self.params.items():
+            for comp, params in comps.items():
+                cls = registry.get(kind, split_spec(comp)[0])
+                valid = cls.parameters()
+                for p in params:
+                    if p not in valid:
+                        raise ConfigError(
+                            f"{kind[:-1]} {comp!r} has no parameter {p!r}; valid parameters: "
+                            + (", ".join(valid) if valid else "(none)")
+                        )
+
+    def cells(self, registry: Registry) -> list["Cell"]:
+        """The full cartesian grid; ``none`` injections collapse the beta axis to 0."""
+        self.validate_names(registry)
+        out: list[Cell] = []
+        evaluators = [self.component("evaluators", n, registry) for n in self.evaluators]
+        for dataset, model, method, eps, injection in itertools.product(
+            self.datasets, self.models, self.methods, self.eps, self.injections
+        ):
+            betas = [0.0] if injection == "none" else self.betas
+            for beta, seed in itertools.product(betas, self.seeds):
+                m = self.component("methods", method, registry)
+                cls = registry.get("methods", split_spec(method)[0])
+                scaled = cls.defaults_for_eps(eps)
+                m["params"] = {**m["params"], **{k: v for k, v in scaled.items()
+                                                 if k not in self.params.get("methods", {}).get(method, {})}}
+                out.append(Cell(
+                    dataset=self.component("datasets", dataset, registry),
+                    model=self.component("models", model, registry),
+                    method=m,
+                    eps=eps,
+                    injection=self.component("injections", injection, registry),
+                    beta=beta,
+                    seed=seed,
+                    training=asdict(self.training),
+                    evaluators=evaluators,
+                ))
+        return out
+
+    def component(self, kind: str, spec: str, registry: Registry) -> dict[str, Any]:
+        """Resolve ``name[:arg]`` into {name, params} with defaults filled in."""
+        name, arg = split_spec(spec)
+        cls = registry.get(kind, name)
+        params = cls.parameters()
+        if arg is not None:
+            if not cls.spec_arg:
+                raise ConfigError(f"{kind[:-1]} {name!r} takes no ':ARG' (got {spec!r})")
+            params[cls.spec_arg] = arg
+        params.update(self.params.get(kind, {}).get(spec, {}))
+        if spec != name:
+            params.update(self.params.get(kind, {}).get(name, {}))
+        missing = [k for k, v in params.items() if v is None and k == cls.spec_arg]
+        if missing:
+            raise ConfigError(f"{kind[:-1]} {name!r} needs an argument: write {name}:{missing[0].upper()}")
+        return {"name": name, "params": jsonable(params)}
+
+
+def make_training(values: dict[str, Any], source: str) -> TrainingConfig:
+    valid = TrainingConfig.__dataclass_fields__
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        raise ConfigError(f"{source}: unknown training key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
+    return TrainingConfig(**values)
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    name, sep, arg = spec.partition(":")
+    return name, (arg if sep else None)
+
+
+def parse_level(value: Any, what: str) -> float:
+    """Parse an eps/beta in /255 units: ``8``, ``8.0``, ``"8"`` or ``"8/255"``; must be in [0, 255]."""
+    raw = value
+    if isinstance(value, str):
+        value = value.strip()
+        if value.endswith("/255"):
+            value = value[: -len("/255")]
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{what} {raw!r} is not a number; write it in /255 units, e.g. 8 or 8/255") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{what} {raw!r} is not a number")
+    value = float(value)
+    if not (0.0 <= value <= 255.0) or value != value:
+        raise ConfigError(f"{what} {raw!r} is out of range: write it in /255 units, between 0 and 255 (e.g. 8 for 8/255)")
+    return value
+
+
+def jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+@dataclass
+class Cell:
+    """One training run of the grid, fully resolved."""
+
+    dataset: dict[str, Any]
+    model: dict[str, Any]
+    method: dict[str, Any]
+    eps: float
+    injection: dict[str, Any]
+    beta: float
+    seed: int
+    training: dict[str, Any]
+    evaluators: list[dict[str, Any]]
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def cell_id(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        inj = self.injection["name"] + (f"(beta={self.beta:g})" if self.injection["name"] != "none" else "")
+        return f"{self.method['name']} eps={self.eps:g}/255 {inj} seed={self.seed}"
+
+    def filename(self) -> str:
+        return (f"{self.dataset['name']}-{self.model['name']}/{self.method['name']}/"
+                f"eps{self.eps:g}-{self.injection['name']}-beta{self.beta:g}-seed{self.seed}-{self.cell_id[:8]}.json")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Cell":
+        return cls(**config)
+
+
+def parse_list(text: str | None, cast=str) -> list[Any] | None:
+    """``"a,b, c"`` -> ["a", "b", "c"]; None stays None (not given on the command line)."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"empty list {text!r}")
+    return [cast(t) for t in items]
+
+
+def iter_kinds() -> Iterable[str]:
+    return KIND_KEYS

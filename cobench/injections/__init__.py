@@ -1,0 +1,1 @@
+"""Built-in feature injections (the paper's class-wise carriers and data transforms)."""

@@ -1,0 +1,1 @@
+"""Built-in adversarial-training methods, one module (and one entry point) each."""

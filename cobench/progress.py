@@ -1,0 +1,61 @@
+"""Progress display: rich bars for cells and epochs on a terminal, one plain line per
+finished cell otherwise (logs, CI)."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class GridProgress:
+    def __init__(self, console: Console, enabled: bool | None = None):
+        self.console = console
+        self.enabled = console.is_terminal if enabled is None else enabled
+        self.progress: Progress | None = None
+        self.grid_task = self.epoch_task = None
+        self.done = 0
+        self.total = 0
+
+    def start_grid(self, total: int, skipped: int) -> None:
+        self.total, self.done = total, skipped
+        if skipped:
+            self.console.print(f"[dim]resuming: {skipped} of {total} cells already finished[/dim]")
+        if self.enabled:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TimeRemainingColumn(), console=self.console, transient=False,
+            )
+            self.progress.start()
+            self.grid_task = self.progress.add_task("cells", total=total, completed=skipped)
+            self.epoch_task = self.progress.add_task("epochs", total=1, visible=False)
+
+    def on_cell_start(self, cell: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(self.epoch_task, description=f"  {cell.label}", completed=0, total=None, visible=True)
+
+    def on_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.update(self.epoch_task, completed=epoch, total=epochs)
+
+    def on_cell_done(self, cell: Any, result: dict[str, Any]) -> None:
+        self.done += 1
+        status = result["status"]
+        if status == "ok":
+            m = result.get("metrics", {})
+            text = " ".join(f"{k}={v:.3f}" for k, v in m.items() if k.endswith("_acc") and isinstance(v, float))
+            if m.get("co"):
+                text += f" CO@{m.get('co_epoch')}"
+            line = f"[{self.done}/{self.total}] {cell.label}: {text} ({result.get('wall_time_s', 0):.0f}s)"
+        else:
+            line = f"[{self.done}/{self.total}] {cell.label}: [red]FAILED[/red] {result['error']['message']}"
+        if self.progress is not None:
+            self.progress.advance(self.grid_task)
+            self.progress.console.print(line)
+        else:
+            self.console.print(line, highlight=False)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,76 @@
+"""Aggregate result rows over seeds and render the method x eps summary table."""
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from typing import Any, Iterable
+
+from rich.table import Table
+
+GROUP_KEYS = ("dataset", "model", "injection", "beta", "method", "eps")
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None, int]:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None, None, 0
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
+
+
+def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] = ("clean_acc", "fgsm_acc", "pgd_acc")) -> list[dict[str, Any]]:
+    """One row per (dataset, model, injection, beta, method, eps): mean/std over seeds of each
+    metric, the CO rate (fraction of seeds that collapsed), the median CO epoch and the
+    training cost relative to FGSM in the same setting (when FGSM is in the results)."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r.get("status") == "ok":
+            groups[tuple(r[k] for k in GROUP_KEYS)].append(r)
+    fgsm_time = {}
+    for key, rs in groups.items():
+        if key[GROUP_KEYS.index("method")] == "fgsm":
+            t = mean_std(r.get("cost_time_per_step_s") for r in rs)[0]
+            setting = key[:4] + key[5:]
+            fgsm_time[setting] = t
+    out = []
+    for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0][:5]) + (kv[0][5],)):
+        row = dict(zip(GROUP_KEYS, key))
+        row["seeds"] = len(rs)
+        for m in metrics:
+            mu, sd, n = mean_std(r.get(m) for r in rs)
+            row[f"{m}_mean"], row[f"{m}_std"] = mu, sd
+        cos = [r.get("co") for r in rs if r.get("co") is not None]
+        row["co_rate"] = sum(cos) / len(cos) if cos else None
+        epochs = [r["co_epoch"] for r in rs if r.get("co_epoch") is not None]
+        row["co_epoch_median"] = statistics.median(epochs) if epochs else None
+        t = mean_std(r.get("cost_time_per_step_s") for r in rs)[0]
+        ref = fgsm_time.get(key[:4] + key[5:])
+        row["cost_vs_fgsm"] = (t / ref) if (t is not None and ref) else None
+        row["forward_passes_per_step"] = mean_std(r.get("cost_forward_passes_per_step") for r in rs)[0]
+        out.append(row)
+    return out
+
+
+def fmt_pct(mu: float | None, sd: float | None) -> str:
+    if mu is None:
+        return "-"
+    return f"{100 * mu:.1f}" + (f" ± {100 * sd:.1f}" if sd else "")
+
+
+def summary_table(agg: list[dict[str, Any]], title: str = "cobench results") -> Table:
+    table = Table(title=title, show_lines=False)
+    for col in ("setting", "method", "eps", "clean %", "FGSM %", "PGD %", "CO rate", "CO epoch", "cost×FGSM"):
+        table.add_column(col, justify="left" if col in ("setting", "method") else "right")
+    for r in agg:
+        setting = f"{r['dataset']}/{r['model']}/{r['injection']}" + (f" β={r['beta']:g}" if r["injection"] != "none" else "")
+        co = "-" if r["co_rate"] is None else f"{r['co_rate']:.0%}"
+        table.add_row(
+            setting, r["method"], f"{r['eps']:g}/255",
+            fmt_pct(r.get("clean_acc_mean"), r.get("clean_acc_std")),
+            fmt_pct(r.get("fgsm_acc_mean"), r.get("fgsm_acc_std")),
+            fmt_pct(r.get("pgd_acc_mean"), r.get("pgd_acc_std")),
+            ("[red]" + co + "[/red]") if r["co_rate"] else co,
+            "-" if r["co_epoch_median"] is None else f"{r['co_epoch_median']:g}",
+            "-" if r["cost_vs_fgsm"] is None else f"{r['cost_vs_fgsm']:.1f}",
+        )
+    return table

@@ -1,0 +1,185 @@
+"""The training loop shared by every method: device-resident data, per-iteration cyclic LR,
+SGD with momentum, crop/flip augmentation on the device, per-epoch evaluator probes."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
+from .errors import NonFiniteLossError
+
+
+class Normalize(nn.Module):
+    """Per-channel standardisation as the model's first layer, so attacks work in [0,1] pixel space."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def random_crop_flip(x: Tensor, padding: int, flip: bool, generator: torch.Generator) -> Tensor:
+    """Per-sample random crop (zero padding) and horizontal flip, vectorised on x's device."""
+    n, c, h, w = x.shape
+    if padding > 0:
+        padded = F.pad(x, (padding, padding, padding, padding))
+        oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=x.device)
+        ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=x.device)
+        rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch_idx = torch.arange(n, device=x.device)[:, None, None, None]
+        chan_idx = torch.arange(c, device=x.device)[None, :, None, None]
+        x = padded[batch_idx, chan_idx, rows, cols]
+    if flip:
+        mask = torch.rand(n, generator=generator, device=x.device) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def lr_at(step: int, total: int, lr_max: float, schedule: str) -> float:
+    """Per-iteration LR: 'cyclic' is the triangle 0 -> lr_max (half-way) -> 0 of Wong et al. 2020."""
+    if schedule == "constant":
+        return lr_max
+    t = step / max(1, total)
+    return lr_max * (2 * t if t <= 0.5 else 2 * (1 - t))
+
+
+class PassCounter:
+    """Counts forward passes through the model and first-order backward passes into it."""
+
+    def __init__(self, model: nn.Module):
+        self.forward = 0
+        self.backward = 0
+        self.handle = model.register_forward_hook(self._on_forward)
+
+    def _on_forward(self, module: nn.Module, inputs: Any, output: Tensor) -> None:
+        self.forward += 1
+        if isinstance(output, Tensor) and output.requires_grad:
+            output.register_hook(self._on_backward)
+
+    def _on_backward(self, grad: Tensor) -> None:
+        self.backward += 1
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+@dataclass
+class TrainOutcome:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    cost: dict[str, Any] = field(default_factory=dict)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and fp32 (autocast off) for every evaluator call; restores the previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.autocast(device_type=next(model.parameters()).device.type, enabled=False):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def train(
+    *, model: nn.Module, method: Method, data: DataSplits, injection: Injection, evaluators: list[Evaluator],
+    eval_ctx: EvalContext, eps: float, training: dict[str, Any], device: torch.device, seed: int,
+    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> TrainOutcome:
+    """Train ``model`` with ``method``; returns per-epoch history and the measured cost."""
+    n = len(data.train_x)
+    bs = training["batch_size"]
+    steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a trailing batch of 1 would break BatchNorm
+    replays = max(1, int(method.replays))
+    epochs = max(1, math.ceil(training["epochs"] / replays))  # Free-AT: same number of optimiser updates
+    total_updates = epochs * steps_per_epoch * replays
+    generator = torch.Generator(device=device).manual_seed(seed)
+    setup = TrainSetup(eps=eps, n_train=n, num_classes=data.num_classes, image_shape=data.image_shape,
+                       device=device, generator=generator, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    method.setup(setup)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=training["momentum"],
+                          weight_decay=training["weight_decay"])
+    state = {"updates": 0, "loss_sum": torch.zeros((), device=device), "correct": torch.zeros((), device=device), "seen": 0}
+
+    def update(loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        lr = lr_at(state["updates"], total_updates, training["lr_max"], training["lr_schedule"])
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["updates"] += 1
+        state["loss_sum"] += loss.detach().float() * len(y)
+        state["correct"] += (logits.detach().argmax(1) == y).sum()
+        state["seen"] += len(y)
+
+    ctx = StepContext(model, setup, update)
+    counter = PassCounter(model)
+    outcome = TrainOutcome()
+    train_time = 0.0
+    model.train()
+    try:
+        for epoch in range(epochs):
+            sync(device)
+            t0 = time.perf_counter()
+            state.update(loss_sum=torch.zeros((), device=device), correct=torch.zeros((), device=device), seen=0)
+            perm = torch.randperm(n, generator=generator, device=device)
+            for step in range(steps_per_epoch):
+                idx = perm[step * bs : (step + 1) * bs]
+                x = data.train_x[idx]
+                y = data.train_y[idx]
+                if training.get("augment", True) and (data.crop_padding or data.flip):
+                    x = random_crop_flip(x, data.crop_padding, data.flip, generator)
+                x = injection.apply(x, y)
+                ctx.epoch, ctx.step, ctx.updates_this_step = epoch, step, 0
+                method.train_step(Batch(x, y, idx), ctx)
+                if ctx.updates_this_step == 0:
+                    raise RuntimeError(f"method {method.name!r} returned from train_step without calling ctx.update()")
+            sync(device)
+            train_time += time.perf_counter() - t0
+            loss = (state["loss_sum"] / max(1, state["seen"])).item()
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(epoch + 1, steps_per_epoch, loss)
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": lr_at(state["updates"], total_updates, training["lr_max"], training["lr_schedule"]),
+                "train_loss": loss,
+                "train_acc": (state["correct"] / max(1, state["seen"])).item(),
+                "epoch_time_s": time.perf_counter() - t0,
+            }
+            eval_ctx.history = outcome.history
+            with evaluation_mode(model):
+                for ev in evaluators:
+                    record.update(ev.on_epoch_end(model, eval_ctx, epoch + 1) or {})
+            outcome.history.append(record)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, epochs, record)
+    finally:
+        counter.remove()
+    steps = max(1, epochs * steps_per_epoch)
+    outcome.cost = {
+        "train_time_s": train_time,
+        "epochs_run": epochs,
+        "steps": steps,
+        "optimizer_updates": state["updates"],
+        "forward_passes_per_step": counter.forward / steps,
+        "backward_passes_per_step": counter.backward / steps,
+        "time_per_step_s": train_time / steps,
+    }
+    return outcome
