@@ -27,18 +27,30 @@ ENTRY_POINT_GROUP = "cobench"
 
 #: entry-point name -> module, mirrored in pyproject.toml's [project.entry-points.cobench]
 DEFAULT_PLUGINS: dict[str, str] = {
+    # --- datasets
     "cobench.datasets.digits": "cobench.datasets.digits",
     "cobench.datasets.torchvision_sets": "cobench.datasets.torchvision_sets",
+    # --- end datasets
+    # --- injections
     "cobench.injections.none": "cobench.injections.none",
     "cobench.injections.dct": "cobench.injections.dct",
+    # --- end injections
+    # --- methods
     "cobench.methods.fgsm": "cobench.methods.fgsm",
     "cobench.methods.n_fgsm": "cobench.methods.n_fgsm",
     "cobench.methods.pgd": "cobench.methods.pgd",
+    # --- end methods
+    # --- evaluators
     "cobench.evaluators.accuracy": "cobench.evaluators.accuracy",
     "cobench.evaluators.co_detection": "cobench.evaluators.co_detection",
+    # --- end evaluators
+    # --- models
     "cobench.models.small_cnn": "cobench.models.small_cnn",
     "cobench.models.preact_resnet": "cobench.models.preact_resnet",
+    # --- end models
+    # --- executors
     "cobench.executors.local": "cobench.executors.local",
+    # --- end executors
 }
 
 
