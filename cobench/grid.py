@@ -22,7 +22,7 @@ KIND_KEYS = ("datasets", "models", "methods", "injections", "evaluators")
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 15
+    epochs: int = 30
     batch_size: int = 128
     lr_max: float = 0.2
     lr_schedule: str = "cyclic"  # per-iteration triangle 0 -> lr_max -> 0 (Wong et al. 2020), or "constant"
@@ -52,7 +52,7 @@ class GridSpec:
     datasets: list[str] = field(default_factory=lambda: ["digits"])
     models: list[str] = field(default_factory=lambda: ["small-cnn"])
     methods: list[str] = field(default_factory=lambda: ["fgsm", "n-fgsm", "pgd"])
-    eps: list[float] = field(default_factory=lambda: [16.0, 32.0])
+    eps: list[float] = field(default_factory=lambda: [16.0, 40.0])
     injections: list[str] = field(default_factory=lambda: ["none"])
     betas: list[float] = field(default_factory=lambda: [0.0])
     seeds: list[int] = field(default_factory=lambda: [0])

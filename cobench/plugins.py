@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
-import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
@@ -159,8 +158,8 @@ class PluginManager:
                     raise
                 except Exception as exc:
                     raise PluginError(
-                        f"plugin {plugin_name!r} raised while registering {kind}: {type(exc).__name__}: {exc}\n"
-                        + "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                        f"plugin {plugin_name!r} raised while registering {kind}: {type(exc).__name__}: {exc} "
+                        "(set COBENCH_LOAD_PLUGINS=none to run with built-ins only)"
                     ) from exc
         return reg
 

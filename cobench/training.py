@@ -60,15 +60,19 @@ class PassCounter:
     def __init__(self, model: nn.Module):
         self.forward = 0
         self.backward = 0
+        self.paused = False  # evaluator probes between epochs are not training cost
         self.handle = model.register_forward_hook(self._on_forward)
 
     def _on_forward(self, module: nn.Module, inputs: Any, output: Tensor) -> None:
+        if self.paused:
+            return
         self.forward += 1
         if isinstance(output, Tensor) and output.requires_grad:
             output.register_hook(self._on_backward)
 
     def _on_backward(self, grad: Tensor) -> None:
-        self.backward += 1
+        if not self.paused:
+            self.backward += 1
 
     def remove(self) -> None:
         self.handle.remove()
@@ -164,9 +168,11 @@ def train(
                 "epoch_time_s": time.perf_counter() - t0,
             }
             eval_ctx.history = outcome.history
+            counter.paused = True
             with evaluation_mode(model):
                 for ev in evaluators:
                     record.update(ev.on_epoch_end(model, eval_ctx, epoch + 1) or {})
+            counter.paused = False
             outcome.history.append(record)
             if on_epoch is not None:
                 on_epoch(epoch + 1, epochs, record)
