@@ -18,7 +18,7 @@ from .grid import KIND_KEYS, GridSpec, parse_list
 from .plugins import get_plugin_manager
 from .progress import GridProgress
 from .results import atomic_write_json, flat_row, iter_results
-from .tables import aggregate, summary_table
+from .tables import aggregate, summary_tables
 
 
 class CobenchGroup(click.Group):
@@ -50,7 +50,10 @@ def cli(ctx: click.Context, traceback: bool) -> None:
 
 
 def stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # logs and pipes: wide enough that tables never wrap
+        console = Console(highlight=False, soft_wrap=False, width=120)
+    return console
 
 
 def stderr() -> Console:
@@ -119,8 +122,9 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     agg = aggregate(rows)
     if as_json:
         click.echo(json.dumps({"cells": rows, "summary": agg}, indent=2, default=str))
-    elif agg:
-        out.print(summary_table(agg))
+    else:
+        for table in summary_tables(agg):
+            out.print(table)
     err.print(f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
               f"results in {results_dir}/ (summary.csv for pandas)")
     if summary.interrupted:
@@ -163,7 +167,8 @@ def results(results_dir: str, fmt: str, output: str | None) -> None:
     if not rows:
         raise CobenchError(f"no result files under {results_dir!r}")
     if fmt == "table":
-        stdout().print(summary_table(aggregate(rows), title=f"results in {results_dir}"))
+        for table in summary_tables(aggregate(rows)):
+            stdout().print(table)
         return
     if fmt == "csv":
         if output:

@@ -57,20 +57,32 @@ def fmt_pct(mu: float | None, sd: float | None) -> str:
     return f"{100 * mu:.1f}" + (f" ± {100 * sd:.1f}" if sd else "")
 
 
-def summary_table(agg: list[dict[str, Any]], title: str = "cobench results") -> Table:
-    table = Table(title=title, show_lines=False)
-    for col in ("setting", "method", "eps", "clean %", "FGSM %", "PGD %", "CO rate", "CO epoch", "cost×FGSM"):
-        table.add_column(col, justify="left" if col in ("setting", "method") else "right")
+def setting_name(row: dict[str, Any]) -> str:
+    inj = row["injection"] + (f" beta={row['beta']:g}/255" if row["injection"] != "none" else "")
+    return f"{row['dataset']} / {row['model']} / injection {inj}"
+
+
+def summary_tables(agg: list[dict[str, Any]]) -> list[Table]:
+    """One rich table per setting (dataset, model, injection, beta), rows = method x eps."""
+    by_setting: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in agg:
-        setting = f"{r['dataset']}/{r['model']}/{r['injection']}" + (f" β={r['beta']:g}" if r["injection"] != "none" else "")
-        co = "-" if r["co_rate"] is None else f"{r['co_rate']:.0%}"
-        table.add_row(
-            setting, r["method"], f"{r['eps']:g}/255",
-            fmt_pct(r.get("clean_acc_mean"), r.get("clean_acc_std")),
-            fmt_pct(r.get("fgsm_acc_mean"), r.get("fgsm_acc_std")),
-            fmt_pct(r.get("pgd_acc_mean"), r.get("pgd_acc_std")),
-            ("[red]" + co + "[/red]") if r["co_rate"] else co,
-            "-" if r["co_epoch_median"] is None else f"{r['co_epoch_median']:g}",
-            "-" if r["cost_vs_fgsm"] is None else f"{r['cost_vs_fgsm']:.1f}",
-        )
-    return table
+        by_setting[setting_name(r)].append(r)
+    tables = []
+    for setting, rows in by_setting.items():
+        table = Table(title=setting, title_justify="left")
+        for col in ("method", "eps", "clean %", "FGSM %", "PGD %", "CO rate", "CO epoch", "cost/FGSM", "seeds"):
+            table.add_column(col, justify="left" if col == "method" else "right")
+        for r in rows:
+            co = "-" if r["co_rate"] is None else f"{r['co_rate']:.0%}"
+            table.add_row(
+                r["method"], f"{r['eps']:g}/255",
+                fmt_pct(r.get("clean_acc_mean"), r.get("clean_acc_std")),
+                fmt_pct(r.get("fgsm_acc_mean"), r.get("fgsm_acc_std")),
+                fmt_pct(r.get("pgd_acc_mean"), r.get("pgd_acc_std")),
+                ("[bold red]" + co + "[/bold red]") if r["co_rate"] else co,
+                "-" if r["co_epoch_median"] is None else f"{r['co_epoch_median']:g}",
+                "-" if r["cost_vs_fgsm"] is None else f"{r['cost_vs_fgsm']:.1f}x",
+                str(r["seeds"]),
+            )
+        tables.append(table)
+    return tables
