@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -137,6 +138,7 @@ def train(
     counter = PassCounter(model)
     outcome = TrainOutcome()
     train_time = 0.0
+    epoch_times: list[float] = []
     model.train()
     try:
         for epoch in range(epochs):
@@ -156,7 +158,9 @@ def train(
                 if ctx.updates_this_step == 0:
                     raise RuntimeError(f"method {method.name!r} returned from train_step without calling ctx.update()")
             sync(device)
-            train_time += time.perf_counter() - t0
+            epoch_train_time = time.perf_counter() - t0
+            train_time += epoch_train_time
+            epoch_times.append(epoch_train_time)
             loss = (state["loss_sum"] / max(1, state["seen"])).item()
             if not math.isfinite(loss):
                 raise NonFiniteLossError(epoch + 1, steps_per_epoch, loss)
@@ -165,7 +169,7 @@ def train(
                 "lr": lr_at(state["updates"], total_updates, training["lr_max"], training["lr_schedule"]),
                 "train_loss": loss,
                 "train_acc": (state["correct"] / max(1, state["seen"])).item(),
-                "epoch_time_s": time.perf_counter() - t0,
+                "epoch_train_time_s": epoch_train_time,
             }
             eval_ctx.history = outcome.history
             counter.paused = True
@@ -186,6 +190,7 @@ def train(
         "optimizer_updates": state["updates"],
         "forward_passes_per_step": counter.forward / steps,
         "backward_passes_per_step": counter.backward / steps,
-        "time_per_step_s": train_time / steps,
+        # the median epoch is robust to the first epoch's one-off warm-up (allocator, kernels)
+        "time_per_step_s": statistics.median(epoch_times) / steps_per_epoch if epoch_times else None,
     }
     return outcome
