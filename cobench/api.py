@@ -180,12 +180,15 @@ class StepContext:
 
     def clamp_delta(self, x: Tensor, delta: Tensor) -> Tensor:
         """Clamp ``delta`` so that ``x + delta`` stays in the valid image range."""
-        return torch.max(torch.min(delta, self.upper - x), self.lower - x)
+        from .attacks import clamp_delta
+
+        return clamp_delta(x, delta, self.lower, self.upper)
 
     def uniform(self, like: Tensor, low: float, high: float) -> Tensor:
         """Uniform noise drawn from the cell's seeded generator."""
-        u = torch.rand(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
-        return u * (high - low) + low
+        from .attacks import uniform_like
+
+        return uniform_like(like, low, high, self.generator)
 
 
 class Method(Component):
