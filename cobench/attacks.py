@@ -6,6 +6,9 @@ model in eval mode. ``x + delta`` is always kept inside [lower, upper].
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -24,6 +27,53 @@ def input_gradient(
     loss = F.cross_entropy(model(x + delta), y)
     (grad,) = torch.autograd.grad(loss, delta, create_graph=create_graph)
     return grad, loss
+
+
+def sample_gradients(
+    model: nn.Module, x: Tensor, y: Tensor, *, create_graph: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample input gradients: row i is the gradient of sample i's own cross-entropy at x_i.
+
+    Returns ``(grad, losses, logits)``. The gradient is that of the *summed* loss, so it does not
+    shrink with the batch size (unlike :func:`input_gradient`). With ``create_graph`` the gradient
+    stays differentiable w.r.t. the model's parameters (double backpropagation), which gradient
+    regularizers (GradAlign, CURE, LLR) need.
+    """
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    losses = F.cross_entropy(logits, y, reduction="none")
+    (grad,) = torch.autograd.grad(losses.sum(), x, create_graph=create_graph)
+    return grad, losses, logits
+
+
+def sign_step(
+    x: Tensor, delta: Tensor, grad: Tensor, alpha: float, eps: float | None = None,
+    lower: float = 0.0, upper: float = 1.0,
+) -> Tensor:
+    """``delta + alpha * sign(grad)``, clipped to the eps-ball (unless ``eps`` is None) and to the image range.
+
+    Coordinates where ``grad`` is exactly zero do not move (sign(0) = 0), which ZeroGrad and
+    MultiGrad rely on.
+    """
+    delta = delta.detach() + alpha * grad.detach().sign()
+    if eps is not None:
+        delta = delta.clamp(-eps, eps)
+    return clamp_delta(x, delta, lower, upper)
+
+
+@contextlib.contextmanager
+def model_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Temporarily put ``model`` in train or eval mode (restored afterwards).
+
+    Some methods craft or check perturbations with BatchNorm in eval mode (Kim et al. 2021,
+    GAT) while the surrounding training step runs in train mode.
+    """
+    was = model.training
+    model.train(training)
+    try:
+        yield
+    finally:
+        model.train(was)
 
 
 def uniform_like(x: Tensor, low: float, high: float, generator: torch.Generator | None = None) -> Tensor:
