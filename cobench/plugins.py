@@ -38,6 +38,16 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "cobench.methods.fgsm": "cobench.methods.fgsm",
     "cobench.methods.n_fgsm": "cobench.methods.n_fgsm",
     "cobench.methods.pgd": "cobench.methods.pgd",
+    "cobench.methods.rs_fgsm": "cobench.methods.rs_fgsm",
+    "cobench.methods.grad_align": "cobench.methods.grad_align",
+    "cobench.methods.free": "cobench.methods.free",
+    "cobench.methods.zerograd": "cobench.methods.zerograd",
+    "cobench.methods.kim": "cobench.methods.kim",
+    "cobench.methods.llr": "cobench.methods.llr",
+    "cobench.methods.cure": "cobench.methods.cure",
+    "cobench.methods.elle": "cobench.methods.elle",
+    "cobench.methods.fgsm_pgi": "cobench.methods.fgsm_pgi",
+    "cobench.methods.gat": "cobench.methods.gat",
     # --- end methods
     # --- evaluators
     "cobench.evaluators.accuracy": "cobench.evaluators.accuracy",
