@@ -14,10 +14,21 @@ PAPER = ("Golgooni, Saberi, Eskandar & Rohban, 'ZeroGrad: mitigating and explain
          "overfitting in FGSM adversarial training', arXiv:2103.15476, 2021")
 
 
+def row_quantile(values: Tensor, q: float) -> Tensor:
+    """The q-quantile of each row with linear interpolation, like ``torch.quantile(values, q, dim=1)``
+    but without its input-size limit (ImageNet-sized batches exceed it)."""
+    d = values.shape[1]
+    s = values.sort(dim=1).values
+    pos = q * (d - 1)
+    lo = int(pos)
+    hi = min(lo + 1, d - 1)
+    w = pos - lo
+    return s[:, lo] * (1 - w) + s[:, hi] * w
+
+
 def zero_small(grad: Tensor, q: float) -> Tensor:
     """Zero, per sample, the coordinates whose |grad| is below that sample's q-quantile of |grad|."""
-    flat = grad.abs().flatten(1)
-    threshold = torch.quantile(flat, q, dim=1).view(-1, *([1] * (grad.dim() - 1)))
+    threshold = row_quantile(grad.abs().flatten(1), q).view(-1, *([1] * (grad.dim() - 1)))
     return torch.where(grad.abs() < threshold, torch.zeros_like(grad), grad)
 
 

@@ -10,7 +10,7 @@ from cobench.attacks import clamp_delta, input_gradient
 from cobench.errors import ConfigError
 from cobench.methods.kim import KimCheckpoints, first_misclassified
 from cobench.methods.rs_fgsm import RSFGSM
-from cobench.methods.zerograd import MultiGrad, ZeroGrad, consensus, zero_small
+from cobench.methods.zerograd import MultiGrad, ZeroGrad, consensus, row_quantile, zero_small
 
 from ._util import EPS, Capture, Draws, data, interior, linear_model
 
@@ -48,6 +48,12 @@ def test_zero_small_zeroes_the_q_quantile_by_hand():
         assert (row == 0).sum() == 35
         assert row.abs()[row != 0].min() == 36
     assert torch.equal(out.view(2, -1)[0][35:], g.view(2, -1)[0][35:])
+
+
+def test_row_quantile_matches_torch_quantile():
+    v = torch.randn(5, 37, generator=torch.Generator().manual_seed(0))
+    for q in (0.0, 0.35, 0.5, 0.9, 1.0):
+        assert torch.allclose(row_quantile(v, q), torch.quantile(v, q, dim=1), atol=1e-6)
 
 
 def test_zerograd_moves_only_large_gradient_coordinates(step_ctx_factory):
