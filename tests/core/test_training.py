@@ -94,3 +94,25 @@ def test_a_method_that_never_updates_fails_the_cell(pm):
     pm.registry.owners["methods"]["lazy"] = "test"
     result = execute_cell(tiny_cell(pm, "lazy").config(), {"device": "cpu"})
     assert result["status"] == "failed" and "without calling ctx.update()" in result["error"]["message"]
+
+
+def test_passes_are_counted_in_samples_so_a_triple_batch_costs_three(pm):
+    import torch.nn.functional as F
+
+    from cobench.api import Method
+
+    class Triple(Method):
+        """One forward on a concatenation of three copies of the batch."""
+
+        name = "triple"
+
+        def train_step(self, batch, ctx):
+            logits = ctx.model(torch.cat([batch.x] * 3))
+            y3 = torch.cat([batch.y] * 3)
+            ctx.update(F.cross_entropy(logits, y3), logits, y3)
+
+    pm.registry.components["methods"]["triple"] = Triple
+    pm.registry.owners["methods"]["triple"] = "test"
+    result = execute_cell(tiny_cell(pm, "triple").config(), {"device": "cpu"})
+    assert result["cost"]["forward_passes_per_step"] == pytest.approx(3.0)
+    assert result["cost"]["backward_passes_per_step"] == pytest.approx(3.0)
