@@ -1,33 +1,31 @@
-"""Class-wise DCT-sign injections of Ortiz-Jimenez, de Jorge et al. (TMLR 2023)."""
+"""Class-wise DCT-sign injections of Ortiz-Jimenez, de Jorge et al. (TMLR 2023).
+
+``low-freq``/``high-freq`` use the K lowest/highest non-DC frequencies in zig-zag order
+(the paper's ``create_general_linf_carrier`` for ``low-freq``); ``low-freq-pm`` is the
+carrier of the paper's CIFAR-10 experiments (``create_linf_carrier``: 5 frequencies, classes
+c and c+5 get opposite signs). The ``-sub`` variants inject ``x - beta * V[y]``.
+"""
 from __future__ import annotations
 
 from torch import Tensor
 
 from cobench import hookimpl
-from cobench.api import Injection, InjectionContext
-from cobench.carriers import dct_carriers
+from cobench.api import InjectionContext
+from cobench.carriers import dct_carriers, pm_carriers
 
+from .base import CarrierInjection
 
-class CarrierInjection(Injection):
-    """Base for ``x + beta * V[y]`` injections; subclasses build ``self.carriers``."""
+PAPER = "Ortiz-Jimenez, de Jorge, Sanyal, Bibi, Dokania, Frossard, Rogez & Torr, TMLR 2023"
 
-    def build_carriers(self, ctx: InjectionContext) -> Tensor:
-        raise NotImplementedError
-
-    def prepare(self, ctx: InjectionContext, train_x: Tensor, train_y: Tensor) -> None:
-        super().prepare(ctx, train_x, train_y)
-        self.carriers = self.build_carriers(ctx).to(train_x.device, train_x.dtype)
-
-    def apply(self, x: Tensor, y: Tensor) -> Tensor:
-        # no clamp after injection, as in the paper's code
-        return x + self.ctx.beta * self.carriers.to(x.device, x.dtype)[y]
+__all__ = ["CarrierInjection", "LowFrequency", "HighFrequency", "LowFrequencySub", "HighFrequencySub",
+           "LowFrequencyPM", "LowFrequencyPMSub"]
 
 
 class LowFrequency(CarrierInjection):
     """x + beta * V[y], V[c] = sign of the c-th lowest-frequency 2-D DCT basis (zig-zag order)."""
 
     name = "low-freq"
-    paper = "Ortiz-Jimenez, de Jorge, Sanyal, Bibi, Dokania, Frossard, Rogez & Torr, TMLR 2023"
+    paper = PAPER
 
     def __init__(self, skip_dc: bool = True):
         self.skip_dc = skip_dc
@@ -36,6 +34,48 @@ class LowFrequency(CarrierInjection):
         return dct_carriers(ctx.num_classes, ctx.image_shape, band="low", skip_dc=self.skip_dc)
 
 
+class HighFrequency(CarrierInjection):
+    """x + beta * V[y], V[c] = sign of the c-th highest-frequency 2-D DCT basis (zig-zag order from the top)."""
+
+    name = "high-freq"
+    paper = PAPER
+
+    def build_carriers(self, ctx: InjectionContext) -> Tensor:
+        return dct_carriers(ctx.num_classes, ctx.image_shape, band="high")
+
+
+class LowFrequencyPM(CarrierInjection):
+    """x + beta * V[y] with the paper's CIFAR-10 +-carrier: ceil(K/2) low DCT signs, class c+K/2 gets -V[c]."""
+
+    name = "low-freq-pm"
+    paper = PAPER + " (create_linf_carrier in their code)"
+
+    def build_carriers(self, ctx: InjectionContext) -> Tensor:
+        return pm_carriers(ctx.num_classes, ctx.image_shape)
+
+
+class LowFrequencySub(LowFrequency):
+    """x - beta * V[y] with the low-freq carriers (subtractive variant)."""
+
+    name = "low-freq-sub"
+    sign = -1.0
+
+
+class HighFrequencySub(HighFrequency):
+    """x - beta * V[y] with the high-freq carriers (subtractive variant)."""
+
+    name = "high-freq-sub"
+    sign = -1.0
+
+
+class LowFrequencyPMSub(LowFrequencyPM):
+    """x - beta * V[y] with the paper's +-carrier (its inject_reverse_feature)."""
+
+    name = "low-freq-pm-sub"
+    sign = -1.0
+
+
 @hookimpl
 def register_injections(register):
-    register(LowFrequency)
+    for cls in (LowFrequency, HighFrequency, LowFrequencyPM, LowFrequencySub, HighFrequencySub, LowFrequencyPMSub):
+        register(cls)
