@@ -13,9 +13,10 @@ class Digits(Dataset):
 
     name = "digits"
 
-    def __init__(self, size: int = 16, test_fraction: float = 0.25):
+    def __init__(self, size: int = 16, test_fraction: float = 0.25, augment: bool = False):
         self.size = size
         self.test_fraction = test_fraction
+        self.augment = augment  # random crop (padding size // 8), never flips: digits are not mirror-symmetric
 
     def load(self, ctx: DataContext) -> DataSplits:
         from sklearn.datasets import load_digits
@@ -30,7 +31,8 @@ class Digits(Dataset):
         n_test = int(round(len(x) * self.test_fraction))
         test, train = perm[:n_test], perm[n_test:]
         mean, std = x[train].mean().item(), x[train].std().item()
-        return DataSplits(x[train], y[train], x[test], y[test], 10, (mean,), (std,), crop_padding=0, flip=False)
+        return DataSplits(x[train], y[train], x[test], y[test], 10, (mean,), (std,),
+                          crop_padding=max(1, self.size // 8) if self.augment else 0, flip=False)
 
 
 @hookimpl
