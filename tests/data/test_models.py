@@ -1,0 +1,73 @@
+"""Models: timm by name, WideResNet, and the built-ins, for any channels, size and class count."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cobench.errors import ConfigError
+from cobench.grid import GridSpec
+
+
+def build(pm, spec: str, classes: int, shape, **params):
+    from cobench.grid import split_spec
+
+    name, arg = split_spec(spec)
+    cls = pm.registry.get("models", name)
+    if arg is not None:
+        params[cls.spec_arg] = arg
+    return cls(**params).build(num_classes=classes, image_shape=shape)
+
+
+@pytest.mark.parametrize("spec, params", [("timm:test_resnet", {}), ("wrn-28-10", {"depth": 10, "width": 1}),
+                                          ("small-cnn", {"width": 4}), ("preact-resnet18", {"width": 4})])
+@pytest.mark.parametrize("shape, classes", [((1, 16, 16), 3), ((3, 16, 16), 10), ((3, 20, 12), 17)])
+def test_models_give_k_logits_for_1_and_3_channel_inputs(pm, spec, params, shape, classes):
+    net = build(pm, spec, classes, shape, **params)
+    net.eval()
+    out = net(torch.rand(2, *shape))
+    assert out.shape == (2, classes)
+    first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == shape[0]
+
+
+def test_timm_models_with_a_fixed_input_size_get_the_datasets(pm):
+    net = build(pm, "timm:test_vit", 5, (1, 16, 16))
+    assert net(torch.rand(2, 1, 16, 16)).shape == (2, 5)
+
+
+def test_timm_is_never_pretrained_and_is_seeded(pm):
+    torch.manual_seed(0)
+    a = build(pm, "timm:test_resnet", 4, (3, 16, 16))
+    torch.manual_seed(0)
+    b = build(pm, "timm:test_resnet", 4, (3, 16, 16))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_timm_errors_are_clear(pm):
+    with pytest.raises(ConfigError, match=r"unknown timm model 'resnet_18'; did you mean .*resnet18"):
+        build(pm, "timm:resnet_18", 10, (3, 32, 32))
+    with pytest.raises(ConfigError, match="needs an argument: write timm:MODEL_NAME"):
+        GridSpec(models=["timm"]).cells(pm.registry)
+
+
+def test_wide_resnet_has_the_standard_size_and_rejects_bad_depths(pm):
+    net = build(pm, "wrn-28-10", 10, (3, 32, 32))
+    assert 36.4e6 < sum(p.numel() for p in net.parameters()) < 36.6e6  # WRN-28-10: 36.5M parameters
+    small = build(pm, "wrn-28-10", 10, (3, 32, 32), depth=10, width=1)
+    n_convs = sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) for m in small.modules())
+    assert n_convs == 1 + 2 * 3  # stem + one 2-conv block per group for depth 10
+    with pytest.raises(ConfigError, match="6n \\+ 4"):
+        pm.registry.get("models", "wrn-28-10")(depth=12)
+
+
+def test_timm_model_trains_one_epoch_through_the_runner(pm):
+    from cobench.runner import execute_cell
+
+    spec = GridSpec(models=["timm:test_resnet"], methods=["fgsm"], eps=[8], evaluators=["clean"])
+    spec.override(epochs=1, batch_size=64, probe_size=8)
+    spec.set_param("datasets.digits.test_fraction=0.9")
+    (cell,) = spec.cells(pm.registry)
+    assert cell.model == {"name": "timm", "params": {"model_name": "test_resnet", "drop_rate": 0.0}}
+    result = execute_cell(cell.config(), {"device": "cpu"})
+    assert result["status"] == "ok", result.get("error")
+    assert result["plugins"]["models"] == "cobench.models.timm_models"
