@@ -29,10 +29,15 @@ DEFAULT_PLUGINS: dict[str, str] = {
     # --- datasets
     "cobench.datasets.digits": "cobench.datasets.digits",
     "cobench.datasets.torchvision_sets": "cobench.datasets.torchvision_sets",
+    "cobench.datasets.imagefolder": "cobench.datasets.imagefolder",
+    "cobench.datasets.npz": "cobench.datasets.npz",
     # --- end datasets
     # --- injections
     "cobench.injections.none": "cobench.injections.none",
     "cobench.injections.dct": "cobench.injections.dct",
+    "cobench.injections.rademacher": "cobench.injections.rademacher",
+    "cobench.injections.perp": "cobench.injections.perp",
+    "cobench.injections.lowpass": "cobench.injections.lowpass",
     # --- end injections
     # --- methods
     "cobench.methods.fgsm": "cobench.methods.fgsm",
@@ -52,10 +57,15 @@ DEFAULT_PLUGINS: dict[str, str] = {
     # --- evaluators
     "cobench.evaluators.accuracy": "cobench.evaluators.accuracy",
     "cobench.evaluators.co_detection": "cobench.evaluators.co_detection",
+    "cobench.evaluators.auto_attack": "cobench.evaluators.auto_attack",
+    "cobench.evaluators.analyses": "cobench.evaluators.analyses",
+    "cobench.evaluators.linearity": "cobench.evaluators.linearity",
     # --- end evaluators
     # --- models
     "cobench.models.small_cnn": "cobench.models.small_cnn",
     "cobench.models.preact_resnet": "cobench.models.preact_resnet",
+    "cobench.models.timm_models": "cobench.models.timm_models",
+    "cobench.models.wide_resnet": "cobench.models.wide_resnet",
     # --- end models
     # --- executors
     "cobench.executors.local": "cobench.executors.local",

@@ -66,8 +66,27 @@ class PGDAccuracy(Evaluator):
         return {self.metric: correct / len(x)}
 
 
+class PGD50x10(PGDAccuracy):
+    """The paper's robust-accuracy protocol: PGD with 50 steps and 10 restarts, step 2/255."""
+
+    name = "pgd-50-10"
+    paper = "Ortiz-Jimenez, de Jorge et al., TMLR 2023 (after Wong, Rice & Kolter, ICLR 2020)"
+    metric = "pgd50_10_acc"
+
+    def __init__(self, steps: int = 50, restarts: int = 10, step_size: float = 2.0, max_samples: int = 0):
+        # step_size in /255 units and independent of eps, as ``pgd_alpha: 2`` in the paper's configs
+        super().__init__(steps=steps, restarts=restarts, alpha=0.25, max_samples=max_samples)
+        self.step_size = step_size
+
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+        if ctx.eps > 0:
+            self.alpha = self.step_size / 255.0 / ctx.eps
+        return super().evaluate(model, ctx)
+
+
 @hookimpl
 def register_evaluators(register):
     register(CleanAccuracy)
     register(FGSMAccuracy)
     register(PGDAccuracy)
+    register(PGD50x10)
