@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -222,7 +223,7 @@ def list_(kind: str, as_json: bool) -> None:
         table.add_column(col, overflow="fold")
     for r in rows:
         params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "-"
-        table.add_row(r["name"], r["plugin"], params, r["summary"])
+        table.add_row(r["name"], r["plugin"], escape(params), escape(r["summary"]))  # V[y] is not markup
     stdout().print(table)
     for name, msg in pm.failures.items():
         stderr().print(f"[yellow]plugin {name!r} failed to load:[/yellow] {msg}")

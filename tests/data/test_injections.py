@@ -256,3 +256,15 @@ def test_injection_with_too_many_classes_fails_the_cell_with_a_clear_message(pm,
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "failed"
     assert "2x2 image has only 3 DCT frequencies for 5 classes" in result["error"]["message"]
+
+
+def test_cobench_list_injections_shows_them_all_with_readable_descriptions(pm):
+    import json
+
+    from tests.conftest import cli_run
+
+    rows = json.loads(cli_run(["list", "injections", "--json"]).output)
+    assert len(rows) >= 8
+    out = cli_run(["list", "injections"]).output
+    assert "perp-sub" in out and "low-pass" in out
+    assert "V[y]" in out  # square brackets in descriptions are text, not rich markup
