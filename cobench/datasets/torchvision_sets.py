@@ -29,26 +29,13 @@ from cobench.errors import CobenchError
 
 from .common import to_tensor_images
 
-__all__ = ["to_tensor_images", "open_torchvision", "CIFAR10", "CIFAR100", "SVHN", "MNIST", "FashionMNIST"]
+__all__ = ["to_tensor_images", "CIFAR10", "CIFAR100", "SVHN", "MNIST", "FashionMNIST"]
 
 
 def missing_error(label: str, data_dir: str, missing: list[Path], layout: str, download: bool) -> CobenchError:
     hint = "" if download else "; pass --download to fetch it where the network allows"
     shown = ", ".join(str(m) for m in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
     return CobenchError(f"cannot read {label} from data dir {data_dir!r}: missing {shown} (expected layout: {layout}){hint}")
-
-
-def open_torchvision(cls, ctx: DataContext, label: str, layout: str = "torchvision's on-disk layout", **kwargs):
-    """Instantiate a torchvision dataset, turning its failures into one clear CobenchError."""
-    try:
-        return cls(root=ctx.data_dir, download=ctx.download, **kwargs)
-    except RuntimeError as exc:
-        if "not found" in str(exc).lower():
-            hint = "" if ctx.download else "; pass --download to fetch it where the network allows"
-            raise CobenchError(f"cannot read {label} from data dir {ctx.data_dir!r}: {exc} (expected layout: {layout}){hint}") from None
-        raise corrupt_error(label, ctx.data_dir, exc, layout) from None
-    except Exception as exc:  # pickle/scipy/idx parse errors from a corrupt or truncated file
-        raise corrupt_error(label, ctx.data_dir, exc, layout) from None
 
 
 def corrupt_error(label: str, data_dir: str, exc: BaseException, layout: str, culprit: Path | None = None) -> CobenchError:
@@ -74,7 +61,7 @@ class TorchvisionDataset(Dataset):
     def __init__(self, augment: bool = True):
         self.augment = augment
 
-    # subclasses implement these three
+    # subclasses implement required_files and read (and split_files/parse_file to name a corrupt file)
     def root(self, data_dir: str) -> str:
         return data_dir
 

@@ -252,3 +252,14 @@ def test_augment_switch_reaches_the_training_loop(pm, tmp_path):
     off = load(pm, "cifar10", tmp_path, augment=False)
     assert off.crop_padding == 0 and not off.flip
     train_one_epoch(pm, "cifar10", tmp_path, augment=False)
+
+
+def test_a_failed_download_is_reported_as_such(pm, tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    def offline(self):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(tvd.CIFAR10, "download", offline)
+    with pytest.raises(CobenchError, match=r"downloading cifar10 into .* failed: OSError: network is unreachable"):
+        load(pm, "cifar10", tmp_path, download=True)
