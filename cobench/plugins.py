@@ -70,6 +70,9 @@ DEFAULT_PLUGINS: dict[str, str] = {
     # --- executors
     "cobench.executors.local": "cobench.executors.local",
     # --- end executors
+    # --- commands
+    "cobench.leaderboard.commands": "cobench.leaderboard.commands",
+    # --- end commands
 }
 
 

@@ -18,7 +18,11 @@ def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
 
 
-def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] = ("clean_acc", "fgsm_acc", "pgd_acc")) -> list[dict[str, Any]]:
+#: accuracies aggregated by default; ``autoattack_acc`` is reported by the ``autoattack`` evaluator
+METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
+
+
+def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS) -> list[dict[str, Any]]:
     """One row per (dataset, model, injection, beta, method, eps): mean/std over seeds of each
     metric, the CO rate (fraction of seeds that collapsed), the median CO epoch and the
     training cost relative to FGSM in the same setting (when FGSM is in the results)."""

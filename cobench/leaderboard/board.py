@@ -1,0 +1,145 @@
+"""The rendered content of a leaderboard, independent of the output format: ranked rows per
+setting (injection, beta) and eps, the protocol, coverage and the methods' parameters.
+
+Rows come from :func:`cobench.tables.aggregate` (mean/std over seeds, CO rate, median CO
+epoch, training cost relative to FGSM); this module only orders and ranks them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..plugins import Registry, get_plugin_manager
+from ..tables import METRICS, aggregate
+from .collect import Collection, collect
+from .spec import Leaderboard
+
+METRIC_LABELS = {
+    "clean_acc": "clean",
+    "fgsm_acc": "FGSM",
+    "pgd_acc": "PGD",
+    "autoattack_acc": "AutoAttack",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One injection setting of the leaderboard; ``none`` has beta 0."""
+
+    injection: str
+    beta: float
+
+    @property
+    def title(self) -> str:
+        if self.injection == "none":
+            return "No injection"
+        return f"Injection {self.injection}, beta = {self.beta:g}/255"
+
+    @property
+    def slug(self) -> str:
+        return "none" if self.injection == "none" else f"{self.injection}-beta{self.beta:g}"
+
+    def sort_key(self) -> tuple:
+        return (self.injection != "none", self.injection, self.beta)
+
+
+@dataclass
+class Board:
+    lb: Leaderboard
+    coll: Collection
+    rows: list[dict[str, Any]]
+    rank_metric: str | None
+    methods: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> list[Setting]:
+        return sorted({Setting(r["injection"], r["beta"]) for r in self.rows}, key=Setting.sort_key)
+
+    @property
+    def method_names(self) -> list[str]:
+        return [m["name"] for m in self.methods]
+
+    @property
+    def eps(self) -> list[float]:
+        return sorted({r["eps"] for r in self.rows})
+
+    def rows_for(self, setting: Setting) -> list[dict[str, Any]]:
+        return [r for r in self.rows if Setting(r["injection"], r["beta"]) == setting]
+
+    def protocol(self) -> dict[str, Any]:
+        cell = self.coll.cells[0]
+        return {
+            "dataset": cell.dataset,
+            "model": cell.model,
+            "training": cell.training,
+            "evaluators": cell.evaluators,
+            "eps": self.lb.grid.eps,
+            "settings": [{"injection": c.injection, "beta": c.beta}
+                         for c in _unique(self.coll.cells, lambda c: (json.dumps(c.injection, sort_keys=True), c.beta))],
+            "seeds": self.lb.grid.seeds,
+        }
+
+
+def _unique(items: list[Any], key) -> list[Any]:
+    seen, out = set(), []
+    for it in items:
+        k = key(it)
+        if k not in seen:
+            seen.add(k)
+            out.append(it)
+    return out
+
+
+def choose_rank_metric(agg: list[dict[str, Any]], rank_by: tuple[str, ...]) -> str | None:
+    """The first ``rank_by`` metric every row reports, else the first any row reports."""
+    for require_all in (True, False):
+        for m in rank_by:
+            have = [r.get(f"{m}_mean") is not None for r in agg]
+            if have and (all(have) if require_all else any(have)):
+                return m
+    return None
+
+
+def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
+    """Collect and validate ``lb``'s results and turn them into ranked rows."""
+    registry = registry or get_plugin_manager().registry
+    coll = collect(lb, registry)
+    metrics = tuple(dict.fromkeys(METRICS + lb.rank_by))
+    agg = aggregate(coll.rows(), metrics)
+    rank_metric = choose_rank_metric(agg, lb.rank_by)
+
+    def score(r: dict[str, Any]) -> float:
+        v = r.get(f"{rank_metric}_mean") if rank_metric else None
+        return -1.0 if v is None else v
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in agg:
+        groups.setdefault((Setting(r["injection"], r["beta"]).sort_key(), r["eps"]), []).append(r)
+    rows: list[dict[str, Any]] = []
+    for key in sorted(groups):
+        ranked = sorted(groups[key], key=lambda r: (-score(r), r["method"]))
+        for i, r in enumerate(ranked, 1):
+            r["rank"] = i
+            rows.append(r)
+    return Board(lb=lb, coll=coll, rows=rows, rank_metric=rank_metric, methods=method_info(coll, registry))
+
+
+def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:
+    """Per method: owning plugin, parameters per eps, and (for the grid's methods) its paper."""
+    grid_methods = {c.method["name"] for c in coll.cells}
+    info: dict[str, dict[str, Any]] = {}
+    for _, r in coll.ok:
+        name = r["config"]["method"]["name"]
+        m = info.setdefault(name, {"name": name, "plugin": None, "params": {}, "paper": None,
+                                   "submitted": name not in grid_methods})
+        m["plugin"] = m["plugin"] or (r.get("plugins") or {}).get("methods")
+        m["params"][f"{r['config']['eps']:g}"] = r["config"]["method"]["params"]
+        if name in grid_methods:
+            m["paper"] = registry.get("methods", name).paper or None
+    out = []
+    for name in sorted(info):
+        m = info[name]
+        m["params"] = dict(sorted(m["params"].items(), key=lambda kv: float(kv[0])))
+        out.append(m)
+    return out

@@ -1,0 +1,142 @@
+"""Gather a leaderboard's results: schema-validate every file, then check it follows the
+leaderboard's protocol, so a table only ever compares like with like.
+
+A result enters the table when it is schema-valid (see :mod:`.schema`) and
+
+* it is one of the leaderboard's grid cells (same config hash), or
+* it is a method the leaderboard does not define (a third-party submission) trained and
+  evaluated under the leaderboard's protocol: same dataset, model, training and evaluators,
+  an eps of the grid and an injection/beta setting of the grid.
+
+Any violation aborts with a message naming the file; nothing is rendered from a partial set.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..grid import Cell
+from ..plugins import Registry, get_plugin_manager
+from ..results import flat_row
+from .schema import ResultValidationError, load_results, read_and_validate
+from .spec import Leaderboard
+
+PROTOCOL_KEYS = ("dataset", "model", "training", "evaluators")
+
+
+class ProtocolError(ResultValidationError):
+    """A schema-valid result that was produced under a different protocol than the leaderboard's."""
+
+
+@dataclass
+class Collection:
+    leaderboard: Leaderboard
+    cells: list[Cell]
+    results: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[tuple[Path, dict[str, Any]]]:
+        return [(p, r) for p, r in self.results if r["status"] == "ok"]
+
+    @property
+    def failed(self) -> list[tuple[Path, dict[str, Any]]]:
+        return [(p, r) for p, r in self.results if r["status"] != "ok"]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [flat_row(r) for _, r in self.ok]
+
+    def coverage(self) -> dict[str, int]:
+        grid_ids = {c.cell_id for c in self.cells}
+        ok_ids = {r["cell_id"] for _, r in self.ok}
+        return {
+            "grid_cells": len(grid_ids),
+            "grid_cells_finished": len(grid_ids & ok_ids),
+            "failed_cells": len(self.failed),
+            "submitted_cells": len(ok_ids - grid_ids),
+        }
+
+
+def first_difference(got: Any, want: Any, where: str) -> str | None:
+    """Dotted path and values of the first place where ``got`` differs from ``want``."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        for key in sorted(set(got) | set(want)):
+            if key not in got:
+                return f"{where}.{key} is missing (the leaderboard uses {json.dumps(want[key])})"
+            if key not in want:
+                return f"{where}.{key} is not part of the leaderboard's protocol"
+            diff = first_difference(got[key], want[key], f"{where}.{key}")
+            if diff:
+                return diff
+        return None
+    if got != want:
+        return f"{where} is {json.dumps(got)}, the leaderboard uses {json.dumps(want)}"
+    return None
+
+
+def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path] | tuple[Path, ...] = ()) -> Collection:
+    """``lb``'s validated results; ``extra`` files (candidate submissions) are checked as if
+    they were already in its results folder."""
+    registry = registry or get_plugin_manager().registry
+    cells = lb.grid.cells(registry)
+    coll = Collection(lb, cells)
+    stored = load_results(lb.results_dir) if lb.results_dir.is_dir() else []
+    known = {p.resolve() for p, _ in stored}
+    candidates = stored + [(p, read_and_validate(p)) for p in extra if Path(p).resolve() not in known]
+    by_id = {c.cell_id: c for c in cells}
+    reference = cells[0].config()
+    grid_methods = {c.method["name"] for c in cells}
+    settings = {(json.dumps(c.injection, sort_keys=True), c.beta) for c in cells}
+    seen_ids: dict[str, Path] = {}
+    seen_seed: dict[tuple, Path] = {}
+    method_params: dict[tuple, tuple[Path, dict[str, Any]]] = {}
+    for path, result in candidates:
+        cfg = result["config"]
+        where = f"result file {str(path)!r}"
+        if result["cell_id"] in seen_ids:
+            raise ProtocolError(f"{where} duplicates {str(seen_ids[result['cell_id']])!r} (same cell "
+                                f"{result['cell_id']}); keep one of them")
+        seen_ids[result["cell_id"]] = path
+        if result["cell_id"] not in by_id:
+            if cfg["method"]["name"] in grid_methods:
+                cell = _nearest_cell(cfg, cells)
+                diff = first_difference(cfg, cell.config(), "config") if cell else None
+                raise ProtocolError(
+                    f"{where} is a {cfg['method']['name']!r} run that is not a cell of leaderboard {lb.name!r}"
+                    + (f": {diff}" if diff else "") + "; the leaderboard's own methods must use its exact config")
+            for key in PROTOCOL_KEYS:
+                diff = first_difference(cfg[key], reference[key], f"config.{key}")
+                if diff:
+                    raise ProtocolError(f"{where} does not follow leaderboard {lb.name!r}'s protocol: {diff}")
+            if cfg["eps"] not in lb.grid.eps:
+                raise ProtocolError(f"{where} has eps {cfg['eps']:g}/255; leaderboard {lb.name!r} uses eps "
+                                    + ", ".join(f"{e:g}" for e in lb.grid.eps))
+            if (json.dumps(cfg["injection"], sort_keys=True), cfg["beta"]) not in settings:
+                raise ProtocolError(f"{where} uses injection {cfg['injection']['name']!r} with beta {cfg['beta']:g}, "
+                                    f"which is not a setting of leaderboard {lb.name!r}")
+        if result["status"] != "ok":
+            coll.results.append((path, result))
+            continue
+        key = (cfg["method"]["name"], cfg["eps"], cfg["injection"]["name"], cfg["beta"])
+        if key + (cfg["seed"],) in seen_seed:
+            raise ProtocolError(f"{where} and {str(seen_seed[key + (cfg['seed'],)])!r} are both {key[0]!r} at eps "
+                                f"{key[1]:g} seed {cfg['seed']} with different configs; keep one of them")
+        seen_seed[key + (cfg["seed"],)] = path
+        if key in method_params and method_params[key][1] != cfg["method"]["params"]:
+            other = method_params[key][0]
+            diff = first_difference(cfg["method"]["params"], method_params[key][1], "config.method.params")
+            raise ProtocolError(f"{where} and {str(other)!r} report method {key[0]!r} at eps {key[1]:g} with "
+                                f"different parameters ({diff}); one row cannot mix them")
+        method_params.setdefault(key, (path, cfg["method"]["params"]))
+        coll.results.append((path, result))
+    return coll
+
+
+def _nearest_cell(cfg: dict[str, Any], cells: list[Cell]) -> Cell | None:
+    """The grid cell with the same method, eps, injection, beta and seed, if any."""
+    for c in cells:
+        if (c.method["name"], c.eps, c.injection["name"], c.beta, c.seed) == (
+                cfg["method"]["name"], cfg["eps"], cfg["injection"]["name"], cfg["beta"], cfg["seed"]):
+            return c
+    return None

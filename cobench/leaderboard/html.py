@@ -1,0 +1,210 @@
+"""The leaderboard as one self-contained HTML page that works offline: inline CSS, a small
+inline script that sorts the tables when a header is clicked, and the plots embedded as
+base64 PNG. Nothing is fetched from the network.
+
+``page.html#sort=pgd_acc-desc`` opens the page with every table sorted by that column.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import re
+
+from .board import Board
+from .render import COLUMNS, GENERATED_NOTE, TABLE_METRICS, cells_of, method_params_text, protocol_lines
+
+#: data URIs of embedded images; ``check`` blanks them out before comparing pages
+IMAGE_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]*")
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1200px;
+       padding: 0 1rem; color: #1d232a; background: #fff; line-height: 1.45; }
+h1 { font-size: 1.7rem; margin-bottom: .3rem; } h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #dde3ea; }
+.description { color: #3b4652; } .note { font-size: .9rem; color: #4a5561; }
+code { background: #f1f4f8; padding: 0 .25em; border-radius: 3px; font-size: .92em; }
+table.leaderboard { border-collapse: collapse; width: 100%; font-size: .92rem; margin: .6rem 0 1rem; }
+table.leaderboard th, table.leaderboard td { padding: .35rem .6rem; border-bottom: 1px solid #e6ebf0; text-align: right;
+       white-space: nowrap; }
+table.leaderboard th.text, table.leaderboard td.text { text-align: left; }
+.table-wrap { overflow-x: auto; }
+table.leaderboard thead th { white-space: normal; vertical-align: bottom; background: #24435f; color: #fff; cursor: pointer; user-select: none; position: sticky; top: 0; }
+table.leaderboard thead th:hover { background: #2f5a80; }
+table.leaderboard thead th[aria-sort="ascending"]::after { content: " \\25B2"; font-size: .7em; }
+table.leaderboard thead th[aria-sort="descending"]::after { content: " \\25BC"; font-size: .7em; }
+table.leaderboard tbody tr:nth-child(even) { background: #f6f8fb; }
+table.leaderboard tbody tr:hover { background: #fff6d8; }
+td.collapsed { color: #b3122e; font-weight: 600; }
+td.method { font-weight: 600; }
+figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; border: 1px solid #e6ebf0; }
+figcaption { font-size: .9rem; color: #4a5561; }
+footer { margin-top: 3rem; font-size: .8rem; color: #6b7681; }
+"""
+
+SCRIPT = """
+(function () {
+  "use strict";
+  function cellValue(td, numeric) {
+    var v = td.getAttribute("data-value");
+    if (v === null || v === "") { return null; }
+    return numeric ? parseFloat(v) : v;
+  }
+  function sortTable(table, col, direction) {
+    var heads = table.tHead.rows[0].cells;
+    var numeric = heads[col].getAttribute("data-type") === "num";
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = cellValue(a.cells[col], numeric), y = cellValue(b.cells[col], numeric);
+      if (x === null && y === null) { return 0; }
+      if (x === null) { return 1; }   /* missing values always last */
+      if (y === null) { return -1; }
+      var c = numeric ? x - y : String(x).localeCompare(String(y));
+      return direction === "ascending" ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    for (var i = 0; i < heads.length; i++) { heads[i].removeAttribute("aria-sort"); }
+    heads[col].setAttribute("aria-sort", direction);
+  }
+  function columnIndex(table, key) {
+    var heads = table.tHead.rows[0].cells;
+    for (var i = 0; i < heads.length; i++) { if (heads[i].getAttribute("data-key") === key) { return i; } }
+    return -1;
+  }
+  var tables = document.querySelectorAll("table.sortable");
+  Array.prototype.forEach.call(tables, function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.setAttribute("title", "click to sort");
+      th.addEventListener("click", function () {
+        var numeric = th.getAttribute("data-type") === "num";
+        var current = th.getAttribute("aria-sort");
+        var first = numeric && th.getAttribute("data-key") !== "rank" ? "descending" : "ascending";
+        var next = current ? (current === "ascending" ? "descending" : "ascending") : first;
+        sortTable(table, col, next);
+      });
+    });
+  });
+  var m = /sort=([A-Za-z0-9_]+)-(asc|desc)/.exec(window.location.hash || "");
+  if (m) {
+    Array.prototype.forEach.call(tables, function (table) {
+      var col = columnIndex(table, m[1]);
+      if (col >= 0) { sortTable(table, col, m[2] === "asc" ? "ascending" : "descending"); }
+    });
+  }
+  document.documentElement.setAttribute("data-sortable-tables", String(tables.length));
+})();
+"""
+
+NUMERIC = {"rank", "eps", "co_rate", "co_epoch_median", "cost_vs_fgsm", "forward_passes_per_step", "seeds", *TABLE_METRICS}
+
+
+def esc(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def inline_markdown(text: str) -> str:
+    """The tiny Markdown subset used in protocol lines (``code`` and **bold**) as HTML."""
+    text = esc(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def sort_value(row: dict, key: str) -> str:
+    if key in TABLE_METRICS:
+        v = row.get(f"{key}_mean")
+    else:
+        v = row.get(key)
+    if v is None:
+        return ""
+    return format(v, ".6g") if isinstance(v, float) else str(v)
+
+
+def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
+    out = [f'<div class="table-wrap"><table class="leaderboard sortable" data-setting="{esc(setting_slug)}">',
+           "<thead><tr>"]
+    for key, header in COLUMNS:
+        kind = "num" if key in NUMERIC else "text"
+        out.append(f'<th scope="col" data-key="{key}" data-type="{kind}" class="{kind}">{esc(header)}</th>')
+    out.append("</tr></thead>")
+    out.append("<tbody>")
+    for row in rows:
+        cells = cells_of(row)
+        out.append(f'<tr data-method="{esc(row["method"])}" data-eps="{row["eps"]:g}">')
+        for key, _ in COLUMNS:
+            classes = ["text" if key not in NUMERIC else "num"]
+            if key == "method":
+                classes.append("method")
+            if key == "co_rate" and row.get("co_rate"):
+                classes.append("collapsed")
+            out.append(f'<td class="{" ".join(classes)}" data-value="{esc(sort_value(row, key))}">{esc(cells[key])}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return out
+
+
+def render_html(board: Board, plots: dict[str, bytes]) -> str:
+    """The page; ``plots`` maps the names of :func:`plots.planned_plots` to PNG bytes."""
+    from .plots import planned_plots
+
+    lb, cov = board.lb, board.coll.coverage()
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(lb.title)} — cobench leaderboard</title>",
+        f"<style>{CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<!-- {esc(GENERATED_NOTE)} -->",
+        f"<header><h1>{esc(lb.title)}</h1>",
+    ]
+    if lb.description:
+        out.append(f'<p class="description">{esc(lb.description)}</p>')
+    out.append("</header>")
+    out.append('<section id="protocol"><h2>Protocol</h2><ul>')
+    out += [f"<li>{inline_markdown(line[2:])}</li>" for line in protocol_lines(board)]
+    out.append("</ul>")
+    ranked = board.rank_metric or "method name"
+    out.append(
+        f'<p class="note">Accuracies in % on the test set (with the setting\'s injection), mean ± std over seeds; '
+        f"rows ranked by <code>{esc(ranked)}</code> within each eps. Click a column header to sort. "
+        "CO rate: fraction of seeds that overfit catastrophically; CO epoch: median epoch of the collapse; "
+        "time/step ÷ FGSM: training time per step relative to FGSM-AT in the same setting.</p>")
+    out.append(
+        f'<p class="note" id="coverage">Coverage: {cov["grid_cells_finished"]} of {cov["grid_cells"]} grid cells '
+        f'finished, {cov["failed_cells"]} failed, {cov["submitted_cells"]} submitted by third parties.</p>')
+    out.append("</section>")
+    if not board.rows:
+        out.append("<p><em>No results yet: run <code>cobench leaderboard build</code> on this leaderboard.</em></p>")
+    for setting in board.settings:
+        out.append(f'<section class="setting" id="setting-{esc(setting.slug)}"><h2>{esc(setting.title)}</h2>')
+        out += table_html(board, board.rows_for(setting), setting.slug)
+        out.append("</section>")
+    if board.methods:
+        out.append('<section id="methods"><h2>Methods</h2><ul>')
+        for m in board.methods:
+            owner = f' <span class="note">(plugin <code>{esc(m["plugin"])}</code>{", submitted" if m["submitted"] else ""})</span>' \
+                if m["plugin"] else ""
+            paper = f" — {esc(m['paper'])}" if m["paper"] else ""
+            out.append(f"<li><strong>{esc(m['name'])}</strong>{owner}: {esc(method_params_text(m))}{paper}</li>")
+        out.append("</ul></section>")
+    planned = planned_plots(board)
+    if planned:
+        out.append('<section id="plots"><h2>Plots</h2>')
+        for name, title in planned:
+            data = base64.b64encode(plots[name]).decode("ascii")
+            out.append(f'<figure id="plot-{esc(name[:-4])}"><img src="data:image/png;base64,{data}" alt="{esc(title)}">'
+                       f"<figcaption>{esc(title)}</figcaption></figure>")
+        out.append("</section>")
+    out.append(f"<footer>cobench leaderboard <code>{esc(lb.name)}</code>; results in "
+               f"<code>{esc(lb.results_rel)}/</code>. Works offline.</footer>")
+    out.append(f"<script>{SCRIPT}</script>")
+    out.append("</body>")
+    out.append("</html>")
+    return "\n".join(out) + "\n"
+
+
+def normalise(page: str) -> str:
+    """The page with embedded image data blanked out, for staleness comparisons."""
+    return IMAGE_DATA.sub("data:image/png;base64,", page)

@@ -1,0 +1,112 @@
+"""A leaderboard definition: ``leaderboards/<name>.toml``.
+
+The file is a grid file (``[grid]``, ``[training]``, ``[evaluation]``, ``[params.*]``, read by
+:meth:`cobench.grid.GridSpec.from_dict`) plus a ``[leaderboard]`` table of metadata::
+
+    [leaderboard]
+    title = "..."            # heading of the rendered page (default: the file name)
+    description = "..."      # a paragraph under the heading
+    results_dir = "results/<name>"   # where results are stored, relative to the TOML file
+    rank_by = ["autoattack_acc", "pgd_acc"]   # first metric present ranks the rows
+
+A leaderboard has exactly one dataset and one model. Its outputs sit next to the TOML:
+``<name>.md``, ``<name>.csv``, ``<name>.json``, ``<name>.html`` and ``plots/<name>/*.png``.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..grid import GridSpec
+
+LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by")
+DEFAULT_RANK_BY = ("autoattack_acc", "pgd_acc")
+
+
+@dataclass
+class Leaderboard:
+    name: str
+    path: Path
+    grid: GridSpec
+    title: str
+    description: str = ""
+    results_rel: str = ""
+    rank_by: tuple[str, ...] = DEFAULT_RANK_BY
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def root(self) -> Path:
+        """The folder holding the TOML; outputs and results paths are relative to it."""
+        return self.path.parent
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / self.results_rel
+
+    @property
+    def plots_rel(self) -> str:
+        return f"plots/{self.name}"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / self.plots_rel
+
+    def output(self, ext: str) -> Path:
+        return self.root / f"{self.name}.{ext}"
+
+    @property
+    def dataset(self) -> str:
+        return self.grid.datasets[0]
+
+    @property
+    def model(self) -> str:
+        return self.grid.models[0]
+
+
+def load_leaderboard(path: str | Path) -> Leaderboard:
+    """Read and validate ``path``; raises :class:`ConfigError` naming the file on bad input."""
+    path = Path(path)
+    if path.suffix != ".toml":
+        raise ConfigError(f"leaderboard {str(path)!r}: expected a .toml file (leaderboards/<name>.toml)")
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"leaderboard file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"leaderboard file {str(path)!r} is not valid TOML: {exc}") from None
+    meta = data.get("leaderboard", {})
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: [leaderboard] must be a table")
+    unknown = sorted(set(meta) - set(LEADERBOARD_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown [leaderboard] key(s) {', '.join(unknown)}; "
+                          f"valid keys: {', '.join(LEADERBOARD_KEYS)}")
+    grid = GridSpec.from_dict(data, source=str(path))
+    for key in ("datasets", "models"):
+        values = getattr(grid, key)
+        if len(values) != 1:
+            raise ConfigError(f"{path}: a leaderboard has exactly one {key[:-1]}, got {values}; "
+                              "write one leaderboard file per dataset and model")
+    name = path.stem
+    rank_by = meta.get("rank_by", list(DEFAULT_RANK_BY))
+    if isinstance(rank_by, str):
+        rank_by = [rank_by]
+    if not isinstance(rank_by, list) or not rank_by or not all(isinstance(m, str) and m for m in rank_by):
+        raise ConfigError(f"{path}: [leaderboard] rank_by must be a non-empty list of metric names, e.g. "
+                          f"{list(DEFAULT_RANK_BY)}")
+    results_rel = meta.get("results_dir", f"results/{name}")
+    if not isinstance(results_rel, str) or not results_rel or Path(results_rel).is_absolute():
+        raise ConfigError(f"{path}: [leaderboard] results_dir must be a path relative to the TOML file, "
+                          f"got {results_rel!r}")
+    for key in ("title", "description"):
+        if not isinstance(meta.get(key, ""), str):
+            raise ConfigError(f"{path}: [leaderboard] {key} must be a string")
+    return Leaderboard(
+        name=name, path=path, grid=grid, title=meta.get("title") or name,
+        description=" ".join(meta.get("description", "").split()),
+        results_rel=Path(results_rel).as_posix(), rank_by=tuple(rank_by), raw=data,
+    )
