@@ -39,7 +39,7 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def plan_slots(device_name: str, n_cells: int, workers: int = 0, cores: int | None = None,
+def plan_slots(device: torch.device, n_cells: int, workers: int = 0, cores: int | None = None,
                gpu_count: int | None = None) -> list[Slot]:
     """One slot per worker process.
 
@@ -49,7 +49,6 @@ def plan_slots(device_name: str, n_cells: int, workers: int = 0, cores: int | No
     (default one per core) splitting the cores between them with ``torch.set_num_threads``.
     Never more workers than cells.
     """
-    device = resolve_device(device_name)
     cores = available_cores() if cores is None else cores
     if device.type == "cuda" and device.index is None:
         gpus = torch.cuda.device_count() if gpu_count is None else gpu_count
@@ -105,7 +104,7 @@ class LocalParallelExecutor(Executor):
         if not cells:
             return
         plain = plain_options(options)
-        slots = plan_slots(plain.get("device", "auto"), len(cells), self.workers)
+        slots = plan_slots(resolve_device(plain.get("device", "auto")), len(cells), self.workers)
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
         for slot in slots:
