@@ -108,6 +108,14 @@ class InputRecorder(nn.Module):
         return self.model(x)
 
 
+def strict_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture
 def cobench_pm() -> Iterator[PluginManager]:
@@ -197,12 +205,12 @@ class MethodContract:
         cls = self.method_class(cobench_pm, contract_method)
         params = cls.parameters()
         assert all(v is not None for v in params.values()), f"every parameter needs a default: {params}"
-        json.dumps(params, allow_nan=False)
+        assert strict_json(params), f"parameters() must be strict JSON (results store them): {params}"
         cls(**params)
         for eps255 in (2.0, 8.0, 16.0):
             scaled = cls.defaults_for_eps(eps255)
             assert set(scaled) <= set(params), f"defaults_for_eps({eps255}) names unknown parameters {set(scaled) - set(params)}"
-            json.dumps(scaled, allow_nan=False)
+            assert strict_json(scaled), f"defaults_for_eps({eps255}) must be strict JSON: {scaled}"
             cls(**{**params, **scaled})
         assert cls.summary(), "give the class a docstring: its first line is shown by `cobench list methods`"
         assert int(cls.replays) >= 1
