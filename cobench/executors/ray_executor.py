@@ -64,6 +64,8 @@ class RayExecutor(Executor):
             gpus = self.gpus_per_cell if ray.cluster_resources().get("GPU", 0) > 0 else 0
             remote = ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)(work)
             plain = plain_options(options)
+            if gpus and str(plain.get("device", "auto")).startswith("cuda"):
+                plain["device"] = "cuda"  # Ray pins each task to its GPU: inside the task it is cuda:0
             pending = {remote.remote(cell.config(), plain): cell for cell in cells}
             try:
                 while pending:
