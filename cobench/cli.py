@@ -79,6 +79,8 @@ def _floats(text: str | None) -> list[str] | None:
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--lr-max", type=float)
+@click.option("--amp", type=click.Choice(["off", "bf16"]), help="Training-step precision (evaluation is always fp32).")
+@click.option("--channels-last", is_flag=True, help="Channels-last memory format (same results, faster on CPU).")
 @click.option("--param", "params", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
               help="Override a hyperparameter, e.g. methods.pgd.steps=5 (repeatable).")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
@@ -91,8 +93,8 @@ def _floats(text: str | None) -> list[str] | None:
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, epochs,
-        batch_size, lr_max, params, results_dir, data_dir, download, device, executor, workers, ray_address,
-        dry_run, as_json) -> None:
+        batch_size, lr_max, amp, channels_last, params, results_dir, data_dir, download, device, executor, workers,
+        ray_address, dry_run, as_json) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
 
     With no arguments, runs the default grid on the embedded digits dataset and prints
@@ -104,11 +106,12 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     spec.override(methods=parse_list(methods), eps=parse_list(eps), injections=parse_list(injections),
                   betas=parse_list(betas), seeds=parse_list(seeds), datasets=parse_list(datasets),
                   models=parse_list(models), evaluators=parse_list(evaluators),
-                  epochs=epochs, batch_size=batch_size, lr_max=lr_max)
+                  epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp)
     for p in params:
         spec.set_param(p)
     executor_options = {k: v for k, v in {"workers": workers, "address": ray_address}.items() if v is not None}
-    runner = Runner(spec, results_dir, options={"device": device, "data_dir": data_dir, "download": download},
+    runner = Runner(spec, results_dir, options={"device": device, "data_dir": data_dir, "download": download,
+                                                "channels_last": channels_last},
                     executor=executor, executor_options=executor_options)
     out, err = stdout(), stderr()
     if dry_run:

@@ -31,6 +31,8 @@ class TrainingConfig:
     augment: bool = True  # the dataset's standard crop/flip, where it has one
     probe_size: int = 256  # held-out test samples probed every epoch for CO detection
     eval_batch_size: int = 512
+    #: mixed precision of the training steps: "off" (fp32) or "bf16" (autocast); evaluation is always fp32
+    amp: str = "off"
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -45,6 +47,22 @@ class TrainingConfig:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+
+    def as_config(self) -> dict[str, Any]:
+        """The training part of a cell's config. Fields added after the first release are left
+        out while at their default, so adding them did not change existing cells' hashes."""
+        config = asdict(self)
+        for key, default in LATE_DEFAULTS.items():
+            if config[key] == default:
+                del config[key]
+        return config
+
+
+AMP_MODES = ("off", "bf16")
+#: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
+LATE_DEFAULTS: dict[str, Any] = {"amp": "off"}
 
 
 @dataclass
@@ -180,7 +198,7 @@ class GridSpec:
                     injection=self.component("injections", injection, registry),
                     beta=beta,
                     seed=seed,
-                    training=asdict(self.training),
+                    training=self.training.as_config(),
                     evaluators=evaluators,
                 ))
         return out

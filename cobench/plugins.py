@@ -69,6 +69,8 @@ DEFAULT_PLUGINS: dict[str, str] = {
     # --- end models
     # --- executors
     "cobench.executors.local": "cobench.executors.local",
+    "cobench.executors.local_parallel": "cobench.executors.local_parallel",
+    "cobench.executors.ray_executor": "cobench.executors.ray_executor",
     # --- end executors
     # --- commands
     "cobench.leaderboard.commands": "cobench.leaderboard.commands",

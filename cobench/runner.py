@@ -98,7 +98,7 @@ def run_cell(cell: Cell, options: dict[str, Any], device: torch.device,
     )
     outcome = train(model=model, method=method, data=data, injection=injection, evaluators=evaluators,
                     eval_ctx=eval_ctx, eps=eps, training=cell.training, device=device, seed=cell.seed,
-                    on_epoch=on_epoch)
+                    on_epoch=on_epoch, channels_last=bool(options.get("channels_last", False)))
     metrics: dict[str, Any] = {}
     owners: dict[str, str] = {}
     eval_ctx.history = outcome.history

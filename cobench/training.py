@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
-from .errors import NonFiniteLossError
+from .errors import ConfigError, NonFiniteLossError
 
 
 class Normalize(nn.Module):
@@ -106,12 +106,33 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+def step_precision(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """The autocast context of a training step: bf16 autocast for ``amp="bf16"``, else nothing."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    if amp != "bf16":
+        raise ConfigError(f"amp must be 'off' or 'bf16', got {amp!r}")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"amp='bf16' needs a GPU with bfloat16 support; {torch.cuda.get_device_name(device)} has none")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def train(
     *, model: nn.Module, method: Method, data: DataSplits, injection: Injection, evaluators: list[Evaluator],
     eval_ctx: EvalContext, eps: float, training: dict[str, Any], device: torch.device, seed: int,
-    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None, channels_last: bool = False,
 ) -> TrainOutcome:
-    """Train ``model`` with ``method``; returns per-epoch history and the measured cost."""
+    """Train ``model`` with ``method``; returns per-epoch history and the measured cost.
+
+    ``channels_last`` keeps model and batches in channels-last memory format (the same
+    arithmetic, faster convolutions on CPU: see benchmarks/speed.py); ``training["amp"]``
+    (``"off"`` or ``"bf16"``) runs the method's steps under autocast. Evaluators always
+    run in fp32 (:func:`evaluation_mode`).
+    """
+    amp = training.get("amp", "off")
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model.to(memory_format=memory_format)
     n = len(data.train_x)
     bs = training["batch_size"]
     steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a trailing batch of 1 would break BatchNorm
@@ -158,8 +179,11 @@ def train(
                 if training.get("augment", True) and (data.crop_padding or data.flip):
                     x = random_crop_flip(x, data.crop_padding, data.flip, generator)
                 x = injection.apply(x, y)
+                if channels_last:
+                    x = x.contiguous(memory_format=memory_format)
                 ctx.epoch, ctx.step, ctx.updates_this_step = epoch, step, 0
-                method.train_step(Batch(x, y, idx), ctx)
+                with step_precision(device, amp):
+                    method.train_step(Batch(x, y, idx), ctx)
                 batch_samples += len(y)
                 if ctx.updates_this_step == 0:
                     raise RuntimeError(f"method {method.name!r} returned from train_step without calling ctx.update()")
@@ -198,5 +222,7 @@ def train(
         "backward_passes_per_step": counter.backward / max(1, batch_samples),
         # the median epoch is robust to the first epoch's one-off warm-up (allocator, kernels)
         "time_per_step_s": statistics.median(epoch_times) / steps_per_epoch if epoch_times else None,
+        "amp": amp,
+        "channels_last": channels_last,
     }
     return outcome

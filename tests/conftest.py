@@ -7,8 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from cobench.api import DataSplits, StepContext, TrainSetup
+from cobench.api import DataSplits
 from cobench.plugins import PluginManager, reset_plugin_manager
+# the plugin-author fixtures (cobench.testing is also a pytest11 plugin once cobench is installed)
+from cobench.testing import (  # noqa: F401
+    RecordingStep, cobench_pm, cobench_step_ctx, cobench_tiny_data, cobench_tiny_grid, cobench_tiny_model,
+    make_tiny_model,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,37 +41,11 @@ def tiny_data() -> DataSplits:
     )
 
 
-def make_tiny_model(in_ch: int = 1, classes: int = 3, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(in_ch, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                         nn.LazyLinear(classes))
-
-
 @pytest.fixture
 def tiny_model() -> nn.Module:
     model = make_tiny_model()
     model(torch.zeros(2, 1, 8, 8))  # materialise the lazy layer
     return model
-
-
-class RecordingStep(StepContext):
-    """A StepContext whose update records the losses and does an SGD step."""
-
-    def __init__(self, model: nn.Module, eps: float, n_train: int = 64, image_shape=(1, 8, 8), num_classes: int = 3,
-                 lr: float = 0.0, seed: int = 0):
-        self.losses: list[float] = []
-        self.opt = torch.optim.SGD(model.parameters(), lr=lr)
-        setup = TrainSetup(eps=eps, n_train=n_train, num_classes=num_classes, image_shape=image_shape,
-                           device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed),
-                           epochs=1, steps_per_epoch=1)
-
-        def update(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
-            self.losses.append(loss.item())
-
-        super().__init__(model, setup, update)
 
 
 @pytest.fixture

@@ -1,0 +1,89 @@
+"""Run each cell as a Ray task (``pip install 'cobench[ray]'``), on a cluster or a local instance.
+
+Each cell asks Ray for one GPU when the cluster has GPUs (none otherwise) and one CPU; Ray
+pins the task to its GPU through ``CUDA_VISIBLE_DEVICES``. Results travel back to the
+driver, which writes them as each task finishes, so nothing is written on worker nodes and
+an interrupted grid keeps every finished cell. Workers must have cobench and the same
+plugins installed (on a local instance they share this environment).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Iterable
+
+from cobench import hookimpl
+from cobench.api import Executor
+from cobench.errors import CobenchError, ConfigError
+from cobench.executors.common import lost_cell_result, plain_options
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise CobenchError("the ray executor needs Ray: pip install 'cobench[ray]'") from None
+    return ray
+
+
+class RayExecutor(Executor):
+    """Ray tasks: one GPU per cell where the cluster has GPUs; --ray-address joins a cluster."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int = 0, gpus_per_cell: float = 1.0):
+        if not isinstance(workers, int) or workers < 0:
+            raise ConfigError(f"ray: workers must be a non-negative integer (0 = all cores), got {workers!r}")
+        if not (0 < gpus_per_cell <= 8):
+            raise ConfigError(f"ray: gpus_per_cell must be in (0, 8], got {gpus_per_cell!r}")
+        self.address = address  # e.g. "auto" or "ray://head:10001"; None starts a local instance
+        #: CPUs of a local instance, i.e. cells run at once on CPU (ignored when joining a cluster)
+        self.workers = workers
+        self.gpus_per_cell = gpus_per_cell
+
+    def _init(self, ray: Any) -> bool:
+        """Connect to Ray; returns whether this executor started it (and must shut it down)."""
+        if ray.is_initialized():
+            return False
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if self.address:
+            ray.init(address=self.address, ignore_reinit_error=True)
+            return True
+        # local workers are fresh interpreters: give them the driver's import path
+        path = os.pathsep.join(p for p in sys.path if p)
+        ray.init(num_cpus=self.workers or None, include_dashboard=False, ignore_reinit_error=True,
+                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+        return True
+
+    def run(self, cells: list[Any], work: Callable[..., dict], options: dict[str, Any]) -> Iterable[tuple[Any, dict]]:
+        if not cells:
+            return
+        ray = import_ray()
+        started = self._init(ray)
+        try:
+            gpus = self.gpus_per_cell if ray.cluster_resources().get("GPU", 0) > 0 else 0
+            remote = ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)(work)
+            plain = plain_options(options)
+            if gpus and str(plain.get("device", "auto")).startswith("cuda"):
+                plain["device"] = "cuda"  # Ray pins each task to its GPU: inside the task it is cuda:0
+            pending = {remote.remote(cell.config(), plain): cell for cell in cells}
+            try:
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    cell = pending.pop(done[0])
+                    try:
+                        result = ray.get(done[0])
+                    except Exception as exc:  # worker or node lost; cell errors come back as results
+                        result = lost_cell_result(cell, exc, "a Ray worker")
+                    yield cell, result
+            finally:
+                for ref in pending:  # interrupted: abandon what is still queued or running
+                    ray.cancel(ref, force=True)
+        finally:
+            if started:
+                ray.shutdown()
+
+
+@hookimpl
+def register_executors(register):
+    register(RayExecutor)

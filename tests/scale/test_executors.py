@@ -1,0 +1,128 @@
+"""Executors: slot planning, local-parallel worker processes, Ray on a local CPU instance."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+import torch
+
+from cobench.errors import CobenchError, ConfigError
+from cobench.executors.local_parallel import LocalParallelExecutor, Slot, plan_slots
+from cobench.grid import Cell
+from cobench.results import iter_results
+from cobench.runner import Runner
+from cobench.testing import tiny_grid_spec
+
+
+# --------------------------------------------------------------------------- planning
+def test_cpu_slots_split_the_cores_and_never_outnumber_cells():
+    cpu = torch.device("cpu")
+    assert plan_slots(cpu, n_cells=10, cores=8) == [Slot("cpu", 1)] * 8
+    assert plan_slots(cpu, n_cells=10, workers=2, cores=8) == [Slot("cpu", 4)] * 2
+    assert plan_slots(cpu, n_cells=3, cores=8) == [Slot("cpu", 2)] * 3  # 3 workers, 8 // 3 threads each
+    assert plan_slots(cpu, n_cells=5, workers=4, cores=2) == [Slot("cpu", 1)] * 4
+
+
+def test_gpu_slots_pin_one_worker_per_visible_gpu():
+    cuda = torch.device("cuda")
+    assert [s.device for s in plan_slots(cuda, n_cells=9, cores=16, gpu_count=4)] == [f"cuda:{i}" for i in range(4)]
+    assert plan_slots(cuda, n_cells=9, cores=16, gpu_count=4)[0].threads == 4
+    # more workers than GPUs share them round-robin; an explicit device keeps every worker on it
+    assert [s.device for s in plan_slots(cuda, n_cells=9, workers=3, cores=16, gpu_count=2)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert [s.device for s in plan_slots(torch.device("cuda:1"), n_cells=9, cores=16, gpu_count=2)] == ["cuda:1"]
+
+
+def test_bad_worker_counts_are_clear_errors():
+    with pytest.raises(ConfigError, match="workers must be a non-negative integer"):
+        LocalParallelExecutor(workers=-1)
+    from cobench.executors.ray_executor import RayExecutor
+
+    with pytest.raises(ConfigError, match="workers"):
+        RayExecutor(workers=-2)
+
+
+# --------------------------------------------------------------------------- work functions for workers
+def sleepy_work(config: dict, options: dict, on_epoch=None) -> dict:
+    """Sleeps ``seed`` tenths of a second; reports which process and device ran it."""
+    time.sleep(config["seed"] / 10)
+    return {"status": "ok", "pid": os.getpid(), "device": options["device"], "threads": torch.get_num_threads(),
+            "plugins_loaded": "cobench.executors.local_parallel" in sys.modules, "finished": time.time()}
+
+
+def dying_work(config: dict, options: dict, on_epoch=None) -> dict:
+    os._exit(3)  # a worker killed mid-cell (OOM killer, segfault)
+
+
+def cells(seeds: list[int]) -> list[Cell]:
+    return [Cell({"name": "d"}, {"name": "m"}, {"name": "fgsm"}, 8.0, {"name": "none"}, 0.0, s, {}, []) for s in seeds]
+
+
+def test_local_parallel_yields_each_result_as_its_cell_finishes():
+    ex = LocalParallelExecutor(workers=2)
+    gen = ex.run(cells([25, 0]), sleepy_work, {"device": "cpu", "on_epoch": print})  # callables are stripped
+    first_cell, first = next(gen)
+    t_first = time.time()
+    (second_cell, second), = list(gen)
+    assert (first_cell.seed, second_cell.seed) == (0, 25)  # the quick cell comes back first...
+    assert t_first < second["finished"]  # ...while the slow one is still running
+    assert first["pid"] != second["pid"] != os.getpid()
+    assert first["device"] == "cpu" and first["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def test_a_dead_worker_becomes_a_failed_result_not_a_crash():
+    ((cell, result),) = list(LocalParallelExecutor(workers=1).run(cells([1]), dying_work, {"device": "cpu"}))
+    assert result["status"] == "failed" and result["cell_id"] == cell.cell_id
+    assert "local-parallel worker process died" in result["error"]["message"]
+    assert result["config"] == cell.config()
+
+
+# --------------------------------------------------------------------------- real grids
+def curves(results_dir) -> dict[str, list[float]]:
+    return {r["config"]["method"]["name"]: r["curves"]["train_loss"] for _, r in iter_results(results_dir)}
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory):
+    """The two-cell tiny grid run by the sequential executor: what parallel executors must reproduce."""
+    out = tmp_path_factory.mktemp("local")
+    summary = Runner(tiny_grid_spec(["fgsm", "n-fgsm"]), out, options={"device": "cpu"}).run()
+    assert summary.ran == 2 and not summary.failed
+    return curves(out)
+
+
+def test_local_parallel_grid_matches_the_sequential_executor(tmp_path, local_reference):
+    summary = Runner(tiny_grid_spec(["fgsm", "n-fgsm"]), tmp_path, options={"device": "cpu"},
+                     executor="local-parallel", executor_options={"workers": 2}).run()
+    assert summary.ran == 2 and not summary.failed
+    got = curves(tmp_path)
+    assert got.keys() == local_reference.keys()
+    for name in got:
+        assert got[name] == pytest.approx(local_reference[name], rel=1e-4, abs=1e-5), name
+    assert len({r["environment"]["num_threads"] for r in summary.results}) == 1
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    from cobench.executors.ray_executor import RayExecutor
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(CobenchError, match=r"pip install 'cobench\[ray\]'"):
+        list(RayExecutor().run(cells([0]), sleepy_work, {}))
+
+
+@pytest.mark.ray
+def test_ray_grid_on_a_local_cpu_instance(tmp_path, local_reference, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    summary = Runner(tiny_grid_spec(["fgsm", "n-fgsm"]), tmp_path, options={"device": "cpu"},
+                     executor="ray", executor_options={"workers": 2}).run()
+    assert summary.ran == 2 and not summary.failed, [r.get("error") for r in summary.failed]
+    files = [p for p, _ in iter_results(tmp_path)]
+    assert len(files) == 2  # written by the driver, one per cell
+    got = curves(tmp_path)
+    for name in got:
+        assert got[name] == pytest.approx(local_reference[name], rel=1e-4, abs=1e-5), name
+    import ray
+
+    assert not ray.is_initialized()  # the local instance it started was shut down
