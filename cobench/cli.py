@@ -15,7 +15,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import CobenchError
-from .grid import KIND_KEYS, GridSpec, parse_list
+from .grid import GridSpec, parse_list
 from .plugins import get_plugin_manager
 from .progress import GridProgress
 from .results import atomic_write_json, flat_row, iter_results

@@ -12,7 +12,6 @@ import importlib
 import importlib.metadata as md
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from types import ModuleType
 from typing import Any
 

@@ -12,7 +12,7 @@ from cobench.plugins import PluginManager, reset_plugin_manager
 # the plugin-author fixtures (cobench.testing is also a pytest11 plugin once cobench is installed)
 from cobench.testing import (  # noqa: F401
     RecordingStep, cobench_pm, cobench_step_ctx, cobench_tiny_data, cobench_tiny_grid, cobench_tiny_model,
-    make_tiny_model,
+    make_tiny_model, tiny_splits,
 )
 
 
@@ -33,19 +33,12 @@ def pm() -> PluginManager:
 
 @pytest.fixture
 def tiny_data() -> DataSplits:
-    g = torch.Generator().manual_seed(0)
-    return DataSplits(
-        torch.rand(64, 1, 8, 8, generator=g), torch.randint(0, 3, (64,), generator=g),
-        torch.rand(32, 1, 8, 8, generator=g), torch.randint(0, 3, (32,), generator=g),
-        3, (0.5,), (0.25,),
-    )
+    return tiny_splits()
 
 
 @pytest.fixture
-def tiny_model() -> nn.Module:
-    model = make_tiny_model()
-    model(torch.zeros(2, 1, 8, 8))  # materialise the lazy layer
-    return model
+def tiny_model(cobench_tiny_model) -> nn.Module:
+    return cobench_tiny_model
 
 
 @pytest.fixture
