@@ -50,6 +50,8 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     """cobench: benchmark catastrophic overfitting in fast adversarial training."""
     ctx.ensure_object(dict)
     ctx.obj["traceback"] = traceback
+    for line in get_plugin_manager().warnings():  # one broken plugin: say so, and carry on without it
+        stderr().print(f"[yellow]warning:[/yellow] {escape(line)}", soft_wrap=True)
 
 
 def stdout() -> Console:
@@ -156,20 +158,20 @@ def results(results_dir: str, fmt: str, output: str | None) -> None:
 def plugins(as_json: bool) -> None:
     """Installed plugins (built-in and third-party), their versions and hooks."""
     pm = get_plugin_manager()
-    pm.registry  # surface registration errors here
+    pm.registry  # collect first: a plugin that breaks while registering is listed as failed
     infos = pm.plugins()
     if as_json:
-        click.echo(json.dumps({"plugins": [vars(i) for i in infos], "failures": pm.failures}, indent=2))
+        click.echo(json.dumps({"plugins": [vars(i) for i in infos], "failures": pm.failures, "clashes": pm.clashes},
+                              indent=2))
         return
     table = Table(title="cobench plugins")
-    for col in ("plugin", "version", "distribution", "hooks", "built-in"):
-        table.add_column(col)
+    for col in ("plugin", "version", "distribution", "hooks", "status"):
+        table.add_column(col, overflow="fold")
     for i in infos:
-        table.add_row(i.name, i.version or "-", i.distribution or "-", ", ".join(i.hooks), "yes" if i.builtin else "")
-    out = stdout()
-    out.print(table)
+        table.add_row(i.name, i.version or "-", i.distribution or "-", ", ".join(i.hooks), "built-in" if i.builtin else "ok")
     for name, msg in pm.failures.items():
-        stderr().print(f"[yellow]plugin {name!r} failed to load:[/yellow] {msg}")
+        table.add_row(name, "-", "-", "-", escape(f"failed: {msg}"))
+    stdout().print(table)
 
 
 @cli.command("list")
@@ -189,8 +191,6 @@ def list_(kind: str, as_json: bool) -> None:
         params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "-"
         table.add_row(r["name"], r["plugin"], escape(params), escape(r["summary"]))  # V[y] is not markup
     stdout().print(table)
-    for name, msg in pm.failures.items():
-        stderr().print(f"[yellow]plugin {name!r} failed to load:[/yellow] {msg}")
 
 
 def _load_plugin_commands() -> None:

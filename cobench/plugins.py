@@ -22,6 +22,7 @@ from . import hookspecs
 from .api import Component
 from .errors import PluginError, UnknownComponentError
 from .kinds import KIND_NAMES, KINDS, singular
+from .kinds import kind as kind_named
 
 ENTRY_POINT_GROUP = "cobench"
 
@@ -74,18 +75,43 @@ class PluginInfo:
     builtin: bool
 
 
+#: separates a plugin's name from its component's name in ``PLUGIN/NAME`` (``:`` already means ``name:ARG``)
+QUALIFIER = "/"
+
+#: how every warning about a broken plugin ends
+LOAD_PLUGINS_HINT = "set COBENCH_LOAD_PLUGINS=none to run with built-ins only"
+
+
 @dataclass
 class Registry:
-    """Components of every kind, each attributed to the plugin that registered it."""
+    """Components of every kind, each attributed to the plugin that registered it.
+
+    ``components[kind][name]`` holds the component a bare name means (the first plugin to
+    register it); every component is also reachable as ``PLUGIN/NAME`` (``qualified``), which
+    is how a user picks the other side of a name clash.
+    """
 
     components: dict[str, dict[str, type[Component]]] = field(default_factory=lambda: {k: {} for k in KIND_NAMES})
     owners: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KIND_NAMES})
+    qualified: dict[str, dict[str, type[Component]]] = field(default_factory=lambda: {k: {} for k in KIND_NAMES})
+    #: plugins that failed to load or register: plugin name -> message (so "unknown X" can name them)
+    failures: dict[str, str] = field(default_factory=dict)
 
     def get(self, kind: str, name: str) -> type[Component]:
-        try:
-            return self.components[kind][name]
-        except KeyError:
-            raise UnknownComponentError(singular(kind), name, self.components[kind]) from None
+        found = self.components[kind].get(name) or self.qualified[kind].get(name)
+        if found is not None:
+            return found
+        error = UnknownComponentError(singular(kind), name, self.components[kind])
+        if self.failures:
+            error.message += "; " + "; ".join(
+                f"plugin {plugin!r} failed to load and may provide it: {msg}" for plugin, msg in self.failures.items())
+        raise error
+
+    def owner(self, kind: str, name: str) -> str:
+        """The plugin that registered the component ``name`` (bare or ``PLUGIN/NAME``)."""
+        if name in self.owners[kind]:
+            return self.owners[kind][name]
+        return name.partition(QUALIFIER)[0]
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -97,6 +123,8 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         #: plugins that failed to load or register: name -> message
         self.failures: dict[str, str] = {}
+        #: bare component names registered by two plugins, one message each
+        self.clashes: list[str] = []
         self.dists: dict[str, md.Distribution | None] = {}
         self._registry: Registry | None = None
 
@@ -119,7 +147,10 @@ class PluginManager:
             except Exception as exc:  # a broken third-party plugin must not take cobench down
                 self.failures[ep.name] = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
                 continue
-            self.register(module, ep.name, getattr(ep, "dist", None))
+            try:
+                self.register(module, ep.name, getattr(ep, "dist", None))
+            except PluginError as exc:  # e.g. a misspelled hook
+                self.failures[ep.name] = exc.message
 
     def register(self, plugin: ModuleType | object, name: str, dist: md.Distribution | None = None) -> None:
         try:
@@ -128,7 +159,8 @@ class PluginManager:
         except pluggy.PluginValidationError as exc:
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
-            raise PluginError(f"plugin {name!r} is invalid: {exc}") from None
+            raise PluginError(f"plugin {name!r} is invalid: {exc} (hooks: "
+                              + ", ".join(k.hook for k in KINDS) + ", register_commands)") from None
         self.dists[name] = dist
         self._registry = None
 
@@ -144,36 +176,45 @@ class PluginManager:
         return self._registry
 
     def _collect(self) -> Registry:
-        reg = Registry()
-        for kind in KINDS:
-            hook = getattr(self.pm.hook, kind.hook)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
-                plugin_name = impl.plugin_name
-
-                def register(cls: type, _kind: str = kind.plural, _base: type = kind.base, _plugin: str = plugin_name) -> None:
-                    if not (isinstance(cls, type) and issubclass(cls, _base)):
-                        raise PluginError(f"plugin {_plugin!r} registered {cls!r}, which is not a {_base.__name__} subclass")
-                    if not cls.name:
-                        raise PluginError(f"plugin {_plugin!r} registered {cls.__name__} without a name")
-                    prior = reg.owners[_kind].get(cls.name)
-                    if prior is not None:
-                        raise PluginError(
-                            f"{singular(_kind)} name {cls.name!r} is registered by both plugin {prior!r} and plugin {_plugin!r}; "
-                            "uninstall one of them or rename the component"
-                        )
-                    reg.components[_kind][cls.name] = cls
-                    reg.owners[_kind][cls.name] = _plugin
-
-                try:
-                    impl.function(register=register)
-                except PluginError:
+        """Ask every plugin, in registration order, for its components. A third-party plugin
+        that breaks (raises, registers a non-component or a nameless one) is unregistered as
+        a whole and recorded in ``failures``; a name clash keeps the first owner for the bare
+        name and is recorded in ``clashes``. A broken built-in is a bug: it raises."""
+        reg = Registry(failures=self.failures)
+        self.clashes = []
+        hookimpls = {k.plural: {i.plugin_name: i for i in getattr(self.pm.hook, k.hook).get_hookimpls()} for k in KINDS}
+        for plugin_name, _ in list(self.pm.list_name_plugin()):
+            try:
+                staged = [(kind, cls) for kind in KIND_NAMES if plugin_name in hookimpls[kind]
+                          for cls in _registrations(hookimpls[kind][plugin_name], kind, plugin_name)]
+            except PluginError as exc:
+                if plugin_name in BUILTIN_PLUGINS:
                     raise
-                except Exception as exc:
-                    raise PluginError(
-                        f"plugin {plugin_name!r} raised while registering {kind.plural}: {type(exc).__name__}: {exc} "
-                        "(set COBENCH_LOAD_PLUGINS=none to run with built-ins only)"
-                    ) from exc
+                self.failures[plugin_name] = exc.message
+                self.pm.unregister(name=plugin_name)
+                continue
+            for kind, cls in staged:
+                self._add(reg, kind, cls, plugin_name)
         return reg
+
+    def _add(self, reg: Registry, kind: str, cls: type[Component], plugin_name: str) -> None:
+        reg.qualified[kind][f"{plugin_name}{QUALIFIER}{cls.name}"] = cls
+        prior = reg.owners[kind].get(cls.name)
+        if prior is None:
+            reg.components[kind][cls.name] = cls
+            reg.owners[kind][cls.name] = plugin_name
+            return
+        message = (f"{singular(kind)} name {cls.name!r} is registered by both plugin {prior!r} and plugin {plugin_name!r}; "
+                   f"{cls.name!r} means {prior!r}'s, write '{plugin_name}{QUALIFIER}{cls.name}' for the other")
+        if plugin_name in BUILTIN_PLUGINS:
+            raise PluginError(message)
+        self.clashes.append(message)
+
+    def warnings(self) -> list[str]:
+        """One line per broken plugin and per name clash, as every command prints them."""
+        reg = self.registry
+        lines = [f"plugin {name!r} is disabled: {msg} ({LOAD_PLUGINS_HINT})" for name, msg in reg.failures.items()]
+        return lines + [f"{msg} ({LOAD_PLUGINS_HINT})" for msg in self.clashes]
 
     # ------------------------------------------------------------------ introspection
     def plugins(self) -> list[PluginInfo]:
@@ -205,6 +246,30 @@ class PluginManager:
                 "paper": cls.paper,
             })
         return rows
+
+
+def _registrations(impl: Any, kind: str, plugin_name: str) -> list[type[Component]]:
+    """The classes one plugin's ``register_<kind>`` hook registers, each checked."""
+    expected = kind_named(kind)
+    out: list[type[Component]] = []
+
+    def register(cls: type) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, expected.base)):
+            actual = next((k for k in KINDS if isinstance(cls, type) and issubclass(cls, k.base)), None)
+            hint = f" (it is a {actual.base.__name__}: register it from {actual.hook})" if actual else ""
+            raise PluginError(f"plugin {plugin_name!r} registered {cls!r} from {expected.hook}, "
+                              f"which is not a {expected.base.__name__} subclass{hint}")
+        if not cls.name:
+            raise PluginError(f"plugin {plugin_name!r} registered {cls.__name__} without a name")
+        out.append(cls)
+
+    try:
+        impl.function(register=register)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin {plugin_name!r} raised while registering {kind}: {type(exc).__name__}: {exc}") from exc
+    return out
 
 
 _manager: PluginManager | None = None

@@ -107,9 +107,9 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
 
 def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
     """The plugin that registered each of ``cell``'s components (evaluators: name -> plugin)."""
-    owners: dict[str, Any] = {kind: registry.owners[kind][getattr(cell, singular(kind))["name"]]
+    owners: dict[str, Any] = {kind: registry.owner(kind, getattr(cell, singular(kind))["name"])
                               for kind in GRID_KINDS if kind != "evaluators"}
-    owners["evaluators"] = {e["name"]: registry.owners["evaluators"][e["name"]] for e in cell.evaluators}
+    owners["evaluators"] = {e["name"]: registry.owner("evaluators", e["name"]) for e in cell.evaluators}
     return owners
 
 

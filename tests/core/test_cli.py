@@ -115,10 +115,10 @@ def test_plugins_and_list_commands():
     assert bad.exit_code == 2 and "methods" in bad.output
 
 
-def test_a_plugin_that_raises_gives_a_clear_error(tmp_path):
+def test_a_plugin_that_raises_is_disabled_with_a_clear_warning(tmp_path):
     env = plugin_env(tmp_path, {"cobench_raiser": "from cobench import hookimpl\n@hookimpl\n"
                                 "def register_methods(register):\n    raise RuntimeError('plugin bug')\n"})
     proc = cobench("list", "methods", env=env)
-    assert proc.returncode == 2
+    assert proc.returncode == 0 and "fgsm" in proc.stdout
     assert "plugin 'cobench_raiser' raised while registering methods" in proc.stderr and "plugin bug" in proc.stderr
     assert "Traceback" not in proc.stderr

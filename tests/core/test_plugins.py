@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cobench import hookimpl
-from cobench.api import Method
+from cobench.api import Injection, Method
 from cobench.errors import PluginError, UnknownComponentError
 from cobench.plugins import BUILTIN_PLUGINS, PluginManager, get_plugin_manager, reset_plugin_manager
 
@@ -39,11 +39,15 @@ class DuplicatePlugin:
         register(_Dup)
 
 
-def test_two_plugins_registering_one_name_is_an_error_naming_both(pm):
+def test_a_name_clash_names_both_owners_and_lets_the_user_pick(pm):
     pm.register(DuplicatePlugin(), "dup-plugin")
-    with pytest.raises(PluginError) as info:
-        pm.registry
-    assert "cobench.methods.fgsm" in info.value.message and "dup-plugin" in info.value.message
+    reg = pm.registry
+    assert reg.get("methods", "fgsm") is not _Dup  # the first owner (the built-in) keeps the bare name
+    assert reg.get("methods", "dup-plugin/fgsm") is _Dup
+    assert reg.get("methods", "cobench.methods.fgsm/fgsm") is reg.get("methods", "fgsm")
+    [warning] = pm.warnings()
+    assert "cobench.methods.fgsm" in warning and "dup-plugin" in warning and "'dup-plugin/fgsm'" in warning
+    assert "COBENCH_LOAD_PLUGINS" in warning
 
 
 class MisspelledHook:
@@ -65,11 +69,12 @@ class RaisingPlugin:
         raise ValueError("boom")
 
 
-def test_plugin_that_raises_while_registering_is_named(pm):
+def test_plugin_that_raises_while_registering_is_disabled_and_named(pm):
     pm.register(RaisingPlugin(), "raiser")
-    with pytest.raises(PluginError) as info:
-        pm.registry
-    assert "raiser" in info.value.message and "boom" in info.value.message
+    assert "fgsm" in pm.registry.names("methods")  # the rest of cobench works
+    [warning] = pm.warnings()
+    assert "'raiser'" in warning and "boom" in warning and "COBENCH_LOAD_PLUGINS" in warning
+    assert not pm.pm.has_plugin("raiser")
 
 
 class NotAMethod:
@@ -78,10 +83,40 @@ class NotAMethod:
         register(dict)
 
 
-def test_registering_a_non_component_is_an_error(pm):
+def test_registering_a_non_component_disables_the_plugin(pm):
     pm.register(NotAMethod(), "wrong-type")
-    with pytest.raises(PluginError, match="not a Method subclass"):
-        pm.registry
+    assert "fgsm" in pm.registry.names("methods")
+    assert "not a Method subclass" in pm.failures["wrong-type"]
+
+
+class _AnInjection(Injection):
+    name = "my-injection"
+
+
+class WrongKind:
+    @hookimpl
+    def register_methods(self, register):
+        register(_AnInjection)
+
+
+def test_a_class_registered_under_the_wrong_kind_names_the_right_hook(pm):
+    pm.register(WrongKind(), "wrong-kind")
+    assert "my-injection" not in pm.registry.names("injections") + pm.registry.names("methods")
+    assert "register it from register_injections" in pm.failures["wrong-kind"]
+
+
+def test_a_builtin_that_breaks_still_raises(pm):
+    pm.register(RaisingPlugin(), "cobench.methods.fgsm-like")
+    monkey = dict.fromkeys(BUILTIN_PLUGINS + ("cobench.methods.fgsm-like",))
+    import cobench.plugins as plugins_module
+
+    original = plugins_module.BUILTIN_PLUGINS
+    plugins_module.BUILTIN_PLUGINS = tuple(monkey)
+    try:
+        with pytest.raises(PluginError, match="boom"):
+            pm.registry
+    finally:
+        plugins_module.BUILTIN_PLUGINS = original
 
 
 def make_distribution(tmp_path: Path, dist_name: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
@@ -113,7 +148,7 @@ def installed(tmp_path, monkeypatch):
 GOOD_PLUGIN = """
     import torch.nn.functional as F
     from cobench import hookimpl
-    from cobench.api import Method
+    from cobench.api import Injection, Method
 
     class Clean(Method):
         '''Standard (non-adversarial) training.'''
@@ -165,3 +200,46 @@ def test_builtins_need_no_installed_metadata(monkeypatch):
     pm = get_plugin_manager()
     assert set(BUILTIN_PLUGINS) == {name for name, _ in pm.pm.list_name_plugin()}
     assert "fgsm" in pm.registry.names("methods")
+
+
+MISSPELLED_PLUGIN = """
+    from cobench import hookimpl
+
+    @hookimpl
+    def register_model(register):
+        pass
+"""
+
+CLASHING_PLUGIN = GOOD_PLUGIN.replace('name = "clean-training"', 'name = "fgsm"')
+
+
+def test_misspelled_hook_in_an_entry_point_is_reported_by_every_command(installed):
+    from click.testing import CliRunner
+
+    from cobench.cli import cli
+
+    installed("cobench-typo", {"typo": "cobench_typo_plugin"}, {"cobench_typo_plugin": MISSPELLED_PLUGIN})
+    for args in (["plugins"], ["list", "methods"], ["run", "--methods", "fgsm", "--dry-run", "--seeds", "0", "--results-dir", "unused-results"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, (args, result.output, result.stderr)
+        warnings = [line for line in result.stderr.splitlines() if "'typo'" in line]
+        assert len(warnings) == 1 and "register_model" in warnings[0] and "COBENCH_LOAD_PLUGINS" in warnings[0], args
+    assert "failed: plugin 'typo' is invalid" in CliRunner().invoke(cli, ["plugins"]).output.replace("\n", "")
+
+
+def test_clash_with_a_builtin_runs_either_side(installed, tmp_path):
+    from click.testing import CliRunner
+
+    from cobench.cli import cli
+
+    installed("cobench-clash", {"clash": "cobench_clash_plugin"}, {"cobench_clash_plugin": CLASHING_PLUGIN})
+    result = CliRunner().invoke(cli, ["run", "--methods", "clash/fgsm", "--dry-run", "--seeds", "0", "--results-dir", "unused-results"])
+    assert result.exit_code == 0, result.stderr
+    assert "clash/fgsm" in result.output and "'clash/fgsm' for the other" in result.stderr
+
+
+def test_unknown_component_names_the_plugin_that_failed_to_import(installed):
+    installed("cobench-broken", {"broken": "cobench_broken_plugin"}, {"cobench_broken_plugin": "import does_not_exist\n"})
+    with pytest.raises(UnknownComponentError) as info:
+        get_plugin_manager().registry.get("methods", "clean-training")
+    assert "plugin 'broken' failed to load" in info.value.message and "does_not_exist" in info.value.message
