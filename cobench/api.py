@@ -112,6 +112,9 @@ class Injection(Component):
 
     kind = "injection"
     carriers: Tensor | None = None
+    #: ``False`` for injections that ignore ``ctx.beta`` (data transforms such as ``low-pass``):
+    #: their cells get no beta axis, like ``none``'s, so ``--beta 4,8,16`` makes one cell, not three
+    uses_beta: ClassVar[bool] = True
 
     def prepare(self, ctx: InjectionContext, train_x: Tensor, train_y: Tensor) -> None:
         self.ctx = ctx

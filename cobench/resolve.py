@@ -10,7 +10,7 @@ import itertools
 import json
 from typing import Any, Mapping
 
-from .api import NO_INJECTION, Component
+from .api import Component
 from .cell import Cell
 from .errors import ConfigError
 from .grid import GridSpec, split_spec
@@ -19,7 +19,8 @@ from .plugins import Registry
 
 
 def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
-    """The full cartesian grid of ``spec``; the ``none`` injection collapses the beta axis to 0."""
+    """The full cartesian grid of ``spec``; an injection that ignores beta (``none``, and any
+    with ``uses_beta = False``) collapses the beta axis to 0."""
     check_names(spec, registry)
     resolved = {kind: {name: resolve_component(registry, kind, name, spec.params) for name in getattr(spec, kind)}
                 for kind in ("datasets", "models", "injections", "evaluators")}
@@ -30,7 +31,7 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
         spec.datasets, spec.models, spec.methods, spec.eps, spec.injections
     ):
         injection_part = resolved["injections"][injection]
-        betas = [0.0] if injection_part["name"] == NO_INJECTION else spec.betas
+        betas = spec.betas if registry.get("injections", injection_part["name"]).uses_beta else [0.0]
         method_part = resolve_component(registry, "methods", method, spec.params, eps255=eps)
         for beta, seed in itertools.product(betas, spec.seeds):
             cells.append(Cell(

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .api import DataContext, DataSplits, EvalContext, InjectionContext
+from .api import Component, DataContext, DataSplits, EvalContext, InjectionContext
 from .cell import Cell
 from .device import resolve_device, seed_everything
 from .errors import CobenchError, NonFiniteLossError
@@ -58,6 +58,10 @@ def execute_cell(config: dict[str, Any], options: RunOptions | Mapping[str, Any]
         result = {**result_header(cell, started), **run_cell(cell, options, device, on_epoch), "status": "ok"}
     except KeyboardInterrupt:
         raise
+    except SystemExit as exc:  # a component's sys.exit() fails its cell, not the whole grid
+        message = (f"{exiting_component(exc)} called sys.exit({exc.code!r}) in cell {cell.label}; "
+                   "a component must raise an exception instead")
+        result = failed_result(cell, exc, message, started)
     except Exception as exc:
         message = str(exc) if isinstance(exc, (CobenchError, NonFiniteLossError)) else f"{type(exc).__name__}: {exc}"
         result = failed_result(cell, exc, message, started)
@@ -65,6 +69,18 @@ def execute_cell(config: dict[str, Any], options: RunOptions | Mapping[str, Any]
     result["finished_at"] = now()
     result["wall_time_s"] = time.perf_counter() - t0
     return sanitize(result)
+
+
+def exiting_component(exc: BaseException) -> str:
+    """The component whose method raised ``exc`` (the innermost frame whose ``self`` is a
+    component), as ``"method 'x'"``; ``"a component"`` when no such frame exists."""
+    tb, found = exc.__traceback__, "a component"
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, Component):
+            found = f"{owner.kind} {owner.name!r}"
+        tb = tb.tb_next
+    return found
 
 
 def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry: Registry) -> CellParts:

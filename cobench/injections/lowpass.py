@@ -22,6 +22,7 @@ class LowPass(Injection):
 
     name = "low-pass"
     paper = "Ortiz-Jimenez, de Jorge et al., TMLR 2023 (dct_low_pass in their code)"
+    uses_beta = False
 
     def __init__(self, bandwidth: int = 16, shape: str = "square"):
         if shape not in LOW_PASS_SHAPES:

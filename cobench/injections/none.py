@@ -11,6 +11,7 @@ class NoInjection(Injection):
     """No injection: images are left unchanged (beta is ignored)."""
 
     name = NO_INJECTION
+    uses_beta = False
 
     def apply(self, x: Tensor, y: Tensor) -> Tensor:
         return x

@@ -19,6 +19,14 @@ def test_expansion_is_the_cartesian_product_with_none_collapsing_beta(pm):
     assert len({c.cell_id for c in cells}) == len(cells)
 
 
+def test_an_injection_that_ignores_beta_collapses_the_beta_axis(pm):
+    spec = GridSpec(methods=["fgsm"], eps=[8], injections=["low-pass", "low-freq"], betas=[4, 8, 16], seeds=[0])
+    spec.normalize()
+    cells = resolve(spec, pm.registry)
+    assert [c.beta for c in cells if c.injection["name"] == "low-pass"] == [0.0]
+    assert len([c for c in cells if c.injection["name"] == "low-freq"]) == 3
+
+
 def test_cell_id_is_stable_and_sensitive_to_config(pm):
     a = resolve(GridSpec(methods=["fgsm"], eps=[8]), pm.registry)[0]
     b = resolve(GridSpec(methods=["fgsm"], eps=[8]), pm.registry)[0]

@@ -85,6 +85,26 @@ def test_failing_cell_is_recorded_and_the_grid_continues(tmp_path, pm):
     assert Runner(tiny_spec(methods=["broken", "fgsm"]), tmp_path, options={"device": "cpu"}).run().skipped == 1
 
 
+def test_sys_exit_inside_train_step_fails_its_cell_naming_it_and_the_grid_continues(tmp_path, pm):
+    import sys
+
+    from cobench.api import Method
+
+    class Exiting(Method):
+        name = "exiting"
+
+        def train_step(self, batch, ctx):
+            sys.exit(3)
+
+    pm.registry.components["methods"]["exiting"] = Exiting
+    pm.registry.owners["methods"]["exiting"] = "test"
+    summary = Runner(tiny_spec(methods=["exiting", "fgsm"]), tmp_path, options={"device": "cpu"}).run()
+    assert summary.ran == 2 and len(summary.failed) == 1
+    message = summary.failed[0]["error"]["message"]
+    assert "method 'exiting' called sys.exit(3)" in message and "exiting eps=8/255" in message
+    assert sorted(r["status"] for _, r in iter_results(tmp_path)) == ["failed", "ok"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_results_dir_is_a_clear_error(tmp_path, pm):
     ro = tmp_path / "ro"
