@@ -24,10 +24,19 @@ def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None
 METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
 
 
-def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS) -> list[dict[str, Any]]:
+def accuracy_metrics(rows: Iterable[dict[str, Any]]) -> tuple[str, ...]:
+    """``METRICS`` then every other accuracy (``*_acc``) the rows carry, such as a third-party
+    evaluator's ``noise_acc``, so that it reaches the run table and not only summary.csv."""
+    extra = sorted({k for r in rows for k, v in r.items() if k.endswith("_acc") and k not in METRICS
+                    and isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return METRICS + tuple(extra)
+
+
+def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """One row per (dataset, model, injection, beta, method, eps): mean/std over seeds of each
-    metric, the CO rate (fraction of seeds that collapsed), the median CO epoch and the
+    metric (by default :func:`accuracy_metrics`), the CO rate (fraction of seeds that collapsed), the median CO epoch and the
     training cost relative to FGSM in the same setting (when FGSM is in the results)."""
+    metrics = accuracy_metrics(rows) if metrics is None else tuple(metrics)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         if r.get("status") == "ok":
@@ -68,6 +77,18 @@ def setting_name(row: dict[str, Any]) -> str:
     return f"{row['dataset']} / {row['model']} / injection {inj}"
 
 
+#: the accuracies every run table shows, as fixed columns
+FIXED_COLUMNS = ("clean_acc", "fgsm_acc", "pgd_acc")
+
+
+def extra_columns(agg: list[dict[str, Any]]) -> list[str]:
+    """Accuracies beyond the fixed columns that some aggregated row has: ``autoattack_acc``,
+    then third-party ones in name order."""
+    present = {k[: -len("_mean")] for r in agg for k, v in r.items() if k.endswith("_acc_mean") and v is not None}
+    present -= set(FIXED_COLUMNS)
+    return [m for m in METRICS if m in present] + sorted(present - set(METRICS))
+
+
 def summary_tables(agg: list[dict[str, Any]]) -> list[Table]:
     """One rich table per setting (dataset, model, injection, beta), rows = method x eps."""
     by_setting: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -76,7 +97,9 @@ def summary_tables(agg: list[dict[str, Any]]) -> list[Table]:
     tables = []
     for setting, rows in by_setting.items():
         table = Table(title=setting, title_justify="left")
-        for col in ("method", "eps", "clean %", "FGSM %", "PGD %", "CO rate", "CO epoch", "cost/FGSM", "seeds"):
+        extra = extra_columns(rows)
+        for col in ("method", "eps", "clean %", "FGSM %", "PGD %", *(f"{m} %" for m in extra), "CO rate", "CO epoch",
+                    "cost/FGSM", "seeds"):
             table.add_column(col, justify="left" if col == "method" else "right")
         for r in rows:
             co = "-" if r["co_rate"] is None else f"{r['co_rate']:.0%}"
@@ -85,6 +108,7 @@ def summary_tables(agg: list[dict[str, Any]]) -> list[Table]:
                 fmt_pct(r.get("clean_acc_mean"), r.get("clean_acc_std")),
                 fmt_pct(r.get("fgsm_acc_mean"), r.get("fgsm_acc_std")),
                 fmt_pct(r.get("pgd_acc_mean"), r.get("pgd_acc_std")),
+                *(fmt_pct(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in extra),
                 ("[bold red]" + co + "[/bold red]") if r["co_rate"] else co,
                 "-" if r["co_epoch_median"] is None else f"{r['co_epoch_median']:g}",
                 "-" if r["cost_vs_fgsm"] is None else f"{r['cost_vs_fgsm']:.1f}x",
