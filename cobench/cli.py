@@ -185,11 +185,11 @@ def list_(kind: str, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     table = Table(title=f"{len(rows)} {kind}")
-    for col in ("name", "plugin", "parameters (defaults)", "description"):
+    for col in ("name", "plugin", "parameters (defaults)", "description", "paper"):
         table.add_column(col, overflow="fold")
     for r in rows:
         params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "-"
-        table.add_row(r["name"], r["plugin"], escape(params), escape(r["summary"]))  # V[y] is not markup
+        table.add_row(r["name"], r["plugin"], escape(params), escape(r["summary"]), escape(r["paper"] or "-"))  # V[y] is not markup
     stdout().print(table)
 
 

@@ -243,3 +243,16 @@ def test_unknown_component_names_the_plugin_that_failed_to_import(installed):
     with pytest.raises(UnknownComponentError) as info:
         get_plugin_manager().registry.get("methods", "clean-training")
     assert "plugin 'broken' failed to load" in info.value.message and "does_not_exist" in info.value.message
+
+
+def test_list_shows_each_components_paper():
+    from click.testing import CliRunner
+
+    from cobench.cli import cli
+
+    reset_plugin_manager()
+    paper = get_plugin_manager().registry.get("methods", "n-fgsm").paper
+    assert paper
+    result = CliRunner().invoke(cli, ["list", "methods"], terminal_width=400)
+    assert result.exit_code == 0 and paper.split(",")[0] in result.output
+    assert "paper" in result.output.splitlines()[2]
