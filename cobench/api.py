@@ -271,12 +271,17 @@ class Evaluator(Component):
 
 # --------------------------------------------------------------------------- executors
 class Executor(Component):
-    """Schedules grid cells. ``run`` calls ``work(cell.config(), options[, on_epoch])`` for
-    each cell, wherever it likes, and yields ``(cell, result)`` pairs back to the driver,
-    which writes the results and reports each finished cell. ``options`` is the run's frozen
+    """Schedules grid cells; this docstring is the executor contract (CONTRIBUTING.md points here).
+
+    ``run`` calls ``work(cell.config(), options[, on_epoch])`` for each cell, wherever it
+    likes (in-process, a process pool, a cluster): ``work`` is a picklable module-level
+    function (:func:`cobench.runner.execute_cell`) that never raises for a failing cell but
+    returns a ``failed`` result. ``options`` is the run's frozen
     :class:`~cobench.options.RunOptions` (an executor may hand a worker a copy with another
-    ``device``); ``progress`` is the driver's :class:`~cobench.options.Progress`, for
-    executors that can report cell starts and epochs (in-process ones)."""
+    ``device``); ``progress`` is the driver's :class:`~cobench.options.Progress`, whose
+    ``on_cell_start`` and ``on_epoch`` only in-process executors can pass on. ``run`` yields
+    ``(cell, result)`` as soon as each cell finishes: the driver writes the result and reports
+    the cell, which is what lets an interrupted grid resume without losing finished cells."""
 
     kind = "executor"
 

@@ -47,6 +47,29 @@ def test_contributing_documents_every_hook_and_base_class():
         assert re.search(rf"\| `{k.hook}` \| `cobench.api.{k.base.__name__}` \|", text), k.hook
 
 
+def base_class_attributes() -> list[tuple[str, str]]:
+    """(class, attribute) for every public attribute and method each base class declares itself."""
+    bases = (Component,) + tuple(k.base for k in KINDS)
+    return [(base.__name__, attr) for base in bases for attr in vars(base) if not attr.startswith("_")]
+
+
+@pytest.mark.parametrize("owner,attr", base_class_attributes())
+def test_contributing_documents_every_base_class_attribute(owner, attr):
+    """A plugin author reads CONTRIBUTING.md, not api.py: an attribute added to a base class
+    without a word there fails here (datasette's test_docs does this for its plugin hooks)."""
+    assert f"`{attr}`" in (ROOT / "CONTRIBUTING.md").read_text(), f"{owner}.{attr} is not documented in CONTRIBUTING.md"
+
+
+def test_contributing_documents_every_hookspec():
+    from cobench import hookspecs
+
+    specs = [n for n, f in vars(hookspecs).items() if hasattr(f, "cobench_spec")]
+    assert len(specs) == len(KINDS) + 1  # one per kind, and register_commands
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    for name in specs:
+        assert f"| `{name}` |" in text, name
+
+
 # --------------------------------------------------------------------------- resolution
 class Scaled(Method):
     name = "scaled"
