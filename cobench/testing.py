@@ -34,7 +34,8 @@ from cobench.options import RunOptions
 from cobench.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginManager, get_plugin_manager, reset_plugin_manager
 from cobench.resolve import resolve, resolved_params
 
-__all__ = ["MethodContract", "InputRecorder", "RecordingStep", "make_tiny_model", "tiny_splits", "tiny_grid_spec"]
+__all__ = ["MethodContract", "InjectionContract", "EvaluatorContract", "DatasetContract", "ModelContract",
+           "ExecutorContract", "InputRecorder", "RecordingStep", "make_tiny_model", "tiny_splits", "tiny_grid_spec"]
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -264,3 +265,8 @@ class MethodContract:
             "call ctx.update once per train_step, or `replays` times for a method that replays its minibatch")
         assert cost["forward_passes_per_step"] >= 1 and cost["backward_passes_per_step"] >= 1
         assert cost["time_per_step_s"] > 0
+
+
+# the contracts of the other kinds live in their own module; authors import them from here
+from cobench.contracts import (DatasetContract, EvaluatorContract, ExecutorContract,  # noqa: E402
+                               InjectionContract, ModelContract)
