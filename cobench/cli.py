@@ -153,10 +153,13 @@ def results(results_dir: str, fmt: str, output: str | None) -> None:
 
 
 # --------------------------------------------------------------------------- plugins & list
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json: bool) -> None:
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
     """Installed plugins (built-in and third-party), their versions and hooks."""
+    if ctx.invoked_subcommand is not None:
+        return
     pm = get_plugin_manager()
     pm.registry  # collect first: a plugin that breaks while registering is listed as failed
     infos = pm.plugins()
@@ -172,6 +175,18 @@ def plugins(as_json: bool) -> None:
     for name, msg in pm.failures.items():
         table.add_row(name, "-", "-", "-", escape(f"failed: {msg}"))
     stdout().print(table)
+
+
+@plugins.command("new")
+@click.argument("name")
+@click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Where to write the package directory cobench-NAME.")
+def plugins_new(name: str, parent: str) -> None:
+    """Write a working plugin package for a method NAME, with its tests (the method contract)."""
+    from .scaffold import write_plugin
+
+    target = write_plugin(name, Path(parent))
+    click.echo(f"wrote {target}: cd {target} && pip install -e '.[test]' && pytest")
 
 
 @cli.command("list")
