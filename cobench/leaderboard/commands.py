@@ -41,7 +41,11 @@ def leaderboard() -> None:
 @click.option("--download/--no-download", default=False, help="Download datasets missing from --data-dir.")
 @click.option("--executor", default="local", show_default=True, help="How cells are scheduled (see `cobench list executors`).")
 @click.option("--workers", type=int, help="Worker processes for parallel executors.")
-def build(toml_file: str, device: str, data_dir: str, download: bool, executor: str, workers: int | None) -> None:
+@click.option("--dry-run", is_flag=True, help="Print the cell count and an estimate of device-hours; train nothing.")
+@click.option("--measure-steps", default=3, show_default=True, type=int,
+              help="Timed training steps per method for the --dry-run estimate.")
+def build(toml_file: str, device: str, data_dir: str, download: bool, executor: str, workers: int | None,
+          dry_run: bool, measure_steps: int) -> None:
     """Train the leaderboard's missing cells (finished ones are kept), then render it."""
     from cobench.progress import GridProgress
     from cobench.runner import Runner
@@ -51,6 +55,12 @@ def build(toml_file: str, device: str, data_dir: str, download: bool, executor: 
     lb = load_leaderboard(toml_file)
     runner = Runner(lb.grid, lb.results_dir, options={"device": device, "data_dir": data_dir, "download": download},
                     executor=executor, executor_options={"workers": workers} if workers else {})
+    if dry_run:
+        from .estimate import estimate_board
+
+        for line in estimate_board(lb, runner.plan(), device=device, data_dir=data_dir, steps=measure_steps):
+            _console().print(line, markup=False)
+        return
     err = _console(err=True)
     summary = runner.run(progress=GridProgress(err))
     err.print(f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
@@ -72,7 +82,15 @@ def render(toml_files: tuple[str, ...]) -> None:
     from .spec import load_leaderboard
 
     for f in toml_files:
-        _render(load_leaderboard(f))
+        lb = load_leaderboard(f)
+        if not lb.built:
+            _console().print(not_built(lb))
+            continue
+        _render(lb)
+
+
+def not_built(lb) -> str:
+    return f"{lb.name}: not built yet (no results under {lb.results_dir}/); skipped"
 
 
 @leaderboard.command()
@@ -86,6 +104,9 @@ def check(toml_files: tuple[str, ...]) -> None:
     stale_all = []
     for f in toml_files:
         lb = load_leaderboard(f)
+        if not lb.built:
+            out.print(not_built(lb))
+            continue
         stale = stale_files(lb)
         stale_all += stale
         if not stale:
