@@ -21,27 +21,28 @@ from ..api import DataSplits, EvalContext
 from ..attacks import input_gradient
 from ..device import resolve_device, seed_everything
 from ..errors import CobenchError
-from ..grid import Cell
+from ..cell import Cell
+from ..options import RunOptions
 from ..plugins import get_plugin_manager
 from ..runner import load_dataset
-from ..training import Normalize, train
+from ..training import CellParts, Normalize, train
 from .spec import Leaderboard
 
 #: evaluators whose final attack is timed, and the parameters that give (steps, restarts, samples)
 PGD_EVALUATORS = ("pgd", "pgd-50-10")
 
 
-def dataset_facts(cell: Cell, data_dir: str) -> tuple[bool, tuple[int, int, int], int, int, int]:
+def dataset_facts(cell: Cell, options: RunOptions) -> tuple[bool, tuple[int, int, int], int, int, int]:
     """(files found, image shape, train size, test size, classes): from the files when present,
     else from what the dataset class declares."""
     cls = get_plugin_manager().registry.get("datasets", cell.dataset["name"])
     try:
-        data = load_dataset(cell.dataset, data_dir, False)
+        data = load_dataset(cell.dataset, RunOptions(device=options.device, data_dir=options.data_dir))
         return True, data.image_shape, len(data.train_x), len(data.test_x), data.num_classes
     except CobenchError:
         facts = [getattr(cls, k, None) for k in ("image_shape", "train_size", "test_size")]
         if None in facts:
-            raise CobenchError(f"dataset {cell.dataset['name']!r} is not under {data_dir!r} and declares no "
+            raise CobenchError(f"dataset {cell.dataset['name']!r} is not under {options.data_dir!r} and declares no "
                                "image_shape/train_size/test_size; put its files there to estimate the board's cost") from None
         return False, tuple(facts[0]), int(facts[1]), int(facts[2]), int(cls.num_classes)
 
@@ -70,8 +71,8 @@ def time_per_step(cell: Cell, shape, classes: int, device: torch.device, steps: 
                       injection=injection, num_classes=classes, device=device, batch_size=bs, seed=0,
                       probe_x=data.test_x, probe_y=data.test_y)
     training = {**cell.training, "epochs": 2 * max(1, int(method.replays))}  # two epochs: the first warms up
-    outcome = train(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=ctx,
-                    eps=cell.eps / 255, training=training, device=device, seed=0)
+    parts = CellParts(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=ctx)
+    outcome = train(parts, training, RunOptions(device=str(device)))
     return outcome.history[-1]["epoch_train_time_s"] / steps
 
 
@@ -102,15 +103,15 @@ def eval_attack_steps(cell: Cell, test_size: int) -> int:
     return total
 
 
-def estimate_board(lb: Leaderboard, plan: list[tuple[Cell, Path, Any]], *, device: str, data_dir: str,
+def estimate_board(lb: Leaderboard, plan: list[tuple[Cell, Path, Any]], *, options: RunOptions,
                    steps: int) -> Iterator[str]:
     """Lines of the dry-run report: cells, measured step costs per method, device-hours in total."""
-    dev = resolve_device(device)
+    dev = resolve_device(options.device)
     todo = [cell for cell, _, done in plan if done is None]
     yield f"{lb.name}: {len(plan)} cells, {len(plan) - len(todo)} finished, {len(todo)} to train"
     if not todo:
         return
-    found, shape, n_train, test_size, classes = dataset_facts(todo[0], data_dir)
+    found, shape, n_train, test_size, classes = dataset_facts(todo[0], options)
     reg = get_plugin_manager().registry
     yield (f"  step costs measured on {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
            f"{steps} step(s) per method on random images of shape {shape} "

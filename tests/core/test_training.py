@@ -7,6 +7,7 @@ import torch
 from cobench.grid import GridSpec
 from cobench.runner import execute_cell
 from cobench.protocols import get_protocol
+from cobench.resolve import resolve
 from cobench.training import make_scheduler, random_crop_flip
 
 TINY = {"epochs": 1, "batch_size": 128, "lr_max": 0.1, "probe_size": 64}
@@ -18,7 +19,7 @@ def tiny_cell(pm, method="fgsm", evaluators=("clean",), eps=8, params=(), **trai
     spec.set_param("models.small-cnn.width=4")
     for p in params:
         spec.set_param(p)
-    return spec.cells(pm.registry)[0]
+    return resolve(spec, pm.registry)[0]
 
 
 def schedule(lr_schedule, total=100, steps_per_epoch=10, **over):

@@ -15,7 +15,8 @@ from torch import nn
 from cobench.api import DataSplits, EvalContext
 from cobench.plugins import get_plugin_manager
 from cobench.protocols import get_protocol
-from cobench.training import Normalize, train
+from cobench.options import RunOptions
+from cobench.training import CellParts, Normalize, train
 
 from . import reference_loops as ref
 
@@ -50,8 +51,8 @@ def run_cobench(protocol: str, method: str, net: nn.Module, x: torch.Tensor, y: 
     injection = reg.get("injections", "none")()
     eval_ctx = EvalContext(eps=EPS, test_x=x[:8], test_y=y[:8], clean_test_x=x[:8], injection=injection, num_classes=10,
                            device=torch.device("cpu"), batch_size=8, seed=seed, probe_x=x[:8], probe_y=y[:8])
-    train(model=model, method=m, data=data, injection=injection, evaluators=[], eval_ctx=eval_ctx, eps=EPS,
-          training=training, device=torch.device("cpu"), seed=seed)
+    parts = CellParts(model=model, method=m, data=data, injection=injection, evaluators=[], eval_ctx=eval_ctx)
+    train(parts, training, RunOptions(device="cpu"))
     return net
 
 
