@@ -87,7 +87,7 @@ def run_cell(cell: Cell, options: dict[str, Any], device: torch.device,
 
     net = reg.get("models", cell.model["name"])(**cell.model["params"]).build(
         num_classes=data.num_classes, image_shape=data.image_shape)
-    model = torch.nn.Sequential(Normalize(data.mean, data.std), net).to(device)
+    model = injection.wrap_model(torch.nn.Sequential(Normalize(data.mean, data.std), net)).to(device)
     method = reg.get("methods", cell.method["name"])(**cell.method["params"])
     evaluators = [reg.get("evaluators", e["name"])(**e["params"]) for e in cell.evaluators]
     probe = min(cell.training["probe_size"], len(test_x))

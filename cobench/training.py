@@ -159,7 +159,7 @@ def train(
         state["correct"] += (logits.detach().argmax(1) == y).sum()
         state["seen"] += len(y)
 
-    ctx = StepContext(model, setup, update)
+    ctx = StepContext(model, setup, update, *injection.train_bounds())
     counter = PassCounter(model)
     outcome = TrainOutcome()
     train_time = 0.0

@@ -150,12 +150,13 @@ def test_dct2_matches_an_explicit_double_sum_and_inverts():
     assert torch.allclose(idct2(coeffs), x, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", ["square", "triangle"])
+@pytest.mark.parametrize("shape", ["rows", "square", "triangle"])
 def test_low_pass_keeps_exactly_the_band(shape):
     x = torch.rand(3, 2, 8, 6, dtype=torch.float64)
     out = low_pass(x, 3, shape)
     kept = low_pass_mask(8, 6, 3, shape).bool()
-    expected = {(u, v) for u in range(8) for v in range(6) if (u < 3 and v < 3 if shape == "square" else u + v < 3)}
+    keeps = {"rows": lambda u, v: u < 3, "square": lambda u, v: u < 3 and v < 3, "triangle": lambda u, v: u + v < 3}
+    expected = {(u, v) for u in range(8) for v in range(6) if keeps[shape](u, v)}
     assert {tuple(i) for i in kept.nonzero().tolist()} == expected
     coeffs = dct2(out)
     assert coeffs[..., ~kept].abs().max() < 1e-12
@@ -166,7 +167,7 @@ def test_low_pass_keeps_exactly_the_band(shape):
 def test_low_pass_rejects_bad_parameters():
     with pytest.raises(ConfigError, match="bandwidth must be >= 1"):
         low_pass_mask(4, 4, 0)
-    with pytest.raises(ConfigError, match="square, triangle"):
+    with pytest.raises(ConfigError, match="rows, square, triangle"):
         low_pass_mask(4, 4, 2, "circle")
 
 
@@ -221,10 +222,11 @@ def test_perp_rejects_unknown_carriers(pm):
         pm.registry.get("injections", "perp")(carrier="pink")
 
 
-@pytest.mark.parametrize("shape_name", ["square", "triangle"])
-def test_low_pass_injection_filters_each_channel_like_an_explicit_dct(pm, shape_name):
+@pytest.mark.parametrize("shape_name", ["rows", "square", "triangle"])
+def test_low_pass_filters_what_the_model_sees_each_channel_like_an_explicit_dct(pm, shape_name):
     inj, x, y = make(pm, "low-pass", (3, 6, 5), 4, bandwidth=2, shape=shape_name)
-    out = inj.apply(x, y)
+    assert torch.equal(inj.apply(x, y), x)  # the data stay unfiltered...
+    out = inj.wrap_model(torch.nn.Identity())(x)  # ...the model filters its input, so attacks are filtered too
     mask = low_pass_mask(6, 5, 2, shape_name)
     d_h, d_w = dct_matrix(6), dct_matrix(5)
     for i, c in [(0, 0), (7, 2)]:
@@ -232,6 +234,73 @@ def test_low_pass_injection_filters_each_channel_like_an_explicit_dct(pm, shape_
         expected = d_h.T @ (coeffs * mask) @ d_w
         assert torch.allclose(out[i, c].double(), expected, atol=1e-5)
     assert inj.carriers is None  # a transform, not a class-wise feature: beta is ignored
+
+
+def reference_dct_low_pass(x, bandwidth):
+    """co_features utils.py ``dct_low_pass`` (as ``DCTLowPasser`` calls it on an (N, C, H, W) batch)."""
+    if len(x.size()) == 2:
+        x.unsqueeze_(0)
+    mask = torch.zeros_like(x)
+    mask[:, :bandwidth, :bandwidth] = 1
+    return idct2(dct2(x) * mask).squeeze_()  # their dct_2d/idct_2d with norm="ortho" = our orthonormal dct2
+
+
+class ReferenceDCTLowPasser(torch.nn.Module):
+    """co_features utils.py ``DCTLowPasser``, inside ``Normalizer`` as low_pass_fgsm_train.py composes them."""
+
+    def __init__(self, module, bandwidth, mean, std):
+        super().__init__()
+        self.module, self.bandwidth, self.mean, self.std = module, bandwidth, mean, std
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std  # Normalizer first...
+        return self.module(reference_dct_low_pass(x, self.bandwidth))  # ...then DCTLowPasser
+
+
+@pytest.mark.parametrize("bandwidth", [3, 5])
+def test_low_pass_model_matches_the_reference_composition(pm, bandwidth):
+    from cobench.training import Normalize
+
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    inj, x, y = make(pm, "low-pass", (3, 8, 8), 4, bandwidth=bandwidth)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(4))
+    ours = inj.wrap_model(torch.nn.Sequential(Normalize(mean, std), net))
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    reference = ReferenceDCTLowPasser(net, bandwidth, m, s)
+    torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(net(x), ours(x), atol=1e-3)  # the filter does something
+
+
+def test_low_pass_trains_without_a_box_clamp_unless_asked(pm):
+    cls = pm.registry.get("injections", "low-pass")
+    assert cls().train_bounds() == (-math.inf, math.inf)  # the reference config's clip_box: False
+    assert cls(clip_box=True).train_bounds() == (0.0, 1.0)
+    assert pm.registry.get("injections", "none")().train_bounds() == (0.0, 1.0)
+
+
+def test_low_pass_cell_trains_unclamped_fgsm_through_the_filter(pm):
+    from cobench.attacks import fgsm
+    from cobench.grid import GridSpec
+    from cobench.runner import execute_cell
+
+    spec = GridSpec(methods=["fgsm"], eps=[16], injections=["low-pass"], evaluators=["clean"])
+    spec.override(epochs=1, batch_size=64, probe_size=8)
+    spec.set_param("injections.low-pass.bandwidth=3")
+    spec.set_param("models.small-cnn.width=4")
+    spec.set_param("datasets.digits.test_fraction=0.9")
+    (cell,) = spec.cells(pm.registry)
+    result = execute_cell(cell.config(), {"device": "cpu"})
+    assert result["status"] == "ok", result.get("error")
+    # FGSM-AT under the injection's bounds leaves the box where the gradient says so
+    inj, x, y = make(pm, "low-pass", (1, 8, 8), 3, bandwidth=3)
+    x[:4] = 0.0
+    torch.manual_seed(0)
+    model = inj.wrap_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)))
+    lower, upper = inj.train_bounds()
+    delta = fgsm(model, x, y, 16 / 255, lower=lower, upper=upper)
+    assert ((x + delta) < 0).any()
+    assert delta.abs().max() <= 16 / 255 + 1e-7
 
 
 def test_low_pass_injection_rejects_bad_bandwidth(pm):
