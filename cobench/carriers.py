@@ -152,6 +152,22 @@ def orthonormal_basis(vectors: Tensor, rtol: float = 1e-6) -> Tensor:
     return u[:, s > rtol * s[0]]
 
 
+def qr_basis(vectors: Tensor) -> Tensor:
+    """Q of the reduced QR of the carrier matrix (d, K), as ``inject_perp_feature`` in the paper's
+    code builds it (``torch.linalg.qr(V.reshape([K, -1]).T)``), in the carriers' dtype.
+
+    Q always has K orthonormal columns. When the carriers are linearly dependent (the +-carriers
+    span K/2 dimensions) the columns beyond the rank are directions orthogonal to span(V) fixed
+    by rounding noise: projecting them out removes K - rank extra, arbitrary directions, and
+    which ones depends on the LAPACK build and device.
+    """
+    q, _ = torch.linalg.qr(vectors.reshape(len(vectors), -1).T)
+    return q
+
+
+PROJECTIONS = ("qr", "svd")
+
+
 def project_out(x: Tensor, basis: Tensor) -> Tensor:
     """``x - Q Q^T x`` for each sample of ``x`` (N, ...): the part orthogonal to span(Q)."""
     flat = x.reshape(len(x), -1)

@@ -201,15 +201,17 @@ def test_carrier_injections_match_their_carrier_functions(pm):
 
 @pytest.mark.parametrize("carrier", ["low-freq", "low-freq-pm", "random", "high-freq"])
 @pytest.mark.parametrize("name, sign", [("perp", 1), ("perp-sub", -1)])
-def test_perp_projects_out_every_carrier_then_injects(pm, carrier, name, sign):
+@pytest.mark.parametrize("projection", ["qr", "svd"])
+def test_perp_projects_out_every_carrier_then_injects(pm, carrier, name, sign, projection):
     shape, k, beta = (3, 8, 8), 10, 8 / 255
-    inj, x, y = make(pm, name, shape, k, beta, n=40, carrier=carrier)
+    inj, x, y = make(pm, name, shape, k, beta, n=40, carrier=carrier, projection=projection)
     out = inj.apply(x, y)
     v = inj.carriers.flatten(1).double()
     projected = (out - sign * beta * inj.carriers[y]).flatten(1).double()
     assert (projected @ v.T).abs().max() < 1e-4  # zero inner product with every carrier
-    # and nothing else changed: x - projected lies in span(V)
-    q = orthonormal_basis(inj.carriers)
+    # and nothing else changed: x - projected lies in span(V) (svd), in span(Q) (qr: the reference's
+    # K columns, which for the rank-K/2 +-carriers include K/2 arbitrary extra directions)
+    q = orthonormal_basis(inj.carriers) if projection == "svd" else inj.basis.double()
     resid = x.flatten(1).double() - projected
     assert torch.allclose(resid, resid @ q @ q.T, atol=1e-5)
     # the injected data's component along each carrier is exactly the injected feature
@@ -217,9 +219,47 @@ def test_perp_projects_out_every_carrier_then_injects(pm, carrier, name, sign):
     assert torch.allclose(out.flatten(1).double() @ v.T, expected, atol=1e-3)
 
 
+def reference_create_linf_carrier():
+    """co_features data/injection.py ``create_linf_carrier`` (idct_2d of a one-hot: our orthonormal
+    idct2 up to a positive factor per frequency, so the signs are the same)."""
+    V = torch.zeros([10, 3, 32, 32])
+    for c, (u, v) in enumerate(PAPER_PM_FREQUENCIES):
+        V[c, :, u, v] = 1.0
+        V[c + 5, :, u, v] = -1.0
+    V = torch.sign(idct2(V.view([-1, 32, 32]).double()).float())
+    return V.reshape([-1, 3, 32, 32])
+
+
+def reference_inject_perp_feature(x, y, epsilon, V):
+    """co_features data/injection.py ``inject_perp_feature`` without the DataLoader."""
+    num_classes = V.shape[0]
+    Q, _ = torch.linalg.qr(V.reshape([num_classes, -1]).T)
+    P = Q.matmul(Q.T)
+    x_proj = P.matmul(x.view([-1, 3072]).T)
+    x_poison = x - x_proj.T.view([-1, 3, 32, 32])
+    for t in range(num_classes):
+        x_poison[y == t] += epsilon * V[t]
+    return x_poison
+
+
+def test_perp_matches_the_reference_inject_perp_feature(pm):
+    assert pm.registry.get("injections", "perp").parameters()["carrier"] == "low-freq-pm"  # the paper's
+    inj, x, y = make(pm, "perp", (3, 32, 32), 10, beta=8 / 255, n=40)
+    assert torch.equal(inj.carriers, reference_create_linf_carrier())
+    expected = reference_inject_perp_feature(x.clone(), y, 8 / 255, reference_create_linf_carrier())
+    torch.testing.assert_close(inj.apply(x, y), expected, rtol=0, atol=2e-5)
+    # the QR basis removes K = 10 directions although the +-carriers span 5: as the reference
+    assert inj.basis.shape == (3072, 10)
+    svd = make(pm, "perp", (3, 32, 32), 10, beta=8 / 255, n=40, projection="svd")[0]
+    assert svd.basis.shape == (3072, 5)
+    assert not torch.allclose(svd.apply(x, y), expected, atol=1e-3)
+
+
 def test_perp_rejects_unknown_carriers(pm):
     with pytest.raises(ConfigError, match="valid carriers: low-freq, high-freq, low-freq-pm, random"):
         pm.registry.get("injections", "perp")(carrier="pink")
+    with pytest.raises(ConfigError, match="valid projections: qr, svd"):
+        pm.registry.get("injections", "perp")(projection="lu")
 
 
 @pytest.mark.parametrize("shape_name", ["rows", "square", "triangle"])
