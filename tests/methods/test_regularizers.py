@@ -10,7 +10,7 @@ from torch import nn
 
 from cobench.api import Batch
 from cobench.attacks import clamp_delta, fgsm, input_gradient, sample_gradients
-from cobench.methods.cure import CURE, curvature_regularizer
+from cobench.methods.cure import CURE, curvature_direction, curvature_regularizer
 from cobench.methods.elle import ELLE, linearity_error
 from cobench.methods.gat import GAT, probability_gap
 from cobench.methods.grad_align import GradAlign, alignment_regularizer, gradient_alignment
@@ -142,38 +142,78 @@ def test_llr_loss_is_weighted_clean_loss_plus_regularizer(step_ctx_factory):
 
 
 # ---------------------------------------------------------------- CURE
-def test_curvature_regularizer_by_hand():
-    model, x, y = pixel_model(), pixels(XS), torch.tensor(YS)
-    grad, _, _ = sample_gradients(model, x, y)
-    step = 0.1 * grad.sign()
-    reg = curvature_regularizer(model, x, y, grad, step)
-    hand = sum((grad_by_hand(a + 0.1 * math.copysign(1, grad_by_hand(a, b)), b) - grad_by_hand(a, b)) ** 2
-               for a, b in zip(XS, YS)) / 3
-    assert math.isclose(reg.item(), hand, rel_tol=1e-9) and hand > 0
-    assert curvature_regularizer(model, x, y, grad, torch.zeros_like(x)).item() == 0
+class ReferenceCURE:
+    """F-Salehi/CURE_robustness CURE/CURE.py: ``_find_z``, ``regularizer`` and the loss of ``_train``.
+
+    The reference passes ``torch.ones(targets.size())`` as the output gradient of its scalar
+    losses, which current torch rejects; a scalar output gradient of 1 is used here instead."""
+
+    def __init__(self, net, lambda_=4):
+        self.net, self.lambda_, self.criterion = net, lambda_, nn.CrossEntropyLoss()
+
+    def _find_z(self, inputs, targets, h):
+        inputs.requires_grad_()
+        loss_z = self.criterion(self.net.eval()(inputs), targets)
+        loss_z.backward()
+        grad = inputs.grad.data + 0.0
+        z = torch.sign(grad).detach() + 0.
+        z = 1. * (h) * (z + 1e-7) / (z.reshape(z.size(0), -1).norm(dim=1)[:, None, None, None] + 1e-7)
+        inputs.grad = None
+        self.net.zero_grad()
+        return z
+
+    def regularizer(self, inputs, targets, h=3.):
+        z = self._find_z(inputs, targets, h)
+        inputs.requires_grad_()
+        outputs_pos = self.net.eval()(inputs + z)
+        outputs_orig = self.net.eval()(inputs)
+        loss_pos = self.criterion(outputs_pos, targets)
+        loss_orig = self.criterion(outputs_orig, targets)
+        grad_diff = torch.autograd.grad((loss_pos - loss_orig), inputs, create_graph=True)[0]
+        reg = grad_diff.reshape(grad_diff.size(0), -1).norm(dim=1)
+        self.net.zero_grad()
+        return torch.sum(self.lambda_ * reg) / float(inputs.size(0))
+
+    def loss(self, inputs, targets, h):
+        outputs = self.net.train()(inputs)
+        regularizer = self.regularizer(inputs, targets, h=h)
+        return self.criterion(outputs, targets) + regularizer
 
 
-def test_cure_regularizer_gradient_matches_finite_differences():
+def bn_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.BatchNorm1d(12), nn.Tanh(), nn.Linear(12, 3)).double()
+    with torch.no_grad():
+        m[2].running_mean.uniform_(-0.2, 0.2)
+        m[2].running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def test_cure_step_matches_the_reference_loss_and_parameter_gradient(step_ctx_factory):
+    x, y = data(dtype=torch.float64)
+    x = x.clamp(3 * EPS, 1 - 3 * EPS)  # interior: the reference does not clamp x + z to the box
+    ours, ref = bn_model(), bn_model()
+    h = 0.7 * EPS * math.sqrt(64)  # our h = 0.7 is this absolute L2 length
+    expected = ReferenceCURE(ref).loss(x.clone(), y, h)
+    ref_grads = torch.autograd.grad(expected, list(ref.parameters()))
+    ctx = step_ctx_factory(ours, EPS)
+    grads = {}
+    ctx._update = lambda loss, logits, yy: grads.update(
+        loss=loss, grads=torch.autograd.grad(loss, list(ours.parameters())))
+    CURE(lam=4.0, h=0.7).train_step(Batch(x, y, torch.arange(len(x))), ctx)
+    assert math.isclose(grads["loss"].item(), expected.item(), rel_tol=1e-10)
+    for g, rg in zip(grads["grads"], ref_grads):
+        torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-12)
+    assert ours.training
+    torch.testing.assert_close(ours[2].running_mean, ref[2].running_mean)  # one train-mode pass each
+
+
+def test_cure_regularizer_is_zero_without_a_step_and_differentiable():
     model, (x, y) = smooth_model(), data(dtype=torch.float64)
-    step = clamp_delta(x, EPS * sample_gradients(model, x, y)[0].sign())
-
-    def reg():
-        grad, _, _ = sample_gradients(model, x, y, create_graph=True)
-        return curvature_regularizer(model, x, y, grad, step)
-
-    check_param_gradient(reg, model)
-
-
-def test_cure_loss_is_clean_loss_plus_lambda_times_curvature(step_ctx_factory):
-    model, (x, y) = Capture(smooth_model()), data(dtype=torch.float64)
-    ctx = step_ctx_factory(model, EPS)
-    CURE(lam=3.0, h=0.5).train_step(Batch(x, y, torch.arange(len(x))), ctx)
-    net = model.model
-    grad, losses, _ = sample_gradients(net, x, y)
-    step = clamp_delta(x, 0.5 * EPS * grad.sign())
-    assert model.inputs[1].sub(x).abs().max() <= 0.5 * EPS + 1e-12
-    expected = losses.mean() + 3.0 * curvature_regularizer(net, x, y, grad, step)
-    assert math.isclose(ctx.losses[0], expected.item(), rel_tol=1e-9)
+    assert curvature_regularizer(model, x, y, torch.zeros_like(x)).item() == 0
+    z = clamp_delta(x, curvature_direction(model, x, y, EPS * 8))
+    assert 0 < curvature_regularizer(model, x, y, z).item()
+    check_param_gradient(lambda: curvature_regularizer(model, x, y, z), model)
 
 
 # ---------------------------------------------------------------- ELLE
