@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -214,6 +215,95 @@ def test_cure_regularizer_is_zero_without_a_step_and_differentiable():
     z = clamp_delta(x, curvature_direction(model, x, y, EPS * 8))
     assert 0 < curvature_regularizer(model, x, y, z).item()
     check_param_gradient(lambda: curvature_regularizer(model, x, y, z), model)
+
+
+class ReferenceELLETrainer:
+    """LIONS-EPFL/ELLE core/utils/train.py: ``get_input_grad``, ``Trainer.loss`` (reg == 'CURE',
+    one attack iteration, no noise, no clamp) and the 'onoff' lambda update of ``Trainer.train``."""
+
+    def __init__(self, model, eps, lin_reg):
+        import types
+
+        self.model, self.criterion = model, nn.CrossEntropyLoss()
+        self.args = types.SimpleNamespace(input_noise_rate=0.0, attack_eps=eps, attack_iter=1, attack_step=eps,
+                                          clamp=False, reg="CURE", lin_reg=0, lambda_aux=lin_reg, sensitivity=2,
+                                          decay_rate=0.99)
+        self.elle_values = []
+
+    @staticmethod
+    def get_input_grad(model, X, y, backprop=False):
+        delta = torch.zeros_like(X, requires_grad=True)
+        output = model(X + delta)
+        loss = F.cross_entropy(output, y)
+        grad = torch.autograd.grad(loss, delta, create_graph=True if backprop else False)[0]
+        if not backprop:
+            grad, delta = grad.detach(), delta.detach()
+        return grad
+
+    def loss(self, x, y):
+        x_adv = x.clone() + self.args.input_noise_rate * self.args.attack_eps * (2 * torch.rand(x.shape) - 1)
+        for i in range(self.args.attack_iter):
+            x_adv.requires_grad = True
+            outputs = self.model(x_adv)
+            self.criterion(outputs, y).backward(retain_graph=True)
+            grads_input = x_adv.grad.clone()
+            x_adv = x_adv + self.args.attack_step * torch.sign(grads_input)
+            self.model.zero_grad()
+        x_adv = x_adv.detach()
+        out2 = self.model(x_adv)
+        loss = self.criterion(out2, y)
+        g_2 = self.get_input_grad(self.model, x, y, backprop=False)
+        g_3 = self.get_input_grad(self.model, x_adv, y, backprop=True)
+        lin_err = ((g_2 - g_3) * (g_2 - g_3)).mean(dim=0).sum()
+        loss += self.args.lin_reg * lin_err
+        return loss, lin_err.item()
+
+    def step(self, x, y, opt):
+        opt.zero_grad()
+        loss, lin_err = self.loss(x, y)
+        loss.backward()
+        if len(self.elle_values) > 2 and lin_err > np.mean(self.elle_values) + self.args.sensitivity * np.std(self.elle_values):
+            self.args.lin_reg = self.args.lambda_aux
+        else:
+            self.args.lin_reg *= self.args.decay_rate
+        self.elle_values.append(lin_err)
+        opt.step()
+        return loss.item()
+
+
+def test_cure_elle_matches_the_elle_repositorys_cure_over_steps():
+    from cobench.api import StepContext
+    from cobench.methods.cure import CUREElle
+    from cobench.testing import RecordingStep
+
+    eps = 16 / 255
+    ours, ref = bn_model(1), bn_model(1)
+    reference = ReferenceELLETrainer(ref, eps, lin_reg=5.0)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.01)
+    opt = torch.optim.SGD(ours.parameters(), lr=0.01)
+    losses = []
+
+    def update(loss, logits, y):
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+
+    ctx = StepContext(ours, RecordingStep(ours, eps).setup, update, -math.inf, math.inf)  # no clamp, as ELLE
+    method = CUREElle(lam_max=5.0)
+    method.setup(ctx.setup)
+    lams = []
+    for seed in (7, 7, 7, 7, 9, 9, 6, 10):  # a low-error batch, then a high-error one: lam switches on, then decays
+        x, y = data(seed=seed, dtype=torch.float64)
+        expected = reference.step(x, y, ref_opt)
+        method.train_step(Batch(x, y, torch.arange(len(x))), ctx)
+        assert math.isclose(losses[-1], expected, rel_tol=1e-9), seed
+        assert math.isclose(method.lam.lam, reference.args.lin_reg, rel_tol=1e-9, abs_tol=1e-12)
+        lams.append(method.lam.lam)
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(ours[2].running_mean, ref[2].running_mean)
+    assert max(lams) == 5.0 and 0 < lams[-1] < 5.0  # the on/off schedule switched on, then decayed
 
 
 # ---------------------------------------------------------------- ELLE
