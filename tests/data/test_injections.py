@@ -12,6 +12,7 @@ from cobench.carriers import (
     orthonormal_basis, pm_carriers, project_out, random_carriers, sign_pattern, zigzag,
 )
 from cobench.errors import CobenchError, ConfigError
+from cobench.resolve import resolve
 
 SHAPES = [(3, 32, 32), (1, 28, 28), (3, 9, 7), (4, 5, 6), (1, 4, 4)]
 
@@ -322,6 +323,7 @@ def test_low_pass_trains_without_a_box_clamp_unless_asked(pm):
 def test_low_pass_cell_trains_unclamped_fgsm_through_the_filter(pm):
     from cobench.attacks import fgsm
     from cobench.grid import GridSpec
+    from cobench.resolve import resolve
     from cobench.runner import execute_cell
 
     spec = GridSpec(methods=["fgsm"], eps=[16], injections=["low-pass"], evaluators=["clean"])
@@ -329,7 +331,8 @@ def test_low_pass_cell_trains_unclamped_fgsm_through_the_filter(pm):
     spec.set_param("injections.low-pass.bandwidth=3")
     spec.set_param("models.small-cnn.width=4")
     spec.set_param("datasets.digits.test_fraction=0.9")
-    (cell,) = spec.cells(pm.registry)
+    (cell,) = resolve(spec, pm.registry)
+    assert cell.injection == {"name": "low-pass", "params": {"bandwidth": 3, "shape": "rows", "clip_box": False}}
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "ok", result.get("error")
     # FGSM-AT under the injection's bounds leaves the box where the gradient says so
@@ -361,7 +364,7 @@ def test_injection_with_too_many_classes_fails_the_cell_with_a_clear_message(pm,
     spec = GridSpec(datasets=[f"npz:{path}"], methods=["fgsm"], eps=[8], injections=["low-freq"], betas=[8],
                     evaluators=["clean"])
     spec.override(epochs=1, batch_size=8)
-    (cell,) = spec.cells(pm.registry)
+    (cell,) = resolve(spec, pm.registry)
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "failed"
     assert "2x2 image has only 3 DCT frequencies for 5 classes" in result["error"]["message"]

@@ -100,13 +100,13 @@ def test_llr_step_updates_running_statistics_once_as_the_nominal_pass():
     assert int(ours[2].num_batches_tracked) == 1
 
 
-def test_kim_attack_runs_in_eval_mode_and_trains_in_train_mode(step_ctx_factory):
+def test_kim_attack_runs_in_eval_mode_and_trains_in_train_mode(cobench_step_ctx):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
     model = Capture(net)
     x, y = data()
     running = net[2].running_mean.clone()
-    KimCheckpoints().train_step(Batch(x, y, torch.arange(len(x))), step_ctx_factory(model, EPS, seed=2))
+    KimCheckpoints().train_step(Batch(x, y, torch.arange(len(x))), cobench_step_ctx(model, EPS, seed=2))
     # the attack's forward pass at the random start, any checkpoint passes: eval; the training pass: train
     assert model.modes[0] is False and model.modes[-1] is True
     assert all(mode is False for mode in model.modes[:-1])
