@@ -193,7 +193,9 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
         state["correct"] += (logits.detach().argmax(1) == y).sum()
         state["seen"] += len(y)
 
-    lower, upper = (0.0, 1.0) if training["clamp"] else (-math.inf, math.inf)
+    # the protocol's clamp lifts the [0, 1] box entirely; otherwise the injection says where
+    # training perturbations live (low-pass: unclamped, as the reference's clip_box=False)
+    lower, upper = injection.train_bounds() if training["clamp"] else (-math.inf, math.inf)
     ctx = StepContext(model, setup, update, lower, upper)
     counter = PassCounter(model)
     outcome = TrainOutcome()
