@@ -73,6 +73,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     # --- end executors
     # --- commands
     "cobench.leaderboard.commands": "cobench.leaderboard.commands",
+    "cobench.boundary.commands": "cobench.boundary.commands",
     # --- end commands
 }
 
