@@ -90,11 +90,12 @@ def _floats(text: str | None) -> list[str] | None:
 @click.option("--executor", default="local", show_default=True, help="How cells are scheduled (see `cobench list executors`).")
 @click.option("--workers", type=int, help="Worker processes for parallel executors.")
 @click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise.")
+@click.option("--loggers", help="Comma-separated run loggers, e.g. tensorboard,mlflow (name:ARG sets the log dir / tracking URI).")
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, epochs,
         batch_size, lr_max, amp, channels_last, params, results_dir, data_dir, download, device, executor, workers,
-        ray_address, dry_run, as_json) -> None:
+        ray_address, loggers, dry_run, as_json) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
 
     With no arguments, runs the default grid on the embedded digits dataset and prints
@@ -110,8 +111,11 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     for p in params:
         spec.set_param(p)
     executor_options = {k: v for k, v in {"workers": workers, "address": ray_address}.items() if v is not None}
+    from .tracking import resolve_loggers
+
+    logger_specs = resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry)
     runner = Runner(spec, results_dir, options={"device": device, "data_dir": data_dir, "download": download,
-                                                "channels_last": channels_last},
+                                                "channels_last": channels_last, "loggers": logger_specs},
                     executor=executor, executor_options=executor_options)
     out, err = stdout(), stderr()
     if dry_run:
@@ -212,7 +216,7 @@ def plugins(as_json: bool) -> None:
 
 
 @cli.command("list")
-@click.argument("kind", type=click.Choice(["methods", "injections", "datasets", "evaluators", "models", "executors"]))
+@click.argument("kind", type=click.Choice(["methods", "injections", "datasets", "evaluators", "models", "executors", "loggers"]))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_(kind: str, as_json: bool) -> None:
     """Components of one KIND with their owning plugin and parameters (defaults)."""

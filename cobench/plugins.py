@@ -71,6 +71,10 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "cobench.executors.local_parallel": "cobench.executors.local_parallel",
     "cobench.executors.ray_executor": "cobench.executors.ray_executor",
     # --- end executors
+    # --- loggers
+    "cobench.loggers.tensorboard": "cobench.loggers.tensorboard",
+    "cobench.loggers.mlflow": "cobench.loggers.mlflow",
+    # --- end loggers
     # --- commands
     "cobench.leaderboard.commands": "cobench.leaderboard.commands",
     "cobench.boundary.commands": "cobench.boundary.commands",

@@ -20,6 +20,7 @@ from .errors import CobenchError, NonFiniteLossError
 from .grid import Cell, GridSpec
 from .plugins import PluginManager, get_plugin_manager
 from .results import SCHEMA_VERSION, atomic_write_json, check_writable, environment, flat_row, read_result, sanitize
+from .tracking import CellLoggers, check_loggers
 from .training import Normalize, evaluation_mode, train
 
 
@@ -54,9 +55,11 @@ def execute_cell(config: dict[str, Any], options: dict[str, Any],
         "schema_version": SCHEMA_VERSION, "cell_id": cell.cell_id, "config_hash": cell.cell_id,
         "config": cell.config(), "seed": cell.seed, "started_at": started,
     }
+    loggers = CellLoggers(options.get("loggers") or [], cell.cell_id, cell.label, result["config"])
     try:
         device = resolve_device(options.get("device", "auto"))
-        result.update(run_cell(cell, options, device, on_epoch))
+        loggers.start()
+        result.update(run_cell(cell, options, device, loggers.wrap(on_epoch)))
         result["status"] = "ok"
     except KeyboardInterrupt:
         raise
@@ -70,7 +73,9 @@ def execute_cell(config: dict[str, Any], options: dict[str, Any],
     result["environment"] = environment(device)
     result["finished_at"] = now()
     result["wall_time_s"] = time.perf_counter() - t0
-    return sanitize(result)
+    result = sanitize(result)
+    loggers.finish(result)
+    return result
 
 
 def run_cell(cell: Cell, options: dict[str, Any], device: torch.device,
@@ -170,6 +175,7 @@ class Runner:
         """Fail fast, before any training, on problems every cell would hit."""
         check_writable(self.results_dir)
         resolve_device(self.options["device"])
+        check_loggers(self.options.get("loggers") or [], self.pm.registry)
         for spec in {json.dumps(c.dataset, sort_keys=True): c.dataset for c in cells}.values():
             load_dataset(spec, self.options["data_dir"], self.options["download"])
 

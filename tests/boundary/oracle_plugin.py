@@ -58,21 +58,25 @@ class OracleModel(Model):
         return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
 
 
-@hookimpl
-def register_datasets(register):
-    register(OracleData)
+class TinyParts:
+    """Plugin object: the tiny dataset, model and method (reusable by any test that needs a cheap cell)."""
+
+    @hookimpl
+    def register_datasets(self, register):
+        register(OracleData)
+
+    @hookimpl
+    def register_models(self, register):
+        register(OracleModel)
+
+    @hookimpl
+    def register_methods(self, register):
+        register(OracleMethod)
 
 
-@hookimpl
-def register_models(register):
-    register(OracleModel)
+class OracleVerdict:
+    """Plugin object: the oracle ``co`` evaluator (unregister the built-in detector first)."""
 
-
-@hookimpl
-def register_methods(register):
-    register(OracleMethod)
-
-
-@hookimpl
-def register_evaluators(register):
-    register(OracleCO)
+    @hookimpl
+    def register_evaluators(self, register):
+        register(OracleCO)

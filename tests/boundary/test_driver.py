@@ -2,8 +2,6 @@
 every point is ordinary cells in the results directory, resumable and shared."""
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from cobench.boundary.driver import search_boundaries
@@ -21,7 +19,8 @@ from . import oracle_plugin
 @pytest.fixture
 def oracle_pm(pm):
     pm.unregister("cobench.evaluators.co_detection")  # the oracle's "co" replaces the real detector
-    pm.register(importlib.import_module(oracle_plugin.__name__), "oracle")
+    pm.register(oracle_plugin.TinyParts(), "oracle-parts")
+    pm.register(oracle_plugin.OracleVerdict(), "oracle-verdict")
     return pm
 
 
