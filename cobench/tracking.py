@@ -6,27 +6,15 @@ import math
 import warnings
 from typing import Any, Callable
 
-from .grid import split_spec
 from .plugins import Registry, get_plugin_manager
+from .resolve import resolve_component
 
 EpochCallback = Callable[[int, int, dict[str, Any]], None]
 
 
 def resolve_loggers(specs: list[str], registry: Registry) -> list[dict[str, Any]]:
     """``["tensorboard:runs", "mlflow"]`` -> [{name, params}] with defaults filled in (unknown names list the valid ones)."""
-    out = []
-    for spec in specs:
-        name, arg = split_spec(spec)
-        cls = registry.get("loggers", name)
-        params = cls.parameters()
-        if arg is not None:
-            if not cls.spec_arg:
-                from .errors import ConfigError
-
-                raise ConfigError(f"logger {name!r} takes no ':ARG' (got {spec!r})")
-            params[cls.spec_arg] = arg
-        out.append({"name": name, "params": params})
-    return out
+    return [resolve_component(registry, "loggers", spec, {}) for spec in specs]
 
 
 def check_loggers(specs: list[dict[str, Any]], registry: Registry) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cobench import hookimpl
+from cobench.run_command import run_options
 
 
 @click.command("boundary")
@@ -29,15 +30,12 @@ from cobench import hookimpl
 @click.option("--beta-step", default=1.0, show_default=True, type=float, help="Finest beta spacing with --2d (/255).")
 @click.option("--2d", "two_d", is_flag=True, help="Refine over eps x beta together (else each beta is its own eps search).")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--executor", default="local", show_default=True, help="How cells are scheduled.")
-@click.option("--workers", type=int, help="Worker processes for parallel executors.")
+@run_options
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the thresholds as JSON to this file.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the phase diagram (PNG) to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the thresholds as JSON instead of a table.")
 def boundary(grid_file, methods, eps, injections, betas, seeds, datasets, models, evaluators, epochs, lr_max, params,
-             min_rate, eps_step, beta_step, two_d, results_dir, data_dir, device, executor, workers, output, plot,
+             min_rate, eps_step, beta_step, two_d, results_dir, options, executor, executor_options, output, plot,
              as_json) -> None:
     """Find the smallest eps with catastrophic overfitting per method (x injection x beta x model).
 
@@ -47,7 +45,9 @@ def boundary(grid_file, methods, eps, injections, betas, seeds, datasets, models
     """
     from cobench.cli import stderr, stdout
     from cobench.grid import GridSpec, parse_list
+    from cobench.plugins import get_plugin_manager
     from cobench.progress import GridProgress
+    from cobench.resolve import check_names
     from cobench.results import atomic_write_json
 
     from .driver import search_boundaries, validate
@@ -61,12 +61,9 @@ def boundary(grid_file, methods, eps, injections, betas, seeds, datasets, models
     for p in params:
         spec.set_param(p)
     validate(spec, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d)
-    from cobench.plugins import get_plugin_manager
-
-    spec.validate_names(get_plugin_manager().registry)
+    check_names(spec, get_plugin_manager().registry)
     runs = search_boundaries(spec, results_dir, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d,
-                             options={"device": device, "data_dir": data_dir},
-                             executor=executor, executor_options={"workers": workers} if workers else {},
+                             options=options, executor=executor, executor_options=executor_options,
                              progress=GridProgress(stderr()))
     out_rows = rows(runs)
     if output:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..api import NO_INJECTION
 from ..errors import ConfigError, CobenchError
 from ..grid import GridSpec
 from .search import BoundarySearch, Outcome, Point
@@ -32,7 +33,7 @@ class Plane:
 
     @property
     def label(self) -> str:
-        inj = self.injection if self.injection == "none" else f"{self.injection} beta={','.join(f'{b:g}' for b in self.betas)}"
+        inj = self.injection if self.injection == NO_INJECTION else f"{self.injection} beta={','.join(f'{b:g}' for b in self.betas)}"
         return f"{self.dataset}/{self.model} {self.method} {inj}"
 
 
@@ -53,7 +54,7 @@ def planes(spec: GridSpec, two_d: bool) -> list[Plane]:
         for model in spec.models:
             for method in spec.methods:
                 for injection in spec.injections:
-                    if injection == "none":
+                    if injection == NO_INJECTION:
                         out.append(Plane(dataset, model, method, injection, (0.0,)))
                     elif two_d:
                         out.append(Plane(dataset, model, method, injection, tuple(sorted(spec.betas))))
@@ -73,7 +74,7 @@ def validate(spec: GridSpec, *, min_rate: float, eps_step: float, beta_step: flo
         raise ConfigError(f"--eps-step and --beta-step must be > 0 (/255 units), got {eps_step:g} and {beta_step:g}")
     if len(spec.eps) < 2:
         raise ConfigError(f"give at least two coarse eps values to search between, got {spec.eps}")
-    if two_d and (len(spec.betas) < 2 or spec.injections == ["none"]):
+    if two_d and (len(spec.betas) < 2 or spec.injections == [NO_INJECTION]):
         raise ConfigError("--2d refines over eps x beta: give an injection other than 'none' and at least two --beta values")
 
 

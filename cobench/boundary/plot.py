@@ -10,6 +10,7 @@ from collections import defaultdict
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..api import NO_INJECTION
 from .driver import PlaneSearch
 from .search import Outcome, Point, Threshold
 
@@ -58,7 +59,7 @@ def phase_diagram(runs: list[PlaneSearch], dpi: int = 100) -> bytes:
         if line:
             ax.plot([b for b, _ in line], [e for _, e in line], "-o", color="royalblue", markersize=4, linewidth=2,
                     label="CO threshold (mid-bracket)")
-        ax.set_xlabel("beta (/255)" if injection != "none" else "beta (/255; no injection)")
+        ax.set_xlabel("beta (/255)" if injection != NO_INJECTION else "beta (/255; no injection)")
         ax.set_ylabel("eps (/255)")
         ax.set_title(f"{method}, {injection}\n{dataset}/{model}", fontsize=10)
         if len(betas) == 1:

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from ..api import NO_INJECTION
 from .driver import PlaneSearch
 from .search import Outcome, lattice_size
 
@@ -72,6 +73,6 @@ def table(out_rows: list[dict[str, Any]]) -> Table:
     for r in out_rows:
         edges = ", ".join(f"{a:g}|{b:g}" for a, b in r["transitions"]) or "-"
         t.add_row(f"{r['dataset']}/{r['model']} {r['injection']}", r["method"],
-                  "-" if r["injection"] == "none" else f"{r['beta']:g}", threshold_text(r), _fmt_rate(r, "threshold"),
+                  "-" if r["injection"] == NO_INJECTION else f"{r['beta']:g}", threshold_text(r), _fmt_rate(r, "threshold"),
                   _fmt_rate(r, "below"), edges, f"{r['cells_searched']} / {r['dense_cells']}")
     return t

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..api import NO_INJECTION
 from .board import METRIC_LABELS, Board, Setting
 
 DPI = 100
@@ -29,8 +30,8 @@ def robust_metric(board: Board) -> str:
 
 
 def heatmap_injections(board: Board) -> list[str]:
-    injected = sorted({s.injection for s in board.settings if s.injection != "none"})
-    return injected or (["none"] if board.rows else [])
+    injected = sorted({s.injection for s in board.settings if s.injection != NO_INJECTION})
+    return injected or ([NO_INJECTION] if board.rows else [])
 
 
 def planned_plots(board: Board) -> list[tuple[str, str]]:
@@ -40,7 +41,7 @@ def planned_plots(board: Board) -> list[tuple[str, str]]:
     label = METRIC_LABELS[robust_metric(board)]
     out = [("eps-sweep.png", f"{label} accuracy vs eps")]
     for inj in heatmap_injections(board):
-        what = "no injection" if inj == "none" else f"injection {inj}"
+        what = "no injection" if inj == NO_INJECTION else f"injection {inj}"
         out.append((f"heatmap-{inj}.png", f"{label} accuracy over eps x beta per method ({what})"))
         out.append((f"co-rate-{inj}.png", f"CO rate over eps x beta per method ({what}), CO boundary drawn"))
     for s in board.settings:
@@ -119,8 +120,8 @@ def heatmap(board: Board, injection: str, value: str = "robust") -> bytes:
     """Per method: robust accuracy (``value="robust"``) or CO rate (``value="co"``) over eps (rows)
     x beta (columns), beta 0 being the uninjected setting; the CO boundary is drawn in both."""
     metric = robust_metric(board)
-    rows = [r for r in board.rows if r["injection"] in ("none", injection)]
-    betas = sorted({r["beta"] if r["injection"] != "none" else 0.0 for r in rows})
+    rows = [r for r in board.rows if r["injection"] in (NO_INJECTION, injection)]
+    betas = sorted({r["beta"] if r["injection"] != NO_INJECTION else 0.0 for r in rows})
     eps = sorted({r["eps"] for r in rows})
     methods = board.method_names
     ncols = min(3, len(methods))
@@ -140,7 +141,7 @@ def heatmap(board: Board, injection: str, value: str = "robust") -> bytes:
         for r in rows:
             if r["method"] != name:
                 continue
-            b = 0.0 if r["injection"] == "none" else r["beta"]
+            b = 0.0 if r["injection"] == NO_INJECTION else r["beta"]
             y, x = eps.index(r["eps"]), betas.index(b)
             rate = r.get("co_rate")
             co[y][x] = math.nan if rate is None else rate
@@ -174,7 +175,7 @@ def heatmap(board: Board, injection: str, value: str = "robust") -> bytes:
     if image is not None:
         label = "CO rate over seeds" if value == "co" else f"{METRIC_LABELS[metric]} accuracy (%)"
         fig.colorbar(image, ax=axes, label=label, shrink=0.8)
-    what = "no injection" if injection == "none" else f"injection {injection}"
+    what = "no injection" if injection == NO_INJECTION else f"injection {injection}"
     shown = "CO rate" if value == "co" else f"{METRIC_LABELS[metric]} accuracy"
     fig.suptitle(f"{shown} over eps x beta ({what}); thick line: CO boundary (CO in >= {CO_LEVEL:.0%} of seeds)",
                  fontsize=11)
@@ -204,7 +205,7 @@ def curves(board: Board, setting: Setting) -> bytes:
 
     results = [r for _, r in board.coll.ok
                if r["config"]["injection"]["name"] == setting.injection
-               and (setting.injection == "none" or r["config"]["beta"] == setting.beta)]
+               and (setting.injection == NO_INJECTION or r["config"]["beta"] == setting.beta)]
     panels = curve_panels(results)
     eps = sorted({r["config"]["eps"] for r in results})
     rows_ = [(e, name) for e in eps for name in board.method_names
