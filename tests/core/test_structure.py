@@ -57,7 +57,8 @@ def base_class_attributes() -> list[tuple[str, str]]:
 def test_contributing_documents_every_base_class_attribute(owner, attr):
     """A plugin author reads CONTRIBUTING.md, not api.py: an attribute added to a base class
     without a word there fails here (datasette's test_docs does this for its plugin hooks)."""
-    assert f"`{attr}`" in (ROOT / "CONTRIBUTING.md").read_text(), f"{owner}.{attr} is not documented in CONTRIBUTING.md"
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    assert re.search(rf"`{attr}[`(]", text), f"{owner}.{attr} is not documented in CONTRIBUTING.md"
 
 
 def test_contributing_documents_every_hookspec():
