@@ -119,6 +119,20 @@ class Injection(Component):
     def apply(self, x: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """The network the cell trains and evaluates, given the normalised model.
+
+        An injection that transforms what the network *sees* (the paper's low-pass filter)
+        returns the model behind that transform, so attacks pass through it too. Default:
+        the model unchanged.
+        """
+        return model
+
+    def train_bounds(self) -> tuple[float, float]:
+        """Bounds on ``x + delta`` while training methods craft perturbations (``ctx.lower``,
+        ``ctx.upper``); ``(-inf, inf)`` means no clamp. Evaluators always clamp to [0, 1]."""
+        return (0.0, 1.0)
+
 
 # --------------------------------------------------------------------------- models
 class Model(Component):

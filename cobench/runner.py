@@ -84,7 +84,10 @@ def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry:
         num_classes=data.num_classes, image_shape=data.image_shape)
     probe = min(cell.training["probe_size"], len(test_x))
     return CellParts(
-        model=torch.nn.Sequential(Normalize(data.mean, data.std), net).to(device),
+        # without normalisation (GradAlign's and ELLE's protocols) the network sees [0, 1] pixels directly;
+        # an injection may put a layer in front of it (low-pass: the paper's DCT filter inside the model)
+        model=injection.wrap_model(torch.nn.Sequential(
+            *([Normalize(data.mean, data.std)] if cell.training["normalize"] else []), net)).to(device),
         method=registry.get("methods", cell.method["name"])(**cell.method["params"]),
         data=data,
         injection=injection,
