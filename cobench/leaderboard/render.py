@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,15 @@ def protocol_lines(board: Board) -> list[str]:
     ]
 
 
+#: characters with a meaning in Markdown (CommonMark lets any of them be backslash-escaped)
+MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
 def md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """``text`` as literal Markdown: HTML tags cannot open (``<`` becomes ``&lt;``) and emphasis,
+    code, links and table pipes are backslash-escaped, so a submitted name renders as written."""
+    text = MD_SPECIAL.sub(r"\\\1", str(text))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_markdown(board: Board) -> str:
@@ -130,9 +138,9 @@ def render_markdown(board: Board) -> str:
     if board.methods:
         out += ["## Methods", ""]
         for m in board.methods:
-            extra = f" — {m['paper']}" if m["paper"] else ""
-            owner = f" (plugin `{m['plugin']}`{', submitted' if m['submitted'] else ''})" if m["plugin"] else ""
-            out.append(f"- **{md_escape(m['name'])}**{owner}: {method_params_text(m)}{extra}")
+            extra = f" — {md_escape(m['paper'])}" if m["paper"] else ""
+            owner = f" (plugin {md_escape(m['plugin'])}{', submitted' if m['submitted'] else ''})" if m["plugin"] else ""
+            out.append(f"- **{md_escape(m['name'])}**{owner}: {md_escape(method_params_text(m))}{extra}")
         out.append("")
     plots = plot_names(board)
     if plots:
