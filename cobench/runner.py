@@ -19,6 +19,8 @@ from .device import resolve_device, seed_everything
 from .errors import CobenchError, NonFiniteLossError
 from .grid import Cell, GridSpec
 from .plugins import PluginManager, get_plugin_manager
+from .provenance import cobench_record, components_record, fingerprint, machine_record
+from .result_digest import with_digest
 from .results import SCHEMA_VERSION, atomic_write_json, check_writable, environment, flat_row, read_result, sanitize
 from .training import Normalize, evaluation_mode, train
 
@@ -42,6 +44,18 @@ def load_dataset(spec: dict[str, Any], data_dir: str, download: bool) -> DataSpl
         if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
             raise CobenchError(f"dataset {spec['name']!r} returned a malformed {split} split: x {tuple(x.shape)}, y {tuple(y.shape)}")
     return data
+
+
+@lru_cache(maxsize=4)
+def _dataset_fingerprint(spec_json: str, data_dir: str, download: bool) -> str:
+    data = _load_dataset(spec_json, data_dir, download)
+    return fingerprint(data.train_x, data.train_y, data.test_x, data.test_y)
+
+
+def dataset_fingerprint(spec: dict[str, Any], options: dict[str, Any]) -> str:
+    """SHA-256 of the dataset's arrays as loaded (before injection), cached like the dataset."""
+    return _dataset_fingerprint(json.dumps(spec, sort_keys=True), options.get("data_dir", "data"),
+                                options.get("download", False))
 
 
 def execute_cell(config: dict[str, Any], options: dict[str, Any],
@@ -70,7 +84,7 @@ def execute_cell(config: dict[str, Any], options: dict[str, Any],
     result["environment"] = environment(device)
     result["finished_at"] = now()
     result["wall_time_s"] = time.perf_counter() - t0
-    return sanitize(result)
+    return with_digest(sanitize(result))
 
 
 def run_cell(cell: Cell, options: dict[str, Any], device: torch.device,
@@ -118,7 +132,16 @@ def run_cell(cell: Cell, options: dict[str, Any], device: torch.device,
                (("datasets", cell.dataset), ("models", cell.model), ("methods", cell.method),
                 ("injections", cell.injection))}
     plugins["evaluators"] = {e["name"]: reg.owners["evaluators"][e["name"]] for e in cell.evaluators}
-    return {"metrics": metrics, "curves": curves, "cost": cost, "plugins": plugins}
+    provenance = {
+        "cobench": cobench_record(),
+        "components": components_record(get_plugin_manager(), [
+            ("datasets", cell.dataset["name"]), ("models", cell.model["name"]), ("methods", cell.method["name"]),
+            ("injections", cell.injection["name"]), *(("evaluators", e["name"]) for e in cell.evaluators)]),
+        "data": {"loaded": dataset_fingerprint(cell.dataset, options),
+                 "injected": fingerprint(getattr(injection, "carriers", None), test_x, data.test_y)},
+        "machine": machine_record(device),
+    }
+    return {"metrics": metrics, "curves": curves, "cost": cost, "plugins": plugins, "provenance": provenance}
 
 
 # ------------------------------------------------------------------------- the grid driver
