@@ -7,7 +7,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from .api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
 from .errors import ConfigError, NonFiniteLossError
+from .evaluation import run_evaluators
+from .options import RunOptions
 
 
 class Normalize(nn.Module):
@@ -94,18 +96,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@contextlib.contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and fp32 (autocast off) for every evaluator call; restores the previous mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.autocast(device_type=next(model.parameters()).device.type, enabled=False):
-            yield
-    finally:
-        model.train(was_training)
-
-
 def step_precision(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """The autocast context of a training step: bf16 autocast for ``amp="bf16"``, else nothing."""
     if amp == "off":
@@ -117,18 +107,34 @@ def step_precision(device: torch.device, amp: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def train(
-    *, model: nn.Module, method: Method, data: DataSplits, injection: Injection, evaluators: list[Evaluator],
-    eval_ctx: EvalContext, eps: float, training: dict[str, Any], device: torch.device, seed: int,
-    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None, channels_last: bool = False,
-) -> TrainOutcome:
-    """Train ``model`` with ``method``; returns per-epoch history and the measured cost.
+@dataclass
+class CellParts:
+    """The built components of one cell, ready to train: the model (normalisation first), the
+    method, the data on the device, the prepared injection, the evaluators and their context
+    (which also carries the cell's eps in pixel units, its device and its seed)."""
 
-    ``channels_last`` keeps model and batches in channels-last memory format (the same
-    arithmetic, faster convolutions on CPU: see benchmarks/speed.py); ``training["amp"]``
-    (``"off"`` or ``"bf16"``) runs the method's steps under autocast. Evaluators always
-    run in fp32 (:func:`evaluation_mode`).
+    model: nn.Module
+    method: Method
+    data: DataSplits
+    injection: Injection
+    evaluators: list[Evaluator]
+    eval_ctx: EvalContext
+
+
+def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
+          on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> TrainOutcome:
+    """Train ``parts.model`` with ``parts.method``; returns per-epoch history and the measured cost.
+
+    ``training`` is a cell's training config (:meth:`cobench.grid.TrainingConfig.as_config`);
+    ``training["amp"]`` (``"off"`` or ``"bf16"``) runs the method's steps under autocast.
+    ``options.channels_last`` keeps model and batches in channels-last memory format (the same
+    arithmetic, faster convolutions on CPU: see benchmarks/speed.py). Evaluators always run
+    in fp32 (:func:`cobench.evaluation.evaluation_mode`).
     """
+    model, method, data, injection = parts.model, parts.method, parts.data, parts.injection
+    evaluators, eval_ctx = parts.evaluators, parts.eval_ctx
+    eps, device, seed = eval_ctx.eps, eval_ctx.device, eval_ctx.seed
+    channels_last = options.channels_last
     amp = training.get("amp", "off")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
@@ -203,9 +209,7 @@ def train(
             }
             eval_ctx.history = outcome.history
             counter.paused = True
-            with evaluation_mode(model):
-                for ev in evaluators:
-                    record.update(ev.on_epoch_end(model, eval_ctx, epoch + 1) or {})
+            record = run_evaluators(model, evaluators, lambda ev: ev.on_epoch_end(model, eval_ctx, epoch + 1), record)
             counter.paused = False
             outcome.history.append(record)
             if on_epoch is not None:

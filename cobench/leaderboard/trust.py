@@ -14,7 +14,7 @@ from typing import Any
 from ..consistency import problems
 from ..tables import GROUP_KEYS
 from .collect import Collection
-from .verification import verification_status
+from .verification import FAILED, RECORDS_DIR, verification_status
 
 #: confidence level of the CO-rate interval over seeds
 CO_CI_LEVEL = 0.95
@@ -98,9 +98,13 @@ def annotate(rows: list[dict[str, Any]], coll: Collection) -> None:
         built_here = all(r["cell_id"] in grid_ids for r in results)
         row["source"] = "built here" if built_here else "submitted"
         row["plugin"] = ", ".join(sorted({plugin_label(r) for r in results}))
-        statuses = {verification_status(coll.leaderboard, p, r) for p, r in items}
-        row["verification"] = "built here" if built_here else ("verified" if statuses == {"verified"} else "unverified")
+        statuses = {p: verification_status(coll.leaderboard, p, r) for p, r in items}
+        row["verification"] = "built here" if built_here else (
+            "verified" if set(statuses.values()) == {"verified"} else
+            FAILED if FAILED in statuses.values() else "unverified")
         row["problems"] = [f"{p}: {msg}" for p, r in items for msg in problems(r) + data_problems(r, reference_data)]
+        row["problems"] += [f"{p}: re-evaluating its saved weights did not reproduce its accuracies "
+                            f"(see {RECORDS_DIR}/{r['cell_id']}.json)" for p, r in items if statuses[p] == FAILED]
         row["flagged"] = bool(row["problems"])
         row["co_rate_ci_low"], row["co_rate_ci_high"] = co_interval(
             [r["metrics"]["co"] for r in results if (r.get("metrics") or {}).get("co") is not None])

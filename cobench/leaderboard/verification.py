@@ -29,11 +29,16 @@ def read_record(lb: Leaderboard, cell_id: str) -> dict[str, Any] | None:
         return None
 
 
+#: a record that matches the result but whose re-evaluation did not reproduce it
+FAILED = "verification failed"
+
+
 def verification_status(lb: Leaderboard, path: Path, result: dict[str, Any]) -> str:
-    """``verified`` when a record matches this result's digest and weights, else ``unverified``."""
+    """``verified`` when a passing record matches this result's digest and weights,
+    ``verification failed`` when a matching record did not pass, else ``unverified``."""
     record = read_record(lb, result["cell_id"])
     weights = result.get("weights") or {}
-    if record and record.get("passed") and record.get("result_digest") == result.get("digest") \
-            and weights.get("sha256") and record.get("weights_sha256") == weights.get("sha256"):
-        return "verified"
-    return "unverified"
+    if not (record and record.get("result_digest") == result.get("digest") and weights.get("sha256")
+            and record.get("weights_sha256") == weights.get("sha256")):
+        return "unverified"
+    return "verified" if record.get("passed") else FAILED
