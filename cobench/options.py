@@ -24,6 +24,8 @@ class RunOptions:
     channels_last: bool = False
     #: keep each cell's final weights beside its result (safetensors; see :mod:`cobench.checkpoints`)
     save_models: bool = False
+    #: run loggers as resolved component specs ({name, params}; see cobench.tracking.resolve_loggers)
+    loggers: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, options: "RunOptions | Mapping[str, Any] | None") -> "RunOptions":
