@@ -131,12 +131,17 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 def results(results_dir: str, fmt: str, output: str | None) -> None:
     """Summarise or export every result under RESULTS_DIR (CSV/JSON load straight into pandas)."""
-    rows = [flat_row(r) for _, r in iter_results(Path(results_dir))]
+    found = list(iter_results(Path(results_dir)))
+    rows = [flat_row(r) for _, r in found]
     if not rows:
         raise CobenchError(f"no result files under {results_dir!r}")
+    for (path, _), row in zip(found, rows):
+        if row.get("problems"):
+            stderr().print(f"[yellow]inconsistent result[/yellow] {escape(str(path))}: {escape(row['problems'])}")
     if fmt == "table":
         for table in summary_tables(aggregate(rows)):
             stdout().print(table)
+        stdout().print(provenance_table(rows))
         return
     if fmt == "csv":
         if output:
@@ -149,6 +154,24 @@ def results(results_dir: str, fmt: str, output: str | None) -> None:
         write_atomic(Path(output), text + "\n")
     else:
         click.echo(text)
+
+
+def provenance_table(rows: list[dict[str, Any]]) -> Table:
+    """One line per distinct (method, plugin distribution, cobench, data, device) behind the results."""
+    keys = ("method", "method_distribution", "method_version", "method_commit", "cobench_version",
+            "data_fingerprint", "device_name", "torch", "cuda")
+    table = Table(title="provenance", title_justify="left")
+    for col in ("method", "plugin distribution", "cobench", "data (sha256)", "device", "torch / CUDA", "cells"):
+        table.add_column(col)
+    seen: dict[tuple, int] = {}
+    for r in rows:
+        key = tuple(r.get(k) for k in keys)
+        seen[key] = seen.get(key, 0) + 1
+    for (method, dist, version, commit, cob, data, device, torch_v, cuda), n in sorted(seen.items(), key=str):
+        table.add_row(escape(str(method)), escape(f"{dist or '-'} {version or ''}" + (f" @{commit[:10]}" if commit else "")),
+                      escape(str(cob or "-")), escape(str(data or "-").removeprefix("sha256:")[:16]), escape(str(device or "-")),
+                      escape(f"{torch_v or '-'}" + (f" / {cuda}" if cuda else "")), str(n))
+    return table
 
 
 # --------------------------------------------------------------------------- plugins & list

@@ -22,6 +22,8 @@ class RunOptions:
     download: bool = False
     #: channels-last memory format for model and batches (same arithmetic, see benchmarks/speed.py)
     channels_last: bool = False
+    #: keep each cell's final weights beside its result (safetensors; see :mod:`cobench.checkpoints`)
+    save_models: bool = False
     #: run loggers as resolved component specs ({name, params}; see cobench.tracking.resolve_loggers)
     loggers: tuple[dict[str, Any], ...] = ()
 

@@ -19,6 +19,8 @@ RUN_OPTIONS = (
     click.option("--download/--no-download", default=False, help="Download datasets missing from --data-dir."),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
     click.option("--channels-last", is_flag=True, help="Channels-last memory format (same results, faster on CPU)."),
+    click.option("--save-models", is_flag=True,
+                 help="Keep each cell's final weights beside its result (safetensors, hash in the result)."),
     click.option("--executor", default="local", show_default=True,
                  help="How cells are scheduled (see `cobench list executors`)."),
     click.option("--workers", type=int, help="Worker processes for parallel executors."),
@@ -33,7 +35,8 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     (:class:`RunOptions`), ``executor`` (a name) and ``executor_options`` (its parameters)."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, data_dir: str, download: bool, device: str, channels_last: bool, executor: str,
+    def wrapper(*args: Any, data_dir: str, download: bool, device: str, channels_last: bool, save_models: bool,
+                executor: str,
                 workers: int | None, ray_address: str | None, loggers: str | None, **kwargs: Any) -> Any:
         from .grid import parse_list
         from .plugins import get_plugin_manager
@@ -41,7 +44,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
         logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
         options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
-                             loggers=logger_specs)
+                             loggers=logger_specs, save_models=save_models)
         executor_options = {k: v for k, v in {"workers": workers, "address": ray_address}.items() if v is not None}
         return command(*args, options=options, executor=executor, executor_options=executor_options, **kwargs)
 
