@@ -70,6 +70,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "cobench.executors.local": "cobench.executors.local",
     "cobench.executors.local_parallel": "cobench.executors.local_parallel",
     "cobench.executors.ray_executor": "cobench.executors.ray_executor",
+    "cobench.executors.submitit_executor": "cobench.executors.submitit_executor",
     # --- end executors
     # --- commands
     "cobench.leaderboard.commands": "cobench.leaderboard.commands",
