@@ -33,6 +33,8 @@ class TrainingConfig:
     eval_batch_size: int = 512
     #: mixed precision of the training steps: "off" (fp32) or "bf16" (autocast); evaluation is always fp32
     amp: str = "off"
+    #: opt-in early stop: end a cell once the ``co`` evaluator has seen CO for this many epochs in a row (0 = never)
+    stop_after_collapse: int = 0
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -49,6 +51,8 @@ class TrainingConfig:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if not isinstance(self.stop_after_collapse, int) or self.stop_after_collapse < 0:
+            raise ConfigError(f"stop_after_collapse must be a non-negative integer (0 = never), got {self.stop_after_collapse!r}")
 
     def as_config(self) -> dict[str, Any]:
         """The training part of a cell's config. Fields added after the first release are left
@@ -62,7 +66,7 @@ class TrainingConfig:
 
 AMP_MODES = ("off", "bf16")
 #: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
-LATE_DEFAULTS: dict[str, Any] = {"amp": "off"}
+LATE_DEFAULTS: dict[str, Any] = {"amp": "off", "stop_after_collapse": 0}
 
 
 @dataclass
@@ -139,6 +143,8 @@ class GridSpec:
         self.betas = list(dict.fromkeys(self.betas))
         self.seeds = list(dict.fromkeys(self.seeds))
         self.training.validate()
+        if self.training.stop_after_collapse and "co" not in [str(e).split(":")[0] for e in self.evaluators]:
+            raise ConfigError("stop_after_collapse needs the 'co' evaluator (it detects the collapse); add it to evaluators")
         for kind, comps in self.params.items():
             if kind not in KIND_KEYS:
                 raise ConfigError(f"params.{kind}: unknown kind; valid kinds: {', '.join(KIND_KEYS)}")
