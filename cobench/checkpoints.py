@@ -108,3 +108,31 @@ def load_plain_state(obj: Any, state: dict[str, Any]) -> None:
             vars(getattr(obj, name)).update(value["__object__"])
         else:
             setattr(obj, name, value)
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor inside it moved to ``device`` (checkpoints load on the CPU)."""
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+class CellCheckpoint:
+    """The checkpoint file of one cell: ``DIR/<cell_id>.pt``."""
+
+    def __init__(self, directory: Path | str, cell_id: str):
+        self.path = checkpoint_path(directory, cell_id)
+        self.cell_id = cell_id
+
+    def load(self) -> dict[str, Any] | None:
+        return load_checkpoint(self.path, self.cell_id)
+
+    def save(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.path, {**state, "cell_id": self.cell_id})
+
+    def remove(self) -> None:
+        remove_checkpoint(self.path)

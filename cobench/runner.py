@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from .api import DataContext, DataSplits, EvalContext, InjectionContext
+from .checkpoints import CellCheckpoint
 from .device import resolve_device, seed_everything
 from .errors import CobenchError, NonFiniteLossError
 from .grid import Cell, GridSpec
@@ -96,9 +97,11 @@ def run_cell(cell: Cell, options: dict[str, Any], device: torch.device,
         num_classes=data.num_classes, device=device, batch_size=cell.training["eval_batch_size"], seed=cell.seed,
         probe_x=test_x[:probe], probe_y=data.test_y[:probe],
     )
+    checkpoint = CellCheckpoint(options["checkpoint_dir"], cell.cell_id) if options.get("checkpoint_dir") else None
     outcome = train(model=model, method=method, data=data, injection=injection, evaluators=evaluators,
                     eval_ctx=eval_ctx, eps=eps, training=cell.training, device=device, seed=cell.seed,
-                    on_epoch=on_epoch, channels_last=bool(options.get("channels_last", False)))
+                    on_epoch=on_epoch, channels_last=bool(options.get("channels_last", False)),
+                    compile_model=bool(options.get("compile", False)), checkpoint=checkpoint)
     metrics: dict[str, Any] = {}
     owners: dict[str, str] = {}
     eval_ctx.history = outcome.history
@@ -111,6 +114,11 @@ def run_cell(cell: Cell, options: dict[str, Any], device: torch.device,
                 raise CobenchError(f"evaluator {spec['name']!r} reports metric(s) {sorted(clash)} already reported by {owners[next(iter(clash))]!r}")
             metrics.update(produced)
             owners.update({k: spec["name"] for k in produced})
+    if cell.training.get("stop_after_collapse"):
+        metrics["stopped_early"] = int(outcome.stopped_early_epoch is not None)
+        metrics["stopped_early_epoch"] = outcome.stopped_early_epoch
+    if checkpoint is not None and not options.get("keep_checkpoints", False):
+        checkpoint.remove()
     keys = sorted({k for rec in outcome.history for k in rec})
     curves = {k: [rec.get(k) for rec in outcome.history] for k in keys}
     cost = dict(outcome.cost, eval_time_s=time.perf_counter() - t_eval)
@@ -132,6 +140,10 @@ class RunSummary:
 
     def rows(self) -> list[dict[str, Any]]:
         return [flat_row(r) for r in self.results]
+
+
+#: where a grid's mid-cell checkpoints go by default, under its results directory
+CHECKPOINT_SUBDIR = "checkpoints"
 
 
 def result_path(results_dir: Path, cell: Cell) -> Path:
@@ -157,7 +169,8 @@ class Runner:
                  pm: PluginManager | None = None):
         self.spec = spec
         self.results_dir = Path(results_dir)
-        self.options = {"device": "auto", "data_dir": "data", "download": False, **(options or {})}
+        self.options = {"device": "auto", "data_dir": "data", "download": False,
+                        "checkpoint_dir": str(self.results_dir / CHECKPOINT_SUBDIR), **(options or {})}
         self.executor_name = executor
         self.executor_options = executor_options or {}
         self.pm = pm or get_plugin_manager()
