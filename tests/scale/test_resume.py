@@ -2,12 +2,20 @@
 finished epoch and ends with exactly the metrics of an uninterrupted run (on CPU)."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
+import torch
 
 from cobench.checkpoints import checkpoint_path
 from cobench.plugins import get_plugin_manager
 from cobench.runner import execute_cell
 from cobench.testing import tiny_grid_spec
+from tests.scale.test_kill_resume import env, results
 
 #: methods with state carried across steps (persistent delta, per-sample priors, adaptive
 #: lambda) and one drawing its noise from the cell's generator
@@ -57,3 +65,31 @@ def test_checkpoints_are_kept_on_request(tmp_path):
     cell = tiny_cell("fgsm")
     result = execute_cell(cell.config(), {"device": "cpu", "checkpoint_dir": str(tmp_path), "keep_checkpoints": True})
     assert result["status"] == "ok" and checkpoint_path(tmp_path, cell.cell_id).exists()
+
+
+def test_a_cell_sigkilled_mid_training_resumes_from_its_checkpoint(tmp_path):
+    """The real thing: ``cobench run`` killed with SIGKILL between epochs, then run again."""
+    grid = ["--methods", "n-fgsm", "--eps", "8", "--epochs", "12", "--evaluators", "clean,co",
+            "--param", "models.small-cnn.width=4", "--param", "datasets.digits.size=8", "--device", "cpu"]
+    straight = subprocess.run([sys.executable, "-m", "cobench", "run", *grid, "--results-dir", str(tmp_path / "a")],
+                              env=env(), capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    res = tmp_path / "b"
+    cmd = [sys.executable, "-m", "cobench", "run", *grid, "--results-dir", str(res)]
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = res / "checkpoints"
+    deadline = time.time() + 120
+    while not (checkpoints.exists() and list(checkpoints.glob("*.pt"))):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not results(res), "the kill should land mid-cell"
+    (ckpt,) = checkpoints.glob("*.pt")
+    killed_at = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 1 <= killed_at < 12
+    again = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    (a,), (b,) = results(tmp_path / "a").values(), results(res).values()
+    assert comparable(a) == comparable(b)
+    assert not list(checkpoints.glob("*.pt"))
