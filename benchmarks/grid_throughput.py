@@ -41,8 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a source checkout too
 
 from cobench.device import resolve_device  # noqa: E402
-from cobench.grid import Cell, GridSpec  # noqa: E402
+from cobench.cell import Cell  # noqa: E402
+from cobench.grid import GridSpec  # noqa: E402
+from cobench.options import RunOptions  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
+from cobench.resolve import resolve  # noqa: E402
 from cobench.runner import Runner, load_dataset  # noqa: E402
 from cobench.training import Normalize  # noqa: E402
 
@@ -83,7 +86,7 @@ def reference_cell(config: dict[str, Any], device: torch.device, data_dir: str) 
     """Train and evaluate one cell the reference way (runs in its own process)."""
     cell = Cell.from_config(config)
     torch.manual_seed(cell.seed)
-    data = load_dataset(cell.dataset, data_dir, False)
+    data = load_dataset(cell.dataset, RunOptions(data_dir=data_dir))
     reg = get_plugin_manager().registry
     net = reg.get("models", cell.model["name"])(**cell.model["params"]).build(
         num_classes=data.num_classes, image_shape=data.image_shape)
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(reference_cell(json.loads(args.reference_cell), device, args.data_dir)))
         return
     spec = grid(args)
-    cells = spec.cells(get_plugin_manager().registry)
+    cells = resolve(spec, get_plugin_manager().registry)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"{len(cells)} cells: {args.dataset} / {args.model}, FGSM-AT, eps {args.eps}, seeds {args.seeds}, "
           f"{args.epochs} epochs, clean + PGD-50-10; {name}")

@@ -31,6 +31,7 @@ from cobench.attacks import pgd_until_fooled  # noqa: E402
 from cobench.device import resolve_device  # noqa: E402
 from cobench.grid import GridSpec  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
+from cobench.resolve import resolve  # noqa: E402
 from cobench.runner import execute_cell  # noqa: E402
 
 TRAINED: dict[str, Any] = {}
@@ -57,7 +58,7 @@ def train_model(args: argparse.Namespace, method: str) -> tuple[nn.Module, torch
     spec = GridSpec(datasets=[args.dataset], models=[args.model], methods=[method], eps=[args.eps],
                     evaluators=["clean", "fgsm", "benchmark-keep-model"], seeds=[args.seed])
     spec.override(epochs=args.epochs, lr_max=args.lr_max)
-    (cell,) = spec.cells(get_plugin_manager().registry)
+    (cell,) = resolve(spec, get_plugin_manager().registry)
     result = execute_cell(cell.config(), {"device": args.device, "data_dir": args.data_dir})
     if result["status"] != "ok":
         raise SystemExit(f"training {method} failed: {result['error']['message']}")

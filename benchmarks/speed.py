@@ -41,12 +41,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout too
 
-from cobench.api import DataSplits, EvalContext, Method  # noqa: E402
+from cobench.api import NO_INJECTION, DataSplits, EvalContext, Method  # noqa: E402
 from cobench.attacks import accuracy, fgsm  # noqa: E402
 from cobench.device import resolve_device  # noqa: E402
 from cobench.grid import TrainingConfig  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.training import Normalize, train  # noqa: E402
+from cobench.options import RunOptions  # noqa: E402
+from cobench.training import CellParts, Normalize, train  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)  # CIFAR-10's
 EPS = 8 / 255
@@ -127,14 +128,14 @@ def cobench_epoch(model: nn.Module, method: Method, data: DataSplits, device: to
                   flags: set[str]) -> None:
     """One epoch of cobench's own loop, with the variant's flags as the runner would pass them."""
     reg = get_plugin_manager().registry
-    injection = reg.get("injections", "none")()
+    injection = reg.get("injections", NO_INJECTION)()
     config = TrainingConfig(epochs=1, batch_size=bs, augment=False, amp="bf16" if "bf16" in flags else "off")
     config.validate()
     eval_ctx = EvalContext(eps=EPS, test_x=data.test_x, test_y=data.test_y, clean_test_x=data.test_x,
                            injection=injection, num_classes=10, device=device, batch_size=512, seed=0,
                            probe_x=data.test_x, probe_y=data.test_y)
-    train(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=eval_ctx, eps=EPS,
-          training=config.as_config(), device=device, seed=0, channels_last="channels_last" in flags)
+    parts = CellParts(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=eval_ctx)
+    train(parts, config.as_config(), RunOptions(device=str(device), channels_last="channels_last" in flags))
 
 
 def measure_cobench(args: argparse.Namespace, x: Tensor, y: Tensor, device: torch.device,

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .options import Progress, RunOptions
 
 
 class Component:
@@ -93,6 +96,10 @@ class InjectionContext:
     num_classes: int
     image_shape: tuple[int, int, int]
     seed: int
+
+
+#: the name of the identity injection (no injected feature, so its cells have no beta axis)
+NO_INJECTION = "none"
 
 
 class Injection(Component):
@@ -278,20 +285,15 @@ class Evaluator(Component):
 
 # --------------------------------------------------------------------------- executors
 class Executor(Component):
-    """Schedules grid cells. ``run`` calls ``work(cell)`` for each cell, wherever it likes,
-    and yields ``(cell, result)`` pairs back to the driver, which writes the results."""
+    """Schedules grid cells. ``run`` calls ``work(cell.config(), options[, on_epoch])`` for
+    each cell, wherever it likes, and yields ``(cell, result)`` pairs back to the driver,
+    which writes the results and reports each finished cell. ``options`` is the run's frozen
+    :class:`~cobench.options.RunOptions` (an executor may hand a worker a copy with another
+    ``device``); ``progress`` is the driver's :class:`~cobench.options.Progress`, for
+    executors that can report cell starts and epochs (in-process ones)."""
 
     kind = "executor"
 
-    def run(self, cells: list[Any], work: Callable[[Any], dict], options: dict[str, Any]) -> Iterable[tuple[Any, dict]]:
+    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+            progress: Progress) -> Iterable[tuple[Any, dict]]:
         raise NotImplementedError
-
-
-KINDS: dict[str, type[Component]] = {
-    "datasets": Dataset,
-    "injections": Injection,
-    "methods": Method,
-    "evaluators": Evaluator,
-    "models": Model,
-    "executors": Executor,
-}

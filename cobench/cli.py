@@ -1,7 +1,6 @@
 """The ``cobench`` command line."""
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import traceback
@@ -15,10 +14,13 @@ from rich.table import Table
 
 from . import __version__
 from .errors import CobenchError
-from .grid import GridSpec, parse_list
+from .grid import AMP_MODES, GridSpec, parse_list
+from .kinds import KIND_NAMES
+from .options import RunOptions
 from .plugins import get_plugin_manager
 from .progress import GridProgress
-from .results import atomic_write_json, flat_row, iter_results
+from .results import csv_text, flat_row, iter_results, write_atomic, write_summary
+from .run_command import report_run, run_options
 from .tables import aggregate, summary_tables
 
 
@@ -62,10 +64,6 @@ def stderr() -> Console:
 
 
 # --------------------------------------------------------------------------- run
-def _floats(text: str | None) -> list[str] | None:
-    return parse_list(text)
-
-
 @cli.command()
 @click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--methods", help="Comma-separated methods, e.g. fgsm,n-fgsm,pgd (see `cobench list methods`).")
@@ -79,22 +77,18 @@ def _floats(text: str | None) -> list[str] | None:
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--lr-max", type=float)
-@click.option("--amp", type=click.Choice(["off", "bf16"]), help="Training-step precision (evaluation is always fp32).")
-@click.option("--channels-last", is_flag=True, help="Channels-last memory format (same results, faster on CPU).")
+@click.option("--amp", type=click.Choice(AMP_MODES), help="Training-step precision (evaluation is always fp32).")
+@click.option("--stop-after-collapse", type=click.IntRange(min=0), metavar="P",
+              help="End a cell once CO persisted for P epochs (needs the co evaluator; 0 = never, the default).")
 @click.option("--param", "params", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
               help="Override a hyperparameter, e.g. methods.pgd.steps=5 (repeatable).")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False))
-@click.option("--download/--no-download", default=False, help="Download datasets missing from --data-dir.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--executor", default="local", show_default=True, help="How cells are scheduled (see `cobench list executors`).")
-@click.option("--workers", type=int, help="Worker processes for parallel executors.")
-@click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise.")
+@run_options
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, epochs,
-        batch_size, lr_max, amp, channels_last, params, results_dir, data_dir, download, device, executor, workers,
-        ray_address, dry_run, as_json) -> None:
+        batch_size, lr_max, amp, stop_after_collapse, params, results_dir, options: RunOptions, executor: str,
+        executor_options: dict[str, Any], dry_run, as_json) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
 
     With no arguments, runs the default grid on the embedded digits dataset and prints
@@ -106,13 +100,11 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     spec.override(methods=parse_list(methods), eps=parse_list(eps), injections=parse_list(injections),
                   betas=parse_list(betas), seeds=parse_list(seeds), datasets=parse_list(datasets),
                   models=parse_list(models), evaluators=parse_list(evaluators),
-                  epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp)
+                  epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp,
+                  stop_after_collapse=stop_after_collapse)
     for p in params:
         spec.set_param(p)
-    executor_options = {k: v for k, v in {"workers": workers, "address": ray_address}.items() if v is not None}
-    runner = Runner(spec, results_dir, options={"device": device, "data_dir": data_dir, "download": download,
-                                                "channels_last": channels_last},
-                    executor=executor, executor_options=executor_options)
+    runner = Runner(spec, results_dir, options=options, executor=executor, executor_options=executor_options)
     out, err = stdout(), stderr()
     if dry_run:
         plan = runner.plan()
@@ -129,35 +121,9 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     else:
         for table in summary_tables(agg):
             out.print(table)
-    err.print(f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
-              f"results in {results_dir}/ (summary.csv for pandas)")
-    if summary.interrupted:
-        err.print("[yellow]interrupted: finished cells are saved; run the same command again to resume[/yellow]")
-        sys.exit(130)
-    if summary.failed:
-        for r in summary.failed:
-            err.print(f"[red]failed[/red] {r['cell_id']}: {r['error']['message']}")
-        sys.exit(1)
-
-
-def write_summary(results_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """summary.csv and summary.json of the grid just run (every cell, flat columns)."""
-    if not rows:
-        return
-    atomic_write_json(results_dir / "summary.json", {"cells": rows})
-    write_csv(results_dir / "summary.csv", rows)
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for r in rows:
-        columns.extend(k for k in r if k not in columns)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    status = report_run(summary, results_dir, err, note=" (summary.csv for pandas)")
+    if status:
+        sys.exit(status)
 
 
 # --------------------------------------------------------------------------- results
@@ -176,15 +142,13 @@ def results(results_dir: str, fmt: str, output: str | None) -> None:
         return
     if fmt == "csv":
         if output:
-            write_csv(Path(output), rows)
-            return
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        writer.writeheader()
-        writer.writerows(rows)
+            write_atomic(Path(output), csv_text(rows))
+        else:
+            click.echo(csv_text(rows), nl=False)
         return
     text = json.dumps(rows, indent=2)
     if output:
-        Path(output).write_text(text + "\n")
+        write_atomic(Path(output), text + "\n")
     else:
         click.echo(text)
 
@@ -212,7 +176,7 @@ def plugins(as_json: bool) -> None:
 
 
 @cli.command("list")
-@click.argument("kind", type=click.Choice(["methods", "injections", "datasets", "evaluators", "models", "executors"]))
+@click.argument("kind", type=click.Choice(KIND_NAMES))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_(kind: str, as_json: bool) -> None:
     """Components of one KIND with their owning plugin and parameters (defaults)."""

@@ -1,23 +1,21 @@
-"""Grid specification: parse a TOML file and/or CLI values, validate, expand into cells.
+"""Grid specification: what the user asked for, parsed from a TOML file and/or CLI values
+and checked for form. It knows nothing of the installed plugins: :func:`cobench.resolve.resolve`
+turns a spec into cells.
 
 Eps and beta are written in /255 units, as papers state them (``8`` means 8/255);
-``"8/255"`` is accepted too. A cell's identity is the hash of its resolved config.
+``"8/255"`` is accepted too.
 """
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import itertools
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from .api import NO_INJECTION
 from .errors import ConfigError
-from .plugins import Registry
-
-KIND_KEYS = ("datasets", "models", "methods", "injections", "evaluators")
+from .kinds import GRID_KINDS, singular
 
 
 @dataclass
@@ -75,7 +73,7 @@ class GridSpec:
     models: list[str] = field(default_factory=lambda: ["small-cnn"])
     methods: list[str] = field(default_factory=lambda: ["fgsm", "n-fgsm", "pgd"])
     eps: list[float] = field(default_factory=lambda: [16.0, 40.0])
-    injections: list[str] = field(default_factory=lambda: ["none"])
+    injections: list[str] = field(default_factory=lambda: [NO_INJECTION])
     betas: list[float] = field(default_factory=lambda: [0.0])
     seeds: list[int] = field(default_factory=lambda: [0])
     evaluators: list[str] = field(default_factory=lambda: ["clean", "fgsm", "pgd", "co"])
@@ -86,14 +84,7 @@ class GridSpec:
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_toml(cls, path: str | Path) -> "GridSpec":
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"grid file {str(path)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"grid file {str(path)!r} is not valid TOML: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_toml(path, "grid file"), source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "grid") -> "GridSpec":
@@ -101,8 +92,7 @@ class GridSpec:
         grid = data.pop("grid", {})
         grid.update({k: data.pop(k) for k in list(data) if k not in ("training", "params", "leaderboard", "evaluation")})
         spec = cls()
-        aliases = {"dataset": "datasets", "model": "models", "method": "methods", "injection": "injections",
-                   "beta": "betas", "seed": "seeds", "evaluator": "evaluators"}
+        aliases = {singular(kind): kind for kind in GRID_KINDS} | {"beta": "betas", "seed": "seeds"}
         for key, value in grid.items():
             key = aliases.get(key, key)
             if key not in cls.__dataclass_fields__ or key in ("training", "params"):
@@ -134,7 +124,7 @@ class GridSpec:
             self.seeds = [int(s) for s in self.seeds]
         except (TypeError, ValueError):
             raise ConfigError(f"seeds must be integers, got {self.seeds}") from None
-        for key in KIND_KEYS:
+        for key in GRID_KINDS:
             names = [str(n).strip() for n in getattr(self, key)]
             if not names or any(not n for n in names):
                 raise ConfigError(f"{key} must name at least one component, got {getattr(self, key)!r}")
@@ -146,8 +136,8 @@ class GridSpec:
         if self.training.stop_after_collapse and "co" not in [str(e).split(":")[0] for e in self.evaluators]:
             raise ConfigError("stop_after_collapse needs the 'co' evaluator (it detects the collapse); add it to evaluators")
         for kind, comps in self.params.items():
-            if kind not in KIND_KEYS:
-                raise ConfigError(f"params.{kind}: unknown kind; valid kinds: {', '.join(KIND_KEYS)}")
+            if kind not in GRID_KINDS:
+                raise ConfigError(f"params.{kind}: unknown kind; valid kinds: {', '.join(GRID_KINDS)}")
             if not isinstance(comps, dict) or any(not isinstance(v, dict) for v in comps.values()):
                 raise ConfigError(f"params.{kind} must map component names to tables of parameters")
 
@@ -157,74 +147,24 @@ class GridSpec:
             raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM=VALUE, e.g. methods.pgd.steps=5")
         key, raw = assignment.split("=", 1)
         parts = key.strip().split(".")
-        if len(parts) != 3 or parts[0] not in KIND_KEYS:
-            raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM with KIND one of {', '.join(KIND_KEYS)}")
+        if len(parts) != 3 or parts[0] not in GRID_KINDS:
+            raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM with KIND one of {', '.join(GRID_KINDS)}")
         try:
             value = tomllib.loads(f"v = {raw.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw.strip()
         self.params.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = value
 
-    # ---------------------------------------------------------------- expansion
-    def validate_names(self, registry: Registry) -> None:
-        for key in KIND_KEYS:
-            for name in getattr(self, key):
-                registry.get(key, split_spec(name)[0])
-        for kind, comps in self.params.items():
-            for comp, params in comps.items():
-                cls = registry.get(kind, split_spec(comp)[0])
-                valid = cls.parameters()
-                for p in params:
-                    if p not in valid:
-                        raise ConfigError(
-                            f"{kind[:-1]} {comp!r} has no parameter {p!r}; valid parameters: "
-                            + (", ".join(valid) if valid else "(none)")
-                        )
 
-    def cells(self, registry: Registry) -> list["Cell"]:
-        """The full cartesian grid; ``none`` injections collapse the beta axis to 0."""
-        self.validate_names(registry)
-        out: list[Cell] = []
-        evaluators = [self.component("evaluators", n, registry) for n in self.evaluators]
-        for dataset, model, method, eps, injection in itertools.product(
-            self.datasets, self.models, self.methods, self.eps, self.injections
-        ):
-            betas = [0.0] if injection == "none" else self.betas
-            for beta, seed in itertools.product(betas, self.seeds):
-                m = self.component("methods", method, registry)
-                cls = registry.get("methods", split_spec(method)[0])
-                scaled = cls.defaults_for_eps(eps)
-                m["params"] = {**m["params"], **{k: v for k, v in scaled.items()
-                                                 if k not in self.params.get("methods", {}).get(method, {})}}
-                out.append(Cell(
-                    dataset=self.component("datasets", dataset, registry),
-                    model=self.component("models", model, registry),
-                    method=m,
-                    eps=eps,
-                    injection=self.component("injections", injection, registry),
-                    beta=beta,
-                    seed=seed,
-                    training=self.training.as_config(),
-                    evaluators=evaluators,
-                ))
-        return out
-
-    def component(self, kind: str, spec: str, registry: Registry) -> dict[str, Any]:
-        """Resolve ``name[:arg]`` into {name, params} with defaults filled in."""
-        name, arg = split_spec(spec)
-        cls = registry.get(kind, name)
-        params = cls.parameters()
-        if arg is not None:
-            if not cls.spec_arg:
-                raise ConfigError(f"{kind[:-1]} {name!r} takes no ':ARG' (got {spec!r})")
-            params[cls.spec_arg] = arg
-        params.update(self.params.get(kind, {}).get(spec, {}))
-        if spec != name:
-            params.update(self.params.get(kind, {}).get(name, {}))
-        missing = [k for k, v in params.items() if v is None and k == cls.spec_arg]
-        if missing:
-            raise ConfigError(f"{kind[:-1]} {name!r} needs an argument: write {name}:{missing[0].upper()}")
-        return {"name": name, "params": jsonable(params)}
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """The TOML file at ``path``; a missing or malformed file is a :class:`ConfigError` naming ``what``."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {exc}") from None
 
 
 def make_training(values: dict[str, Any], source: str) -> TrainingConfig:
@@ -259,46 +199,6 @@ def parse_level(value: Any, what: str) -> float:
     return value
 
 
-def jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
-@dataclass
-class Cell:
-    """One training run of the grid, fully resolved."""
-
-    dataset: dict[str, Any]
-    model: dict[str, Any]
-    method: dict[str, Any]
-    eps: float
-    injection: dict[str, Any]
-    beta: float
-    seed: int
-    training: dict[str, Any]
-    evaluators: list[dict[str, Any]]
-
-    def config(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def cell_id(self) -> str:
-        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    @property
-    def label(self) -> str:
-        inj = self.injection["name"] + (f"(beta={self.beta:g})" if self.injection["name"] != "none" else "")
-        return f"{self.method['name']} eps={self.eps:g}/255 {inj} seed={self.seed}"
-
-    def filename(self) -> str:
-        return (f"{self.dataset['name']}-{self.model['name']}/{self.method['name']}/"
-                f"eps{self.eps:g}-{self.injection['name']}-beta{self.beta:g}-seed{self.seed}-{self.cell_id[:8]}.json")
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Cell":
-        return cls(**config)
-
-
 def parse_list(text: str | None, cast=str) -> list[Any] | None:
     """``"a,b, c"`` -> ["a", "b", "c"]; None stays None (not given on the command line)."""
     if text is None:
@@ -307,7 +207,3 @@ def parse_list(text: str | None, cast=str) -> list[Any] | None:
     if not items:
         raise ConfigError(f"empty list {text!r}")
     return [cast(t) for t in items]
-
-
-def iter_kinds() -> Iterable[str]:
-    return KIND_KEYS

@@ -1,13 +1,14 @@
-"""The plugin manager: loads built-in and third-party plugins from the ``cobench``
-entry-point group and collects what each registers.
+"""The plugin manager: loads the built-in plugins from one list and third-party plugins
+from the ``cobench`` entry-point group, and collects what each registers.
 
-Built-ins are declared as entry points in cobench's own ``pyproject.toml`` exactly like a
-third-party package's; ``DEFAULT_PLUGINS`` is the same list, used when cobench runs from a
-source tree without installed metadata (and checked against pyproject by the tests).
-Each entry point is loaded on its own, so one broken plugin is reported, not fatal.
+Built-ins are declared once, in ``BUILTIN_PLUGINS`` (as datasette and llm do): they are
+registered the same way as third-party plugins, through the same hooks, but need no
+installed metadata. Each plugin is loaded on its own, so one broken plugin is reported,
+not fatal.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as md
 import os
@@ -18,64 +19,51 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .api import KINDS, Component
+from .api import Component
 from .errors import PluginError, UnknownComponentError
+from .kinds import KIND_NAMES, KINDS, singular
 
 ENTRY_POINT_GROUP = "cobench"
 
-#: entry-point name -> module, mirrored in pyproject.toml's [project.entry-points.cobench]
-DEFAULT_PLUGINS: dict[str, str] = {
-    # --- datasets
-    "cobench.datasets.digits": "cobench.datasets.digits",
-    "cobench.datasets.torchvision_sets": "cobench.datasets.torchvision_sets",
-    "cobench.datasets.imagefolder": "cobench.datasets.imagefolder",
-    "cobench.datasets.npz": "cobench.datasets.npz",
-    # --- end datasets
-    # --- injections
-    "cobench.injections.none": "cobench.injections.none",
-    "cobench.injections.dct": "cobench.injections.dct",
-    "cobench.injections.rademacher": "cobench.injections.rademacher",
-    "cobench.injections.perp": "cobench.injections.perp",
-    "cobench.injections.lowpass": "cobench.injections.lowpass",
-    # --- end injections
-    # --- methods
-    "cobench.methods.fgsm": "cobench.methods.fgsm",
-    "cobench.methods.n_fgsm": "cobench.methods.n_fgsm",
-    "cobench.methods.pgd": "cobench.methods.pgd",
-    "cobench.methods.rs_fgsm": "cobench.methods.rs_fgsm",
-    "cobench.methods.grad_align": "cobench.methods.grad_align",
-    "cobench.methods.free": "cobench.methods.free",
-    "cobench.methods.zerograd": "cobench.methods.zerograd",
-    "cobench.methods.kim": "cobench.methods.kim",
-    "cobench.methods.llr": "cobench.methods.llr",
-    "cobench.methods.cure": "cobench.methods.cure",
-    "cobench.methods.elle": "cobench.methods.elle",
-    "cobench.methods.fgsm_pgi": "cobench.methods.fgsm_pgi",
-    "cobench.methods.gat": "cobench.methods.gat",
-    # --- end methods
-    # --- evaluators
-    "cobench.evaluators.accuracy": "cobench.evaluators.accuracy",
-    "cobench.evaluators.co_detection": "cobench.evaluators.co_detection",
-    "cobench.evaluators.auto_attack": "cobench.evaluators.auto_attack",
-    "cobench.evaluators.analyses": "cobench.evaluators.analyses",
-    "cobench.evaluators.linearity": "cobench.evaluators.linearity",
-    # --- end evaluators
-    # --- models
-    "cobench.models.small_cnn": "cobench.models.small_cnn",
-    "cobench.models.preact_resnet": "cobench.models.preact_resnet",
-    "cobench.models.timm_models": "cobench.models.timm_models",
-    "cobench.models.wide_resnet": "cobench.models.wide_resnet",
-    # --- end models
-    # --- executors
-    "cobench.executors.local": "cobench.executors.local",
-    "cobench.executors.local_parallel": "cobench.executors.local_parallel",
-    "cobench.executors.ray_executor": "cobench.executors.ray_executor",
-    "cobench.executors.submitit_executor": "cobench.executors.submitit_executor",
-    # --- end executors
-    # --- commands
-    "cobench.leaderboard.commands": "cobench.leaderboard.commands",
-    # --- end commands
-}
+#: the built-in plugin modules; each is registered under its module name
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "cobench.datasets.digits",
+    "cobench.datasets.torchvision_sets",
+    "cobench.datasets.imagefolder",
+    "cobench.datasets.npz",
+    "cobench.injections.none",
+    "cobench.injections.dct",
+    "cobench.injections.rademacher",
+    "cobench.injections.perp",
+    "cobench.injections.lowpass",
+    "cobench.methods.fgsm",
+    "cobench.methods.n_fgsm",
+    "cobench.methods.pgd",
+    "cobench.methods.rs_fgsm",
+    "cobench.methods.grad_align",
+    "cobench.methods.free",
+    "cobench.methods.zerograd",
+    "cobench.methods.kim",
+    "cobench.methods.llr",
+    "cobench.methods.cure",
+    "cobench.methods.elle",
+    "cobench.methods.fgsm_pgi",
+    "cobench.methods.gat",
+    "cobench.evaluators.accuracy",
+    "cobench.evaluators.co_detection",
+    "cobench.evaluators.auto_attack",
+    "cobench.evaluators.analyses",
+    "cobench.evaluators.linearity",
+    "cobench.models.small_cnn",
+    "cobench.models.preact_resnet",
+    "cobench.models.timm_models",
+    "cobench.models.wide_resnet",
+    "cobench.executors.local",
+    "cobench.executors.local_parallel",
+    "cobench.executors.ray_executor",
+    "cobench.executors.submitit_executor",
+    "cobench.leaderboard.commands",
+)
 
 
 @dataclass
@@ -91,14 +79,14 @@ class PluginInfo:
 class Registry:
     """Components of every kind, each attributed to the plugin that registered it."""
 
-    components: dict[str, dict[str, type[Component]]] = field(default_factory=lambda: {k: {} for k in KINDS})
-    owners: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    components: dict[str, dict[str, type[Component]]] = field(default_factory=lambda: {k: {} for k in KIND_NAMES})
+    owners: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KIND_NAMES})
 
     def get(self, kind: str, name: str) -> type[Component]:
         try:
             return self.components[kind][name]
         except KeyError:
-            raise UnknownComponentError(kind.rstrip("s"), name, self.components[kind]) from None
+            raise UnknownComponentError(singular(kind), name, self.components[kind]) from None
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -114,7 +102,14 @@ class PluginManager:
         self._registry: Registry | None = None
 
     # ------------------------------------------------------------------ loading
+    def load_builtins(self) -> None:
+        """Register every module of ``BUILTIN_PLUGINS`` (a built-in that fails to import is a bug: it raises)."""
+        for modname in BUILTIN_PLUGINS:
+            if not self.pm.has_plugin(modname):
+                self.register(importlib.import_module(modname), modname, _own_distribution())
+
     def load_entry_points(self) -> None:
+        """Register every third-party plugin of the ``cobench`` entry-point group."""
         seen = set()
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in seen or self.pm.has_plugin(ep.name):
@@ -126,13 +121,6 @@ class PluginManager:
                 self.failures[ep.name] = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
                 continue
             self.register(module, ep.name, getattr(ep, "dist", None))
-        # running from a source tree without installed metadata: fall back to the same list
-        for name, modname in DEFAULT_PLUGINS.items():
-            if not self.pm.has_plugin(name) and name not in self.failures:
-                try:
-                    self.register(importlib.import_module(modname), name, None)
-                except Exception as exc:
-                    self.failures[name] = f"failed to import {modname}: {type(exc).__name__}: {exc}"
 
     def register(self, plugin: ModuleType | object, name: str, dist: md.Distribution | None = None) -> None:
         try:
@@ -158,12 +146,12 @@ class PluginManager:
 
     def _collect(self) -> Registry:
         reg = Registry()
-        for kind, base in KINDS.items():
-            hook = getattr(self.pm.hook, f"register_{kind}")
+        for kind in KINDS:
+            hook = getattr(self.pm.hook, kind.hook)
             for impl in reversed(hook.get_hookimpls()):  # registration order
                 plugin_name = impl.plugin_name
 
-                def register(cls: type, _kind: str = kind, _base: type = base, _plugin: str = plugin_name) -> None:
+                def register(cls: type, _kind: str = kind.plural, _base: type = kind.base, _plugin: str = plugin_name) -> None:
                     if not (isinstance(cls, type) and issubclass(cls, _base)):
                         raise PluginError(f"plugin {_plugin!r} registered {cls!r}, which is not a {_base.__name__} subclass")
                     if not cls.name:
@@ -171,7 +159,7 @@ class PluginManager:
                     prior = reg.owners[_kind].get(cls.name)
                     if prior is not None:
                         raise PluginError(
-                            f"{_kind[:-1]} name {cls.name!r} is registered by both plugin {prior!r} and plugin {_plugin!r}; "
+                            f"{singular(_kind)} name {cls.name!r} is registered by both plugin {prior!r} and plugin {_plugin!r}; "
                             "uninstall one of them or rename the component"
                         )
                     reg.components[_kind][cls.name] = cls
@@ -183,7 +171,7 @@ class PluginManager:
                     raise
                 except Exception as exc:
                     raise PluginError(
-                        f"plugin {plugin_name!r} raised while registering {kind}: {type(exc).__name__}: {exc} "
+                        f"plugin {plugin_name!r} raised while registering {kind.plural}: {type(exc).__name__}: {exc} "
                         "(set COBENCH_LOAD_PLUGINS=none to run with built-ins only)"
                     ) from exc
         return reg
@@ -200,7 +188,7 @@ class PluginManager:
                     version=dist.version if dist is not None else None,
                     distribution=dist.metadata["Name"] if dist is not None else None,
                     hooks=hooks,
-                    builtin=name in DEFAULT_PLUGINS,
+                    builtin=name in BUILTIN_PLUGINS,
                 )
             )
         return out
@@ -231,13 +219,20 @@ def get_plugin_manager() -> PluginManager:
     global _manager
     if _manager is None:
         manager = PluginManager()
-        if os.environ.get("COBENCH_LOAD_PLUGINS", "").lower() == "none":
-            for name, modname in DEFAULT_PLUGINS.items():
-                manager.register(importlib.import_module(modname), name, None)
-        else:
+        manager.load_builtins()
+        if os.environ.get("COBENCH_LOAD_PLUGINS", "").lower() != "none":
             manager.load_entry_points()
         _manager = manager
     return _manager
+
+
+@functools.lru_cache(maxsize=1)
+def _own_distribution() -> md.Distribution | None:
+    """cobench's installed distribution (for the version ``cobench plugins`` shows), if installed."""
+    try:
+        return md.distribution("cobench")
+    except md.PackageNotFoundError:
+        return None
 
 
 def reset_plugin_manager() -> None:

@@ -1,44 +1,75 @@
-"""Result files: one JSON per cell, written atomically; loading, validation and flat rows.
+"""Result files, the one owner of their layout: one JSON file per cell, written atomically;
+listing, reading and validating them; the failed result; flat rows and the run summary.
 
 A result is the unit of resume: a cell whose file exists with ``status == "ok"`` and the
 same ``config_hash`` is never run again. Failed cells are recorded too (with the error)
-and are retried on the next run.
+and are retried on the next run. Every file cobench writes (results, summaries, rendered
+leaderboards) goes through :func:`write_atomic`: readers see the old file or the new one,
+never half of one.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import platform
 import sys
 import tempfile
+import traceback
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
 from . import __version__
+from .cell import Cell
 from .errors import CobenchError
 
 SCHEMA_VERSION = 1
+#: the JSON schema every result file follows, shipped inside the package
+SCHEMA_FILE = "result.schema.json"
+#: files ``cobench run`` writes beside the results that are not results
+SUMMARY_FILES = ("summary.json", "summary.csv")
 
 
-def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+class ResultValidationError(CobenchError):
+    """A result file that cannot be read, is not valid JSON or does not match the result schema."""
+
+
+# --------------------------------------------------------------------------- writing
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The file gets the usual permissions (0666 less the umask), not ``mkstemp``'s 0600:
+    results and rendered leaderboards are meant to be shared.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as strict, sorted, indented JSON (tensors and numpy scalars become numbers)."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n")
 
 
 def _json_default(obj: Any) -> Any:
@@ -47,6 +78,53 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """``rows`` as CSV, with the union of their keys as columns (in first-seen order)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_summary(results_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """summary.json and summary.csv of the grid just run (every cell, flat columns)."""
+    if not rows:
+        return
+    write_json(results_dir / "summary.json", {"cells": rows})
+    write_atomic(results_dir / "summary.csv", csv_text(rows))
+
+
+def check_writable(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=results_dir, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise CobenchError(f"results dir {str(results_dir)!r} is not writable: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------- making results
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def result_header(cell: Cell, started_at: str) -> dict[str, Any]:
+    """The fields every result of ``cell`` starts with: its identity and config."""
+    return {"schema_version": SCHEMA_VERSION, "cell_id": cell.cell_id, "config_hash": cell.cell_id,
+            "config": cell.config(), "seed": cell.seed, "started_at": started_at}
+
+
+def failed_result(cell: Cell, exc: BaseException, message: str, started_at: str | None = None) -> dict[str, Any]:
+    """A ``failed`` result of ``cell``: recorded, shown to the user, and retried on the next run."""
+    started_at = started_at or now()
+    return {
+        **result_header(cell, started_at), "status": "failed", "finished_at": now(),
+        "error": {"type": type(exc).__name__, "message": message,
+                  "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))},
+    }
 
 
 def sanitize(obj: Any) -> Any:
@@ -76,38 +154,116 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def check_writable(results_dir: Path) -> None:
+# --------------------------------------------------------------------------- finding and reading
+def result_path(results_dir: Path, cell: Cell) -> Path:
+    return Path(results_dir) / cell.filename()
+
+
+def result_files(results_dir: Path) -> list[Path]:
+    """Every result file under ``results_dir``, sorted (hidden files and folders and summaries skipped)."""
+    results_dir = Path(results_dir)
+    return sorted(p for p in results_dir.rglob("*.json")
+                  if not any(part.startswith(".") for part in p.relative_to(results_dir).parts)
+                  and p.name not in SUMMARY_FILES)
+
+
+def read_result(path: Path, validate: bool = False) -> dict[str, Any]:
+    """The result stored at ``path``; ``validate`` checks it against the schema and its own hash.
+
+    Raises :class:`ResultValidationError` naming the file when it cannot be read, is not
+    JSON, or is not a (valid) cobench result.
+    """
     try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=results_dir, prefix=".write-test-", delete=True)
-        probe.close()
+        text = Path(path).read_text()
     except OSError as exc:
-        raise CobenchError(f"results dir {str(results_dir)!r} is not writable: {exc.strerror or exc}") from None
-
-
-def read_result(path: Path) -> dict[str, Any]:
+        raise ResultValidationError(f"result file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     try:
-        with open(path) as f:
-            data = json.load(f)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CobenchError(f"result file {str(path)!r} is not valid JSON: {exc}") from None
+        raise ResultValidationError(f"result file {str(path)!r} is not valid JSON: {exc}") from None
+    if validate:
+        return validate_result(data, path)
     if not isinstance(data, dict) or "config" not in data or "status" not in data:
-        raise CobenchError(f"result file {str(path)!r} is not a cobench result (no 'config'/'status')")
+        raise ResultValidationError(f"result file {str(path)!r} is not a cobench result (no 'config'/'status')")
     return data
 
 
-def iter_results(results_dir: Path, strict: bool = False) -> Iterator[tuple[Path, dict[str, Any]]]:
+def iter_results(results_dir: Path, strict: bool = False, validate: bool = False) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Every result under ``results_dir``; unreadable files are skipped unless ``strict``."""
-    for path in sorted(Path(results_dir).rglob("*.json")):
-        if path.name.startswith(".") or path.name in ("summary.json",):
-            continue
+    for path in result_files(results_dir):
         try:
-            yield path, read_result(path)
-        except CobenchError:
+            yield path, read_result(path, validate=validate)
+        except ResultValidationError:
             if strict:
                 raise
 
 
+def finished_result(results_dir: Path, cell: Cell) -> dict[str, Any] | None:
+    """The stored result if ``cell`` already finished successfully with the same config."""
+    path = result_path(results_dir, cell)
+    if not path.exists():
+        return None
+    try:
+        data = read_result(path)
+    except ResultValidationError:
+        return None  # a corrupt or foreign file is redone, not trusted
+    if data.get("status") == "ok" and data.get("config_hash") == cell.cell_id:
+        return data
+    return None
+
+
+# --------------------------------------------------------------------------- validation
+@lru_cache(maxsize=1)
+def result_schema() -> dict[str, Any]:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(resources.files(__package__).joinpath(SCHEMA_FILE).read_text())
+    Draft202012Validator.check_schema(schema)
+    return schema
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(result_schema())
+
+
+def schema_errors(data: Any, limit: int = 3) -> list[str]:
+    """Up to ``limit`` readable schema violations of ``data`` (empty when it is valid)."""
+    errors = sorted(_validator().iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    return [f"at {'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}" for e in errors[:limit]]
+
+
+def validate_result(data: Any, source: str | Path) -> dict[str, Any]:
+    """``data`` if it is a schema-valid result whose id is the hash of its config, else raise
+    naming ``source`` and the violations."""
+    if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
+        raise ResultValidationError(
+            f"result file {str(source)!r} has schema_version {data['schema_version']!r}; "
+            f"this cobench reads schema_version {SCHEMA_VERSION}")
+    problems = schema_errors(data)
+    if problems:
+        total = sum(1 for _ in _validator().iter_errors(data))
+        more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
+        raise ResultValidationError(
+            f"result file {str(source)!r} does not match the cobench result schema "
+            f"(cobench/{SCHEMA_FILE}): " + "; ".join(problems) + more)
+    if data["config_hash"] != data["cell_id"]:
+        raise ResultValidationError(f"result file {str(source)!r}: config_hash {data['config_hash']!r} "
+                                    f"differs from cell_id {data['cell_id']!r}")
+    expected = Cell.from_config(data["config"]).cell_id
+    if data["cell_id"] != expected:
+        raise ResultValidationError(
+            f"result file {str(source)!r}: cell_id {data['cell_id']!r} is not the hash of its config "
+            f"({expected!r}); the config was edited after the run, or the file was not written by cobench")
+    if data["seed"] != data["config"]["seed"]:
+        raise ResultValidationError(f"result file {str(source)!r}: seed {data['seed']} differs from config.seed "
+                                    f"{data['config']['seed']}")
+    return data
+
+
+# --------------------------------------------------------------------------- rows
 def flat_row(result: dict[str, Any]) -> dict[str, Any]:
     """One flat dict per result, ready for ``pandas.DataFrame``."""
     cfg = result["config"]

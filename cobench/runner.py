@@ -5,27 +5,29 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
 from .api import DataContext, DataSplits, EvalContext, InjectionContext
+from .cell import Cell
 from .checkpoints import CellCheckpoint
 from .device import resolve_device, seed_everything
-from .errors import CobenchError, NonFiniteLossError
-from .grid import Cell, GridSpec
-from .plugins import PluginManager, get_plugin_manager
-from .results import SCHEMA_VERSION, atomic_write_json, check_writable, environment, flat_row, read_result, sanitize
-from .training import Normalize, evaluation_mode, train
+from .errors import CobenchError, ConfigError, NonFiniteLossError
+from .evaluation import run_evaluators
+from .grid import GridSpec
+from .kinds import GRID_KINDS, singular
+from .options import NoProgress, Progress, RunOptions
+from .plugins import Registry, get_plugin_manager
+from .resolve import resolve
+from .results import (check_writable, environment, failed_result, finished_result, flat_row, now, result_header,
+                      result_path, sanitize, write_json)
+from .training import CellParts, Normalize, train
 
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+OnEpoch = Callable[[int, int, dict[str, Any]], None]
 
 
 @lru_cache(maxsize=4)
@@ -35,9 +37,9 @@ def _load_dataset(spec_json: str, data_dir: str, download: bool) -> DataSplits:
     return cls(**spec["params"]).load(DataContext(data_dir=data_dir, download=download, seed=0))
 
 
-def load_dataset(spec: dict[str, Any], data_dir: str, download: bool) -> DataSplits:
+def load_dataset(spec: dict[str, Any], options: RunOptions) -> DataSplits:
     """Load (and cache in-process) a dataset component's splits on the CPU, with checks."""
-    data = _load_dataset(json.dumps(spec, sort_keys=True), data_dir, download)
+    data = _load_dataset(json.dumps(spec, sort_keys=True), options.data_dir, options.download)
     for split in ("train", "test"):
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
@@ -45,88 +47,77 @@ def load_dataset(spec: dict[str, Any], data_dir: str, download: bool) -> DataSpl
     return data
 
 
-def execute_cell(config: dict[str, Any], options: dict[str, Any],
-                 on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def execute_cell(config: dict[str, Any], options: RunOptions | Mapping[str, Any] | None = None,
+                 on_epoch: OnEpoch | None = None) -> dict[str, Any]:
     """Train and evaluate one cell; always returns a result dict (``status`` ok or failed)."""
     cell = Cell.from_config(config)
+    options = RunOptions.of(options)
     started, t0 = now(), time.perf_counter()
     device = torch.device("cpu")
-    result: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "cell_id": cell.cell_id, "config_hash": cell.cell_id,
-        "config": cell.config(), "seed": cell.seed, "started_at": started,
-    }
     try:
-        device = resolve_device(options.get("device", "auto"))
-        result.update(run_cell(cell, options, device, on_epoch))
-        result["status"] = "ok"
+        device = resolve_device(options.device)
+        result = {**result_header(cell, started), **run_cell(cell, options, device, on_epoch), "status": "ok"}
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        result["status"] = "failed"
-        result["error"] = {
-            "type": type(exc).__name__,
-            "message": str(exc) if isinstance(exc, (CobenchError, NonFiniteLossError)) else f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(),
-        }
+        message = str(exc) if isinstance(exc, (CobenchError, NonFiniteLossError)) else f"{type(exc).__name__}: {exc}"
+        result = failed_result(cell, exc, message, started)
     result["environment"] = environment(device)
     result["finished_at"] = now()
     result["wall_time_s"] = time.perf_counter() - t0
     return sanitize(result)
 
 
-def run_cell(cell: Cell, options: dict[str, Any], device: torch.device,
-             on_epoch: Callable[[int, int, dict[str, Any]], None] | None) -> dict[str, Any]:
-    reg = get_plugin_manager().registry
-    seed_everything(cell.seed)
-    data = load_dataset(cell.dataset, options.get("data_dir", "data"), options.get("download", False)).to(device)
-    eps, beta = cell.eps / 255.0, cell.beta / 255.0
-
-    injection = reg.get("injections", cell.injection["name"])(**cell.injection["params"])
-    injection.prepare(InjectionContext(beta=beta, num_classes=data.num_classes, image_shape=data.image_shape,
-                                       seed=cell.seed), data.train_x, data.train_y)
+def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry: Registry) -> CellParts:
+    """Instantiate ``cell``'s components on ``device``: data, injection (prepared), model, method, evaluators."""
+    data = load_dataset(cell.dataset, options).to(device)
+    injection = registry.get("injections", cell.injection["name"])(**cell.injection["params"])
+    injection.prepare(InjectionContext(beta=cell.beta / 255.0, num_classes=data.num_classes,
+                                       image_shape=data.image_shape, seed=cell.seed), data.train_x, data.train_y)
     test_x = injection.apply(data.test_x, data.test_y)
-
-    net = reg.get("models", cell.model["name"])(**cell.model["params"]).build(
+    net = registry.get("models", cell.model["name"])(**cell.model["params"]).build(
         num_classes=data.num_classes, image_shape=data.image_shape)
-    model = torch.nn.Sequential(Normalize(data.mean, data.std), net).to(device)
-    method = reg.get("methods", cell.method["name"])(**cell.method["params"])
-    evaluators = [reg.get("evaluators", e["name"])(**e["params"]) for e in cell.evaluators]
     probe = min(cell.training["probe_size"], len(test_x))
-    eval_ctx = EvalContext(
-        eps=eps, test_x=test_x, test_y=data.test_y, clean_test_x=data.test_x, injection=injection,
-        num_classes=data.num_classes, device=device, batch_size=cell.training["eval_batch_size"], seed=cell.seed,
-        probe_x=test_x[:probe], probe_y=data.test_y[:probe],
+    return CellParts(
+        model=torch.nn.Sequential(Normalize(data.mean, data.std), net).to(device),
+        method=registry.get("methods", cell.method["name"])(**cell.method["params"]),
+        data=data,
+        injection=injection,
+        evaluators=[registry.get("evaluators", e["name"])(**e["params"]) for e in cell.evaluators],
+        eval_ctx=EvalContext(
+            eps=cell.eps / 255.0, test_x=test_x, test_y=data.test_y, clean_test_x=data.test_x, injection=injection,
+            num_classes=data.num_classes, device=device, batch_size=cell.training["eval_batch_size"],
+            seed=cell.seed, probe_x=test_x[:probe], probe_y=data.test_y[:probe],
+        ),
     )
-    checkpoint = CellCheckpoint(options["checkpoint_dir"], cell.cell_id) if options.get("checkpoint_dir") else None
-    outcome = train(model=model, method=method, data=data, injection=injection, evaluators=evaluators,
-                    eval_ctx=eval_ctx, eps=eps, training=cell.training, device=device, seed=cell.seed,
-                    on_epoch=on_epoch, channels_last=bool(options.get("channels_last", False)),
-                    compile_model=bool(options.get("compile", False)), checkpoint=checkpoint)
-    metrics: dict[str, Any] = {}
-    owners: dict[str, str] = {}
-    eval_ctx.history = outcome.history
+
+
+def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: OnEpoch | None) -> dict[str, Any]:
+    registry = get_plugin_manager().registry
+    seed_everything(cell.seed)
+    parts = build_parts(cell, options, device, registry)
+    checkpoint = CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
+    outcome = train(parts, cell.training, options, on_epoch, checkpoint=checkpoint)
+    parts.eval_ctx.history = outcome.history
     t_eval = time.perf_counter()
-    with evaluation_mode(model):
-        for ev, spec in zip(evaluators, cell.evaluators):
-            produced = ev.evaluate(model, eval_ctx) or {}
-            clash = set(produced) & set(metrics)
-            if clash:
-                raise CobenchError(f"evaluator {spec['name']!r} reports metric(s) {sorted(clash)} already reported by {owners[next(iter(clash))]!r}")
-            metrics.update(produced)
-            owners.update({k: spec["name"] for k in produced})
+    metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
     if cell.training.get("stop_after_collapse"):
         metrics["stopped_early"] = int(outcome.stopped_early_epoch is not None)
         metrics["stopped_early_epoch"] = outcome.stopped_early_epoch
-    if checkpoint is not None and not options.get("keep_checkpoints", False):
+    if checkpoint is not None and not options.keep_checkpoints:
         checkpoint.remove()
     keys = sorted({k for rec in outcome.history for k in rec})
     curves = {k: [rec.get(k) for rec in outcome.history] for k in keys}
     cost = dict(outcome.cost, eval_time_s=time.perf_counter() - t_eval)
-    plugins = {kind: reg.owners[kind][cell_part["name"]] for kind, cell_part in
-               (("datasets", cell.dataset), ("models", cell.model), ("methods", cell.method),
-                ("injections", cell.injection))}
-    plugins["evaluators"] = {e["name"]: reg.owners["evaluators"][e["name"]] for e in cell.evaluators}
-    return {"metrics": metrics, "curves": curves, "cost": cost, "plugins": plugins}
+    return {"metrics": metrics, "curves": curves, "cost": cost, "plugins": component_owners(cell, registry)}
+
+
+def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
+    """The plugin that registered each of ``cell``'s components (evaluators: name -> plugin)."""
+    owners: dict[str, Any] = {kind: registry.owners[kind][getattr(cell, singular(kind))["name"]]
+                              for kind in GRID_KINDS if kind != "evaluators"}
+    owners["evaluators"] = {e["name"]: registry.owners["evaluators"][e["name"]] for e in cell.evaluators}
+    return owners
 
 
 # ------------------------------------------------------------------------- the grid driver
@@ -142,80 +133,73 @@ class RunSummary:
         return [flat_row(r) for r in self.results]
 
 
-#: where a grid's mid-cell checkpoints go by default, under its results directory
+#: where a grid's mid-cell checkpoints go unless --checkpoint-dir says otherwise
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
-def result_path(results_dir: Path, cell: Cell) -> Path:
-    return results_dir / cell.filename()
-
-
-def finished_result(path: Path, cell: Cell) -> dict[str, Any] | None:
-    """The stored result if this cell already finished successfully with the same config."""
-    if not path.exists():
-        return None
-    try:
-        data = read_result(path)
-    except CobenchError:
-        return None  # a corrupt or foreign file is redone, not trusted
-    if data.get("status") == "ok" and data.get("config_hash") == cell.cell_id:
-        return data
-    return None
+#: executor options the command line offers every executor; those an executor does not take are ignored
+SHARED_EXECUTOR_OPTIONS = ("workers", "address", "cells_per_device")
 
 
 class Runner:
-    def __init__(self, spec: GridSpec, results_dir: Path | str, *, options: dict[str, Any] | None = None,
-                 executor: str = "local", executor_options: dict[str, Any] | None = None,
-                 pm: PluginManager | None = None):
+    """Runs ``spec``'s cells that have no finished result under ``results_dir``.
+
+    ``options`` say how cells run (:class:`~cobench.options.RunOptions`; a mapping of its
+    fields is accepted); ``executor`` names the executor plugin and ``executor_options``
+    its parameters (those it does not take are ignored).
+    """
+
+    def __init__(self, spec: GridSpec, results_dir: Path | str, *,
+                 options: RunOptions | Mapping[str, Any] | None = None, executor: str = "local",
+                 executor_options: Mapping[str, Any] | None = None):
         self.spec = spec
         self.results_dir = Path(results_dir)
-        self.options = {"device": "auto", "data_dir": "data", "download": False,
-                        "checkpoint_dir": str(self.results_dir / CHECKPOINT_SUBDIR), **(options or {})}
+        self.options = RunOptions.of(options)
+        if self.options.checkpoints and not self.options.checkpoint_dir:
+            self.options = replace(self.options, checkpoint_dir=str(self.results_dir / CHECKPOINT_SUBDIR))
         self.executor_name = executor
-        self.executor_options = executor_options or {}
-        self.pm = pm or get_plugin_manager()
+        self.executor_options = dict(executor_options or {})
 
     def plan(self) -> list[tuple[Cell, Path, dict[str, Any] | None]]:
-        cells = self.spec.cells(self.pm.registry)
-        return [(c, result_path(self.results_dir, c), finished_result(result_path(self.results_dir, c), c)) for c in cells]
+        cells = resolve(self.spec, get_plugin_manager().registry)
+        return [(c, result_path(self.results_dir, c), finished_result(self.results_dir, c)) for c in cells]
 
     def preflight(self, cells: list[Cell]) -> None:
         """Fail fast, before any training, on problems every cell would hit."""
         check_writable(self.results_dir)
-        resolve_device(self.options["device"])
+        resolve_device(self.options.device)
         for spec in {json.dumps(c.dataset, sort_keys=True): c.dataset for c in cells}.values():
-            load_dataset(spec, self.options["data_dir"], self.options["download"])
+            load_dataset(spec, self.options)
 
-    def run(self, progress: Any | None = None) -> RunSummary:
+    def run(self, progress: Progress | None = None) -> RunSummary:
+        progress = progress or NoProgress()
         plan = self.plan()
-        executor_cls = self.pm.registry.get("executors", self.executor_name)
-        executor = executor_cls(**{k: v for k, v in self.executor_options.items() if k in executor_cls.parameters()})
+        executor_cls = get_plugin_manager().registry.get("executors", self.executor_name)
+        valid = executor_cls.parameters()
+        unknown = sorted(set(self.executor_options) - set(valid) - set(SHARED_EXECUTOR_OPTIONS))
+        if unknown:
+            raise ConfigError(f"executor {self.executor_name!r} has no parameter(s) {', '.join(unknown)}; valid: "
+                              + (", ".join(valid) or "(none)"))
+        executor = executor_cls(**{k: v for k, v in self.executor_options.items() if k in valid})
         summary = RunSummary()
         todo = [cell for cell, _, done in plan if done is None]
         by_id = {cell.cell_id: done for cell, _, done in plan if done is not None}
         summary.skipped = len(by_id)
         if todo:
             self.preflight(todo)
-        if progress is not None:
-            progress.start_grid(len(plan), summary.skipped)
+        progress.start_grid(len(plan), summary.skipped)
         paths = {cell.cell_id: path for cell, path, _ in plan}
-        options = dict(self.options)
-        if progress is not None:
-            options["on_epoch"] = progress.on_epoch
-            options["on_cell_start"] = progress.on_cell_start
         try:
-            for cell, result in executor.run(todo, execute_cell, options):
-                atomic_write_json(paths[cell.cell_id], result)
+            for cell, result in executor.run(todo, execute_cell, self.options, progress):
+                write_json(paths[cell.cell_id], result)
                 by_id[cell.cell_id] = result
                 summary.ran += 1
                 if result["status"] != "ok":
                     summary.failed.append(result)
-                if progress is not None:
-                    progress.on_cell_done(cell, result)
+                progress.on_cell_done(cell, result)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            if progress is not None:
-                progress.stop()
+            progress.stop()
         summary.results = [by_id[c.cell_id] for c, _, _ in plan if c.cell_id in by_id]
         return summary

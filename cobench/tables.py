@@ -8,6 +8,8 @@ from typing import Any, Iterable
 
 from rich.table import Table
 
+from .api import NO_INJECTION
+
 GROUP_KEYS = ("dataset", "model", "injection", "beta", "method", "eps")
 
 
@@ -64,7 +66,7 @@ def fmt_pct(mu: float | None, sd: float | None) -> str:
 
 
 def setting_name(row: dict[str, Any]) -> str:
-    inj = row["injection"] + (f" beta={row['beta']:g}/255" if row["injection"] != "none" else "")
+    inj = row["injection"] + (f" beta={row['beta']:g}/255" if row["injection"] != NO_INJECTION else "")
     return f"{row['dataset']} / {row['model']} / injection {inj}"
 
 

@@ -30,7 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from cobench.api import Batch, DataSplits, Method, StepContext, TrainSetup
-from cobench.plugins import DEFAULT_PLUGINS, ENTRY_POINT_GROUP, PluginManager, get_plugin_manager, reset_plugin_manager
+from cobench.options import RunOptions
+from cobench.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginManager, get_plugin_manager, reset_plugin_manager
+from cobench.resolve import resolve, resolved_params
 
 __all__ = ["MethodContract", "InputRecorder", "RecordingStep", "make_tiny_model", "tiny_splits", "tiny_grid_spec"]
 
@@ -176,7 +178,7 @@ class MethodContract:
         return pm.registry.get("methods", name)  # type: ignore[return-value]
 
     def build(self, cls: type[Method]) -> Method:
-        return cls(**{**cls.defaults_for_eps(self.eps255), **self.params})
+        return cls(**resolved_params(cls, self.params, eps255=self.eps255))
 
     def one_step(self, cls: type[Method], seed: int = 0, lr: float = 0.0) -> tuple[RecordingStep, InputRecorder]:
         data = tiny_splits(seed=1)
@@ -197,7 +199,7 @@ class MethodContract:
         assert issubclass(cls, Method) and cls.name == contract_method
         owner = cobench_pm.registry.owners["methods"][contract_method]
         entry_points = {ep.name for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
-        assert owner in entry_points or owner in DEFAULT_PLUGINS, (
+        assert owner in entry_points or owner in BUILTIN_PLUGINS, (
             f"{contract_method!r} is registered by {owner!r}, which is not a '{ENTRY_POINT_GROUP}' entry point: "
             "declare it under [project.entry-points.cobench] in your pyproject.toml and reinstall")
 
@@ -243,15 +245,22 @@ class MethodContract:
         assert torch.equal(runs[0][1], runs[1][1])
 
     def test_one_epoch_through_execute_cell(self, cobench_pm: PluginManager, contract_method: str) -> None:
+        """One epoch through the runner: metrics, curves, attribution and the training cost."""
         from cobench.runner import execute_cell
 
         spec = tiny_grid_spec([contract_method], eps=[self.eps255])
         if self.params:
             spec.params.setdefault("methods", {})[contract_method] = copy.deepcopy(self.params)
-        (cell,) = spec.cells(cobench_pm.registry)
-        result = execute_cell(cell.config(), {"device": "cpu"})
+        (cell,) = resolve(spec, cobench_pm.registry)
+        result = execute_cell(cell.config(), RunOptions(device="cpu"))
         assert result["status"] == "ok", result.get("error", {}).get("traceback")
         assert 0.0 <= result["metrics"]["clean_acc"] <= 1.0
         assert all(math.isfinite(v) for v in result["curves"]["train_loss"])
-        assert result["cost"]["optimizer_updates"] >= result["cost"]["steps"]
         assert result["plugins"]["methods"] == cobench_pm.registry.owners["methods"][contract_method]
+        cost = result["cost"]
+        assert cost["epochs_run"] == 1
+        replays = int(self.method_class(cobench_pm, contract_method)(**cell.method["params"]).replays)
+        assert cost["optimizer_updates"] == cost["steps"] * replays, (
+            "call ctx.update once per train_step, or `replays` times for a method that replays its minibatch")
+        assert cost["forward_passes_per_step"] >= 1 and cost["backward_passes_per_step"] >= 1
+        assert cost["time_per_step_s"] > 0

@@ -7,7 +7,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from .api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
 from .checkpoints import CellCheckpoint, restore_rng_states, rng_states, to_device
 from .errors import ConfigError, NonFiniteLossError
+from .evaluation import run_evaluators
+from .options import RunOptions
 
 
 class Normalize(nn.Module):
@@ -97,18 +99,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@contextlib.contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and fp32 (autocast off) for every evaluator call; restores the previous mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.autocast(device_type=next(model.parameters()).device.type, enabled=False):
-            yield
-    finally:
-        model.train(was_training)
-
-
 def step_precision(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """The autocast context of a training step: bf16 autocast for ``amp="bf16"``, else nothing."""
     if amp == "off":
@@ -120,26 +110,42 @@ def step_precision(device: torch.device, amp: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def train(
-    *, model: nn.Module, method: Method, data: DataSplits, injection: Injection, evaluators: list[Evaluator],
-    eval_ctx: EvalContext, eps: float, training: dict[str, Any], device: torch.device, seed: int,
-    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None, channels_last: bool = False,
-    compile_model: bool = False, checkpoint: CellCheckpoint | None = None,
-) -> TrainOutcome:
-    """Train ``model`` with ``method``; returns per-epoch history and the measured cost.
+@dataclass
+class CellParts:
+    """The built components of one cell, ready to train: the model (normalisation first), the
+    method, the data on the device, the prepared injection, the evaluators and their context
+    (which also carries the cell's eps in pixel units, its device and its seed)."""
 
-    ``channels_last`` keeps model and batches in channels-last memory format (the same
-    arithmetic, faster convolutions on CPU: see benchmarks/speed.py); ``training["amp"]``
-    (``"off"`` or ``"bf16"``) runs the method's steps under autocast. Evaluators always
-    run in fp32 (:func:`evaluation_mode`).
+    model: nn.Module
+    method: Method
+    data: DataSplits
+    injection: Injection
+    evaluators: list[Evaluator]
+    eval_ctx: EvalContext
 
-    ``compile_model`` hands the method ``torch.compile(model)`` (training steps only;
+
+def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
+          on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+          checkpoint: CellCheckpoint | None = None) -> TrainOutcome:
+    """Train ``parts.model`` with ``parts.method``; returns per-epoch history and the measured cost.
+
+    ``training`` is a cell's training config (:meth:`cobench.grid.TrainingConfig.as_config`);
+    ``training["amp"]`` (``"off"`` or ``"bf16"``) runs the method's steps under autocast.
+    ``options.channels_last`` keeps model and batches in channels-last memory format (the same
+    arithmetic, faster convolutions on CPU: see benchmarks/speed.py). Evaluators always run
+    in fp32 (:func:`cobench.evaluation.evaluation_mode`).
+
+    ``options.compile`` hands the method ``torch.compile(model)`` (training steps only;
     evaluators get the model itself, whose varying batch shapes would recompile).
     ``checkpoint``: after every epoch the whole training state is saved there, and a run
     that finds one resumes after its epoch (see :mod:`cobench.checkpoints`).
     ``training["stop_after_collapse"]`` = P > 0 ends training once the ``co`` evaluator has
     seen collapse for P epochs in a row (``stopped_early_epoch``).
     """
+    model, method, data, injection = parts.model, parts.method, parts.data, parts.injection
+    evaluators, eval_ctx = parts.evaluators, parts.eval_ctx
+    eps, device, seed = eval_ctx.eps, eval_ctx.device, eval_ctx.seed
+    channels_last = options.channels_last
     amp = training.get("amp", "off")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
@@ -170,7 +176,7 @@ def train(
         state["correct"] += (logits.detach().argmax(1) == y).sum()
         state["seen"] += len(y)
 
-    ctx = StepContext(torch.compile(model) if compile_model else model, setup, update)
+    ctx = StepContext(torch.compile(model) if options.compile else model, setup, update)
     counter = PassCounter(model)
     outcome = TrainOutcome()
     train_time = 0.0
@@ -226,9 +232,7 @@ def train(
             }
             eval_ctx.history = outcome.history
             counter.paused = True
-            with evaluation_mode(model):
-                for ev in evaluators:
-                    record.update(ev.on_epoch_end(model, eval_ctx, epoch + 1) or {})
+            record = run_evaluators(model, evaluators, lambda ev: ev.on_epoch_end(model, eval_ctx, epoch + 1), record)
             counter.paused = False
             outcome.history.append(record)
             if on_epoch is not None:

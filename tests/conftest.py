@@ -1,18 +1,15 @@
-"""Shared fixtures: tiny data, tiny models and a StepContext that records updates."""
+"""Shared fixtures: a fresh plugin manager per test, and the cobench.testing fixtures
+(tiny data, tiny models, a StepContext that records updates)."""
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-import torch
-from torch import nn
 
-from cobench.api import DataSplits
 from cobench.plugins import PluginManager, reset_plugin_manager
 # the plugin-author fixtures (cobench.testing is also a pytest11 plugin once cobench is installed)
 from cobench.testing import (  # noqa: F401
-    RecordingStep, cobench_pm, cobench_step_ctx, cobench_tiny_data, cobench_tiny_grid, cobench_tiny_model,
-    make_tiny_model, tiny_splits,
+    cobench_pm, cobench_step_ctx, cobench_tiny_data, cobench_tiny_grid, cobench_tiny_model,
 )
 
 
@@ -29,25 +26,6 @@ def pm() -> PluginManager:
     from cobench.plugins import get_plugin_manager
 
     return get_plugin_manager()
-
-
-@pytest.fixture
-def tiny_data() -> DataSplits:
-    return tiny_splits()
-
-
-@pytest.fixture
-def tiny_model(cobench_tiny_model) -> nn.Module:
-    return cobench_tiny_model
-
-
-@pytest.fixture
-def step_ctx_factory():
-    return RecordingStep
-
-
-def param_vector(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
 def cli_run(args: list[str], **kwargs: Any):

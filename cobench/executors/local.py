@@ -5,6 +5,7 @@ from typing import Any, Callable, Iterable
 
 from cobench import hookimpl
 from cobench.api import Executor
+from cobench.options import Progress, RunOptions
 
 
 class LocalExecutor(Executor):
@@ -12,14 +13,11 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: dict[str, Any]) -> Iterable[tuple[Any, dict]]:
-        on_epoch = options.get("on_epoch")
-        on_start = options.get("on_cell_start")
-        plain = {k: v for k, v in options.items() if not callable(v)}
+    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+            progress: Progress) -> Iterable[tuple[Any, dict]]:
         for cell in cells:
-            if on_start is not None:
-                on_start(cell)
-            yield cell, work(cell.config(), plain, on_epoch)
+            progress.on_cell_start(cell)
+            yield cell, work(cell.config(), options, progress.on_epoch)
 
 
 @hookimpl

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 import torch
@@ -21,7 +21,8 @@ from cobench import hookimpl
 from cobench.api import Executor
 from cobench.device import resolve_device
 from cobench.errors import ConfigError
-from cobench.executors.common import lost_cell_result, plain_options
+from cobench.options import Progress, RunOptions
+from cobench.results import failed_result
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,9 @@ def _exit_with_parent(parent_pid: int) -> None:
         time.sleep(1.0)
 
 
-def _run_cell(work: Callable[..., dict], config: dict[str, Any], options: dict[str, Any]) -> dict:
+def _run_cell(work: Callable[..., dict], config: dict[str, Any], options: RunOptions) -> dict:
     assert _slot is not None, "worker was not initialised"
-    return work(config, {**options, "device": _slot.device})
+    return work(config, replace(options, device=_slot.device))
 
 
 # --------------------------------------------------------------------------- driver side
@@ -104,11 +105,12 @@ class LocalParallelExecutor(Executor):
         self.workers = workers
         self.cells_per_device = cells_per_device
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: dict[str, Any]) -> Iterable[tuple[Any, dict]]:
+    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+            progress: Progress) -> Iterable[tuple[Any, dict]]:
+        """Per-epoch progress stays in the workers; the driver reports each cell as it finishes."""
         if not cells:
             return
-        plain = plain_options(options)
-        slots = plan_slots(resolve_device(plain.get("device", "auto")), len(cells), self.workers,
+        slots = plan_slots(resolve_device(options.device), len(cells), self.workers,
                            cells_per_device=self.cells_per_device)
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
@@ -116,7 +118,7 @@ class LocalParallelExecutor(Executor):
             queue.put(slot)
         pool = ProcessPoolExecutor(max_workers=len(slots), mp_context=ctx, initializer=_init_worker,
                                    initargs=(queue, os.getpid()))
-        pending: dict[Future, Any] = {pool.submit(_run_cell, work, cell.config(), plain): cell for cell in cells}
+        pending: dict[Future, Any] = {pool.submit(_run_cell, work, cell.config(), options): cell for cell in cells}
         finished = False
         try:
             while pending:
@@ -126,7 +128,8 @@ class LocalParallelExecutor(Executor):
                     try:
                         result = future.result()
                     except Exception as exc:  # the worker process died (OOM kill, crash)
-                        result = lost_cell_result(cell, exc, "a local-parallel worker process")
+                        result = failed_result(cell, exc, f"a local-parallel worker process died while running "
+                                                            f"this cell: {type(exc).__name__}: {exc}")
                     yield cell, result
             finished = True
         finally:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Any, Callable, Iterable
 
 from cobench import hookimpl
 from cobench.api import Executor
 from cobench.errors import CobenchError, ConfigError
-from cobench.executors.common import lost_cell_result, plain_options
+from cobench.options import Progress, RunOptions
+from cobench.results import failed_result
 
 
 def import_ray() -> Any:
@@ -59,7 +61,9 @@ class RayExecutor(Executor):
                  log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
         return True
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: dict[str, Any]) -> Iterable[tuple[Any, dict]]:
+    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+            progress: Progress) -> Iterable[tuple[Any, dict]]:
+        """Per-epoch progress stays in the tasks; the driver reports each cell as it finishes."""
         if not cells:
             return
         ray = import_ray()
@@ -67,10 +71,9 @@ class RayExecutor(Executor):
         try:
             gpus = self.gpus_per_cell if ray.cluster_resources().get("GPU", 0) > 0 else 0
             remote = ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)(work)
-            plain = plain_options(options)
-            if gpus and str(plain.get("device", "auto")).startswith("cuda"):
-                plain["device"] = "cuda"  # Ray pins each task to its GPU: inside the task it is cuda:0
-            pending = {remote.remote(cell.config(), plain): cell for cell in cells}
+            if gpus and options.device.startswith("cuda"):
+                options = replace(options, device="cuda")  # Ray pins each task to its GPU: inside the task it is cuda:0
+            pending = {remote.remote(cell.config(), options): cell for cell in cells}
             try:
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)
@@ -78,7 +81,8 @@ class RayExecutor(Executor):
                     try:
                         result = ray.get(done[0])
                     except Exception as exc:  # worker or node lost; cell errors come back as results
-                        result = lost_cell_result(cell, exc, "a Ray worker")
+                        result = failed_result(cell, exc, f"a Ray worker died while running this cell: "
+                                                            f"{type(exc).__name__}: {exc}")
                     yield cell, result
             finally:
                 for ref in pending:  # interrupted: abandon what is still queued or running

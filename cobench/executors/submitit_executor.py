@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable
 from cobench import hookimpl
 from cobench.api import Executor
 from cobench.errors import CobenchError, ConfigError
-from cobench.executors.common import lost_cell_result, plain_options
+from cobench.options import Progress, RunOptions
+from cobench.results import failed_result
 
 try:  # optional: the executor reports how to install it when it is missing
     from submitit.helpers import Checkpointable
@@ -51,7 +52,7 @@ class CellBatch(Checkpointable):
     is, so ``done``, the results of the cells already finished, travels with the requeued job.
     """
 
-    def __init__(self, work: Callable[..., dict], configs: list[dict[str, Any]], options: dict[str, Any]):
+    def __init__(self, work: Callable[..., dict], configs: list[dict[str, Any]], options: RunOptions):
         self.work, self.configs, self.options = work, configs, options
         self.done: list[dict[str, Any]] = []
 
@@ -96,16 +97,17 @@ class SubmititExecutor(Executor):
         ex.update_parameters(**params)
         return ex
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: dict[str, Any]) -> Iterable[tuple[Any, dict]]:
+    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+            progress: Progress) -> Iterable[tuple[Any, dict]]:
+        """Per-epoch progress stays in the jobs; the driver reports each cell as its job finishes."""
         if not cells:
             return
         submitit = import_submitit()
         Path(self.folder).mkdir(parents=True, exist_ok=True)
         ex = self.executor(submitit)
-        plain = plain_options(options)
         groups = batches(cells, self.cells_per_job)
         with ex.batch():  # one job array
-            jobs = [ex.submit(CellBatch(work, [c.config() for c in group], plain)) for group in groups]
+            jobs = [ex.submit(CellBatch(work, [c.config() for c in group], options)) for group in groups]
         pending = dict(zip(jobs, groups))
         try:
             while pending:
@@ -121,8 +123,9 @@ class SubmititExecutor(Executor):
                     except Exception as exc:  # the job failed, was cancelled, or ran out of requeues
                         results, error = [], exc
                     for i, cell in enumerate(group):
-                        yield cell, (results[i] if i < len(results) else
-                                     lost_cell_result(cell, error, f"submitit job {job.job_id}"))
+                        yield cell, (results[i] if i < len(results) else failed_result(
+                            cell, error, f"submitit job {job.job_id} ended without a result for this cell: "
+                                         f"{type(error).__name__}: {error}"))
         finally:
             for job in pending:  # interrupted: cancel what is still queued or running
                 job.cancel(check=False)

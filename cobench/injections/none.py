@@ -4,13 +4,13 @@ from __future__ import annotations
 from torch import Tensor
 
 from cobench import hookimpl
-from cobench.api import Injection
+from cobench.api import NO_INJECTION, Injection
 
 
 class NoInjection(Injection):
     """No injection: images are left unchanged (beta is ignored)."""
 
-    name = "none"
+    name = NO_INJECTION
 
     def apply(self, x: Tensor, y: Tensor) -> Tensor:
         return x

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api import NO_INJECTION
 from ..plugins import Registry, get_plugin_manager
 from ..tables import METRICS, aggregate
 from .collect import Collection, collect
@@ -32,16 +33,16 @@ class Setting:
 
     @property
     def title(self) -> str:
-        if self.injection == "none":
+        if self.injection == NO_INJECTION:
             return "No injection"
         return f"Injection {self.injection}, beta = {self.beta:g}/255"
 
     @property
     def slug(self) -> str:
-        return "none" if self.injection == "none" else f"{self.injection}-beta{self.beta:g}"
+        return NO_INJECTION if self.injection == NO_INJECTION else f"{self.injection}-beta{self.beta:g}"
 
     def sort_key(self) -> tuple:
-        return (self.injection != "none", self.injection, self.beta)
+        return (self.injection != NO_INJECTION, self.injection, self.beta)
 
 
 @dataclass

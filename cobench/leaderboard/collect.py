@@ -1,7 +1,7 @@
 """Gather a leaderboard's results: schema-validate every file, then check it follows the
 leaderboard's protocol, so a table only ever compares like with like.
 
-A result enters the table when it is schema-valid (see :mod:`.schema`) and
+A result enters the table when it is schema-valid (see :func:`cobench.results.validate_result`) and
 
 * it is one of the leaderboard's grid cells (same config hash), or
 * it is a method the leaderboard does not define (a third-party submission) trained and
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..grid import Cell
+from ..cell import Cell
 from ..plugins import Registry, get_plugin_manager
-from ..results import flat_row
-from .schema import ResultValidationError, load_results, read_and_validate
+from ..resolve import resolve
+from ..results import ResultValidationError, flat_row, iter_results, read_result
 from .spec import Leaderboard
 
 PROTOCOL_KEYS = ("dataset", "model", "training", "evaluators")
@@ -79,11 +79,11 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
     """``lb``'s validated results; ``extra`` files (candidate submissions) are checked as if
     they were already in its results folder."""
     registry = registry or get_plugin_manager().registry
-    cells = lb.grid.cells(registry)
+    cells = resolve(lb.grid, registry)
     coll = Collection(lb, cells)
-    stored = load_results(lb.results_dir) if lb.results_dir.is_dir() else []
+    stored = list(iter_results(lb.results_dir, strict=True, validate=True)) if lb.results_dir.is_dir() else []
     known = {p.resolve() for p, _ in stored}
-    candidates = stored + [(p, read_and_validate(p)) for p in extra if Path(p).resolve() not in known]
+    candidates = stored + [(p, read_result(p, validate=True)) for p in extra if Path(p).resolve() not in known]
     by_id = {c.cell_id: c for c in cells}
     reference = cells[0].config()
     grid_methods = {c.method["name"] for c in cells}

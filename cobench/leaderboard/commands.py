@@ -9,6 +9,8 @@ import click
 
 from cobench import hookimpl
 from cobench.errors import CobenchError
+from cobench.options import RunOptions
+from cobench.run_command import report_run, run_options
 
 
 def _console(err: bool = False):
@@ -36,12 +38,8 @@ def leaderboard() -> None:
 
 @leaderboard.command()
 @click.argument("toml_file", type=click.Path(dir_okay=False))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False))
-@click.option("--download/--no-download", default=False, help="Download datasets missing from --data-dir.")
-@click.option("--executor", default="local", show_default=True, help="How cells are scheduled (see `cobench list executors`).")
-@click.option("--workers", type=int, help="Worker processes for parallel executors.")
-def build(toml_file: str, device: str, data_dir: str, download: bool, executor: str, workers: int | None) -> None:
+@run_options
+def build(toml_file: str, options: RunOptions, executor: str, executor_options: dict) -> None:
     """Train the leaderboard's missing cells (finished ones are kept), then render it."""
     from cobench.progress import GridProgress
     from cobench.runner import Runner
@@ -49,20 +47,14 @@ def build(toml_file: str, device: str, data_dir: str, download: bool, executor: 
     from .spec import load_leaderboard
 
     lb = load_leaderboard(toml_file)
-    runner = Runner(lb.grid, lb.results_dir, options={"device": device, "data_dir": data_dir, "download": download},
-                    executor=executor, executor_options={"workers": workers} if workers else {})
+    runner = Runner(lb.grid, lb.results_dir, options=options, executor=executor, executor_options=executor_options)
     err = _console(err=True)
-    summary = runner.run(progress=GridProgress(err))
-    err.print(f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
-              f"results in {lb.results_dir}/")
-    if summary.interrupted:
-        err.print("[yellow]interrupted: finished cells are saved; run the same command again to resume[/yellow]")
-        sys.exit(130)
-    _render(lb)
-    if summary.failed:
-        for r in summary.failed:
-            err.print(f"[red]failed[/red] {r['cell_id']}: {r['error']['message']}")
-        sys.exit(1)
+    status = report_run(runner.run(progress=GridProgress(err)), str(lb.results_dir), err)
+    if status == 130:
+        sys.exit(status)
+    _render(lb)  # failed cells are shown as such in the tables
+    if status:
+        sys.exit(status)
 
 
 @leaderboard.command()
@@ -106,7 +98,7 @@ def check(toml_files: tuple[str, ...]) -> None:
               help="Also check the results against this leaderboard's protocol and its stored results.")
 def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
     """Check result files (or folders of them) against the result JSON schema."""
-    from .schema import read_and_validate, result_files as files_under
+    from cobench.results import read_result, result_files as files_under
 
     paths: list[Path] = []
     for f in result_files:
@@ -115,7 +107,7 @@ def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
     if not paths:
         raise CobenchError(f"no result files in {', '.join(result_files)}")
     for p in paths:
-        read_and_validate(p)
+        read_result(p, validate=True)
     if toml_file:
         from .collect import collect
         from .spec import load_leaderboard

@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..plugins import Registry
+from ..results import write_atomic
 from .board import Board, build_board
 from .html import render_html
 from .plots import render_plots
-from .render import render_tables, write_atomic
+from .render import render_tables
 from .spec import Leaderboard
 
 

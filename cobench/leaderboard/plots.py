@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..api import NO_INJECTION
 from .board import METRIC_LABELS, Board, Setting
 
 DPI = 100
@@ -29,8 +30,8 @@ def robust_metric(board: Board) -> str:
 
 
 def heatmap_injections(board: Board) -> list[str]:
-    injected = sorted({s.injection for s in board.settings if s.injection != "none"})
-    return injected or (["none"] if board.rows else [])
+    injected = sorted({s.injection for s in board.settings if s.injection != NO_INJECTION})
+    return injected or ([NO_INJECTION] if board.rows else [])
 
 
 def planned_plots(board: Board) -> list[tuple[str, str]]:
@@ -40,7 +41,7 @@ def planned_plots(board: Board) -> list[tuple[str, str]]:
     label = METRIC_LABELS[robust_metric(board)]
     out = [("eps-sweep.png", f"{label} accuracy vs eps")]
     for inj in heatmap_injections(board):
-        what = "no injection" if inj == "none" else f"injection {inj}"
+        what = "no injection" if inj == NO_INJECTION else f"injection {inj}"
         out.append((f"heatmap-{inj}.png", f"{label} accuracy over eps x beta per method ({what})"))
     for s in board.settings:
         out.append((f"curves-{s.slug}.png", f"Training curves, {s.title.lower()}"))
@@ -95,8 +96,8 @@ def eps_sweep(board: Board) -> bytes:
 def heatmap(board: Board, injection: str) -> bytes:
     """Per method: robust accuracy over eps (rows) x beta (columns); beta 0 is the uninjected setting."""
     metric = robust_metric(board)
-    rows = [r for r in board.rows if r["injection"] in ("none", injection)]
-    betas = sorted({r["beta"] if r["injection"] != "none" else 0.0 for r in rows})
+    rows = [r for r in board.rows if r["injection"] in (NO_INJECTION, injection)]
+    betas = sorted({r["beta"] if r["injection"] != NO_INJECTION else 0.0 for r in rows})
     eps = sorted({r["eps"] for r in rows})
     methods = board.method_names
     ncols = min(3, len(methods))
@@ -115,7 +116,7 @@ def heatmap(board: Board, injection: str) -> bytes:
         for r in rows:
             if r["method"] != name or r.get(f"{metric}_mean") is None:
                 continue
-            b = 0.0 if r["injection"] == "none" else r["beta"]
+            b = 0.0 if r["injection"] == NO_INJECTION else r["beta"]
             y, x = eps.index(r["eps"]), betas.index(b)
             grid[y][x] = 100 * r[f"{metric}_mean"]
             co = r.get("co_rate")
@@ -134,7 +135,7 @@ def heatmap(board: Board, injection: str) -> bytes:
         ax.set_title(name, fontsize=10)
     if image is not None:
         fig.colorbar(image, ax=axes, label=f"{METRIC_LABELS[metric]} accuracy (%)", shrink=0.8)
-    what = "no injection" if injection == "none" else f"injection {injection}"
+    what = "no injection" if injection == NO_INJECTION else f"injection {injection}"
     fig.suptitle(f"{METRIC_LABELS[metric]} accuracy over eps x beta ({what})", fontsize=11)
     return png(fig)
 
@@ -143,7 +144,7 @@ def curves(board: Board, setting: Setting) -> bytes:
     """Per-epoch probe accuracies (PGD solid, FGSM dashed) per seed; dotted lines mark CO epochs."""
     results = [r for _, r in board.coll.ok
                if r["config"]["injection"]["name"] == setting.injection
-               and (setting.injection == "none" or r["config"]["beta"] == setting.beta)]
+               and (setting.injection == NO_INJECTION or r["config"]["beta"] == setting.beta)]
     eps = sorted({r["config"]["eps"] for r in results})
     methods = board.method_names
     colors = method_colors(board)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..api import NO_INJECTION
 from .board import METRIC_LABELS, Board
 
 TABLE_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
@@ -82,7 +81,7 @@ def method_params_text(m: dict[str, Any]) -> str:
 def protocol_lines(board: Board) -> list[str]:
     p = board.protocol()
     t = p["training"]
-    settings = ", ".join("none" if s["injection"]["name"] == "none" else
+    settings = ", ".join(NO_INJECTION if s["injection"]["name"] == NO_INJECTION else
                          f"{s['injection']['name']} beta={s['beta']:g}/255" for s in p["settings"])
     return [
         f"- **Dataset** {component(p['dataset'])}, **model** {component(p['model'])}.",
@@ -184,22 +183,3 @@ def render_tables(board: Board) -> dict[Path, str]:
     lb = board.lb
     return {lb.output("md"): render_markdown(board), lb.output("csv"): render_csv(board),
             lb.output("json"): render_json(board)}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs are meant to be published
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

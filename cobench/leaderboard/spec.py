@@ -14,13 +14,13 @@ A leaderboard has exactly one dataset and one model. Its outputs sit next to the
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..grid import GridSpec
+from ..grid import GridSpec, read_toml
+from ..kinds import singular
 
 LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by")
 DEFAULT_RANK_BY = ("autoattack_acc", "pgd_acc")
@@ -71,13 +71,7 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
     path = Path(path)
     if path.suffix != ".toml":
         raise ConfigError(f"leaderboard {str(path)!r}: expected a .toml file (leaderboards/<name>.toml)")
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"leaderboard file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"leaderboard file {str(path)!r} is not valid TOML: {exc}") from None
+    data = read_toml(path, "leaderboard file")
     meta = data.get("leaderboard", {})
     if not isinstance(meta, dict):
         raise ConfigError(f"{path}: [leaderboard] must be a table")
@@ -89,7 +83,7 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
     for key in ("datasets", "models"):
         values = getattr(grid, key)
         if len(values) != 1:
-            raise ConfigError(f"{path}: a leaderboard has exactly one {key[:-1]}, got {values}; "
+            raise ConfigError(f"{path}: a leaderboard has exactly one {singular(key)}, got {values}; "
                               "write one leaderboard file per dataset and model")
     name = path.stem
     rank_by = meta.get("rank_by", list(DEFAULT_RANK_BY))

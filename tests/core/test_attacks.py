@@ -58,22 +58,22 @@ def test_fgsm_increases_the_loss_of_a_linear_model():
     assert F.cross_entropy(model(x + delta), y) > F.cross_entropy(model(x), y)
 
 
-def test_fgsm_method_trains_on_the_fgsm_point(step_ctx_factory):
+def test_fgsm_method_trains_on_the_fgsm_point(cobench_step_ctx):
     model = Capture(linear_model())
     x, y = data()
-    ctx = step_ctx_factory(model, EPS)
+    ctx = cobench_step_ctx(model, EPS)
     FGSM().train_step(Batch(x, y, torch.arange(len(x))), ctx)
     trained_on = model.inputs[-1]
     assert torch.allclose(trained_on - x, fgsm(model.model, x, y, EPS), atol=1e-7)
     assert len(ctx.losses) == 1
 
 
-def test_n_fgsm_noise_then_unprojected_step(step_ctx_factory):
+def test_n_fgsm_noise_then_unprojected_step(cobench_step_ctx):
     torch.manual_seed(0)
     model = Capture(linear_model())
     x, y = data(n=64)
     x = x * 0.5 + 0.25  # interior: no clamping, so the raw N-FGSM geometry is visible
-    ctx = step_ctx_factory(model, EPS, seed=3)
+    ctx = cobench_step_ctx(model, EPS, seed=3)
     NFGSM().train_step(Batch(x, y, torch.arange(len(x))), ctx)
     first, trained_on = model.inputs[0], model.inputs[-1]
     noise = first - x
@@ -87,12 +87,12 @@ def test_n_fgsm_noise_then_unprojected_step(step_ctx_factory):
     assert delta.abs().max() > EPS  # not projected to the eps-ball
 
 
-def test_n_fgsm_is_seeded_by_the_cell_generator(step_ctx_factory):
+def test_n_fgsm_is_seeded_by_the_cell_generator(cobench_step_ctx):
     x, y = data()
     runs = []
     for _ in range(2):
         model = Capture(linear_model())
-        NFGSM().train_step(Batch(x, y, torch.arange(len(x))), step_ctx_factory(model, EPS, seed=7))
+        NFGSM().train_step(Batch(x, y, torch.arange(len(x))), cobench_step_ctx(model, EPS, seed=7))
         runs.append(model.inputs[-1])
     assert torch.equal(runs[0], runs[1])
 
@@ -123,14 +123,14 @@ def test_pgd_restarts_keep_per_sample_worst_case():
     assert many.abs().max() <= EPS + 1e-6
 
 
-def test_pgd_at_method_keeps_batchnorm_in_train_mode(step_ctx_factory):
+def test_pgd_at_method_keeps_batchnorm_in_train_mode(cobench_step_ctx):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
     model.train()
     seen_modes = []
     model[1].register_forward_pre_hook(lambda m, i: seen_modes.append(m.training))
     x, y = data()
-    ctx = step_ctx_factory(model, EPS)
+    ctx = cobench_step_ctx(model, EPS)
     PGDAT(steps=3).train_step(Batch(x, y, torch.arange(len(x))), ctx)
     assert seen_modes and all(seen_modes)
     assert len(seen_modes) == 3 + 1  # 3 attack forwards + 1 training forward

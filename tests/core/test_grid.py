@@ -5,13 +5,14 @@ import pytest
 
 from cobench.errors import ConfigError, UnknownComponentError
 from cobench.grid import GridSpec, parse_level
+from cobench.resolve import resolve
 
 
 def test_expansion_is_the_cartesian_product_with_none_collapsing_beta(pm):
     spec = GridSpec(methods=["fgsm", "n-fgsm"], eps=[2, 4, 8], injections=["none", "low-freq"], betas=[4, 8],
                     seeds=[0, 1, 2])
     spec.normalize()
-    cells = spec.cells(pm.registry)
+    cells = resolve(spec, pm.registry)
     # none: 2 methods x 3 eps x 1 beta x 3 seeds; low-freq: 2 x 3 x 2 betas x 3 seeds
     assert len(cells) == 2 * 3 * 3 + 2 * 3 * 2 * 3
     assert {c.beta for c in cells if c.injection["name"] == "none"} == {0.0}
@@ -19,12 +20,12 @@ def test_expansion_is_the_cartesian_product_with_none_collapsing_beta(pm):
 
 
 def test_cell_id_is_stable_and_sensitive_to_config(pm):
-    a = GridSpec(methods=["fgsm"], eps=[8]).cells(pm.registry)[0]
-    b = GridSpec(methods=["fgsm"], eps=[8]).cells(pm.registry)[0]
-    c = GridSpec(methods=["fgsm"], eps=[8], seeds=[1]).cells(pm.registry)[0]
+    a = resolve(GridSpec(methods=["fgsm"], eps=[8]), pm.registry)[0]
+    b = resolve(GridSpec(methods=["fgsm"], eps=[8]), pm.registry)[0]
+    c = resolve(GridSpec(methods=["fgsm"], eps=[8], seeds=[1]), pm.registry)[0]
     spec = GridSpec(methods=["fgsm"], eps=[8])
     spec.set_param("methods.fgsm.alpha=1.25")
-    d = spec.cells(pm.registry)[0]
+    d = resolve(spec, pm.registry)[0]
     assert a.cell_id == b.cell_id
     assert len({a.cell_id, c.cell_id, d.cell_id}) == 3
     assert d.method["params"]["alpha"] == 1.25
@@ -63,7 +64,7 @@ steps = 3
     assert spec.eps == [4.0, 8.0] and spec.training.epochs == 3
     spec.override(seeds=["5"], epochs=2, methods=None)
     assert spec.seeds == [5] and spec.training.epochs == 2 and spec.methods == ["fgsm", "pgd"]
-    cells = spec.cells(pm.registry)
+    cells = resolve(spec, pm.registry)
     assert len(cells) == 2 * 2 * 1
     assert all(c.method["params"]["steps"] == 3 for c in cells if c.method["name"] == "pgd")
 
@@ -90,11 +91,11 @@ def test_missing_grid_file():
 
 def test_unknown_names_and_params_are_rejected(pm):
     with pytest.raises(UnknownComponentError, match="valid injections: .*low-freq"):
-        GridSpec(injections=["low-frek"]).cells(pm.registry)
+        resolve(GridSpec(injections=["low-frek"]), pm.registry)
     spec = GridSpec()
     spec.set_param("methods.pgd.stepz=3")
     with pytest.raises(ConfigError, match="no parameter 'stepz'; valid parameters: steps"):
-        spec.cells(pm.registry)
+        resolve(spec, pm.registry)
     with pytest.raises(ConfigError, match="KIND.COMPONENT.PARAM"):
         GridSpec().set_param("pgd.steps=3")
 
@@ -114,8 +115,8 @@ def test_eps_scaling_rule_applies_unless_overridden(pm):
 
     pm.registry.components["methods"]["scaled"] = Scaled
     pm.registry.owners["methods"]["scaled"] = "test"
-    cells = GridSpec(methods=["scaled"], eps=[4, 16]).cells(pm.registry)
+    cells = resolve(GridSpec(methods=["scaled"], eps=[4, 16]), pm.registry)
     assert [c.method["params"]["lam"] for c in cells] == [0.1, 0.4]
     spec = GridSpec(methods=["scaled"], eps=[4])
     spec.set_param("methods.scaled.lam=1.0")
-    assert spec.cells(pm.registry)[0].method["params"]["lam"] == 1.0
+    assert resolve(spec, pm.registry)[0].method["params"]["lam"] == 1.0

@@ -106,3 +106,24 @@ def test_unreadable_data_dir_fails_before_training(tmp_path, pm):
         Runner(tiny_spec(datasets=["cifar10"]), tmp_path / "res",
                options={"device": "cpu", "data_dir": str(tmp_path / "nodata")}).run()
     assert not list((tmp_path / "res").rglob("*.json"))
+
+
+def test_result_files_lists_results_only_and_failed_results_carry_the_cell(tmp_path):
+    from cobench.cell import Cell
+    from cobench.results import failed_result, read_result, result_files, write_json, write_summary
+
+    cell = Cell({"name": "d", "params": {}}, {"name": "m", "params": {}}, {"name": "fgsm", "params": {}}, 8.0,
+                {"name": "none", "params": {}}, 0.0, 3, {"epochs": 1}, [])
+    try:
+        raise RuntimeError("worker lost")
+    except RuntimeError as exc:
+        failed = failed_result(cell, exc, "a worker died")
+    write_json(tmp_path / cell.filename(), failed)
+    write_json(tmp_path / ".hidden" / "x.json", failed)
+    write_summary(tmp_path, [{"a": 1}])
+    (path,) = result_files(tmp_path)
+    data = read_result(path)
+    assert data["status"] == "failed" and data["cell_id"] == cell.cell_id == data["config_hash"]
+    assert data["config"] == cell.config() and data["seed"] == 3 and data["error"]["message"] == "a worker died"
+    assert "RuntimeError: worker lost" in data["error"]["traceback"]
+    assert (tmp_path / "summary.csv").exists() and (path.stat().st_mode & 0o644) == 0o644

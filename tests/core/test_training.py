@@ -7,6 +7,7 @@ import torch
 from cobench.grid import GridSpec
 from cobench.runner import execute_cell
 from cobench.training import lr_at, random_crop_flip
+from cobench.resolve import resolve
 
 TINY = {"epochs": 1, "batch_size": 128, "lr_max": 0.1, "probe_size": 64}
 
@@ -17,7 +18,7 @@ def tiny_cell(pm, method="fgsm", evaluators=("clean",), eps=8, params=(), **trai
     spec.set_param("models.small-cnn.width=4")
     for p in params:
         spec.set_param(p)
-    return spec.cells(pm.registry)[0]
+    return resolve(spec, pm.registry)[0]
 
 
 def test_cyclic_lr_is_a_triangle_peaking_half_way():

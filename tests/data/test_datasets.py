@@ -11,6 +11,7 @@ from cobench.api import DataContext
 from cobench.errors import CobenchError
 from cobench.grid import GridSpec
 from cobench.runner import execute_cell
+from cobench.resolve import resolve
 
 from . import formats
 
@@ -30,7 +31,7 @@ def train_one_epoch(pm, dataset: str, data_dir, **training) -> dict:
                     evaluators=["clean", "no-injection-acc"])
     spec.override(epochs=1, batch_size=8, probe_size=8, **training)
     spec.set_param("models.small-cnn.width=4")
-    (cell,) = spec.cells(pm.registry)
+    (cell,) = resolve(spec, pm.registry)
     result = execute_cell(cell.config(), {"device": "cpu", "data_dir": str(data_dir)})
     assert result["status"] == "ok", result.get("error")
     assert result["curves"]["epoch"] == [1] and np.isfinite(result["curves"]["train_loss"][0])
@@ -240,7 +241,7 @@ def test_npz_without_path_asks_for_one(pm, tmp_path):
     from cobench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="write npz:PATH"):
-        GridSpec(datasets=["npz"]).cells(pm.registry)
+        resolve(GridSpec(datasets=["npz"]), pm.registry)
 
 
 # --------------------------------------------------------------------------- augmentation switch

@@ -11,7 +11,8 @@ from torch import nn
 from cobench.api import EvalContext, InjectionContext
 from cobench.attacks import accuracy, uniform_like
 from cobench.evaluators.linearity import elle_error, gradient_alignment, linearity_error, llr_gamma
-from cobench.training import evaluation_mode
+from cobench.evaluation import evaluation_mode
+from cobench.resolve import resolve
 
 
 class MatchedFilter(nn.Module):
@@ -267,7 +268,7 @@ def test_analyses_run_per_epoch_and_at_the_end_in_a_cell(pm, tmp_path):
     spec.set_param("evaluators.pgd-50-10.restarts=2")
     spec.set_param('evaluators.autoattack.version="fast"')
     spec.set_param("evaluators.autoattack.n_iter=3")
-    (cell,) = spec.cells(pm.registry)
+    (cell,) = resolve(spec, pm.registry)
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "ok", result.get("error")
     m, curves = result["metrics"], result["curves"]

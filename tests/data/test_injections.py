@@ -12,6 +12,7 @@ from cobench.carriers import (
     orthonormal_basis, pm_carriers, project_out, random_carriers, sign_pattern, zigzag,
 )
 from cobench.errors import CobenchError, ConfigError
+from cobench.resolve import resolve
 
 SHAPES = [(3, 32, 32), (1, 28, 28), (3, 9, 7), (4, 5, 6), (1, 4, 4)]
 
@@ -252,7 +253,7 @@ def test_injection_with_too_many_classes_fails_the_cell_with_a_clear_message(pm,
     spec = GridSpec(datasets=[f"npz:{path}"], methods=["fgsm"], eps=[8], injections=["low-freq"], betas=[8],
                     evaluators=["clean"])
     spec.override(epochs=1, batch_size=8)
-    (cell,) = spec.cells(pm.registry)
+    (cell,) = resolve(spec, pm.registry)
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "failed"
     assert "2x2 image has only 3 DCT frequencies for 5 classes" in result["error"]["message"]

@@ -6,6 +6,7 @@ import torch
 
 from cobench.errors import ConfigError
 from cobench.grid import GridSpec
+from cobench.resolve import resolve
 
 
 def build(pm, spec: str, classes: int, shape, **params):
@@ -47,7 +48,7 @@ def test_timm_errors_are_clear(pm):
     with pytest.raises(ConfigError, match=r"unknown timm model 'resnet_18'; did you mean .*resnet18"):
         build(pm, "timm:resnet_18", 10, (3, 32, 32))
     with pytest.raises(ConfigError, match="needs an argument: write timm:MODEL_NAME"):
-        GridSpec(models=["timm"]).cells(pm.registry)
+        resolve(GridSpec(models=["timm"]), pm.registry)
 
 
 def test_wide_resnet_has_the_standard_size_and_rejects_bad_depths(pm):
@@ -66,7 +67,7 @@ def test_timm_model_trains_one_epoch_through_the_runner(pm):
     spec = GridSpec(models=["timm:test_resnet"], methods=["fgsm"], eps=[8], evaluators=["clean"])
     spec.override(epochs=1, batch_size=64, probe_size=8)
     spec.set_param("datasets.digits.test_fraction=0.9")
-    (cell,) = spec.cells(pm.registry)
+    (cell,) = resolve(spec, pm.registry)
     assert cell.model == {"name": "timm", "params": {"model_name": "test_resnet", "drop_rate": 0.0}}
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "ok", result.get("error")

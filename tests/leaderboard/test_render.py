@@ -12,7 +12,7 @@ import statistics
 import pytest
 
 from cobench.errors import ConfigError
-from cobench.grid import Cell
+from cobench.cell import Cell
 from cobench.leaderboard.check import stale_files
 from cobench.leaderboard.spec import load_leaderboard
 from tests.leaderboard.conftest import edit_result, find_result, lb_cli, result_paths

@@ -7,8 +7,8 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
-from cobench.grid import Cell
-from cobench.leaderboard.schema import ResultValidationError, read_and_validate, result_schema, validate_result
+from cobench.cell import Cell
+from cobench.results import ResultValidationError, read_result, result_schema, validate_result
 from tests.leaderboard.conftest import edit_result, lb_cli, result_paths
 
 
@@ -20,7 +20,7 @@ def test_real_results_from_execute_cell_are_accepted(tiny):
     paths = result_paths(tiny)
     assert len(paths) == 16
     for p in paths:
-        data = read_and_validate(p)
+        data = read_result(p, validate=True)
         assert data["status"] == "ok" and data["schema_version"] == 1
 
 

@@ -8,6 +8,7 @@ import pytest
 from cobench.grid import GridSpec
 from cobench.methods.elle import ELLE
 from cobench.methods.grad_align import GradAlign
+from cobench.resolve import resolve
 
 # grad_align_cos_lambda for eps = 1..16 in tml-epfl/understanding-fast-adv-training sh/exps_diff_eps_cifar10.sh
 GRAD_ALIGN_SCRIPT = [0.027, 0.036, 0.047, 0.063, 0.084, 0.112, 0.150, 0.200,
@@ -31,10 +32,10 @@ def test_elle_lambda_by_eps_range(eps, lam):
 
 def test_grid_applies_eps_rules_but_keeps_user_overrides(pm):
     spec = GridSpec(methods=["grad-align", "elle", "rs-fgsm"], eps=[4, 16], evaluators=["clean"])
-    cells = {(c.method["name"], c.eps): c.method["params"] for c in spec.cells(pm.registry)}
+    cells = {(c.method["name"], c.eps): c.method["params"] for c in resolve(spec, pm.registry)}
     assert math.isclose(cells[("grad-align", 16)]["lam"], 2.0) and math.isclose(cells[("grad-align", 4)]["lam"], 0.063, abs_tol=1e-3)
     assert cells[("elle", 16)]["lam"] == 5000 and cells[("elle", 4)]["lam"] == 1000
     assert cells[("rs-fgsm", 16)] == {"alpha": 1.25}
     spec.set_param("methods.elle.lam=77")
-    cells = {(c.method["name"], c.eps): c.method["params"] for c in spec.cells(pm.registry)}
+    cells = {(c.method["name"], c.eps): c.method["params"] for c in resolve(spec, pm.registry)}
     assert cells[("elle", 16)]["lam"] == 77 and cells[("elle", 4)]["lam"] == 77

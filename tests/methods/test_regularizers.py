@@ -75,9 +75,9 @@ def test_grad_align_regularizer_gradient_matches_finite_differences():
     check_param_gradient(lambda: alignment_regularizer(model, x, y, grad_x, noise), model)
 
 
-def test_grad_align_loss_is_fgsm_loss_plus_lambda_times_misalignment(step_ctx_factory):
+def test_grad_align_loss_is_fgsm_loss_plus_lambda_times_misalignment(cobench_step_ctx):
     model, (x, y) = Capture(smooth_model()), data(dtype=torch.float64)
-    ctx = step_ctx_factory(model, EPS, seed=4)
+    ctx = cobench_step_ctx(model, EPS, seed=4)
     GradAlign(lam=0.7).train_step(Batch(x, y, torch.arange(len(x))), ctx)
     net = model.model
     delta = fgsm(net, x, y, EPS)  # zero init, step 1.25 eps projected = step eps
@@ -130,9 +130,9 @@ def test_llr_regularizer_gradient_through_double_backprop_matches_finite_differe
     check_param_gradient(reg, model)
 
 
-def test_llr_loss_is_weighted_clean_loss_plus_regularizer(step_ctx_factory):
+def test_llr_loss_is_weighted_clean_loss_plus_regularizer(cobench_step_ctx):
     model, (x, y) = Capture(smooth_model()), data(dtype=torch.float64)
-    ctx = step_ctx_factory(model, EPS, seed=6)
+    ctx = cobench_step_ctx(model, EPS, seed=6)
     LLR(steps=3).train_step(Batch(x, y, torch.arange(len(x))), ctx)
     net = model.model
     grad, losses, _ = sample_gradients(net, x, y)
@@ -164,9 +164,9 @@ def test_cure_regularizer_gradient_matches_finite_differences():
     check_param_gradient(reg, model)
 
 
-def test_cure_loss_is_clean_loss_plus_lambda_times_curvature(step_ctx_factory):
+def test_cure_loss_is_clean_loss_plus_lambda_times_curvature(cobench_step_ctx):
     model, (x, y) = Capture(smooth_model()), data(dtype=torch.float64)
-    ctx = step_ctx_factory(model, EPS)
+    ctx = cobench_step_ctx(model, EPS)
     CURE(lam=3.0, h=0.5).train_step(Batch(x, y, torch.arange(len(x))), ctx)
     net = model.model
     grad, losses, _ = sample_gradients(net, x, y)
@@ -197,9 +197,9 @@ def test_linearity_error_gradient_matches_finite_differences():
     check_param_gradient(lambda: linearity_error(model, xa, xb, a, y), model)
 
 
-def test_elle_loss_is_fgsm_loss_plus_lambda_times_triplet_error(step_ctx_factory):
+def test_elle_loss_is_fgsm_loss_plus_lambda_times_triplet_error(cobench_step_ctx):
     model, (x, y) = Capture(smooth_model()), data(dtype=torch.float64)
-    ctx = step_ctx_factory(model, EPS, seed=8)
+    ctx = cobench_step_ctx(model, EPS, seed=8)
     ELLE(lam=50.0).train_step(Batch(x, y, torch.arange(len(x))), ctx)
     net = model.model
     d = Draws(8)
@@ -219,9 +219,9 @@ def test_probability_gap_by_hand():
     assert math.isclose(probability_gap(p, q).item(), 0.25, rel_tol=1e-6)
 
 
-def test_gat_guided_step_alternates_and_training_loss_is_clean_ce_plus_gap(step_ctx_factory):
+def test_gat_guided_step_alternates_and_training_loss_is_clean_ce_plus_gap(cobench_step_ctx):
     model, (x, y) = Capture(smooth_model()), data(dtype=torch.float64)
-    ctx = step_ctx_factory(model, EPS, seed=9)
+    ctx = cobench_step_ctx(model, EPS, seed=9)
     method = GAT()
     draws = Draws(9)
     for it in range(2):

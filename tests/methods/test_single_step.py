@@ -24,9 +24,9 @@ def assert_valid(x, delta, radius=EPS):
     assert (x + delta).min() >= 0 and (x + delta).max() <= 1
 
 
-def test_rs_fgsm_steps_1_25_eps_from_a_uniform_start_and_projects(step_ctx_factory):
+def test_rs_fgsm_steps_1_25_eps_from_a_uniform_start_and_projects(cobench_step_ctx):
     model, (x, y) = Capture(linear_model()), data()
-    ctx = step_ctx_factory(model, EPS, seed=3)
+    ctx = cobench_step_ctx(model, EPS, seed=3)
     RSFGSM().train_step(batch(x, y), ctx)
     init = clamp_delta(x, Draws(3).uniform(x, -EPS, EPS))
     grad, _ = input_gradient(model.model, x, y, init)
@@ -56,9 +56,9 @@ def test_row_quantile_matches_torch_quantile():
         assert torch.allclose(row_quantile(v, q), torch.quantile(v, q, dim=1), atol=1e-6)
 
 
-def test_zerograd_moves_only_large_gradient_coordinates(step_ctx_factory):
+def test_zerograd_moves_only_large_gradient_coordinates(cobench_step_ctx):
     model, (x, y) = Capture(linear_model()), data(saturate=False)
-    ctx = step_ctx_factory(model, EPS, seed=5)
+    ctx = cobench_step_ctx(model, EPS, seed=5)
     ZeroGrad().train_step(batch(x, y), ctx)
     init = clamp_delta(x, Draws(5).uniform(x, -EPS, EPS))
     grad, _ = input_gradient(model.model, x, y, init)
@@ -80,10 +80,10 @@ def test_consensus_keeps_only_unanimous_signs():
     assert consensus([g1, g2, g3], 2).tolist() == [3.0, 1.0, 2.0, -3.0]
 
 
-def test_multigrad_steps_eps_where_three_random_gradients_agree_and_zero_elsewhere(step_ctx_factory):
+def test_multigrad_steps_eps_where_three_random_gradients_agree_and_zero_elsewhere(cobench_step_ctx):
     model = Capture(nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 3)))
     x, y = data(saturate=False)
-    ctx = step_ctx_factory(model, EPS, seed=7)
+    ctx = cobench_step_ctx(model, EPS, seed=7)
     MultiGrad().train_step(batch(x, y), ctx)
     draws = Draws(7)
     grads = [input_gradient(model.model, x, y, clamp_delta(x, draws.uniform(x, -EPS, EPS)))[0] for _ in range(3)]
@@ -135,11 +135,11 @@ def test_first_misclassified_picks_the_smallest_fooling_checkpoint():
     assert torch.allclose(skip, torch.tensor([1.0, 1 / 3, 1.0]))
 
 
-def test_kim_trains_on_clean_inputs_for_samples_wrong_at_the_start_and_checks_in_eval_mode(step_ctx_factory):
+def test_kim_trains_on_clean_inputs_for_samples_wrong_at_the_start_and_checks_in_eval_mode(cobench_step_ctx):
     model = MeanThreshold()
     x = torch.cat([torch.full((4, 1, 8, 8), 0.3), torch.full((4, 1, 8, 8), 0.7)])
     y = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])  # samples 4, 5 are wrong from the start
-    ctx = step_ctx_factory(model, EPS, n_train=8, seed=1)
+    ctx = cobench_step_ctx(model, EPS, n_train=8, seed=1)
     model.train()
     KimCheckpoints().train_step(batch(x, y), ctx)
     # forwards: attack (train), checkpoint checks (eval), training forward (train); mode restored
@@ -161,11 +161,11 @@ def test_kim_trains_on_clean_inputs_for_samples_wrong_at_the_start_and_checks_in
     assert full[:4].abs().max() > 0
 
 
-def test_kim_chosen_perturbation_is_a_checkpoint(step_ctx_factory):
+def test_kim_chosen_perturbation_is_a_checkpoint(cobench_step_ctx):
     torch.manual_seed(0)
     model = Capture(nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3)))
     x, y = data(n=32)
-    ctx = step_ctx_factory(model, 32 / 255, seed=2)
+    ctx = cobench_step_ctx(model, 32 / 255, seed=2)
     KimCheckpoints().train_step(batch(x, y), ctx)
     eps = 32 / 255
     init = clamp_delta(x, Draws(2).uniform(x, -eps, eps))

@@ -22,10 +22,10 @@ from ._util import EPS, Capture, data, interior, linear_model
 # ---------------------------------------------------------------- Free-AT
 
 
-def test_free_replays_each_minibatch_and_carries_delta_to_the_next(step_ctx_factory):
+def test_free_replays_each_minibatch_and_carries_delta_to_the_next(cobench_step_ctx):
     model, (x1, y1) = Capture(linear_model()), data(seed=1)
     x2, y2 = data(seed=2)
-    ctx = step_ctx_factory(model, EPS)  # lr 0: the model is fixed, so gradients can be recomputed
+    ctx = cobench_step_ctx(model, EPS)  # lr 0: the model is fixed, so gradients can be recomputed
     method = FreeAT(replays=4)
     method.setup(ctx.setup)
     method.train_step(Batch(x1, y1, torch.arange(16)), ctx)
@@ -45,11 +45,11 @@ def test_free_replays_each_minibatch_and_carries_delta_to_the_next(step_ctx_fact
     assert torch.equal(method.delta[10:], delta[10:])
 
 
-def test_free_rejects_zero_replays_and_setup_forgets_the_perturbation(step_ctx_factory):
+def test_free_rejects_zero_replays_and_setup_forgets_the_perturbation(cobench_step_ctx):
     with pytest.raises(ConfigError):
         FreeAT(replays=0)
     model, (x, y) = linear_model(), data()
-    ctx = step_ctx_factory(model, EPS)
+    ctx = cobench_step_ctx(model, EPS)
     method = FreeAT(replays=2)
     method.setup(ctx.setup)
     method.train_step(Batch(x, y, torch.arange(16)), ctx)
@@ -69,9 +69,9 @@ def test_smoothed_cross_entropy_by_hand():
     assert math.isclose(smoothed_cross_entropy(logits, y, 1.0).item(), F.cross_entropy(logits, y).item(), rel_tol=1e-6)
 
 
-def test_fgsm_pgi_starts_from_and_updates_each_samples_prior(step_ctx_factory):
+def test_fgsm_pgi_starts_from_and_updates_each_samples_prior(cobench_step_ctx):
     model, (x, y) = Capture(linear_model()), data(saturate=False)
-    ctx = step_ctx_factory(model, EPS, n_train=40)
+    ctx = cobench_step_ctx(model, EPS, n_train=40)
     method = FGSMPGI()
     method.setup(ctx.setup)
     assert method.prior.shape == (40, 1, 8, 8)
@@ -111,9 +111,9 @@ def test_fgsm_pgi_starts_from_and_updates_each_samples_prior(step_ctx_factory):
     assert torch.allclose(method.momentum[idx], g2 / g2.flatten(1).abs().sum(1).view(-1, 1, 1, 1) + 0.3 * m1, atol=1e-6)
 
 
-def test_fgsm_pgi_resets_priors_every_reset_every_epochs(step_ctx_factory):
+def test_fgsm_pgi_resets_priors_every_reset_every_epochs(cobench_step_ctx):
     model, (x, y) = linear_model(), data()
-    ctx = step_ctx_factory(model, EPS, n_train=16)
+    ctx = cobench_step_ctx(model, EPS, n_train=16)
     method = FGSMPGI(reset_every=2)
     method.setup(ctx.setup)
     batch = Batch(x, y, torch.arange(16))
@@ -162,9 +162,9 @@ def test_adaptive_lambda_statistics_match_numpy():
     assert math.isclose(s.mean, values.mean()) and math.isclose(s.std, values.std())
 
 
-def test_elle_a_starts_with_lambda_zero_and_setup_resets_it(step_ctx_factory):
+def test_elle_a_starts_with_lambda_zero_and_setup_resets_it(cobench_step_ctx):
     model, (x, y) = linear_model(), data()
-    ctx = step_ctx_factory(model, EPS)
+    ctx = cobench_step_ctx(model, EPS)
     method = ELLEA()
     method.setup(ctx.setup)
     method.train_step(Batch(x, y, torch.arange(16)), ctx)
@@ -177,8 +177,8 @@ def test_elle_a_starts_with_lambda_zero_and_setup_resets_it(step_ctx_factory):
 # ---------------------------------------------------------------- GAT
 
 
-def test_gat_boosts_lambda_for_the_last_fourteen_percent_of_epochs(step_ctx_factory):
-    ctx = step_ctx_factory(linear_model(), EPS)
+def test_gat_boosts_lambda_for_the_last_fourteen_percent_of_epochs(cobench_step_ctx):
+    ctx = cobench_step_ctx(linear_model(), EPS)
     ctx.setup.epochs = 100
     method = GAT()
     method.setup(ctx.setup)
@@ -186,9 +186,9 @@ def test_gat_boosts_lambda_for_the_last_fourteen_percent_of_epochs(step_ctx_fact
     assert GAT(boost=1.0).current_lam(99) == 10.0
 
 
-def test_gat_starts_from_bernoulli_corners_of_half_eps(step_ctx_factory):
+def test_gat_starts_from_bernoulli_corners_of_half_eps(cobench_step_ctx):
     model, (x, y) = Capture(linear_model()), data(saturate=False)
-    ctx = step_ctx_factory(model, EPS)
+    ctx = cobench_step_ctx(model, EPS)
     method = GAT()
     method.setup(ctx.setup)
     method.train_step(Batch(x, y, torch.arange(16)), ctx)

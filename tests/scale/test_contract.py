@@ -2,8 +2,6 @@
 catches the mistakes it is there to catch."""
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,14 +9,13 @@ import torch.nn.functional as F
 from cobench import hookimpl
 from cobench.api import Batch, Method, StepContext
 from cobench.attacks import input_gradient
-from cobench.plugins import DEFAULT_PLUGINS, PluginManager
+from cobench.plugins import PluginManager
 from cobench.testing import MethodContract
 
 
 def builtin_methods() -> list[str]:
     pm = PluginManager()
-    for name, module in DEFAULT_PLUGINS.items():
-        pm.register(importlib.import_module(module), name)
+    pm.load_builtins()
     return pm.registry.names("methods")
 
 

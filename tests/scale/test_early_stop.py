@@ -8,7 +8,8 @@ from cobench.errors import ConfigError
 from cobench.evaluators.co_detection import CODetector
 from cobench.grid import GridSpec
 from cobench.plugins import get_plugin_manager
-from cobench.results import flat_row
+from cobench.resolve import resolve
+from cobench.results import flat_row, schema_errors
 from cobench.runner import execute_cell
 from cobench.tables import aggregate, summary_tables
 from cobench.testing import tiny_grid_spec
@@ -39,7 +40,7 @@ def test_early_stop_needs_the_co_evaluator_and_a_non_negative_count():
 
 def test_off_by_default_and_absent_from_existing_hashes():
     spec = tiny_grid_spec(["fgsm"])
-    (cell,) = spec.cells(get_plugin_manager().registry)
+    (cell,) = resolve(spec, get_plugin_manager().registry)
     assert "stop_after_collapse" not in cell.training
 
 
@@ -48,11 +49,13 @@ def test_a_cell_stops_once_collapse_persisted_and_says_so(monkeypatch):
     monkeypatch.setattr(CODetector, "collapse_streak", lambda self, history: max(0, len(history) - 1))
     spec = tiny_grid_spec(["fgsm"], evaluators=["clean", "co"])
     spec.override(epochs=6, stop_after_collapse=2)
-    (cell,) = spec.cells(get_plugin_manager().registry)
+    (cell,) = resolve(spec, get_plugin_manager().registry)
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "ok", result.get("error")
     assert result["metrics"]["stopped_early"] == 1 and result["metrics"]["stopped_early_epoch"] == 3
     assert result["cost"]["epochs_run"] == 3 and len(result["curves"]["train_loss"]) == 3
+    assert schema_errors(result) == []
+    assert schema_errors({**result, "metrics": {**result["metrics"], "stopped_early": 2}})  # the schema checks it
     table = summary_tables(aggregate([flat_row(result)]))[0]
     console = Console(width=200, record=True)
     console.print(table)

@@ -10,7 +10,8 @@ import torch
 
 from cobench.errors import CobenchError, ConfigError
 from cobench.executors.local_parallel import LocalParallelExecutor, Slot, plan_slots
-from cobench.grid import Cell
+from cobench.options import NoProgress, RunOptions
+from cobench.cell import Cell
 from cobench.results import iter_results
 from cobench.runner import Runner
 from cobench.testing import tiny_grid_spec
@@ -44,14 +45,14 @@ def test_bad_worker_counts_are_clear_errors():
 
 
 # --------------------------------------------------------------------------- work functions for workers
-def sleepy_work(config: dict, options: dict, on_epoch=None) -> dict:
+def sleepy_work(config: dict, options: RunOptions, on_epoch=None) -> dict:
     """Sleeps ``seed`` tenths of a second; reports which process and device ran it."""
     time.sleep(config["seed"] / 10)
-    return {"status": "ok", "pid": os.getpid(), "device": options["device"], "threads": torch.get_num_threads(),
+    return {"status": "ok", "pid": os.getpid(), "device": options.device, "threads": torch.get_num_threads(),
             "plugins_loaded": "cobench.executors.local_parallel" in sys.modules, "finished": time.time()}
 
 
-def dying_work(config: dict, options: dict, on_epoch=None) -> dict:
+def dying_work(config: dict, options: RunOptions, on_epoch=None) -> dict:
     os._exit(3)  # a worker killed mid-cell (OOM killer, segfault)
 
 
@@ -61,7 +62,7 @@ def cells(seeds: list[int]) -> list[Cell]:
 
 def test_local_parallel_yields_each_result_as_its_cell_finishes():
     ex = LocalParallelExecutor(workers=2)
-    gen = ex.run(cells([25, 0]), sleepy_work, {"device": "cpu", "on_epoch": print})  # callables are stripped
+    gen = ex.run(cells([25, 0]), sleepy_work, RunOptions(device="cpu"), NoProgress())
     first_cell, first = next(gen)
     t_first = time.time()
     (second_cell, second), = list(gen)
@@ -72,7 +73,7 @@ def test_local_parallel_yields_each_result_as_its_cell_finishes():
 
 
 def test_a_dead_worker_becomes_a_failed_result_not_a_crash():
-    ((cell, result),) = list(LocalParallelExecutor(workers=1).run(cells([1]), dying_work, {"device": "cpu"}))
+    ((cell, result),) = list(LocalParallelExecutor(workers=1).run(cells([1]), dying_work, RunOptions(device="cpu"), NoProgress()))
     assert result["status"] == "failed" and result["cell_id"] == cell.cell_id
     assert "local-parallel worker process died" in result["error"]["message"]
     assert result["config"] == cell.config()
@@ -108,7 +109,7 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(CobenchError, match=r"pip install 'cobench\[ray\]'"):
-        list(RayExecutor().run(cells([0]), sleepy_work, {}))
+        list(RayExecutor().run(cells([0]), sleepy_work, RunOptions(), NoProgress()))
 
 
 @pytest.mark.ray
@@ -144,6 +145,6 @@ def test_cells_per_device_shares_each_gpu_and_splits_the_cpu_cores():
 
 def test_cells_per_device_on_cpu_gives_each_worker_its_share_of_the_cores():
     ex = LocalParallelExecutor(cells_per_device=2)
-    results = [r for _, r in ex.run(cells([3, 3]), sleepy_work, {"device": "cpu"})]
+    results = [r for _, r in ex.run(cells([3, 3]), sleepy_work, RunOptions(device="cpu"), NoProgress())]
     assert {r["threads"] for r in results} == {max(1, len(os.sched_getaffinity(0)) // 2)}
     assert all(r["pid"] != os.getpid() for r in results)

@@ -13,6 +13,7 @@ import torch
 
 from cobench.checkpoints import checkpoint_path
 from cobench.plugins import get_plugin_manager
+from cobench.resolve import resolve
 from cobench.runner import execute_cell
 from cobench.testing import tiny_grid_spec
 from tests.scale.test_kill_resume import env, results
@@ -32,7 +33,7 @@ def tiny_cell(method: str):
     spec.override(epochs=2)
     if method == "free":
         spec.set_param("methods.free.replays=1")  # 2 epochs of 2, not ceil(2 / 8) = 1
-    (cell,) = spec.cells(get_plugin_manager().registry)
+    (cell,) = resolve(spec, get_plugin_manager().registry)
     return cell
 
 

@@ -15,7 +15,9 @@ from cobench.errors import ConfigError
 from cobench.grid import GridSpec, TrainingConfig
 from cobench.runner import execute_cell
 from cobench.testing import tiny_grid_spec, tiny_splits
-from cobench.training import Normalize, train
+from cobench.options import RunOptions
+from cobench.training import CellParts, Normalize, train
+from cobench.resolve import resolve
 from tests.conftest import cli_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,11 +28,11 @@ V010_TRAINING_KEYS = {"epochs", "batch_size", "lr_max", "lr_schedule", "momentum
 
 # --------------------------------------------------------------------------- amp in the grid
 def test_amp_enters_a_cells_identity_only_when_used(pm):
-    fp32 = tiny_grid_spec(["fgsm"]).cells(pm.registry)[0]
+    fp32 = resolve(tiny_grid_spec(["fgsm"]), pm.registry)[0]
     assert set(fp32.training) == V010_TRAINING_KEYS  # the new field did not re-key existing cells
     spec = tiny_grid_spec(["fgsm"])
     spec.override(amp="bf16")
-    bf16 = spec.cells(pm.registry)[0]
+    bf16 = resolve(spec, pm.registry)[0]
     assert bf16.training["amp"] == "bf16" and bf16.cell_id != fp32.cell_id
     assert GridSpec.from_dict({"training": {"amp": "bf16"}}).training.amp == "bf16"
 
@@ -69,9 +71,9 @@ def run_tiny_train(amp: str = "off", channels_last: bool = False):
                       injection=NoInjection(), num_classes=3, device=torch.device("cpu"), batch_size=64, seed=0,
                       probe_x=data.test_x[:8], probe_y=data.test_y[:8])
     training = TrainingConfig(epochs=1, batch_size=32, lr_max=0.05, amp=amp).as_config()
-    outcome = train(model=model, method=FGSM(), data=data, injection=NoInjection(), evaluators=[DtypeProbe()],
-                    eval_ctx=ctx, eps=8 / 255, training=training, device=torch.device("cpu"), seed=0,
-                    channels_last=channels_last)
+    parts = CellParts(model=model, method=FGSM(), data=data, injection=NoInjection(), evaluators=[DtypeProbe()],
+                      eval_ctx=ctx)
+    outcome = train(parts, training, RunOptions(device="cpu", channels_last=channels_last))
     return outcome, seen, model
 
 
@@ -98,7 +100,7 @@ def test_channels_last_feeds_channels_last_batches_and_trains_the_same():
 
 
 def test_channels_last_through_the_runner_gives_the_same_result(pm):
-    (cell,) = tiny_grid_spec(["fgsm"], evaluators=["clean", "fgsm"]).cells(pm.registry)
+    (cell,) = resolve(tiny_grid_spec(["fgsm"], evaluators=["clean", "fgsm"]), pm.registry)
     plain = execute_cell(cell.config(), {"device": "cpu"})
     fast = execute_cell(cell.config(), {"device": "cpu", "channels_last": True})
     assert plain["status"] == fast["status"] == "ok"

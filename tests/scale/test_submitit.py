@@ -11,6 +11,7 @@ import pytest
 
 from cobench.errors import CobenchError, ConfigError
 from cobench.executors.submitit_executor import CellBatch, SubmititExecutor, batches
+from cobench.options import NoProgress, RunOptions
 from cobench.runner import Runner
 from cobench.testing import tiny_grid_spec
 from tests.scale.test_executors import cells, curves, local_reference, sleepy_work  # noqa: F401 (fixture)
@@ -18,9 +19,9 @@ from tests.scale.test_executors import cells, curves, local_reference, sleepy_wo
 submitit = pytest.importorskip("submitit")
 
 
-def logged_work(config: dict, options: dict, on_epoch=None) -> dict:
-    """Appends 'start SEED PID' / 'end SEED' to options['log']; sleeps ``seed`` seconds in between."""
-    log = Path(options["log"])
+def logged_work(config: dict, log: str, on_epoch=None) -> dict:
+    """Appends 'start SEED PID' / 'end SEED' to ``log``; sleeps ``seed`` seconds in between."""
+    log = Path(log)
     with log.open("a") as f:
         f.write(f"start {config['seed']} {os.getpid()}\n")
     time.sleep(config["seed"])
@@ -41,12 +42,12 @@ def test_bad_options_are_clear_errors(monkeypatch):
         SubmititExecutor(cells_per_job=0)
     monkeypatch.setitem(sys.modules, "submitit", None)
     with pytest.raises(CobenchError, match=r"pip install 'cobench\[slurm\]'"):
-        list(SubmititExecutor().run(cells([0]), sleepy_work, {}))
+        list(SubmititExecutor().run(cells([0]), sleepy_work, RunOptions(), NoProgress()))
 
 
 def test_a_job_array_runs_every_batch_and_yields_every_cell(tmp_path):
     ex = SubmititExecutor(folder=str(tmp_path / "logs"), cluster="local", cells_per_job=2, poll_s=0.2)
-    got = {cell.seed: result for cell, result in ex.run(cells([0, 1, 2]), sleepy_work, {"device": "cpu", "on_epoch": print})}
+    got = {cell.seed: result for cell, result in ex.run(cells([0, 1, 2]), sleepy_work, RunOptions(device="cpu"), NoProgress())}
     assert sorted(got) == [0, 1, 2] and all(r["status"] == "ok" for r in got.values())
     assert got[0]["pid"] == got[1]["pid"] != got[2]["pid"]  # two array tasks: cells 0+1, then cell 2
 
@@ -55,7 +56,7 @@ def test_a_failed_job_becomes_failed_results_for_its_cells(tmp_path):
     from tests.scale.test_executors import dying_work
 
     ex = SubmititExecutor(folder=str(tmp_path / "logs"), cluster="local", cells_per_job=2, poll_s=0.2)
-    results = [r for _, r in ex.run(cells([0, 1]), dying_work, {"device": "cpu"})]
+    results = [r for _, r in ex.run(cells([0, 1]), dying_work, RunOptions(device="cpu"), NoProgress())]
     assert [r["status"] for r in results] == ["failed", "failed"]
     assert "submitit job" in results[0]["error"]["message"]
 
@@ -64,7 +65,7 @@ def test_a_preempted_job_requeues_and_skips_the_cells_it_finished(tmp_path):
     log = tmp_path / "log.txt"
     ex = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="local", local_max_num_timeout=2)
     ex.update_parameters(timeout_min=60)
-    job = ex.submit(CellBatch(logged_work, [{"seed": 0}, {"seed": 3}], {"log": str(log)}))
+    job = ex.submit(CellBatch(logged_work, [{"seed": 0}, {"seed": 3}], str(log)))
     deadline = time.time() + 120
     while "start 3" not in (log.read_text() if log.exists() else ""):
         assert time.time() < deadline, "the second cell never started"

@@ -1,0 +1,46 @@
+"""Calling evaluators: the one place that does it, for the per-epoch probes and the final
+evaluation alike, with one rule for metrics reported twice."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from .api import Evaluator
+from .errors import CobenchError
+
+#: who reported the numbers that are already in a record before the evaluators run
+TRAINING_LOOP = "the training loop"
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and fp32 (autocast off) for every evaluator call; restores the previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.autocast(device_type=next(model.parameters()).device.type, enabled=False):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def run_evaluators(model: nn.Module, evaluators: list[Evaluator], measure: Callable[[Evaluator], dict[str, Any] | None],
+                   reported: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``reported`` plus what ``measure(evaluator)`` returns for each evaluator, called in
+    :func:`evaluation_mode`. A metric name may be reported once: a second report is an error
+    naming both reporters."""
+    metrics = dict(reported or {})
+    owners = dict.fromkeys(metrics, TRAINING_LOOP)
+    with evaluation_mode(model):
+        for evaluator in evaluators:
+            produced = measure(evaluator) or {}
+            clash = sorted(set(produced) & set(metrics))
+            if clash:
+                raise CobenchError(f"evaluator {evaluator.name!r} reports metric(s) {clash} already reported by "
+                                   f"{owners[clash[0]]!r}")
+            metrics.update(produced)
+            owners.update(dict.fromkeys(produced, evaluator.name))
+    return metrics

@@ -1,0 +1,73 @@
+"""How cells run, as opposed to what they are: the one object every run option lives in.
+
+A :class:`RunOptions` travels unchanged from the command line through the runner and the
+executors to every worker (it is frozen and picklable); none of it enters a cell's config
+or its hash. Progress reporting is not an option: it is passed separately, because it
+only exists in the driver process (:class:`Progress`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Protocol
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options of a run that change where and how fast cells run, never what they compute."""
+
+    #: auto, cpu, cuda, cuda:N or mps (see :func:`cobench.device.resolve_device`)
+    device: str = "auto"
+    #: where datasets are read from (and downloaded to)
+    data_dir: str = "data"
+    download: bool = False
+    #: channels-last memory format for model and batches (same arithmetic, see benchmarks/speed.py)
+    channels_last: bool = False
+    #: torch.compile the model for the training steps (evaluators run the model itself); see benchmarks/speed.py
+    compile: bool = False
+    #: per-epoch mid-cell checkpoints, so a killed cell resumes after its last epoch (cobench.checkpoints)
+    checkpoints: bool = True
+    #: where they go ("" = ``checkpoints/`` under the results directory); shared storage on a cluster
+    checkpoint_dir: str = ""
+    #: keep a cell's checkpoint once it finished (by default it is removed)
+    keep_checkpoints: bool = False
+
+    @classmethod
+    def of(cls, options: "RunOptions | Mapping[str, Any] | None") -> "RunOptions":
+        """``options`` as a :class:`RunOptions` (a mapping names its fields; unknown names are an error)."""
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown run option(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(cls))}")
+        return cls(**options)
+
+
+class Progress(Protocol):
+    """What the driver is told while a grid runs (see :class:`cobench.progress.GridProgress`)."""
+
+    def start_grid(self, total: int, skipped: int) -> None: ...
+    def on_cell_start(self, cell: Any) -> None: ...
+    def on_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None: ...
+    def on_cell_done(self, cell: Any, result: dict[str, Any]) -> None: ...
+    def stop(self) -> None: ...
+
+
+class NoProgress:
+    """Reports nothing (library use, tests)."""
+
+    def start_grid(self, total: int, skipped: int) -> None:
+        pass
+
+    def on_cell_start(self, cell: Any) -> None:
+        pass
+
+    def on_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
+        pass
+
+    def on_cell_done(self, cell: Any, result: dict[str, Any]) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass

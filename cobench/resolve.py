@@ -1,0 +1,90 @@
+"""Resolution: what the user asked for (a :class:`~cobench.grid.GridSpec`) against the
+installed plugins (a :class:`~cobench.plugins.Registry`), giving what will run (cells).
+
+This is the one place where component names are checked, parameters are filled in and
+overridden, and a method's published eps rule is applied.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any, Mapping
+
+from .api import NO_INJECTION, Component
+from .cell import Cell
+from .errors import ConfigError
+from .grid import GridSpec, split_spec
+from .kinds import GRID_KINDS, singular
+from .plugins import Registry
+
+
+def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
+    """The full cartesian grid of ``spec``; the ``none`` injection collapses the beta axis to 0."""
+    check_names(spec, registry)
+    resolved = {kind: {name: resolve_component(registry, kind, name, spec.params) for name in getattr(spec, kind)}
+                for kind in ("datasets", "models", "injections", "evaluators")}
+    evaluators = list(resolved["evaluators"].values())
+    training = spec.training.as_config()
+    cells: list[Cell] = []
+    for dataset, model, method, eps, injection in itertools.product(
+        spec.datasets, spec.models, spec.methods, spec.eps, spec.injections
+    ):
+        injection_part = resolved["injections"][injection]
+        betas = [0.0] if injection_part["name"] == NO_INJECTION else spec.betas
+        method_part = resolve_component(registry, "methods", method, spec.params, eps255=eps)
+        for beta, seed in itertools.product(betas, spec.seeds):
+            cells.append(Cell(
+                dataset=resolved["datasets"][dataset], model=resolved["models"][model], method=method_part,
+                eps=eps, injection=injection_part, beta=beta, seed=seed, training=training,
+                evaluators=evaluators,
+            ))
+    return cells
+
+
+def check_names(spec: GridSpec, registry: Registry) -> None:
+    """Every component and every overridden parameter exists (the error lists the valid ones)."""
+    for kind in GRID_KINDS:
+        for name in getattr(spec, kind):
+            registry.get(kind, split_spec(name)[0])
+    for kind, comps in spec.params.items():
+        for comp, params in comps.items():
+            valid = registry.get(kind, split_spec(comp)[0]).parameters()
+            for p in params:
+                if p not in valid:
+                    raise ConfigError(f"{singular(kind)} {comp!r} has no parameter {p!r}; valid parameters: "
+                                      + (", ".join(valid) if valid else "(none)"))
+
+
+def resolved_params(cls: type[Component], overrides: Mapping[str, Any] | None = None, *, arg: str | None = None,
+                    eps255: float | None = None) -> dict[str, Any]:
+    """The parameters a component runs with. Later sources win: ``__init__`` defaults, the
+    ``name:ARG`` argument, the method's published rule for this eps (``defaults_for_eps``),
+    then the user's overrides."""
+    params = cls.parameters()
+    if arg is not None:
+        params[cls.spec_arg] = arg
+    if eps255 is not None:
+        params.update(cls.defaults_for_eps(eps255))  # type: ignore[attr-defined]
+    params.update(overrides or {})
+    return params
+
+
+def resolve_component(registry: Registry, kind: str, spec: str, params: Mapping[str, Any],
+                      eps255: float | None = None) -> dict[str, Any]:
+    """``name[:ARG]`` of ``kind`` as a cell stores it: ``{"name", "params"}`` with every
+    parameter filled in; ``params`` is the grid's ``[params]`` table (``params[kind][name]``)."""
+    name, arg = split_spec(spec)
+    cls = registry.get(kind, name)
+    if arg is not None and not cls.spec_arg:
+        raise ConfigError(f"{singular(kind)} {name!r} takes no ':ARG' (got {spec!r})")
+    table = params.get(kind, {})
+    overrides = {**table.get(spec, {}), **(table.get(name, {}) if spec != name else {})}
+    values = resolved_params(cls, overrides, arg=arg, eps255=eps255)
+    if cls.spec_arg is not None and cls.spec_arg in values and values[cls.spec_arg] is None:
+        raise ConfigError(f"{singular(kind)} {name!r} needs an argument: write {name}:{cls.spec_arg.upper()}")
+    return {"name": name, "params": jsonable(values)}
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples become lists), so a cell hashes the same before and after storing."""
+    return json.loads(json.dumps(obj, default=str))

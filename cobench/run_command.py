@@ -1,0 +1,87 @@
+"""What the two commands that run grids (``cobench run`` and ``cobench leaderboard build``)
+share: their run options and their closing report."""
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+
+from .options import RunOptions
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .runner import RunSummary
+
+RUN_OPTIONS = (
+    click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False)),
+    click.option("--download/--no-download", default=False, help="Download datasets missing from --data-dir."),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+    click.option("--channels-last", is_flag=True, help="Channels-last memory format (same results, faster on CPU)."),
+    click.option("--compile", "compile_model", is_flag=True,
+                 help="torch.compile the model for training steps (off by default: see benchmarks/speed.py)."),
+    click.option("--checkpoints/--no-checkpoints", default=True, show_default=True,
+                 help="Per-epoch mid-cell checkpoints: a killed cell resumes after its last epoch."),
+    click.option("--checkpoint-dir", default="", help="Where checkpoints go [default: RESULTS_DIR/checkpoints]."),
+    click.option("--keep-checkpoints", is_flag=True, help="Keep each cell's checkpoint after it finished."),
+    click.option("--executor", default="local", show_default=True,
+                 help="How cells are scheduled (see `cobench list executors`)."),
+    click.option("--workers", type=int, help="Worker processes for parallel executors."),
+    click.option("--cells-per-device", type=click.IntRange(min=1),
+                 help="Cells sharing one GPU (local-parallel, ray); on CPU, cells splitting the cores."),
+    click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise."),
+    click.option("--executor-param", "executor_params", multiple=True, metavar="NAME=VALUE",
+                 help="An executor parameter, e.g. partition=gpu for submitit (see `cobench list executors`)."),
+)
+
+
+def parse_executor_params(assignments: tuple[str, ...]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs, values read as TOML (``4``, ``true``, ``"x"``), else kept as strings."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, raw = assignment.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{assignment!r}: expected NAME=VALUE, e.g. partition=gpu", param_hint="--executor-param")
+        try:
+            out[name.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[name.strip()] = raw.strip()
+    return out
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds the run options to a click command, which receives them as ``options``
+    (:class:`RunOptions`), ``executor`` (a name) and ``executor_options`` (its parameters)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, data_dir: str, download: bool, device: str, channels_last: bool, compile_model: bool,
+                checkpoints: bool, checkpoint_dir: str, keep_checkpoints: bool, executor: str, workers: int | None,
+                cells_per_device: int | None, ray_address: str | None, executor_params: tuple[str, ...],
+                **kwargs: Any) -> Any:
+        options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
+                             compile=compile_model, checkpoints=checkpoints, checkpoint_dir=checkpoint_dir,
+                             keep_checkpoints=keep_checkpoints)
+        executor_options = {k: v for k, v in {"workers": workers, "address": ray_address,
+                                              "cells_per_device": cells_per_device}.items() if v is not None}
+        executor_options.update(parse_executor_params(executor_params))
+        return command(*args, options=options, executor=executor, executor_options=executor_options, **kwargs)
+
+    for option in reversed(RUN_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def report_run(summary: "RunSummary", where: str, err: "Console", note: str = "") -> int:
+    """Print how a grid run went; returns the exit status the command ends with: 130 when it
+    was interrupted, 1 when a cell failed (each failure is listed), else 0."""
+    err.print(f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
+              f"results in {where}/{note}")
+    if summary.interrupted:
+        err.print("[yellow]interrupted: finished cells are saved; run the same command again to resume[/yellow]")
+        return 130
+    for result in summary.failed:
+        err.print(f"[red]failed[/red] {result['cell_id']}: {result['error']['message']}")
+    return 1 if summary.failed else 0
