@@ -74,6 +74,7 @@ def stderr() -> Console:
 @click.option("--datasets", "--dataset", "datasets", help="Comma-separated datasets (name or name:ARG).")
 @click.option("--models", "--model", "models", help="Comma-separated models (name or name:ARG).")
 @click.option("--evaluators", help="Comma-separated evaluators, e.g. clean,fgsm,pgd,co.")
+@click.option("--protocol", help="Training protocol preset, e.g. co-features, fast-at (see `cobench list protocols`).")
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--lr-max", type=float)
@@ -86,7 +87,7 @@ def stderr() -> Console:
 @run_options
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
-def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, epochs,
+def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, protocol, epochs,
         batch_size, lr_max, amp, stop_after_collapse, params, results_dir, options: RunOptions, executor: str,
         executor_options: dict[str, Any], dry_run, as_json) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
@@ -100,7 +101,7 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     spec.override(methods=parse_list(methods), eps=parse_list(eps), injections=parse_list(injections),
                   betas=parse_list(betas), seeds=parse_list(seeds), datasets=parse_list(datasets),
                   models=parse_list(models), evaluators=parse_list(evaluators),
-                  epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp,
+                  protocol=protocol, epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp,
                   stop_after_collapse=stop_after_collapse)
     for p in params:
         spec.set_param(p)
@@ -176,10 +177,13 @@ def plugins(as_json: bool) -> None:
 
 
 @cli.command("list")
-@click.argument("kind", type=click.Choice(KIND_NAMES))
+@click.argument("kind", type=click.Choice([*KIND_NAMES, "protocols"]))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_(kind: str, as_json: bool) -> None:
-    """Components of one KIND with their owning plugin and parameters (defaults)."""
+    """Components of one KIND with their owning plugin and parameters (defaults), or the training protocols."""
+    if kind == "protocols":
+        list_protocols(as_json)
+        return
     pm = get_plugin_manager()
     rows = pm.describe(kind)
     if as_json:
@@ -194,6 +198,23 @@ def list_(kind: str, as_json: bool) -> None:
     stdout().print(table)
     for name, msg in pm.failures.items():
         stderr().print(f"[yellow]plugin {name!r} failed to load:[/yellow] {msg}")
+
+
+def list_protocols(as_json: bool) -> None:
+    from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, TRAINING_FIELDS
+
+    if as_json:
+        click.echo(json.dumps([p.describe() for p in PROTOCOLS.values()], indent=2))
+        return
+    table = Table(title=f"{len(PROTOCOLS)} protocols (default: {DEFAULT_PROTOCOL}; sources: docs/protocols.md)")
+    for col in ("name", "training", "evaluation", "reference"):
+        table.add_column(col, overflow="fold")
+    for p in PROTOCOLS.values():
+        training = ", ".join(f"{k}={getattr(p, k)!r}" for k in TRAINING_FIELDS)
+        evaluation = f"PGD-{p.eval_steps}-{p.eval_restarts}, step {p.eval_step_size:g}/255" + (
+            f", {p.eval_samples} samples" if p.eval_samples else "")
+        table.add_row(p.name, escape(training), evaluation, escape(p.summary))
+    stdout().print(table)
 
 
 def _load_plugin_commands() -> None:

@@ -16,17 +16,28 @@ from typing import Any
 from .api import NO_INJECTION
 from .errors import ConfigError
 from .kinds import GRID_KINDS, singular
+from .protocols import DEFAULT_PROTOCOL, LR_SCHEDULES, get_protocol
 
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 30
-    batch_size: int = 128
-    lr_max: float = 0.2
-    lr_schedule: str = "cyclic"  # per-iteration triangle 0 -> lr_max -> 0 (Wong et al. 2020), or "constant"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    augment: bool = True  # the dataset's standard crop/flip, where it has one
+    """The training part of a grid. ``protocol`` names a preset (cobench/protocols.py) that fills
+    every field left at ``None``; a value set here overrides the preset's."""
+
+    protocol: str = DEFAULT_PROTOCOL
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr_max: float | None = None
+    lr_schedule: str | None = None  # see cobench.protocols.LR_SCHEDULES
+    lr_peak: float | None = None  # fraction of training where the LR peaks
+    momentum: float | None = None
+    cycle_momentum: bool | None = None  # cycle momentum inversely to the LR, as torch's CyclicLR does
+    base_momentum: float | None = None  # momentum at the LR peak when cycled
+    weight_decay: float | None = None
+    augment: bool | None = None  # the dataset's standard crop/flip, where it has one
+    normalize: bool | None = None  # per-channel standardisation as the model's first layer
+    clamp: bool | None = None  # training attacks keep x + delta in [0, 1]
+    optimizer_steps: int | None = None  # optimiser steps per minibatch (ELLE's reference: 2)
     probe_size: int = 256  # held-out test samples probed every epoch for CO detection
     eval_batch_size: int = 512
     #: mixed precision of the training steps: "off" (fp32) or "bf16" (autocast); evaluation is always fp32
@@ -34,28 +45,40 @@ class TrainingConfig:
     #: opt-in early stop: end a cell once the ``co`` evaluator has seen CO for this many epochs in a row (0 = never)
     stop_after_collapse: int = 0
 
+    def resolved(self) -> dict[str, Any]:
+        """Every field, with the protocol's values filled in where this config leaves them unset."""
+        values = get_protocol(self.protocol).training_values()
+        values.update({k: v for k, v in asdict(self).items() if v is not None})
+        return values
+
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ConfigError(f"batch_size must be >= 2, got {self.batch_size}")
-        if not (0 < self.lr_max <= 10):
-            raise ConfigError(f"lr_max must be in (0, 10], got {self.lr_max}")
-        if self.lr_schedule not in ("cyclic", "constant"):
-            raise ConfigError(f"lr_schedule must be 'cyclic' or 'constant', got {self.lr_schedule!r}")
-        if not (0 <= self.momentum < 1):
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.amp not in AMP_MODES:
-            raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
-        if not isinstance(self.stop_after_collapse, int) or self.stop_after_collapse < 0:
-            raise ConfigError(f"stop_after_collapse must be a non-negative integer (0 = never), got {self.stop_after_collapse!r}")
+        v = self.resolved()
+        if v["epochs"] < 1:
+            raise ConfigError(f"epochs must be >= 1, got {v['epochs']}")
+        if v["batch_size"] < 2:
+            raise ConfigError(f"batch_size must be >= 2, got {v['batch_size']}")
+        if not (0 < v["lr_max"] <= 10):
+            raise ConfigError(f"lr_max must be in (0, 10], got {v['lr_max']}")
+        if v["lr_schedule"] not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {v['lr_schedule']!r}")
+        if not (0 < v["lr_peak"] < 1):
+            raise ConfigError(f"lr_peak must be in (0, 1), got {v['lr_peak']}")
+        if not (0 <= v["momentum"] < 1) or not (0 <= v["base_momentum"] <= v["momentum"]):
+            raise ConfigError(f"momentum must be in [0, 1) and base_momentum in [0, momentum], "
+                              f"got {v['momentum']} and {v['base_momentum']}")
+        if v["weight_decay"] < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {v['weight_decay']}")
+        if v["optimizer_steps"] < 1:
+            raise ConfigError(f"optimizer_steps must be >= 1, got {v['optimizer_steps']}")
+        if v["amp"] not in AMP_MODES:
+            raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {v['amp']!r}")
+        if not isinstance(v["stop_after_collapse"], int) or v["stop_after_collapse"] < 0:
+            raise ConfigError(f"stop_after_collapse must be a non-negative integer (0 = never), got {v['stop_after_collapse']!r}")
 
     def as_config(self) -> dict[str, Any]:
-        """The training part of a cell's config. Fields added after the first release are left
-        out while at their default, so adding them did not change existing cells' hashes."""
-        config = asdict(self)
+        """The training part of a cell's config: the protocol's name and every resolved value.
+        Fields added after the first release are left out while at their default."""
+        config = self.resolved()
         for key, default in LATE_DEFAULTS.items():
             if config[key] == default:
                 del config[key]

@@ -22,6 +22,8 @@ class RunOptions:
     download: bool = False
     #: channels-last memory format for model and batches (same arithmetic, see benchmarks/speed.py)
     channels_last: bool = False
+    #: run loggers as resolved component specs ({name, params}; see cobench.tracking.resolve_loggers)
+    loggers: tuple[dict[str, Any], ...] = ()
     #: torch.compile the model for the training steps (evaluators run the model itself); see benchmarks/speed.py
     compile: bool = False
     #: per-epoch mid-cell checkpoints, so a killed cell resumes after its last epoch (cobench.checkpoints)

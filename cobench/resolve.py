@@ -16,6 +16,10 @@ from .errors import ConfigError
 from .grid import GridSpec, split_spec
 from .kinds import GRID_KINDS, singular
 from .plugins import Registry
+from .protocols import get_protocol
+
+#: the evaluator whose attack a protocol fixes (the final robust accuracy)
+PROTOCOL_EVALUATOR = "pgd-50-10"
 
 
 def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
@@ -23,7 +27,7 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
     check_names(spec, registry)
     resolved = {kind: {name: resolve_component(registry, kind, name, spec.params) for name in getattr(spec, kind)}
                 for kind in ("datasets", "models", "injections", "evaluators")}
-    evaluators = list(resolved["evaluators"].values())
+    evaluators = [protocol_evaluator(spec, part, name) for name, part in resolved["evaluators"].items()]
     training = spec.training.as_config()
     cells: list[Cell] = []
     for dataset, model, method, eps, injection in itertools.product(
@@ -39,6 +43,17 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
                 evaluators=evaluators,
             ))
     return cells
+
+
+def protocol_evaluator(spec: GridSpec, part: dict[str, Any], name: str) -> dict[str, Any]:
+    """The protocol's final attack (steps, restarts, step, samples) for ``pgd-50-10``, where the
+    grid's ``[params]`` do not set them."""
+    if part["name"] != PROTOCOL_EVALUATOR:
+        return part
+    table = spec.params.get("evaluators", {})
+    explicit = {**table.get(part["name"], {}), **table.get(name, {})}
+    fixed = {k: v for k, v in get_protocol(spec.training.protocol).eval_params().items() if k not in explicit}
+    return {"name": part["name"], "params": {**part["params"], **fixed}}
 
 
 def check_names(spec: GridSpec, registry: Registry) -> None:

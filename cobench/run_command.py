@@ -31,6 +31,8 @@ RUN_OPTIONS = (
     click.option("--cells-per-device", type=click.IntRange(min=1),
                  help="Cells sharing one GPU (local-parallel, ray); on CPU, cells splitting the cores."),
     click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise."),
+    click.option("--loggers", help="Comma-separated run loggers, e.g. tensorboard,mlflow; name:ARG sets the log dir "
+                                   "or tracking URI (see `cobench list loggers`)."),
     click.option("--executor-param", "executor_params", multiple=True, metavar="NAME=VALUE",
                  help="An executor parameter, e.g. partition=gpu for submitit (see `cobench list executors`)."),
 )
@@ -59,11 +61,16 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, data_dir: str, download: bool, device: str, channels_last: bool, compile_model: bool,
                 checkpoints: bool, checkpoint_dir: str, keep_checkpoints: bool, executor: str, workers: int | None,
-                cells_per_device: int | None, ray_address: str | None, executor_params: tuple[str, ...],
-                **kwargs: Any) -> Any:
+                cells_per_device: int | None, ray_address: str | None, loggers: str | None,
+                executor_params: tuple[str, ...], **kwargs: Any) -> Any:
+        from .grid import parse_list
+        from .plugins import get_plugin_manager
+        from .tracking import resolve_loggers
+
+        logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
         options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
                              compile=compile_model, checkpoints=checkpoints, checkpoint_dir=checkpoint_dir,
-                             keep_checkpoints=keep_checkpoints)
+                             keep_checkpoints=keep_checkpoints, loggers=logger_specs)
         executor_options = {k: v for k, v in {"workers": workers, "address": ray_address,
                                               "cells_per_device": cells_per_device}.items() if v is not None}
         executor_options.update(parse_executor_params(executor_params))
