@@ -1,59 +1,138 @@
-"""A cell's final weights as a safetensors file beside its result (``--save-models``).
+"""Mid-cell checkpoints: a cell's whole training state after each epoch, so that a killed or
+preempted cell resumes from its last finished epoch and ends with the same metrics.
 
-safetensors holds tensors and nothing else: loading one runs no code, unlike a pickled
-``torch.save`` checkpoint, so a leaderboard can re-evaluate a stranger's weights safely.
-The result records the file's SHA-256, and loading checks it first.
+A checkpoint holds the model, the optimiser, the method's state (:meth:`cobench.api.Method.state_dict`),
+every random number generator the loop draws from (the cell's generator; torch's, CUDA's,
+Python's and NumPy's global ones), the per-epoch history and the loop's counters. It is
+written with ``torch.save`` to a temporary file and renamed into place (a reader never sees
+half a file), and read with ``torch.load(weights_only=True)``: plain containers, numbers,
+strings and tensors only, never arbitrary pickled objects.
 """
 from __future__ import annotations
 
-import hashlib
+import os
+import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import numpy as np
+import torch
+from torch import Tensor
 
-from .errors import CobenchError
-
-#: where a result's weights go: the result's file name with this suffix
-WEIGHTS_SUFFIX = ".safetensors"
-
-
-def weights_bytes(model: nn.Module) -> bytes:
-    """The model's state dict (parameters and buffers, on the CPU) as safetensors bytes."""
-    from safetensors.torch import save
-
-    return save({k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()})
+PLAIN = (Tensor, int, float, bool, str, type(None))
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def checkpoint_path(directory: Path | str, cell_id: str) -> Path:
+    return Path(directory) / f"{cell_id}.pt"
 
 
-def weights_path(result_path: Path) -> Path:
-    return result_path.with_suffix(WEIGHTS_SUFFIX)
-
-
-def weights_record(result_path: Path, data: bytes) -> dict[str, Any]:
-    """The result's ``weights`` entry: file name (relative to the result file) and SHA-256."""
-    return {"file": weights_path(result_path).name, "sha256": sha256_hex(data)}
-
-
-def load_weights(model: nn.Module, result_path: Path, record: dict[str, Any]) -> None:
-    """Load the weights ``record`` names into ``model``, after checking their SHA-256."""
-    from safetensors.torch import load
-
-    path = Path(result_path).parent / record["file"]
-    if Path(record["file"]).name != record["file"]:
-        raise CobenchError(f"result file {str(result_path)!r}: weights file {record['file']!r} must sit beside it")
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CobenchError(f"weights of {str(result_path)!r} cannot be read from {str(path)!r}: {exc.strerror or exc}") from None
-    if sha256_hex(data) != record["sha256"]:
-        raise CobenchError(f"weights file {str(path)!r} does not have the SHA-256 its result records "
-                           f"({record['sha256'][:16]}...): it is not the model that produced the result")
-    try:
-        state = load(data)
-        model.load_state_dict({k: v.to(next(model.parameters()).device) for k, v in state.items()}, strict=True)
-    except Exception as exc:
-        raise CobenchError(f"weights file {str(path)!r} does not fit the result's model: {type(exc).__name__}: {exc}") from None
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
+    """The checkpoint of this cell at ``path``, or None when there is none (or it is another cell's)."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state if state.get("cell_id") == cell_id else None
+
+
+def remove_checkpoint(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- random number generators
+def rng_states(generator: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "generator": generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+    }
+
+
+def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(states["generator"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = states["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+
+
+# --------------------------------------------------------------------------- component state
+def is_plain(value: Any) -> bool:
+    if isinstance(value, PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
+    return False
+
+
+def plain_state(obj: Any) -> dict[str, Any]:
+    """The attributes of ``obj`` a checkpoint can hold: tensors, numbers, strings, None and
+    containers of them, and (nested) plain objects whose attributes are all such values.
+    Anything else (modules, generators, the run's setup) is rebuilt by ``setup`` instead."""
+    out: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if is_plain(value):
+            out[name] = value
+        elif hasattr(value, "__dict__") and not callable(value) and vars(value) and all(is_plain(v) for v in vars(value).values()):
+            out[name] = {"__object__": dict(vars(value))}
+    return out
+
+
+def load_plain_state(obj: Any, state: dict[str, Any]) -> None:
+    """Inverse of :func:`plain_state`: sets the attributes back (nested objects in place)."""
+    for name, value in state.items():
+        if isinstance(value, dict) and "__object__" in value:
+            vars(getattr(obj, name)).update(value["__object__"])
+        else:
+            setattr(obj, name, value)
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor inside it moved to ``device`` (checkpoints load on the CPU)."""
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+class CellCheckpoint:
+    """The checkpoint file of one cell: ``DIR/<cell_id>.pt``."""
+
+    def __init__(self, directory: Path | str, cell_id: str):
+        self.path = checkpoint_path(directory, cell_id)
+        self.cell_id = cell_id
+
+    def load(self) -> dict[str, Any] | None:
+        return load_checkpoint(self.path, self.cell_id)
+
+    def save(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.path, {**state, "cell_id": self.cell_id})
+
+    def remove(self) -> None:
+        remove_checkpoint(self.path)

@@ -79,6 +79,8 @@ def stderr() -> Console:
 @click.option("--batch-size", type=int)
 @click.option("--lr-max", type=float)
 @click.option("--amp", type=click.Choice(AMP_MODES), help="Training-step precision (evaluation is always fp32).")
+@click.option("--stop-after-collapse", type=click.IntRange(min=0), metavar="P",
+              help="End a cell once CO persisted for P epochs (needs the co evaluator; 0 = never, the default).")
 @click.option("--param", "params", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
               help="Override a hyperparameter, e.g. methods.pgd.steps=5 (repeatable).")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
@@ -86,7 +88,7 @@ def stderr() -> Console:
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, protocol, epochs,
-        batch_size, lr_max, amp, params, results_dir, options: RunOptions, executor: str,
+        batch_size, lr_max, amp, stop_after_collapse, params, results_dir, options: RunOptions, executor: str,
         executor_options: dict[str, Any], dry_run, as_json) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
 
@@ -99,7 +101,8 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     spec.override(methods=parse_list(methods), eps=parse_list(eps), injections=parse_list(injections),
                   betas=parse_list(betas), seeds=parse_list(seeds), datasets=parse_list(datasets),
                   models=parse_list(models), evaluators=parse_list(evaluators),
-                  protocol=protocol, epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp)
+                  protocol=protocol, epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp,
+                  stop_after_collapse=stop_after_collapse)
     for p in params:
         spec.set_param(p)
     runner = Runner(spec, results_dir, options=options, executor=executor, executor_options=executor_options)

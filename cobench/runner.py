@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -14,15 +14,16 @@ import torch
 
 from .api import DataContext, DataSplits, EvalContext, InjectionContext
 from .cell import Cell
+from .checkpoints import CellCheckpoint
 from .device import resolve_device, seed_everything
-from .errors import CobenchError, NonFiniteLossError
+from .errors import CobenchError, ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
 from .grid import GridSpec
 from .kinds import GRID_KINDS, singular
 from .options import NoProgress, Progress, RunOptions
 from .plugins import Registry, get_plugin_manager
 from .provenance import cobench_record, components_record, fingerprint, machine_record
-from .checkpoints import weights_bytes, weights_path, weights_record
+from .weights import weights_bytes, weights_path, weights_record
 from .result_digest import with_digest
 from .resolve import resolve
 from .results import (check_writable, environment, failed_result, finished_result, flat_row, now, result_header,
@@ -125,10 +126,16 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     registry = get_plugin_manager().registry
     seed_everything(cell.seed)
     parts = build_parts(cell, options, device, registry)
-    outcome = train(parts, cell.training, options, on_epoch)
+    checkpoint = CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
+    outcome = train(parts, cell.training, options, on_epoch, checkpoint=checkpoint)
     parts.eval_ctx.history = outcome.history
     t_eval = time.perf_counter()
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
+    if cell.training.get("stop_after_collapse"):
+        metrics["stopped_early"] = int(outcome.stopped_early_epoch is not None)
+        metrics["stopped_early_epoch"] = outcome.stopped_early_epoch
+    if checkpoint is not None and not options.keep_checkpoints:
+        checkpoint.remove()
     keys = sorted({k for rec in outcome.history for k in rec})
     curves = {k: [rec.get(k) for rec in outcome.history] for k in keys}
     cost = dict(outcome.cost, eval_time_s=time.perf_counter() - t_eval)
@@ -184,6 +191,14 @@ class RunSummary:
         return [flat_row(r) for r in self.results]
 
 
+#: where a grid's mid-cell checkpoints go unless --checkpoint-dir says otherwise
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+#: executor options the command line offers every executor; those an executor does not take are ignored
+SHARED_EXECUTOR_OPTIONS = ("workers", "address", "cells_per_device")
+
+
 class Runner:
     """Runs ``spec``'s cells that have no finished result under ``results_dir``.
 
@@ -198,6 +213,8 @@ class Runner:
         self.spec = spec
         self.results_dir = Path(results_dir)
         self.options = RunOptions.of(options)
+        if self.options.checkpoints and not self.options.checkpoint_dir:
+            self.options = replace(self.options, checkpoint_dir=str(self.results_dir / CHECKPOINT_SUBDIR))
         self.executor_name = executor
         self.executor_options = dict(executor_options or {})
 
@@ -217,7 +234,12 @@ class Runner:
         progress = progress or NoProgress()
         plan = self.plan()
         executor_cls = get_plugin_manager().registry.get("executors", self.executor_name)
-        executor = executor_cls(**{k: v for k, v in self.executor_options.items() if k in executor_cls.parameters()})
+        valid = executor_cls.parameters()
+        unknown = sorted(set(self.executor_options) - set(valid) - set(SHARED_EXECUTOR_OPTIONS))
+        if unknown:
+            raise ConfigError(f"executor {self.executor_name!r} has no parameter(s) {', '.join(unknown)}; valid: "
+                              + (", ".join(valid) or "(none)"))
+        executor = executor_cls(**{k: v for k, v in self.executor_options.items() if k in valid})
         summary = RunSummary()
         todo = [cell for cell, _, done in plan if done is None]
         by_id = {cell.cell_id: done for cell, _, done in plan if done is not None}

@@ -60,6 +60,18 @@ class CODetector(Evaluator):
             "probe_pgd_acc": accuracy(model, x + d_pgd, y, ctx.batch_size),
         }
 
+    def collapse_streak(self, history: list[dict[str, Any]]) -> int:
+        """How many of the last epochs in ``history`` have collapsed in a row (the same test as
+        :func:`detect_collapse`, against the best PGD accuracy before each epoch): what the
+        training loop's opt-in early stop (``stop_after_collapse``) reads."""
+        probes = [(h["probe_pgd_acc"], h["probe_fgsm_acc"]) for h in history if "probe_pgd_acc" in h]
+        streak, peak = 0, 0.0
+        for p, f in probes:
+            collapsed = f - p >= self.gap and p <= max(self.floor, (1 - self.drop) * peak)
+            streak = streak + 1 if collapsed else 0
+            peak = max(peak, p)
+        return streak
+
     def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
         pgd_curve = [h["probe_pgd_acc"] for h in ctx.history if "probe_pgd_acc" in h]
         fgsm_curve = [h["probe_fgsm_acc"] for h in ctx.history if "probe_fgsm_acc" in h]

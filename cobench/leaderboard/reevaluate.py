@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoints import load_weights
+from ..weights import load_weights
 from ..cell import Cell
 from ..device import resolve_device, seed_everything
 from ..errors import CobenchError
