@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from cobench.boundary.driver import PlaneSearch, outcomes, search_boundaries
 from cobench.boundary.plot import phase_diagram
+from cobench.boundary.report import rows, table as boundary_table
 from cobench.boundary.search import BoundarySearch, lattice_size
 from cobench.grid import GridSpec, parse_list
 from cobench.progress import GridProgress
@@ -29,12 +31,12 @@ from cobench.runner import Runner
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results-dir", default="results/boundary-bench")
-    ap.add_argument("--eps", default="16,32,48,64,80", help="coarse eps (/255)")
+    ap.add_argument("--eps", default="16,32,48,64", help="coarse eps (/255)")
     ap.add_argument("--eps-step", type=float, default=4.0)
     ap.add_argument("--beta", type=float, default=12.0, help="low-freq injection strength (/255)")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--min-rate", type=float, default=0.5)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--size", type=int, default=8, help="digits image size")
     ap.add_argument("--width", type=int, default=16, help="small-cnn width")
     ap.add_argument("--device", default="cpu")
@@ -53,6 +55,9 @@ def main() -> None:
     runs = search_boundaries(spec, args.results_dir, min_rate=args.min_rate, eps_step=args.eps_step,
                              options=options, progress=GridProgress(err, enabled=False))
     search_s = time.perf_counter() - t0
+    print(f"search finished in {search_s:.0f} s:", flush=True)
+    Console(width=200).print(boundary_table(rows(runs)))
+    sys.stdout.flush()
 
     lo, hi = min(spec.eps), max(spec.eps)
     dense_eps = [lo + i * args.eps_step for i in range(lattice_size(lo, hi, args.eps_step))]

@@ -14,8 +14,8 @@ over ``--repeats`` rounds and reported as the median:
 * ``cobench``: the loop as it is (fp32, contiguous NCHW);
 * ``channels_last``: model and batches in channels-last memory format (``--channels-last``);
 * ``bf16``: ``amp="bf16"``, the method's steps under ``torch.autocast(dtype=bfloat16)``;
-* ``compile``: ``torch.compile(model)`` (not a cobench option: measured here only; compile
-  time reported separately and excluded);
+* ``compile``: cobench's ``--compile`` option, ``torch.compile(model)`` for the training steps
+  (compile time reported separately and excluded);
 * ``channels_last+bf16`` and any other ``+`` combination.
 
 Usage::
@@ -135,18 +135,15 @@ def cobench_epoch(model: nn.Module, method: Method, data: DataSplits, device: to
                            injection=injection, num_classes=10, device=device, batch_size=512, seed=0,
                            probe_x=data.test_x, probe_y=data.test_y)
     parts = CellParts(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=eval_ctx)
-    train(parts, config.as_config(), RunOptions(device=str(device), channels_last="channels_last" in flags))
+    train(parts, config.as_config(), RunOptions(device=str(device), channels_last="channels_last" in flags,
+                                                compile="compile" in flags))
 
 
 def measure_cobench(args: argparse.Namespace, x: Tensor, y: Tensor, device: torch.device,
                     flags: set[str]) -> tuple[float, float | None]:
-    """Steps/s of ``cobench.training.train`` (a warm-up epoch first); also the compile time.
-
-    ``compile`` is not part of cobench's loop (it did not help on CPU); the benchmark wraps
-    the model in ``torch.compile`` to measure it where it might (GPUs)."""
+    """Steps/s of ``cobench.training.train`` (a warm-up epoch first); also the compile time
+    (``compile``: cobench's ``--compile`` option, whose warm-up epoch compiles)."""
     model = build_model(args.model, args.width, device)
-    if "compile" in flags:
-        model = torch.compile(model)
     method: Method = get_plugin_manager().registry.get("methods", "fgsm")()
     bs, n_warm = args.batch_size, args.warmup * args.batch_size
     sync(device)

@@ -238,6 +238,23 @@ class Method(Component):
     def train_step(self, batch: Batch, ctx: StepContext) -> None:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """State carried across steps, for mid-cell checkpoints (after ``setup``).
+
+        The default takes every attribute that is a tensor, number, string or None (or a
+        container of them, or a plain object whose attributes all are); override it when
+        the method keeps state in another form.
+        """
+        from .checkpoints import plain_state
+
+        return plain_state(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` on a method that ran ``setup`` (a resumed cell)."""
+        from .checkpoints import load_plain_state
+
+        load_plain_state(self, state)
+
 
 # --------------------------------------------------------------------------- evaluators
 @dataclass

@@ -135,6 +135,73 @@ def pgd(
     return best_delta.detach()
 
 
+def pgd_until_fooled(
+    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, alpha: float, steps: int, restarts: int = 1,
+    generator: torch.Generator | None = None, lower: float = 0.0, upper: float = 1.0, prune: bool = True,
+) -> Tensor:
+    """L-inf PGD for evaluation (model in eval mode): a sample stops once it is fooled.
+
+    Follows ``attack_pgd`` in locuslab/fast_adversarial, CIFAR10/utils.py (Wong, Rice & Kolter
+    2020): each step first classifies the current ``x + delta`` and moves only the samples still
+    classified correctly, so a fooled sample keeps the perturbation that fooled it. Across
+    restarts a sample keeps the perturbation of the first restart that fools it, else the one
+    with the highest loss (the reference keeps the highest loss even over a fooling one).
+
+    ``prune=True`` sends only the still-correct samples through the model: a fooled sample
+    leaves the batch, and later restarts attack only the samples no earlier restart fooled.
+    ``prune=False`` is the naive cost (every sample forward and backward at every step of
+    every restart, updates masked as in the reference). Both draw the same random starts
+    (every restart draws noise for the whole batch) and take the gradient of the *summed*
+    loss, whose per-sample rows do not depend on which other samples share the batch, so
+    their per-sample decisions agree (up to floating-point rounding, which can differ
+    between batch sizes); only the cost differs. Returns the chosen perturbations.
+    """
+    n = len(x)
+    best_delta = torch.zeros_like(x)
+    best_loss = torch.full((n,), -float("inf"), device=x.device, dtype=x.dtype)
+    fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
+    for _ in range(max(1, restarts)):
+        noise = uniform_like(x, -eps, eps, generator)  # drawn for all: later batches see the same stream
+        attacked = (~fooled).nonzero().squeeze(1) if prune else torch.arange(n, device=x.device)
+        if len(attacked) == 0:
+            continue
+        delta = clamp_delta(x, noise, lower, upper)
+        now_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
+        loss = torch.full((n,), -float("inf"), device=x.device, dtype=x.dtype)
+        active = attacked  # samples still correct at the last check
+        for _ in range(steps):
+            d = delta[active].requires_grad_(True)
+            logits = model(x[active] + d)
+            correct = logits.argmax(1) == y[active]
+            if prune:
+                now_fooled[active[~correct]] = True
+                keep = correct.nonzero().squeeze(1)
+                if len(keep) == 0:
+                    active = keep
+                    break
+            per_sample = F.cross_entropy(logits, y[active], reduction="none")
+            (grad,) = torch.autograd.grad(per_sample.sum(), d)
+            moved = (d.detach() + alpha * grad.sign()).clamp(-eps, eps)
+            moved = clamp_delta(x[active], moved, lower, upper)
+            if prune:
+                delta[active[keep]] = moved[keep]
+                active = active[keep]
+            else:
+                delta[active[correct]] = moved[correct]
+        if len(active):
+            with torch.no_grad():
+                logits = model(x[active] + delta[active])
+                now_fooled[active] = logits.argmax(1) != y[active]
+                loss[active] = F.cross_entropy(logits, y[active], reduction="none")
+        in_restart = torch.zeros(n, dtype=torch.bool, device=x.device)
+        in_restart[attacked] = True
+        take = in_restart & ~fooled & (now_fooled | (loss > best_loss))
+        best_delta[take] = delta[take]
+        best_loss = torch.where(take, loss, best_loss)
+        fooled |= in_restart & now_fooled
+    return best_delta.detach()
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
     correct = 0

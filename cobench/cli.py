@@ -81,6 +81,8 @@ def stderr() -> Console:
 @click.option("--batch-size", type=int)
 @click.option("--lr-max", type=float)
 @click.option("--amp", type=click.Choice(AMP_MODES), help="Training-step precision (evaluation is always fp32).")
+@click.option("--stop-after-collapse", type=click.IntRange(min=0), metavar="P",
+              help="End a cell once CO persisted for P epochs (needs the co evaluator; 0 = never, the default).")
 @click.option("--param", "params", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
               help="Override a hyperparameter, e.g. methods.pgd.steps=5 (repeatable).")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
@@ -88,7 +90,7 @@ def stderr() -> Console:
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, protocol, epochs,
-        batch_size, lr_max, amp, params, results_dir, options: RunOptions, executor: str,
+        batch_size, lr_max, amp, stop_after_collapse, params, results_dir, options: RunOptions, executor: str,
         executor_options: dict[str, Any], dry_run, as_json) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
 
@@ -101,7 +103,8 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     spec.override(methods=parse_list(methods), eps=parse_list(eps), injections=parse_list(injections),
                   betas=parse_list(betas), seeds=parse_list(seeds), datasets=parse_list(datasets),
                   models=parse_list(models), evaluators=parse_list(evaluators),
-                  protocol=protocol, epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp)
+                  protocol=protocol, epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp,
+                  stop_after_collapse=stop_after_collapse)
     for p in params:
         spec.set_param(p)
     runner = Runner(spec, results_dir, options=options, executor=executor, executor_options=executor_options)
@@ -133,12 +136,17 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 def results(results_dir: str, fmt: str, output: str | None) -> None:
     """Summarise or export every result under RESULTS_DIR (CSV/JSON load straight into pandas)."""
-    rows = [flat_row(r) for _, r in iter_results(Path(results_dir))]
+    found = list(iter_results(Path(results_dir)))
+    rows = [flat_row(r) for _, r in found]
     if not rows:
         raise CobenchError(f"no result files under {results_dir!r}")
+    for (path, _), row in zip(found, rows):
+        if row.get("problems"):
+            stderr().print(f"[yellow]inconsistent result[/yellow] {escape(str(path))}: {escape(row['problems'])}")
     if fmt == "table":
         for table in summary_tables(aggregate(rows)):
             stdout().print(table)
+        stdout().print(provenance_table(rows))
         return
     if fmt == "csv":
         if output:
@@ -151,6 +159,24 @@ def results(results_dir: str, fmt: str, output: str | None) -> None:
         write_atomic(Path(output), text + "\n")
     else:
         click.echo(text)
+
+
+def provenance_table(rows: list[dict[str, Any]]) -> Table:
+    """One line per distinct (method, plugin distribution, cobench, data, device) behind the results."""
+    keys = ("method", "method_distribution", "method_version", "method_commit", "cobench_version",
+            "data_fingerprint", "device_name", "torch", "cuda")
+    table = Table(title="provenance", title_justify="left")
+    for col in ("method", "plugin distribution", "cobench", "data (sha256)", "device", "torch / CUDA", "cells"):
+        table.add_column(col)
+    seen: dict[tuple, int] = {}
+    for r in rows:
+        key = tuple(r.get(k) for k in keys)
+        seen[key] = seen.get(key, 0) + 1
+    for (method, dist, version, commit, cob, data, device, torch_v, cuda), n in sorted(seen.items(), key=str):
+        table.add_row(escape(str(method)), escape(f"{dist or '-'} {version or ''}" + (f" @{commit[:10]}" if commit else "")),
+                      escape(str(cob or "-")), escape(str(data or "-").removeprefix("sha256:")[:16]), escape(str(device or "-")),
+                      escape(f"{torch_v or '-'}" + (f" / {cuda}" if cuda else "")), str(n))
+    return table
 
 
 # --------------------------------------------------------------------------- plugins & list

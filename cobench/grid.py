@@ -42,6 +42,8 @@ class TrainingConfig:
     eval_batch_size: int = 512
     #: mixed precision of the training steps: "off" (fp32) or "bf16" (autocast); evaluation is always fp32
     amp: str = "off"
+    #: opt-in early stop: end a cell once the ``co`` evaluator has seen CO for this many epochs in a row (0 = never)
+    stop_after_collapse: int = 0
 
     def resolved(self) -> dict[str, Any]:
         """Every field, with the protocol's values filled in where this config leaves them unset."""
@@ -70,6 +72,8 @@ class TrainingConfig:
             raise ConfigError(f"optimizer_steps must be >= 1, got {v['optimizer_steps']}")
         if v["amp"] not in AMP_MODES:
             raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {v['amp']!r}")
+        if not isinstance(v["stop_after_collapse"], int) or v["stop_after_collapse"] < 0:
+            raise ConfigError(f"stop_after_collapse must be a non-negative integer (0 = never), got {v['stop_after_collapse']!r}")
 
     def as_config(self) -> dict[str, Any]:
         """The training part of a cell's config: the protocol's name and every resolved value.
@@ -83,7 +87,7 @@ class TrainingConfig:
 
 AMP_MODES = ("off", "bf16")
 #: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
-LATE_DEFAULTS: dict[str, Any] = {"amp": "off"}
+LATE_DEFAULTS: dict[str, Any] = {"amp": "off", "stop_after_collapse": 0}
 
 
 @dataclass
@@ -152,6 +156,8 @@ class GridSpec:
         self.betas = list(dict.fromkeys(self.betas))
         self.seeds = list(dict.fromkeys(self.seeds))
         self.training.validate()
+        if self.training.stop_after_collapse and "co" not in [str(e).split(":")[0] for e in self.evaluators]:
+            raise ConfigError("stop_after_collapse needs the 'co' evaluator (it detects the collapse); add it to evaluators")
         for kind, comps in self.params.items():
             if kind not in GRID_KINDS:
                 raise ConfigError(f"params.{kind}: unknown kind; valid kinds: {', '.join(GRID_KINDS)}")

@@ -22,8 +22,18 @@ class RunOptions:
     download: bool = False
     #: channels-last memory format for model and batches (same arithmetic, see benchmarks/speed.py)
     channels_last: bool = False
+    #: keep each cell's final weights beside its result (safetensors; see :mod:`cobench.weights`)
+    save_models: bool = False
     #: run loggers as resolved component specs ({name, params}; see cobench.tracking.resolve_loggers)
     loggers: tuple[dict[str, Any], ...] = ()
+    #: torch.compile the model for the training steps (evaluators run the model itself); see benchmarks/speed.py
+    compile: bool = False
+    #: per-epoch mid-cell checkpoints, so a killed cell resumes after its last epoch (cobench.checkpoints)
+    checkpoints: bool = True
+    #: where they go ("" = ``checkpoints/`` under the results directory); shared storage on a cluster
+    checkpoint_dir: str = ""
+    #: keep a cell's checkpoint once it finished (by default it is removed)
+    keep_checkpoints: bool = False
 
     @classmethod
     def of(cls, options: "RunOptions | Mapping[str, Any] | None") -> "RunOptions":

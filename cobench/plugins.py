@@ -62,6 +62,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "cobench.executors.local",
     "cobench.executors.local_parallel",
     "cobench.executors.ray_executor",
+    "cobench.executors.submitit_executor",
     "cobench.loggers.tensorboard",
     "cobench.loggers.mlflow",
     "cobench.leaderboard.commands",

@@ -263,7 +263,34 @@ def validate_result(data: Any, source: str | Path) -> dict[str, Any]:
     return data
 
 
+# --------------------------------------------------------------------------- consistency
+def result_problems(result: dict[str, Any]) -> list[str]:
+    """What a read result contradicts in itself (see :mod:`cobench.consistency`); empty when consistent."""
+    from .consistency import problems
+
+    return problems(result)
+
+
 # --------------------------------------------------------------------------- rows
+def provenance_columns(result: dict[str, Any]) -> dict[str, Any]:
+    """Where the result came from (see :mod:`cobench.provenance`) and its consistency problems, flat."""
+    prov = result.get("provenance") or {}
+    method = ((prov.get("components") or {}).get("methods") or {}).get(result["config"]["method"]["name"]) or {}
+    machine = prov.get("machine") or {}
+    env = result.get("environment") or {}
+    return {
+        "method_distribution": method.get("distribution"),
+        "method_version": method.get("version"),
+        "method_commit": method.get("commit"),
+        "cobench_version": (prov.get("cobench") or {}).get("version"),
+        "data_fingerprint": (prov.get("data") or {}).get("loaded"),
+        "device_name": machine.get("device_name") or env.get("device_name"),
+        "torch": machine.get("torch") or env.get("torch"),
+        "cuda": machine.get("cuda"),
+        "problems": "; ".join(result_problems(result)) or None,
+    }
+
+
 def flat_row(result: dict[str, Any]) -> dict[str, Any]:
     """One flat dict per result, ready for ``pandas.DataFrame``."""
     cfg = result["config"]
@@ -283,6 +310,7 @@ def flat_row(result: dict[str, Any]) -> dict[str, Any]:
     for k, v in (result.get("cost") or {}).items():
         row[f"cost_{k}"] = v
     row["wall_time_s"] = result.get("wall_time_s")
+    row.update(provenance_columns(result))
     if result.get("error"):
         row["error"] = result["error"].get("message")
     return row

@@ -19,13 +19,41 @@ RUN_OPTIONS = (
     click.option("--download/--no-download", default=False, help="Download datasets missing from --data-dir."),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
     click.option("--channels-last", is_flag=True, help="Channels-last memory format (same results, faster on CPU)."),
+    click.option("--save-models", is_flag=True,
+                 help="Keep each cell's final weights beside its result (safetensors, hash in the result)."),
+    click.option("--compile", "compile_model", is_flag=True,
+                 help="torch.compile the model for training steps (off by default: see benchmarks/speed.py)."),
+    click.option("--checkpoints/--no-checkpoints", default=True, show_default=True,
+                 help="Per-epoch mid-cell checkpoints: a killed cell resumes after its last epoch."),
+    click.option("--checkpoint-dir", default="", help="Where checkpoints go [default: RESULTS_DIR/checkpoints]."),
+    click.option("--keep-checkpoints", is_flag=True, help="Keep each cell's checkpoint after it finished."),
     click.option("--executor", default="local", show_default=True,
                  help="How cells are scheduled (see `cobench list executors`)."),
     click.option("--workers", type=int, help="Worker processes for parallel executors."),
+    click.option("--cells-per-device", type=click.IntRange(min=1),
+                 help="Cells sharing one GPU (local-parallel, ray); on CPU, cells splitting the cores."),
     click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise."),
     click.option("--loggers", help="Comma-separated run loggers, e.g. tensorboard,mlflow; name:ARG sets the log dir "
                                    "or tracking URI (see `cobench list loggers`)."),
+    click.option("--executor-param", "executor_params", multiple=True, metavar="NAME=VALUE",
+                 help="An executor parameter, e.g. partition=gpu for submitit (see `cobench list executors`)."),
 )
+
+
+def parse_executor_params(assignments: tuple[str, ...]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs, values read as TOML (``4``, ``true``, ``"x"``), else kept as strings."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, raw = assignment.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{assignment!r}: expected NAME=VALUE, e.g. partition=gpu", param_hint="--executor-param")
+        try:
+            out[name.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[name.strip()] = raw.strip()
+    return out
 
 
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,16 +61,22 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     (:class:`RunOptions`), ``executor`` (a name) and ``executor_options`` (its parameters)."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, data_dir: str, download: bool, device: str, channels_last: bool, executor: str,
-                workers: int | None, ray_address: str | None, loggers: str | None, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, data_dir: str, download: bool, device: str, channels_last: bool, save_models: bool,
+                compile_model: bool,
+                checkpoints: bool, checkpoint_dir: str, keep_checkpoints: bool, executor: str, workers: int | None,
+                cells_per_device: int | None, ray_address: str | None, loggers: str | None,
+                executor_params: tuple[str, ...], **kwargs: Any) -> Any:
         from .grid import parse_list
         from .plugins import get_plugin_manager
         from .tracking import resolve_loggers
 
         logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
         options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
-                             loggers=logger_specs)
-        executor_options = {k: v for k, v in {"workers": workers, "address": ray_address}.items() if v is not None}
+                             compile=compile_model, checkpoints=checkpoints, checkpoint_dir=checkpoint_dir,
+                             keep_checkpoints=keep_checkpoints, loggers=logger_specs, save_models=save_models)
+        executor_options = {k: v for k, v in {"workers": workers, "address": ray_address,
+                                              "cells_per_device": cells_per_device}.items() if v is not None}
+        executor_options.update(parse_executor_params(executor_params))
         return command(*args, options=options, executor=executor, executor_options=executor_options, **kwargs)
 
     for option in reversed(RUN_OPTIONS):

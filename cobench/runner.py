@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -14,20 +14,26 @@ import torch
 
 from .api import Component, DataContext, DataSplits, EvalContext, InjectionContext
 from .cell import Cell
+from .checkpoints import CellCheckpoint
 from .device import resolve_device, seed_everything
-from .errors import CobenchError, NonFiniteLossError
+from .errors import CobenchError, ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
 from .grid import GridSpec
 from .kinds import GRID_KINDS, singular
 from .options import NoProgress, Progress, RunOptions
 from .plugins import Registry, get_plugin_manager
+from .provenance import cobench_record, components_record, fingerprint, machine_record
+from .weights import weights_bytes, weights_path, weights_record
+from .result_digest import with_digest
 from .resolve import resolve
 from .results import (check_writable, environment, failed_result, finished_result, flat_row, now, result_header,
-                      result_path, sanitize, write_json)
+                      result_path, sanitize, write_atomic, write_json)
 from .tracking import CellLoggers, check_loggers
 from .training import CellParts, Normalize, train
 
 OnEpoch = Callable[[int, int, dict[str, Any]], None]
+#: key of a worker's result under which the saved weights travel to the driver (never written)
+WEIGHTS_BYTES = "_weights_safetensors"
 
 
 @lru_cache(maxsize=4)
@@ -45,6 +51,17 @@ def load_dataset(spec: dict[str, Any], options: RunOptions) -> DataSplits:
         if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
             raise CobenchError(f"dataset {spec['name']!r} returned a malformed {split} split: x {tuple(x.shape)}, y {tuple(y.shape)}")
     return data
+
+
+@lru_cache(maxsize=4)
+def _dataset_fingerprint(spec_json: str, data_dir: str, download: bool) -> str:
+    data = _load_dataset(spec_json, data_dir, download)
+    return fingerprint(data.train_x, data.train_y, data.test_x, data.test_y)
+
+
+def dataset_fingerprint(spec: dict[str, Any], options: RunOptions) -> str:
+    """SHA-256 of the dataset's arrays as loaded (before injection), cached like the dataset."""
+    return _dataset_fingerprint(json.dumps(spec, sort_keys=True), options.data_dir, options.download)
 
 
 def execute_cell(config: dict[str, Any], options: RunOptions | Mapping[str, Any] | None = None,
@@ -72,9 +89,10 @@ def execute_cell(config: dict[str, Any], options: RunOptions | Mapping[str, Any]
     result["environment"] = environment(device)
     result["finished_at"] = now()
     result["wall_time_s"] = time.perf_counter() - t0
-    result = sanitize(result)
+    weights = result.pop(WEIGHTS_BYTES, None)
+    result = with_digest(sanitize(result))
     loggers.finish(result)
-    return result
+    return result if weights is None else {**result, WEIGHTS_BYTES: weights}
 
 
 def exiting_component(exc: BaseException) -> str:
@@ -89,8 +107,12 @@ def exiting_component(exc: BaseException) -> str:
     return found
 
 
-def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry: Registry) -> CellParts:
-    """Instantiate ``cell``'s components on ``device``: data, injection (prepared), model, method, evaluators."""
+def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry: Registry,
+                with_method: bool = True) -> CellParts:
+    """Instantiate ``cell``'s components on ``device``: data, injection (prepared), model, method, evaluators.
+
+    ``with_method=False`` leaves the method out (``None``): re-evaluating saved weights needs
+    everything but the training method, whose plugin the verifier may not have installed."""
     data = load_dataset(cell.dataset, options).to(device)
     injection = registry.get("injections", cell.injection["name"])(**cell.injection["params"])
     injection.prepare(InjectionContext(beta=cell.beta / 255.0, num_classes=data.num_classes,
@@ -104,7 +126,7 @@ def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry:
         # an injection may put a layer in front of it (low-pass: the paper's DCT filter inside the model)
         model=injection.wrap_model(torch.nn.Sequential(
             *([Normalize(data.mean, data.std)] if cell.training["normalize"] else []), net)).to(device),
-        method=registry.get("methods", cell.method["name"])(**cell.method["params"]),
+        method=registry.get("methods", cell.method["name"])(**cell.method["params"]) if with_method else None,
         data=data,
         injection=injection,
         evaluators=[registry.get("evaluators", e["name"])(**e["params"]) for e in cell.evaluators],
@@ -120,14 +142,38 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     registry = get_plugin_manager().registry
     seed_everything(cell.seed)
     parts = build_parts(cell, options, device, registry)
-    outcome = train(parts, cell.training, options, on_epoch)
+    checkpoint = CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
+    outcome = train(parts, cell.training, options, on_epoch, checkpoint=checkpoint)
     parts.eval_ctx.history = outcome.history
     t_eval = time.perf_counter()
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
+    if cell.training.get("stop_after_collapse"):
+        metrics["stopped_early"] = int(outcome.stopped_early_epoch is not None)
+        metrics["stopped_early_epoch"] = outcome.stopped_early_epoch
+    if checkpoint is not None and not options.keep_checkpoints:
+        checkpoint.remove()
     keys = sorted({k for rec in outcome.history for k in rec})
     curves = {k: [rec.get(k) for rec in outcome.history] for k in keys}
     cost = dict(outcome.cost, eval_time_s=time.perf_counter() - t_eval)
-    return {"metrics": metrics, "curves": curves, "cost": cost, "plugins": component_owners(cell, registry)}
+    out = {"metrics": metrics, "curves": curves, "cost": cost, "plugins": component_owners(cell, registry),
+           "provenance": provenance(cell, options, device, parts)}
+    if options.save_models:
+        out[WEIGHTS_BYTES] = weights_bytes(parts.model)  # the driver writes them beside the result
+    return out
+
+
+def provenance(cell: Cell, options: RunOptions, device: torch.device, parts: CellParts) -> dict[str, Any]:
+    """Who computed the result and on what (see :mod:`cobench.provenance`)."""
+    components = [(kind, getattr(cell, singular(kind))["name"]) for kind in GRID_KINDS if kind != "evaluators"]
+    components += [("evaluators", e["name"]) for e in cell.evaluators]
+    return {
+        "cobench": cobench_record(),
+        "components": components_record(get_plugin_manager(), components),
+        "data": {"loaded": dataset_fingerprint(cell.dataset, options),
+                 "injected": fingerprint(getattr(parts.injection, "carriers", None), parts.eval_ctx.test_x,
+                                         parts.eval_ctx.test_y)},
+        "machine": machine_record(device),
+    }
 
 
 def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
@@ -136,6 +182,16 @@ def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
                               for kind in GRID_KINDS if kind != "evaluators"}
     owners["evaluators"] = {e["name"]: registry.owner("evaluators", e["name"]) for e in cell.evaluators}
     return owners
+
+
+def attach_weights(path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Write the weights a worker sent (``--save-models``) beside the result at ``path`` and
+    record their file and SHA-256 in the result (whose digest then covers them)."""
+    data = result.pop(WEIGHTS_BYTES, None)
+    if data is None:
+        return result
+    write_atomic(weights_path(path), data)
+    return with_digest({**result, "weights": weights_record(path, data)})
 
 
 # ------------------------------------------------------------------------- the grid driver
@@ -149,6 +205,14 @@ class RunSummary:
 
     def rows(self) -> list[dict[str, Any]]:
         return [flat_row(r) for r in self.results]
+
+
+#: where a grid's mid-cell checkpoints go unless --checkpoint-dir says otherwise
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+#: executor options the command line offers every executor; those an executor does not take are ignored
+SHARED_EXECUTOR_OPTIONS = ("workers", "address", "cells_per_device")
 
 
 class Runner:
@@ -165,6 +229,8 @@ class Runner:
         self.spec = spec
         self.results_dir = Path(results_dir)
         self.options = RunOptions.of(options)
+        if self.options.checkpoints and not self.options.checkpoint_dir:
+            self.options = replace(self.options, checkpoint_dir=str(self.results_dir / CHECKPOINT_SUBDIR))
         self.executor_name = executor
         self.executor_options = dict(executor_options or {})
 
@@ -184,7 +250,12 @@ class Runner:
         progress = progress or NoProgress()
         plan = self.plan()
         executor_cls = get_plugin_manager().registry.get("executors", self.executor_name)
-        executor = executor_cls(**{k: v for k, v in self.executor_options.items() if k in executor_cls.parameters()})
+        valid = executor_cls.parameters()
+        unknown = sorted(set(self.executor_options) - set(valid) - set(SHARED_EXECUTOR_OPTIONS))
+        if unknown:
+            raise ConfigError(f"executor {self.executor_name!r} has no parameter(s) {', '.join(unknown)}; valid: "
+                              + (", ".join(valid) or "(none)"))
+        executor = executor_cls(**{k: v for k, v in self.executor_options.items() if k in valid})
         summary = RunSummary()
         todo = [cell for cell, _, done in plan if done is None]
         by_id = {cell.cell_id: done for cell, _, done in plan if done is not None}
@@ -195,6 +266,7 @@ class Runner:
         paths = {cell.cell_id: path for cell, path, _ in plan}
         try:
             for cell, result in executor.run(todo, execute_cell, self.options, progress):
+                result = attach_weights(paths[cell.cell_id], result)
                 write_json(paths[cell.cell_id], result)
                 by_id[cell.cell_id] = result
                 summary.ran += 1

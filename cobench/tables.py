@@ -62,6 +62,8 @@ def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] | None = None) 
         ref = fgsm_time.get(key[:4] + key[5:])
         row["cost_vs_fgsm"] = (t / ref) if (t is not None and ref) else None
         row["forward_passes_per_step"] = mean_std(r.get("cost_forward_passes_per_step") for r in rs)[0]
+        stopped = [r["stopped_early"] for r in rs if r.get("stopped_early") is not None]
+        row["stopped_early"] = sum(stopped) if stopped else None  # seeds ended early (opt-in early stop)
         out.append(row)
     return out
 
@@ -97,14 +99,18 @@ def summary_tables(agg: list[dict[str, Any]]) -> list[Table]:
     tables = []
     for setting, rows in by_setting.items():
         table = Table(title=setting, title_justify="left")
+        early = any(r.get("stopped_early") for r in rows)
+        if early:
+            table.caption = "* stopped early: training ended once CO persisted (stop_after_collapse); accuracies are at that epoch"
         extra = extra_columns(rows)
         for col in ("method", "eps", "clean %", "FGSM %", "PGD %", *(f"{m} %" for m in extra), "CO rate", "CO epoch",
                     "cost/FGSM", "seeds"):
             table.add_column(col, justify="left" if col == "method" else "right")
         for r in rows:
             co = "-" if r["co_rate"] is None else f"{r['co_rate']:.0%}"
+            mark = f" *{r['stopped_early']}/{r['seeds']}" if r.get("stopped_early") else ""
             table.add_row(
-                r["method"], f"{r['eps']:g}/255",
+                r["method"] + mark, f"{r['eps']:g}/255",
                 fmt_pct(r.get("clean_acc_mean"), r.get("clean_acc_std")),
                 fmt_pct(r.get("fgsm_acc_mean"), r.get("fgsm_acc_std")),
                 fmt_pct(r.get("pgd_acc_mean"), r.get("pgd_acc_std")),

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
+from .checkpoints import CellCheckpoint, restore_rng_states, rng_states, to_device
 from .errors import ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
 from .options import RunOptions
@@ -115,6 +116,8 @@ class PassCounter:
 class TrainOutcome:
     history: list[dict[str, Any]] = field(default_factory=list)
     cost: dict[str, Any] = field(default_factory=dict)
+    #: the epoch after which an opt-in early stop ended training (``stop_after_collapse``), else None
+    stopped_early_epoch: int | None = None
 
 
 def sync(device: torch.device) -> None:
@@ -148,7 +151,8 @@ class CellParts:
 
 
 def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
-          on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> TrainOutcome:
+          on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+          checkpoint: CellCheckpoint | None = None) -> TrainOutcome:
     """Train ``parts.model`` with ``parts.method``; returns per-epoch history and the measured cost.
 
     ``training`` is a cell's training config (:meth:`cobench.grid.TrainingConfig.as_config`);
@@ -156,6 +160,13 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
     ``options.channels_last`` keeps model and batches in channels-last memory format (the same
     arithmetic, faster convolutions on CPU: see benchmarks/speed.py). Evaluators always run
     in fp32 (:func:`cobench.evaluation.evaluation_mode`).
+
+    ``options.compile`` hands the method ``torch.compile(model)`` (training steps only;
+    evaluators get the model itself, whose varying batch shapes would recompile).
+    ``checkpoint``: after every epoch the whole training state is saved there, and a run
+    that finds one resumes after its epoch (see :mod:`cobench.checkpoints`).
+    ``training["stop_after_collapse"]`` = P > 0 ends training once the ``co`` evaluator has
+    seen collapse for P epochs in a row (``stopped_early_epoch``).
     """
     model, method, data, injection = parts.model, parts.method, parts.data, parts.injection
     evaluators, eval_ctx = parts.evaluators, parts.eval_ctx
@@ -196,15 +207,28 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
     # the protocol's clamp lifts the [0, 1] box entirely; otherwise the injection says where
     # training perturbations live (low-pass: unclamped, as the reference's clip_box=False)
     lower, upper = injection.train_bounds() if training["clamp"] else (-math.inf, math.inf)
-    ctx = StepContext(model, setup, update, lower, upper)
+    ctx = StepContext(torch.compile(model) if options.compile else model, setup, update, lower, upper)
     counter = PassCounter(model)
     outcome = TrainOutcome()
     train_time = 0.0
     epoch_times: list[float] = []
     batch_samples = 0  # minibatch samples trained on, to turn sample counts into passes per step
+    start_epoch = 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:  # resume after the last finished epoch, exactly where it left off
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        method.load_state_dict(to_device(saved["method"], device))
+        restore_rng_states(saved["rng"], generator)
+        start_epoch, state["updates"], outcome.history = saved["epoch"], saved["updates"], saved["history"]
+        train_time, epoch_times, batch_samples = saved["train_time"], saved["epoch_times"], saved["batch_samples"]
+        counter.forward, counter.backward = saved["passes"]
+    stop_after = int(training.get("stop_after_collapse", 0))
+    streak = next((ev.collapse_streak for ev in evaluators if hasattr(ev, "collapse_streak")), None)
     model.train()
     try:
-        for epoch in range(epochs):
+        for epoch in range(start_epoch, epochs):
             sync(device)
             t0 = time.perf_counter()
             state.update(loss_sum=torch.zeros((), device=device), correct=torch.zeros((), device=device), seen=0)
@@ -245,12 +269,24 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
             outcome.history.append(record)
             if on_epoch is not None:
                 on_epoch(epoch + 1, epochs, record)
+            if stop_after and streak is not None and streak(outcome.history) >= stop_after:
+                outcome.stopped_early_epoch = epoch + 1
+                break
+            if checkpoint is not None:
+                checkpoint.save({
+                    "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "method": method.state_dict(), "rng": rng_states(generator), "updates": state["updates"],
+                    "history": outcome.history, "train_time": train_time, "epoch_times": epoch_times,
+                    "batch_samples": batch_samples, "passes": [counter.forward, counter.backward],
+                })
     finally:
         counter.remove()
-    steps = max(1, epochs * steps_per_epoch)
+    epochs_run = len(outcome.history)
+    steps = max(1, epochs_run * steps_per_epoch)
     outcome.cost = {
         "train_time_s": train_time,
-        "epochs_run": epochs,
+        "epochs_run": epochs_run,
         "steps": steps,
         "optimizer_updates": state["updates"],
         "forward_passes_per_step": counter.forward / max(1, batch_samples),

@@ -48,7 +48,7 @@ def boundary(grid_file, methods, eps, injections, betas, seeds, datasets, models
     from cobench.plugins import get_plugin_manager
     from cobench.progress import GridProgress
     from cobench.resolve import check_names
-    from cobench.results import atomic_write_json
+    from cobench.results import write_json
 
     from .driver import search_boundaries, validate
     from .plot import phase_diagram
@@ -67,7 +67,7 @@ def boundary(grid_file, methods, eps, injections, betas, seeds, datasets, models
                              progress=GridProgress(stderr()))
     out_rows = rows(runs)
     if output:
-        atomic_write_json(Path(output), {"thresholds": out_rows})
+        write_json(Path(output), {"thresholds": out_rows})
     if plot:
         Path(plot).parent.mkdir(parents=True, exist_ok=True)
         Path(plot).write_bytes(phase_diagram(runs))

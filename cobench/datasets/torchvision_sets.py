@@ -8,9 +8,14 @@
 | ``mnist`` | ``DIR/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (or ``.gz``) |
 | ``fashion-mnist`` | the same under ``DIR/FashionMNIST/raw/`` |
 
-Files are checked for presence, not against torchvision's MD5 sums, so re-packed or
-subsampled copies in the same format load too; a corrupt file gives a clear error. Gzipped
-MNIST idx files are decompressed next to themselves (as torchvision's download does).
+Every file is checked against the MD5 sum torchvision publishes for it *before* it is parsed
+(``verify_checksums=true``, the default); a mismatch is an error naming the file. MNIST's
+published sums are those of the ``.gz`` archives: a plain idx file is accepted when it equals
+its verified archive's content, and refused when no archive is there to vouch for it.
+Subsets or re-packed copies in the same format need ``verify_checksums=false``; CIFAR pickles
+are then still read with an arrays-only unpickler (:mod:`cobench.datasets.integrity`), never
+with ``pickle.load``. Gzipped MNIST idx files are decompressed next to themselves (as
+torchvision's download does).
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from cobench.api import DataContext, DataSplits, Dataset
 from cobench.errors import CobenchError
 
 from .common import to_tensor_images
+from .integrity import ChecksumError, load_array_pickle, opt_out_hint, verify_gunzipped, verify_md5
 
 __all__ = ["to_tensor_images", "CIFAR10", "CIFAR100", "SVHN", "MNIST", "FashionMNIST"]
 
@@ -58,19 +64,42 @@ class TorchvisionDataset(Dataset):
     crop_padding_default: ClassVar[int] = 4
     flip_default: ClassVar[bool] = True
 
-    def __init__(self, augment: bool = True):
+    def __init__(self, augment: bool = True, verify_checksums: bool = True):
         self.augment = augment
+        self.verify_checksums = verify_checksums
 
-    # subclasses implement required_files and read (and split_files/parse_file to name a corrupt file)
+    def verify(self, root: str) -> None:
+        """Check every file this dataset will parse against torchvision's published MD5 sums."""
+        for path, md5 in self.published_md5(root).items():
+            verify_md5(self.name, path, md5)
+
+    def published_md5(self, root: str) -> dict[Path, str]:
+        """Each file :meth:`read` parses -> the MD5 sum torchvision publishes for it."""
+        raise NotImplementedError
+
+    # subclasses implement required_files, published_md5, download and read
+    # (and split_files/parse_file to name a corrupt file)
     def root(self, data_dir: str) -> str:
         return data_dir
 
     def required_files(self, root: str) -> list[Path]:
         raise NotImplementedError
 
-    def read(self, root: str, train: bool, download: bool) -> tuple[Any, Any]:
+    def read(self, root: str, train: bool) -> tuple[Any, Any]:
         """(uint8 images (N,H,W,C) or (N,H,W), integer labels) of one split."""
         raise NotImplementedError
+
+    def download(self, root: str) -> None:
+        """Fetch the missing files into ``root`` (torchvision's downloader checks the archive's MD5)."""
+        raise NotImplementedError
+
+    def fetch(self, root: str, data_dir: str) -> None:
+        try:
+            self.download(root)
+        except CobenchError:
+            raise
+        except Exception as exc:
+            raise CobenchError(f"downloading {self.name} into {data_dir!r} failed: {type(exc).__name__}: {exc}") from None
 
     def split_files(self, root: str, train: bool) -> list[Path]:
         """The files of one split, each parseable on its own by :meth:`parse_file` (error reporting only)."""
@@ -93,15 +122,17 @@ class TorchvisionDataset(Dataset):
         missing = [p for p in self.required_files(root) if not p.is_file()]
         if missing and not ctx.download:
             raise missing_error(self.name, ctx.data_dir, missing, self.layout, ctx.download)
+        if missing:
+            self.fetch(root, ctx.data_dir)
+        if self.verify_checksums:
+            self.verify(root)
         splits = []
         for train in (True, False):
             try:
-                x, y = self.read(root, train, ctx.download)
+                x, y = self.read(root, train)
             except CobenchError:
                 raise
             except Exception as exc:
-                if missing:  # a download was attempted
-                    raise CobenchError(f"downloading {self.name} into {ctx.data_dir!r} failed: {type(exc).__name__}: {exc}") from None
                 raise corrupt_error(self.name, ctx.data_dir, exc, self.layout, self.culprit(root, train)) from None
             xt, yt = to_tensor_images(x), torch.as_tensor(np.asarray(y), dtype=torch.long).reshape(-1)
             if len(xt) != len(yt) or len(xt) == 0:
@@ -119,27 +150,6 @@ class TorchvisionDataset(Dataset):
 
 
 # --------------------------------------------------------------------------- CIFAR
-def _relaxed_cifar(base: type) -> type:
-    """torchvision's CIFAR class, checking file presence instead of MD5 sums; meta optional."""
-
-    class Relaxed(base):  # type: ignore[misc, valid-type]
-        def _check_integrity(self) -> bool:
-            return all(os.path.isfile(os.path.join(self.root, self.base_folder, f)) for f, _ in self.train_list + self.test_list)
-
-        def _load_meta(self) -> None:
-            path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-            self.classes = []
-            if os.path.isfile(path):
-                import pickle
-
-                with open(path, "rb") as f:
-                    self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    Relaxed.__name__ = base.__name__
-    return Relaxed
-
-
 class CIFAR10(TorchvisionDataset):
     """CIFAR-10 (32x32 RGB, 10 classes) from --data-dir (cifar-10-batches-py/); crop+flip augmentation."""
 
@@ -155,27 +165,34 @@ class CIFAR10(TorchvisionDataset):
     def tv_class(self) -> type:
         from torchvision.datasets import CIFAR10 as TV
 
-        return _relaxed_cifar(TV)
+        return TV
 
     def required_files(self, root: str) -> list[Path]:
-        tv = self.tv_class()
-        return [Path(root, tv.base_folder, f) for f, _ in tv.train_list + tv.test_list]
+        return self.split_files(root, True) + self.split_files(root, False)
 
-    def read(self, root: str, train: bool, download: bool) -> tuple[Any, Any]:
-        ds = self.tv_class()(root=root, train=train, download=download)
-        return ds.data, ds.targets
+    def published_md5(self, root: str) -> dict[Path, str]:
+        tv = self.tv_class()
+        return {Path(root, tv.base_folder, f): md5 for f, md5 in tv.train_list + tv.test_list}
+
+    def download(self, root: str) -> None:
+        # torchvision's own class verifies the archive and every extracted file before it unpickles
+        self.tv_class()(root=root, train=True, download=True)
+
+    def read(self, root: str, train: bool) -> tuple[Any, Any]:
+        entries = [self.parse_file(p) for p in self.split_files(root, train)]
+        x = np.vstack([e["data"] for e in entries]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        y = [label for e in entries for label in e.get("labels", e.get("fine_labels"))]
+        return x, y
 
     def split_files(self, root: str, train: bool) -> list[Path]:
         tv = self.tv_class()
         return [Path(root, tv.base_folder, f) for f, _ in (tv.train_list if train else tv.test_list)]
 
-    def parse_file(self, path: Path) -> None:
-        import pickle
-
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-        if "data" not in entry or ("labels" not in entry and "fine_labels" not in entry):
+    def parse_file(self, path: Path) -> dict[str, Any]:
+        entry = load_array_pickle(path)
+        if not isinstance(entry, dict) or "data" not in entry or ("labels" not in entry and "fine_labels" not in entry):
             raise KeyError("data/labels")
+        return entry
 
 
 class CIFAR100(CIFAR10):
@@ -190,7 +207,7 @@ class CIFAR100(CIFAR10):
     def tv_class(self) -> type:
         from torchvision.datasets import CIFAR100 as TV
 
-        return _relaxed_cifar(TV)
+        return TV
 
 
 # --------------------------------------------------------------------------- SVHN
@@ -217,14 +234,25 @@ class SVHN(TorchvisionDataset):
     def required_files(self, root: str) -> list[Path]:
         return [Path(root, f) for f in self.FILES.values()]
 
-    def read(self, root: str, train: bool, download: bool) -> tuple[Any, Any]:
+    def published_md5(self, root: str) -> dict[Path, str]:
         from torchvision.datasets import SVHN as TV
 
-        class Relaxed(TV):
+        return {Path(root, TV.split_list[split][1]): TV.split_list[split][2] for split in ("train", "test")}
+
+    def download(self, root: str) -> None:
+        from torchvision.datasets import SVHN as TV
+
+        for split in ("train", "test"):
+            TV(root=root, split=split, download=True)  # checks the downloaded file's MD5
+
+    def read(self, root: str, train: bool) -> tuple[Any, Any]:
+        from torchvision.datasets import SVHN as TV
+
+        class Present(TV):  # MD5 already checked by verify() where the user wants it (a .mat runs no code)
             def _check_integrity(self) -> bool:
                 return os.path.isfile(os.path.join(self.root, self.filename))
 
-        ds = Relaxed(root=root, split="train" if train else "test", download=download)
+        ds = Present(root=root, split="train" if train else "test")
         return ds.data.transpose(0, 2, 3, 1), ds.labels  # torchvision: (N, C, H, W), labels 10 -> 0
 
     def split_files(self, root: str, train: bool) -> list[Path]:
@@ -266,13 +294,32 @@ class MNIST(TorchvisionDataset):
             out.append(packed if packed.is_file() and not plain.is_file() else plain)
         return out
 
-    def read(self, root: str, train: bool, download: bool) -> tuple[Any, Any]:
+    def published_md5(self, root: str) -> dict[Path, str]:
+        raw = Path(root, self.folder, "raw")
+        return {raw / name: md5 for name, md5 in self.tv_class().resources}
+
+    def verify(self, root: str) -> None:
+        raw = Path(root, self.folder, "raw")
+        for archive, md5 in self.published_md5(root).items():
+            plain = raw / archive.name.removesuffix(".gz")
+            if not archive.is_file():
+                raise ChecksumError(
+                    f"{self.name}: {str(plain)!r} cannot be verified: torchvision publishes MD5 sums for the "
+                    f"archive {archive.name!r} only, and it is not in {str(raw)!r}; put it there, or, " + opt_out_hint(self.name))
+            verify_md5(self.name, archive, md5)
+            if plain.is_file():
+                verify_gunzipped(self.name, plain, archive)
+
+    def download(self, root: str) -> None:
+        self.tv_class()(root=root, train=True, download=True)  # checks each archive's MD5
+
+    def read(self, root: str, train: bool) -> tuple[Any, Any]:
         raw = Path(root, self.folder, "raw")
         for f in self.FILES:
             plain, packed = raw / f, raw / f"{f}.gz"
             if packed.is_file() and not plain.is_file():
                 _gunzip(packed, plain)
-        ds = self.tv_class()(root=root, train=train, download=download)
+        ds = self.tv_class()(root=root, train=train)
         return ds.data, ds.targets
 
     def split_files(self, root: str, train: bool) -> list[Path]:

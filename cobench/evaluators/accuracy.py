@@ -8,7 +8,7 @@ from torch import nn
 
 from cobench import hookimpl
 from cobench.api import EvalContext, Evaluator
-from cobench.attacks import accuracy, fgsm, pgd
+from cobench.attacks import accuracy, fgsm, pgd_until_fooled
 
 
 def subset(ctx: EvalContext, max_samples: int):
@@ -45,7 +45,11 @@ class FGSMAccuracy(Evaluator):
 
 
 class PGDAccuracy(Evaluator):
-    """Accuracy under L-inf PGD (steps, restarts, step alpha*eps), worst case over restarts."""
+    """Accuracy under L-inf PGD (steps, restarts, step alpha*eps): robust = no step of any restart fooled it.
+
+    Runs :func:`cobench.attacks.pgd_until_fooled` pruned: fooled samples leave the batch and
+    later restarts attack only the samples still standing (same decisions as attacking all).
+    """
 
     name = "pgd"
     paper = "Madry et al., ICLR 2018"
@@ -59,8 +63,8 @@ class PGDAccuracy(Evaluator):
         g = torch.Generator(device=ctx.device).manual_seed(ctx.seed + 1)
         correct = 0
         for xb, yb in ctx.batches(x, y):
-            delta = pgd(model, xb, yb, ctx.eps, alpha=self.alpha * ctx.eps, steps=self.steps,
-                        restarts=self.restarts, generator=g)
+            delta = pgd_until_fooled(model, xb, yb, ctx.eps, alpha=self.alpha * ctx.eps, steps=self.steps,
+                                     restarts=self.restarts, generator=g)
             with torch.no_grad():
                 correct += (model(xb + delta).argmax(1) == yb).sum().item()
         return {self.metric: correct / len(x)}

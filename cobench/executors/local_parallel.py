@@ -41,25 +41,27 @@ def available_cores() -> int:
 
 
 def plan_slots(device: torch.device, n_cells: int, workers: int = 0, cores: int | None = None,
-               gpu_count: int | None = None) -> list[Slot]:
+               gpu_count: int | None = None, cells_per_device: int = 0) -> list[Slot]:
     """One slot per worker process.
 
-    CUDA given as ``auto``/``cuda``: one worker per visible GPU (``workers`` more or fewer
-    cycle over them), each pinned to its ``cuda:i``. An explicit ``cuda:N`` or ``mps``: one
-    worker on that device unless ``workers`` says otherwise. CPU: ``workers`` processes
-    (default one per core) splitting the cores between them with ``torch.set_num_threads``.
-    Never more workers than cells.
+    CUDA given as ``auto``/``cuda``: ``cells_per_device`` workers per visible GPU (default
+    one; ``workers`` more or fewer cycle over them), each pinned to its ``cuda:i``: small
+    models leave a GPU mostly idle, so several cells can share one. An explicit ``cuda:N``
+    or ``mps``: ``cells_per_device`` workers (default one) on that device. CPU: ``workers``
+    processes, else ``cells_per_device``, else one per core, splitting the cores between them
+    with ``torch.set_num_threads``. Never more workers than cells.
     """
     cores = available_cores() if cores is None else cores
+    per_device = cells_per_device or 1
     if device.type == "cuda" and device.index is None:
         gpus = torch.cuda.device_count() if gpu_count is None else gpu_count
-        n = workers or gpus
+        n = workers or gpus * per_device
         devices = [f"cuda:{i % gpus}" for i in range(n)]
     elif device.type == "cpu":
-        n = workers or cores
+        n = workers or cells_per_device or cores
         devices = ["cpu"] * n
     else:
-        n = workers or 1
+        n = workers or per_device
         devices = [str(device)] * n
     n = max(1, min(n, n_cells))
     threads = max(1, cores // n)
@@ -96,17 +98,20 @@ class LocalParallelExecutor(Executor):
 
     name = "local-parallel"
 
-    def __init__(self, workers: int = 0):
-        if not isinstance(workers, int) or workers < 0:
-            raise ConfigError(f"local-parallel: workers must be a non-negative integer (0 = automatic), got {workers!r}")
+    def __init__(self, workers: int = 0, cells_per_device: int = 0):
+        for key, value in (("workers", workers), ("cells_per_device", cells_per_device)):
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"local-parallel: {key} must be a non-negative integer (0 = automatic), got {value!r}")
         self.workers = workers
+        self.cells_per_device = cells_per_device
 
     def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:
         """Per-epoch progress stays in the workers; the driver reports each cell as it finishes."""
         if not cells:
             return
-        slots = plan_slots(resolve_device(options.device), len(cells), self.workers)
+        slots = plan_slots(resolve_device(options.device), len(cells), self.workers,
+                           cells_per_device=self.cells_per_device)
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
         for slot in slots:

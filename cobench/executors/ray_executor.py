@@ -33,15 +33,19 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int = 0, gpus_per_cell: float = 1.0):
+    def __init__(self, address: str | None = None, workers: int = 0, gpus_per_cell: float = 1.0,
+                 cells_per_device: int = 0):
         if not isinstance(workers, int) or workers < 0:
             raise ConfigError(f"ray: workers must be a non-negative integer (0 = all cores), got {workers!r}")
+        if not isinstance(cells_per_device, int) or cells_per_device < 0:
+            raise ConfigError(f"ray: cells_per_device must be a non-negative integer (0 = unset), got {cells_per_device!r}")
         if not (0 < gpus_per_cell <= 8):
             raise ConfigError(f"ray: gpus_per_cell must be in (0, 8], got {gpus_per_cell!r}")
         self.address = address  # e.g. "auto" or "ray://head:10001"; None starts a local instance
         #: CPUs of a local instance, i.e. cells run at once on CPU (ignored when joining a cluster)
-        self.workers = workers
-        self.gpus_per_cell = gpus_per_cell
+        self.workers = workers or cells_per_device
+        #: K cells per GPU: each asks Ray for 1/K of a GPU
+        self.gpus_per_cell = 1.0 / cells_per_device if cells_per_device else gpus_per_cell
 
     def _init(self, ray: Any) -> bool:
         """Connect to Ray; returns whether this executor started it (and must shut it down)."""

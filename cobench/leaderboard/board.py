@@ -13,7 +13,8 @@ from typing import Any
 from ..api import NO_INJECTION
 from ..plugins import Registry, get_plugin_manager
 from ..tables import METRICS, aggregate
-from .collect import Collection, collect
+from .collect import Collection, ProtocolError, collect
+from .trust import annotate, noise_aware_ranks, plugin_label
 from .spec import Leaderboard
 
 METRIC_LABELS = {
@@ -82,6 +83,23 @@ class Board:
         }
 
 
+    def provenance(self) -> dict[str, list[str]]:
+        """What the rows were built with: cobench builds, dataset fingerprints, machines."""
+        out: dict[str, set[str]] = {"cobench": set(), "data": set(), "machines": set()}
+        for _, r in self.coll.ok:
+            prov = r.get("provenance") or {}
+            if prov.get("cobench"):
+                c = prov["cobench"]
+                out["cobench"].add(f"{c.get('version')}" + (f" @{c['commit'][:10]}" if c.get("commit") else ""))
+            if (prov.get("data") or {}).get("loaded"):
+                out["data"].add(prov["data"]["loaded"])
+            if prov.get("machine"):
+                m = prov["machine"]
+                out["machines"].add(f"{m.get('device_name')} (torch {m.get('torch')}"
+                                    + (f", CUDA {m['cuda']}" if m.get("cuda") else "") + f", {m.get('num_threads')} threads)")
+        return {k: sorted(v) for k, v in out.items()}
+
+
 def _unique(items: list[Any], key) -> list[Any]:
     seen, out = set(), []
     for it in items:
@@ -114,15 +132,22 @@ def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
         v = r.get(f"{rank_metric}_mean") if rank_metric else None
         return -1.0 if v is None else v
 
+    annotate(agg, coll)
+    if lb.require_verification:
+        unverified = [r for r in agg if r["source"] == "submitted" and r["verification"] != "verified"]
+        if unverified:
+            raise ProtocolError(
+                f"leaderboard {lb.name!r} requires verified submissions; not verified: "
+                + ", ".join(f"{r['method']} at eps {r['eps']:g}" for r in unverified)
+                + " (save the weights with `cobench run --save-models` and run `cobench leaderboard verify`)")
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in agg:
         groups.setdefault((Setting(r["injection"], r["beta"]).sort_key(), r["eps"]), []).append(r)
     rows: list[dict[str, Any]] = []
     for key in sorted(groups):
-        ranked = sorted(groups[key], key=lambda r: (-score(r), r["method"]))
-        for i, r in enumerate(ranked, 1):
-            r["rank"] = i
-            rows.append(r)
+        ranked = sorted(groups[key], key=lambda r: (r["flagged"], -score(r), r["method"]))
+        noise_aware_ranks(ranked, rank_metric)
+        rows += ranked
     return Board(lb=lb, coll=coll, rows=rows, rank_metric=rank_metric, methods=method_info(coll, registry))
 
 
@@ -132,9 +157,10 @@ def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:
     info: dict[str, dict[str, Any]] = {}
     for _, r in coll.ok:
         name = r["config"]["method"]["name"]
-        m = info.setdefault(name, {"name": name, "plugin": None, "params": {}, "paper": None,
+        m = info.setdefault(name, {"name": name, "plugin": None, "distributions": [], "params": {}, "paper": None,
                                    "submitted": name not in grid_methods})
         m["plugin"] = m["plugin"] or (r.get("plugins") or {}).get("methods")
+        m["distributions"] = sorted(set(m["distributions"]) | {plugin_label(r)})
         m["params"][f"{r['config']['eps']:g}"] = r["config"]["method"]["params"]
         if name in grid_methods:
             m["paper"] = registry.get("methods", name).paper or None

@@ -127,14 +127,52 @@ def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
         paths += files_under(p) if p.is_dir() else [p]
     if not paths:
         raise CobenchError(f"no result files in {', '.join(result_files)}")
+    from cobench.results import result_problems
+
     for p in paths:
-        read_result(p, validate=True)
+        for problem in result_problems(read_result(p, validate=True)):
+            _console(err=True).print(f"inconsistent {p}: {problem}", markup=False)
     if toml_file:
         from .collect import collect
         from .spec import load_leaderboard
 
         collect(load_leaderboard(toml_file), extra=paths)
     _console().print(f"{len(paths)} result file(s) valid" + (f"; they follow {toml_file}'s protocol" if toml_file else ""))
+
+
+@leaderboard.command()
+@click.argument("toml_file", type=click.Path(dir_okay=False))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False))
+@click.option("--all", "include_built", is_flag=True, help="Also re-evaluate the leaderboard's own cells that saved weights.")
+def verify(toml_file: str, device: str, data_dir: str, include_built: bool) -> None:
+    """Re-evaluate submitted results' saved weights under the leaderboard's evaluators; exit 1
+    naming each result whose accuracies are not reproduced within verify_tolerance."""
+    from cobench.device import resolve_device
+
+    from .collect import collect
+    from .reevaluate import reevaluate, write_record
+    from .spec import load_leaderboard
+
+    lb = load_leaderboard(toml_file)
+    options = RunOptions(device=device, data_dir=data_dir)
+    coll = collect(lb)
+    grid_ids = {c.cell_id for c in coll.cells}
+    out, err = _console(), _console(err=True)
+    targets = [(p, r) for p, r in coll.ok if include_built or r["cell_id"] not in grid_ids]
+    failed = 0
+    for path, result in targets:
+        if not result.get("weights"):
+            err.print(f"not verifiable {path}: no saved weights (run it with --save-models)", markup=False)
+            continue
+        verdict = reevaluate(path, result, lb, options)
+        write_record(lb, verdict, resolve_device(device))
+        (out if verdict.passed else err).print(verdict.summary(), markup=False)
+        failed += not verdict.passed
+    out.print(f"{lb.name}: {len(targets)} result(s) checked, {failed} not reproduced (tolerance {lb.verify_tolerance:g}); "
+              f"records in {lb.results_dir}/.verified/")
+    if failed:
+        sys.exit(1)
 
 
 @hookimpl

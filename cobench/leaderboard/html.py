@@ -11,7 +11,8 @@ import html
 import re
 
 from .board import Board
-from .render import COLUMNS, GENERATED_NOTE, TABLE_METRICS, cells_of, method_params_text, protocol_lines
+from .render import (COLUMN_NOTE, COLUMNS, GENERATED_NOTE, TABLE_METRICS, cells_of, main_device, method_params_text,
+                     protocol_lines, provenance_lines)
 
 #: data URIs of embedded images; ``check`` blanks them out before comparing pages
 IMAGE_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]*")
@@ -94,7 +95,8 @@ SCRIPT = """
 })();
 """
 
-NUMERIC = {"rank", "eps", "co_rate", "co_epoch_median", "cost_vs_fgsm", "forward_passes_per_step", "seeds", *TABLE_METRICS}
+NUMERIC = {"rank", "eps", "co_rate", "co_epoch_median", "cost_vs_fgsm", "time_per_step", "forward_passes_per_step", "seeds",
+           *TABLE_METRICS}
 
 
 def esc(text: str) -> str:
@@ -111,6 +113,8 @@ def inline_markdown(text: str) -> str:
 def sort_value(row: dict, key: str) -> str:
     if key in TABLE_METRICS:
         v = row.get(f"{key}_mean")
+    elif key == "time_per_step":
+        v = row.get("time_per_step_s")
     else:
         v = row.get(key)
     if v is None:
@@ -126,9 +130,11 @@ def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
         out.append(f'<th scope="col" data-key="{key}" data-type="{kind}" class="{kind}">{esc(header)}</th>')
     out.append("</tr></thead>")
     out.append("<tbody>")
+    device = main_device(board.rows)
     for row in rows:
-        cells = cells_of(row)
-        out.append(f'<tr data-method="{esc(row["method"])}" data-eps="{row["eps"]:g}">')
+        cells = cells_of(row, device)
+        out.append(f'<tr data-method="{esc(row["method"])}" data-eps="{row["eps"]:g}" data-source="{esc(row.get("source"))}"'
+                   f' data-verification="{esc(row.get("verification"))}" data-flagged="{str(bool(row.get("flagged"))).lower()}">')
         for key, _ in COLUMNS:
             classes = ["text" if key not in NUMERIC else "num"]
             if key == "method":
@@ -163,14 +169,12 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
         out.append(f'<p class="description">{esc(lb.description)}</p>')
     out.append("</header>")
     out.append('<section id="protocol"><h2>Protocol</h2><ul>')
-    out += [f"<li>{inline_markdown(line[2:])}</li>" for line in protocol_lines(board)]
+    out += [f"<li>{inline_markdown(line[2:])}</li>" for line in protocol_lines(board) + provenance_lines(board)]
     out.append("</ul>")
     ranked = board.rank_metric or "method name"
     out.append(
-        f'<p class="note">Accuracies in % on the test set (with the setting\'s injection), mean ± std over seeds; '
-        f"rows ranked by <code>{esc(ranked)}</code> within each eps. Click a column header to sort. "
-        "CO rate: fraction of seeds that overfit catastrophically; CO epoch: median epoch of the collapse; "
-        "time/step ÷ FGSM: training time per step relative to FGSM-AT in the same setting.</p>")
+        f'<p class="note">Accuracies in % on the test set (with the setting\'s injection), mean ± std over seeds. '
+        + inline_markdown(COLUMN_NOTE.format(ranked=f"`{ranked}`")) + " Click a column header to sort.</p>")
     out.append(
         f'<p class="note" id="coverage">Coverage: {cov["grid_cells_finished"]} of {cov["grid_cells"]} grid cells '
         f'finished, {cov["failed_cells"]} failed, {cov["submitted_cells"]} submitted by third parties.</p>')
@@ -180,12 +184,19 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
     for setting in board.settings:
         out.append(f'<section class="setting" id="setting-{esc(setting.slug)}"><h2>{esc(setting.title)}</h2>')
         out += table_html(board, board.rows_for(setting), setting.slug)
+        flagged = [r for r in board.rows_for(setting) if r.get("flagged")]
+        if flagged:
+            out.append('<p class="note">Not ranked, because their results contradict themselves:</p><ul class="flagged">')
+            out += [f"<li><strong>{esc(r['method'])}</strong> at {r['eps']:g}/255: {esc('; '.join(r['problems']))}</li>"
+                    for r in flagged]
+            out.append("</ul>")
         out.append("</section>")
     if board.methods:
         out.append('<section id="methods"><h2>Methods</h2><ul>')
         for m in board.methods:
-            owner = f' <span class="note">(plugin <code>{esc(m["plugin"])}</code>{", submitted" if m["submitted"] else ""})</span>' \
-                if m["plugin"] else ""
+            dists = ", ".join(m.get("distributions") or [])
+            owner = (f' <span class="note">(plugin <code>{esc(m["plugin"])}</code>' + (f" from {esc(dists)}" if dists else "")
+                     + (", submitted" if m["submitted"] else "") + ")</span>") if m["plugin"] else ""
             paper = f" — {esc(m['paper'])}" if m["paper"] else ""
             out.append(f"<li><strong>{esc(m['name'])}</strong>{owner}: {esc(method_params_text(m))}{paper}</li>")
         out.append("</ul></section>")

@@ -8,6 +8,8 @@ The file is a grid file (``[grid]``, ``[training]``, ``[evaluation]``, ``[params
     description = "..."      # a paragraph under the heading
     results_dir = "results/<name>"   # where results are stored, relative to the TOML file
     rank_by = ["autoattack_acc", "pgd_acc"]   # first metric present ranks the rows
+    require_verification = false   # true: a submission enters only once `verify` reproduced it
+    verify_tolerance = 0.01        # |re-evaluated - reported| allowed per accuracy (fraction)
 
 A leaderboard has exactly one dataset and one model. Its outputs sit next to the TOML:
 ``<name>.md``, ``<name>.csv``, ``<name>.json``, ``<name>.html`` and ``plots/<name>/*.png``.
@@ -22,7 +24,9 @@ from ..errors import ConfigError
 from ..grid import GridSpec, read_toml
 from ..kinds import singular
 
-LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by")
+LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by", "require_verification", "verify_tolerance")
+#: accuracies (fractions) re-evaluated from saved weights may differ from the reported ones by this much
+DEFAULT_VERIFY_TOLERANCE = 0.01
 DEFAULT_RANK_BY = ("autoattack_acc", "pgd_acc")
 
 
@@ -35,6 +39,8 @@ class Leaderboard:
     description: str = ""
     results_rel: str = ""
     rank_by: tuple[str, ...] = DEFAULT_RANK_BY
+    require_verification: bool = False
+    verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -107,8 +113,16 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
     for key in ("title", "description"):
         if not isinstance(meta.get(key, ""), str):
             raise ConfigError(f"{path}: [leaderboard] {key} must be a string")
+    require = meta.get("require_verification", False)
+    if not isinstance(require, bool):
+        raise ConfigError(f"{path}: [leaderboard] require_verification must be true or false, got {require!r}")
+    tolerance = meta.get("verify_tolerance", DEFAULT_VERIFY_TOLERANCE)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise ConfigError(f"{path}: [leaderboard] verify_tolerance must be a number in [0, 1) (a fraction of "
+                          f"accuracy, 0.01 = 1 point), got {tolerance!r}")
     return Leaderboard(
         name=name, path=path, grid=grid, title=meta.get("title") or name,
         description=" ".join(meta.get("description", "").split()),
         results_rel=Path(results_rel).as_posix(), rank_by=tuple(rank_by), raw=data,
+        require_verification=require, verify_tolerance=float(tolerance),
     )

@@ -76,3 +76,24 @@ def test_bad_search_options_fail_before_training(tmp_path, oracle_pm):
     with pytest.raises(ConfigError, match="'co' evaluator"):
         search_boundaries(tiny_grid_spec(["oracle-method"], eps=[0, 8], evaluators=["clean"]), tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_boundary_command_prints_the_table_and_writes_json_and_plot(tmp_path, oracle_pm):
+    import json
+
+    from click.testing import CliRunner
+
+    from cobench.boundary.commands import boundary
+
+    out = CliRunner().invoke(boundary, [
+        "--datasets", "oracle-data", "--models", "oracle-model", "--methods", "oracle-method", "--evaluators", "co",
+        "--eps", "0,16,32", "--seeds", "0", "--epochs", "1", "--eps-step", "2", "--device", "cpu",
+        "--results-dir", str(tmp_path / "r"), "-o", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"),
+    ])
+    assert out.exit_code == 0, out.output
+    assert "oracle-method" in out.output and "9 cells trained, 0 reused" in out.output
+    (row,) = json.loads((tmp_path / "b.json").read_text())["thresholds"]
+    assert (row["threshold_eps"], row["below_eps"]) == (10.0, 8.0) and row["dense_cells"] == 17
+    assert png_size((tmp_path / "b.png").read_bytes())[0] > 300
+    bad = CliRunner().invoke(boundary, ["--eps", "8", "--results-dir", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "at least two coarse eps" in bad.output

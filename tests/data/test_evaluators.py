@@ -165,13 +165,13 @@ def test_pgd_50_10_preset_uses_the_papers_protocol(pm, monkeypatch):
     import cobench.evaluators.accuracy as acc_mod
 
     calls = []
-    real = acc_mod.pgd
+    real = acc_mod.pgd_until_fooled
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **{**kwargs, "steps": 1, "restarts": 2})
 
-    monkeypatch.setattr(acc_mod, "pgd", spy)
+    monkeypatch.setattr(acc_mod, "pgd_until_fooled", spy)
     x, y = torch.rand(8, 1, 8, 8), torch.arange(8) % 3
     for eps255 in (8, 16):
         ctx = eval_ctx(pm, "none", x, y, 3, eps=eps255 / 255)

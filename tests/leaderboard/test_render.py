@@ -14,6 +14,7 @@ import pytest
 from cobench.errors import ConfigError
 from cobench.cell import Cell
 from cobench.leaderboard.check import stale_files
+from cobench.result_digest import with_digest
 from cobench.leaderboard.spec import load_leaderboard
 from tests.leaderboard.conftest import edit_result, find_result, lb_cli, result_paths
 
@@ -30,7 +31,8 @@ def md_rows(md: str, setting_title: str) -> dict[tuple[str, str], list[str]]:
     return rows
 
 
-COL = {"clean": 3, "fgsm": 4, "pgd": 5, "aa": 6, "co_rate": 7, "co_epoch": 8, "cost": 9, "passes": 10, "seeds": 11}
+COL = {"clean": 3, "fgsm": 4, "pgd": 5, "aa": 6, "co_rate": 7, "co_epoch": 8, "cost": 9, "time": 10, "passes": 11,
+       "seeds": 12, "source": 13}
 
 
 def test_build_renders_every_output_and_resumes(tiny):
@@ -64,7 +66,7 @@ def test_table_is_mean_and_std_over_seeds_of_the_stored_results(tiny):
     assert row[COL["pgd"]] == f"50.0 ± {100 * sd:.1f}" == "50.0 ± 35.4"
     assert row[COL["clean"]] == "90.0 ± 0.0"
     assert row[COL["aa"]] == "30.0 ± 14.1"
-    assert row[COL["co_rate"]] == "50%" and row[COL["co_epoch"]] == "2"
+    assert row[COL["co_rate"]] == "50% [9–91]" and row[COL["co_epoch"]] == "2"  # Wilson 95% interval of 1/2
     # AutoAttack is missing for the other rows: rendered as '-'
     assert md_rows(md, "No injection")[("n-fgsm", "8/255")][COL["aa"]] == "-"
     rec = next(r for r in csv.DictReader(io.StringIO(tiny.with_suffix(".csv").read_text()))
@@ -83,14 +85,15 @@ def test_cost_relative_to_fgsm_and_median_co_epoch(tiny):
     assert lb_cli(["render", str(tiny)]).exit_code == 0
     row = md_rows(tiny.with_suffix(".md").read_text(), "No injection")[("n-fgsm", "16/255")]
     assert row[COL["cost"]] == "3.00"  # mean 0.06 / mean 0.02
-    assert row[COL["co_rate"]] == "100%" and row[COL["co_epoch"]] == "4.5"
+    assert row[COL["co_rate"]] == "100% [34–100]" and row[COL["co_epoch"]] == "4.5"
+    assert row[COL["time"]] == "60.0 ms" and row[COL["source"]].startswith("built here")
 
 
 def test_rows_are_ranked_by_robust_accuracy_within_each_eps(tiny):
     for p in find_result(tiny, "fgsm", 8.0):
         edit_result(p, lambda d: d["metrics"].update(pgd_acc=0.01))
     for p in find_result(tiny, "n-fgsm", 8.0):
-        edit_result(p, lambda d: d["metrics"].update(pgd_acc=0.99))
+        edit_result(p, lambda d: d["metrics"].update(pgd_acc=0.99, clean_acc=1.0))
     assert lb_cli(["render", str(tiny)]).exit_code == 0
     rows = md_rows(tiny.with_suffix(".md").read_text(), "No injection")
     assert rows[("n-fgsm", "8/255")][0] == "1" and rows[("fgsm", "8/255")][0] == "2"
@@ -138,8 +141,10 @@ def test_third_party_submission_of_a_new_method_joins_the_table(tiny, tmp_path):
         data = json.loads(src.read_text())
         data["config"]["method"] = {"name": "my-method", "params": {"gamma": 0.5}}
         data["plugins"]["methods"] = "my_plugin"
+        data["provenance"]["components"]["methods"] = {
+            "my-method": {"plugin": "my_plugin", "distribution": "cobench-my-method", "version": "0.1.0"}}
         data["cell_id"] = data["config_hash"] = Cell.from_config(data["config"]).cell_id
-        (mine / f"my-method-seed{data['seed']}.json").write_text(json.dumps(data))
+        (mine / f"my-method-seed{data['seed']}.json").write_text(json.dumps(with_digest(data)))
     checked = lb_cli(["validate", str(mine), "--leaderboard", str(tiny)])
     assert checked.exit_code == 0 and "2 result file(s) valid; they follow" in checked.output, checked.output
     shutil.copytree(mine, tiny.parent / "results" / "tiny" / "submissions")
@@ -148,7 +153,9 @@ def test_third_party_submission_of_a_new_method_joins_the_table(tiny, tmp_path):
     md = tiny.with_suffix(".md").read_text()
     assert ("my-method", "16/255") in md_rows(md, "No injection")
     assert "2 submitted by third parties" in md
-    assert "**my-method** (plugin `my_plugin`, submitted): gamma=0.5" in md
+    assert "**my-method** (plugin my\\_plugin from cobench-my-method 0.1.0, submitted): gamma=0.5" in md
+    assert md_rows(md, "No injection")[("my-method", "16/255")][COL["source"]] == \
+        "submitted: cobench-my-method 0.1.0, unverified"
 
 
 @pytest.mark.parametrize("mutate, fragment", [

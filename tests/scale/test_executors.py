@@ -127,3 +127,24 @@ def test_ray_grid_on_a_local_cpu_instance(tmp_path, local_reference, monkeypatch
     import ray
 
     assert not ray.is_initialized()  # the local instance it started was shut down
+
+
+def test_cells_per_device_shares_each_gpu_and_splits_the_cpu_cores():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    slots = plan_slots(cuda, n_cells=20, cores=16, gpu_count=2, cells_per_device=3)
+    assert sorted(s.device for s in slots) == ["cuda:0"] * 3 + ["cuda:1"] * 3 and slots[0].threads == 16 // 6
+    assert [s.device for s in plan_slots(torch.device("cuda:1"), n_cells=9, cores=8, cells_per_device=2)] == ["cuda:1"] * 2
+    assert plan_slots(cpu, n_cells=10, cores=8, cells_per_device=2) == [Slot("cpu", 4)] * 2
+    assert plan_slots(cpu, n_cells=1, cores=8, cells_per_device=4) == [Slot("cpu", 8)]  # never more than cells
+    with pytest.raises(ConfigError, match="cells_per_device must be a non-negative integer"):
+        LocalParallelExecutor(cells_per_device=-1)
+    from cobench.executors.ray_executor import RayExecutor
+
+    assert RayExecutor(cells_per_device=4).gpus_per_cell == 0.25
+
+
+def test_cells_per_device_on_cpu_gives_each_worker_its_share_of_the_cores():
+    ex = LocalParallelExecutor(cells_per_device=2)
+    results = [r for _, r in ex.run(cells([3, 3]), sleepy_work, RunOptions(device="cpu"), NoProgress())]
+    assert {r["threads"] for r in results} == {max(1, len(os.sched_getaffinity(0)) // 2)}
+    assert all(r["pid"] != os.getpid() for r in results)

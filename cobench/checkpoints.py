@@ -1,0 +1,138 @@
+"""Mid-cell checkpoints: a cell's whole training state after each epoch, so that a killed or
+preempted cell resumes from its last finished epoch and ends with the same metrics.
+
+A checkpoint holds the model, the optimiser, the method's state (:meth:`cobench.api.Method.state_dict`),
+every random number generator the loop draws from (the cell's generator; torch's, CUDA's,
+Python's and NumPy's global ones), the per-epoch history and the loop's counters. It is
+written with ``torch.save`` to a temporary file and renamed into place (a reader never sees
+half a file), and read with ``torch.load(weights_only=True)``: plain containers, numbers,
+strings and tensors only, never arbitrary pickled objects.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+PLAIN = (Tensor, int, float, bool, str, type(None))
+
+
+def checkpoint_path(directory: Path | str, cell_id: str) -> Path:
+    return Path(directory) / f"{cell_id}.pt"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
+    """The checkpoint of this cell at ``path``, or None when there is none (or it is another cell's)."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state if state.get("cell_id") == cell_id else None
+
+
+def remove_checkpoint(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- random number generators
+def rng_states(generator: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "generator": generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+    }
+
+
+def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(states["generator"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = states["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+
+
+# --------------------------------------------------------------------------- component state
+def is_plain(value: Any) -> bool:
+    if isinstance(value, PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
+    return False
+
+
+def plain_state(obj: Any) -> dict[str, Any]:
+    """The attributes of ``obj`` a checkpoint can hold: tensors, numbers, strings, None and
+    containers of them, and (nested) plain objects whose attributes are all such values.
+    Anything else (modules, generators, the run's setup) is rebuilt by ``setup`` instead."""
+    out: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if is_plain(value):
+            out[name] = value
+        elif hasattr(value, "__dict__") and not callable(value) and vars(value) and all(is_plain(v) for v in vars(value).values()):
+            out[name] = {"__object__": dict(vars(value))}
+    return out
+
+
+def load_plain_state(obj: Any, state: dict[str, Any]) -> None:
+    """Inverse of :func:`plain_state`: sets the attributes back (nested objects in place)."""
+    for name, value in state.items():
+        if isinstance(value, dict) and "__object__" in value:
+            vars(getattr(obj, name)).update(value["__object__"])
+        else:
+            setattr(obj, name, value)
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor inside it moved to ``device`` (checkpoints load on the CPU)."""
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+class CellCheckpoint:
+    """The checkpoint file of one cell: ``DIR/<cell_id>.pt``."""
+
+    def __init__(self, directory: Path | str, cell_id: str):
+        self.path = checkpoint_path(directory, cell_id)
+        self.cell_id = cell_id
+
+    def load(self) -> dict[str, Any] | None:
+        return load_checkpoint(self.path, self.cell_id)
+
+    def save(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.path, {**state, "cell_id": self.cell_id})
+
+    def remove(self) -> None:
+        remove_checkpoint(self.path)

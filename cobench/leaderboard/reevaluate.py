@@ -1,0 +1,95 @@
+"""``cobench leaderboard verify``: re-evaluate a result's saved weights under the leaderboard's
+evaluators and compare with the numbers it reports, as RobustBench re-evaluates released
+models rather than trusting reported accuracies.
+
+Every accuracy the result reports (a metric ending in ``_acc``) must be reproduced within
+the leaderboard's ``verify_tolerance`` (absolute, as a fraction: 0.01 = 1 point). The
+evaluators are seeded by the cell's seed, so on the same kind of device the figures match
+exactly; the tolerance absorbs the arithmetic differences between devices. Metrics computed
+from the training curves (``co``, ``co_epoch``) are recomputed from the stored curves, which
+re-evaluation cannot check: that is what the consistency checks do.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..weights import load_weights
+from ..cell import Cell
+from ..device import resolve_device, seed_everything
+from ..errors import CobenchError
+from ..evaluation import run_evaluators
+from ..options import RunOptions
+from ..plugins import get_plugin_manager
+from ..provenance import machine_record
+from ..runner import build_parts
+from .spec import Leaderboard
+from .verification import record_path
+
+
+@dataclass
+class Verdict:
+    path: Path
+    result: dict[str, Any]
+    reevaluated: dict[str, Any]
+    differences: dict[str, float]
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return all(abs(d) <= self.tolerance for d in self.differences.values())
+
+    def record(self, device: torch.device) -> dict[str, Any]:
+        from .. import __version__
+
+        return {
+            "cell_id": self.result["cell_id"],
+            "result_digest": self.result.get("digest"),
+            "weights_sha256": self.result["weights"]["sha256"],
+            "passed": self.passed,
+            "tolerance": self.tolerance,
+            "reported": {k: self.result["metrics"][k] for k in self.differences},
+            "reevaluated": {k: self.reevaluated[k] for k in self.differences},
+            "cobench": __version__,
+            "machine": machine_record(device),
+        }
+
+    def summary(self) -> str:
+        worst = max(self.differences.items(), key=lambda kv: abs(kv[1]), default=(None, 0.0))
+        shown = ", ".join(f"{k} {self.result['metrics'][k]:.4f} -> {self.reevaluated[k]:.4f}" for k in sorted(self.differences))
+        verdict = "reproduced" if self.passed else f"NOT reproduced ({worst[0]} off by {abs(worst[1]):.4f} > {self.tolerance})"
+        return f"{self.path}: {verdict}: {shown}"
+
+
+def reevaluate(path: Path, result: dict[str, Any], lb: Leaderboard, options: RunOptions) -> Verdict:
+    """Load ``result``'s weights into its model and run the evaluators of its config."""
+    if not result.get("weights"):
+        raise CobenchError(f"result file {str(path)!r} has no saved weights; re-run it with `cobench run --save-models`")
+    registry = get_plugin_manager().registry
+    cell = Cell.from_config(result["config"])
+    device = resolve_device(options.device)
+    seed_everything(cell.seed)
+    parts = build_parts(cell, options, device, registry, with_method=False)
+    load_weights(parts.model, path, result["weights"])
+    curves = result.get("curves") or {}
+    epochs = len(next(iter(curves.values()), []))
+    parts.eval_ctx.history = [{k: v[i] for k, v in curves.items()} for i in range(epochs)]
+    metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
+    reported = result.get("metrics") or {}
+    compared = sorted(k for k in reported if k.endswith("_acc") and isinstance(reported[k], (int, float))
+                      and isinstance(metrics.get(k), (int, float)))
+    missing = sorted(k for k in reported if k.endswith("_acc") and reported[k] is not None and k not in compared)
+    if missing:
+        raise CobenchError(f"result file {str(path)!r} reports {', '.join(missing)}, which its evaluators do not produce")
+    return Verdict(path, result, metrics, {k: metrics[k] - reported[k] for k in compared}, lb.verify_tolerance)
+
+
+def write_record(lb: Leaderboard, verdict: Verdict, device: torch.device) -> Path:
+    from ..results import write_json
+
+    path = record_path(lb, verdict.result["cell_id"])
+    write_json(path, verdict.record(device))
+    return path
