@@ -94,10 +94,12 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     """
     from .runner import Runner
 
+    if not results_dir.strip():
+        raise CobenchError("--results-dir is empty; name a directory, e.g. --results-dir results")
     spec = GridSpec.from_toml(grid_file) if grid_file else GridSpec()
-    spec.override(methods=parse_list(methods), eps=parse_list(eps), injections=parse_list(injections),
-                  betas=parse_list(betas), seeds=parse_list(seeds), datasets=parse_list(datasets),
-                  models=parse_list(models), evaluators=parse_list(evaluators),
+    spec.override(methods=parse_list(methods, what="--methods"), eps=parse_list(eps, what="--eps"), injections=parse_list(injections, what="--injections"),
+                  betas=parse_list(betas, what="--beta"), seeds=parse_list(seeds, what="--seeds"), datasets=parse_list(datasets, what="--datasets"),
+                  models=parse_list(models, what="--models"), evaluators=parse_list(evaluators, what="--evaluators"),
                   epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp)
     for p in params:
         spec.set_param(p)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from .api import NO_INJECTION
 from .errors import ConfigError
 from .kinds import GRID_KINDS, singular
+from .params import value_problems
 
 
 @dataclass
@@ -33,20 +35,14 @@ class TrainingConfig:
     amp: str = "off"
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ConfigError(f"batch_size must be >= 2, got {self.batch_size}")
-        if not (0 < self.lr_max <= 10):
-            raise ConfigError(f"lr_max must be in (0, 10], got {self.lr_max}")
-        if self.lr_schedule not in ("cyclic", "constant"):
-            raise ConfigError(f"lr_schedule must be 'cyclic' or 'constant', got {self.lr_schedule!r}")
-        if not (0 <= self.momentum < 1):
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        """Every field of the right type and in range; one error lists every problem."""
+        problems = value_problems("training", asdict(self), typing.get_type_hints(TrainingConfig), TRAINING_RANGES)
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"training.lr_schedule = {self.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
         if self.amp not in AMP_MODES:
-            raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+            problems.append(f"training.amp = {self.amp!r}: expected one of {', '.join(AMP_MODES)}")
+        if problems:
+            raise ConfigError("invalid training value(s):\n  " + "\n  ".join(problems))
 
     def as_config(self) -> dict[str, Any]:
         """The training part of a cell's config. Fields added after the first release are left
@@ -59,6 +55,12 @@ class TrainingConfig:
 
 
 AMP_MODES = ("off", "bf16")
+#: the largest seed: torch.manual_seed takes any int64, and results store it as a JSON integer
+MAX_SEED = 2**63 - 1
+LR_SCHEDULES = ("cyclic", "constant")
+#: conditions on TrainingConfig's numeric fields (see cobench.params)
+TRAINING_RANGES = {"epochs": ">= 1", "batch_size": ">= 2", "lr_max": ("> 0", "<= 10"), "momentum": (">= 0", "< 1"),
+                   "weight_decay": ">= 0", "probe_size": ">= 1", "eval_batch_size": ">= 1"}
 #: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
 LATE_DEFAULTS: dict[str, Any] = {"amp": "off"}
 
@@ -95,8 +97,8 @@ class GridSpec:
                 raise ConfigError(f"{source}: unknown grid key {key!r}; valid keys: "
                                   + ", ".join(k for k in cls.__dataclass_fields__ if k not in ("training", "params")))
             setattr(spec, key, value if isinstance(value, list) else [value])
-        training = dict(data.get("training", {}))
-        training.update(data.get("evaluation", {}))
+        training = {**table(data.get("training", {}), "[training]", source),
+                    **table(data.get("evaluation", {}), "[evaluation]", source)}
         spec.training = make_training(training, source)
         spec.params = data.get("params", {})
         spec.normalize()
@@ -116,10 +118,7 @@ class GridSpec:
     def normalize(self) -> None:
         self.eps = [parse_level(e, "eps") for e in self.eps]
         self.betas = [parse_level(b, "beta") for b in self.betas]
-        try:
-            self.seeds = [int(s) for s in self.seeds]
-        except (TypeError, ValueError):
-            raise ConfigError(f"seeds must be integers, got {self.seeds}") from None
+        self.seeds = [parse_seed(s) for s in self.seeds]
         for key in GRID_KINDS:
             names = [str(n).strip() for n in getattr(self, key)]
             if not names or any(not n for n in names):
@@ -129,6 +128,8 @@ class GridSpec:
         self.betas = list(dict.fromkeys(self.betas))
         self.seeds = list(dict.fromkeys(self.seeds))
         self.training.validate()
+        if not isinstance(self.params, dict):
+            raise ConfigError(f"params must be a table of kinds ([params.methods.pgd] steps = 5), got {self.params!r}")
         for kind, comps in self.params.items():
             if kind not in GRID_KINDS:
                 raise ConfigError(f"params.{kind}: unknown kind; valid kinds: {', '.join(GRID_KINDS)}")
@@ -157,7 +158,9 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{what} {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {str(path)!r} is a directory, not a TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {exc}") from None
 
 
@@ -167,6 +170,24 @@ def make_training(values: dict[str, Any], source: str) -> TrainingConfig:
     if unknown:
         raise ConfigError(f"{source}: unknown training key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
     return TrainingConfig(**values)
+
+
+def table(value: Any, what: str, source: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {what} must be a table of key = value lines, got {value!r}")
+    return value
+
+
+def parse_seed(value: Any) -> int:
+    """A seed: an integer in 0..MAX_SEED (a string of digits is accepted, as the CLI passes them)."""
+    try:
+        seed = int(value) if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) else None
+    except ValueError:
+        seed = None
+    if seed is None or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed {value!r} is not valid: seeds must be integers in 0..{MAX_SEED} "
+                          "(2**63 - 1, the range torch seeds and results store)")
+    return seed
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -193,11 +214,11 @@ def parse_level(value: Any, what: str) -> float:
     return value
 
 
-def parse_list(text: str | None, cast=str) -> list[Any] | None:
+def parse_list(text: str | None, cast=str, what: str = "list") -> list[Any] | None:
     """``"a,b, c"`` -> ["a", "b", "c"]; None stays None (not given on the command line)."""
     if text is None:
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise ConfigError(f"empty list {text!r}")
+        raise ConfigError(f"{what} {text!r} is empty; give a comma-separated list, e.g. {what} a,b")
     return [cast(t) for t in items]

@@ -75,6 +75,7 @@ class NpzDataset(Dataset):
     """Any .npz with x_train/y_train/x_test/y_test (npz:PATH; uint8 or [0,1] float, NHWC, NCHW or NHW)."""
 
     name = "npz"
+    ranges = {"num_classes": ">= 0"}
     spec_arg = "path"
 
     def __init__(self, path: str | None = None, layout: str = "auto", num_classes: int = 0, augment: bool = False,

@@ -30,6 +30,7 @@ class FGSMAccuracy(Evaluator):
     """Accuracy under a zero-init FGSM attack of size eps (stays high when CO happens)."""
 
     name = "fgsm"
+    ranges = {"max_samples": ">= 0"}
 
     def __init__(self, max_samples: int = 0):
         self.max_samples = max_samples
@@ -48,6 +49,7 @@ class PGDAccuracy(Evaluator):
     """Accuracy under L-inf PGD (steps, restarts, step alpha*eps), worst case over restarts."""
 
     name = "pgd"
+    ranges = {"steps": ">= 1", "restarts": ">= 1", "alpha": "> 0", "max_samples": ">= 0"}
     paper = "Madry et al., ICLR 2018"
     metric = "pgd_acc"
 
@@ -70,6 +72,7 @@ class PGD50x10(PGDAccuracy):
     """The paper's robust-accuracy protocol: PGD with 50 steps and 10 restarts, step 2/255."""
 
     name = "pgd-50-10"
+    ranges = {"steps": ">= 1", "restarts": ">= 1", "step_size": "> 0", "max_samples": ">= 0"}
     paper = "Ortiz-Jimenez, de Jorge et al., TMLR 2023 (after Wong, Rice & Kolter, ICLR 2020)"
     metric = "pgd50_10_acc"
 

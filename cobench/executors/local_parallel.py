@@ -95,6 +95,7 @@ class LocalParallelExecutor(Executor):
     """Worker processes on this machine: one per GPU, or `workers` on CPU sharing the cores."""
 
     name = "local-parallel"
+    ranges = {"workers": ">= 0"}
 
     def __init__(self, workers: int = 0):
         if not isinstance(workers, int) or workers < 0:

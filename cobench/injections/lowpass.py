@@ -21,6 +21,7 @@ class LowPass(Injection):
     """Low-pass the data: keep DCT coefficients u, v < bandwidth per channel (square band; beta ignored)."""
 
     name = "low-pass"
+    ranges = {"bandwidth": ">= 1"}
     paper = "Ortiz-Jimenez, de Jorge et al., TMLR 2023 (dct_low_pass in their code)"
 
     def __init__(self, bandwidth: int = 16, shape: str = "square"):

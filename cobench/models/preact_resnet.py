@@ -54,6 +54,7 @@ class PreActResNet18(Model):
     """PreActResNet18 (He et al., ECCV 2016) as used by Wong et al. 2020 and successors."""
 
     name = "preact-resnet18"
+    ranges = {"width": ">= 1"}
     paper = "He, Zhang, Ren & Sun, 'Identity mappings in deep residual networks', ECCV 2016"
 
     def __init__(self, width: int = 64):
