@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -24,6 +26,10 @@ from .run_command import report_run, run_options
 from .tables import aggregate, summary_tables
 
 
+#: the status of a process ended by SIGPIPE, as shells report it
+SIGPIPE_EXIT = 128 + signal.SIGPIPE
+
+
 class CobenchGroup(click.Group):
     """Turns unexpected exceptions into one clear line (``--traceback`` shows the rest)."""
 
@@ -35,6 +41,9 @@ class CobenchGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `cobench results | head`: the reader left; end quietly, as a SIGPIPE would
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(SIGPIPE_EXIT)
         except Exception as exc:
             if ctx.obj and ctx.obj.get("traceback"):
                 traceback.print_exc()
@@ -132,7 +141,7 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 def results(results_dir: str, fmt: str, output: str | None) -> None:
     """Summarise or export every result under RESULTS_DIR (CSV/JSON load straight into pandas)."""
-    rows = [flat_row(r) for _, r in iter_results(Path(results_dir))]
+    rows = [flat_row(r) for _, r in iter_results(Path(results_dir), warn=lambda m: click.echo(f"warning: {m}", err=True))]
     if not rows:
         raise CobenchError(f"no result files under {results_dir!r}")
     if fmt == "table":
