@@ -122,6 +122,20 @@ class Injection(Component):
     def apply(self, x: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """The network the cell trains and evaluates, given the normalised model.
+
+        An injection that transforms what the network *sees* (the paper's low-pass filter)
+        returns the model behind that transform, so attacks pass through it too. Default:
+        the model unchanged.
+        """
+        return model
+
+    def train_bounds(self) -> tuple[float, float]:
+        """Bounds on ``x + delta`` while training methods craft perturbations (``ctx.lower``,
+        ``ctx.upper``); ``(-inf, inf)`` means no clamp. Evaluators always clamp to [0, 1]."""
+        return (0.0, 1.0)
+
 
 # --------------------------------------------------------------------------- models
 class Model(Component):
@@ -282,4 +296,29 @@ class Executor(Component):
 
     def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- run loggers
+class RunLogger(Component):
+    """Streams one cell's per-epoch metrics and final result to an experiment tracker.
+
+    One instance per cell, in the process that trains it: ``start`` before training (with the
+    cell's id, label and config flattened into string tags), ``log_epoch`` after every epoch,
+    ``finish`` with the result dict (``status`` ok or failed). ``check`` runs before any
+    training and raises a clear error when the tracker's library is missing.
+    """
+
+    kind = "logger"
+
+    def check(self) -> None:
+        """Raise :class:`cobench.errors.ConfigError` when this logger cannot work here."""
+
+    def start(self, cell_id: str, label: str, tags: dict[str, str], config: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        raise NotImplementedError
+
+    def finish(self, result: dict[str, Any]) -> None:
         raise NotImplementedError

@@ -105,8 +105,12 @@ def pgd(
 ) -> Tensor:
     """L-inf PGD with restarts (Madry et al. 2018); returns the worst perturbation found.
 
-    Across restarts each sample keeps the perturbation of the first restart that fools
-    the model (as in Wong et al.'s evaluation code), else that with the highest loss.
+    Across restarts each sample keeps the perturbation of the first restart that fools the
+    model, else the one with the highest loss. This is not the references' rule: co_features'
+    ``RestartPGD`` (attacks/__init__.py) and Wong et al.'s ``attack_pgd`` (CIFAR10/utils.py) keep
+    the highest-loss restart even when a lower-loss one fooled the model, and ``attack_pgd`` also
+    stops updating samples once misclassified. Counting any fooling restart, ours reports a
+    robust accuracy at most theirs for the same perturbations.
     """
     best_delta = torch.zeros_like(x)
     best_loss = torch.full((len(x),), -float("inf"), device=x.device)

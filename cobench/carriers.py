@@ -152,6 +152,22 @@ def orthonormal_basis(vectors: Tensor, rtol: float = 1e-6) -> Tensor:
     return u[:, s > rtol * s[0]]
 
 
+def qr_basis(vectors: Tensor) -> Tensor:
+    """Q of the reduced QR of the carrier matrix (d, K), as ``inject_perp_feature`` in the paper's
+    code builds it (``torch.linalg.qr(V.reshape([K, -1]).T)``), in the carriers' dtype.
+
+    Q always has K orthonormal columns. When the carriers are linearly dependent (the +-carriers
+    span K/2 dimensions) the columns beyond the rank are directions orthogonal to span(V) fixed
+    by rounding noise: projecting them out removes K - rank extra, arbitrary directions, and
+    which ones depends on the LAPACK build and device.
+    """
+    q, _ = torch.linalg.qr(vectors.reshape(len(vectors), -1).T)
+    return q
+
+
+PROJECTIONS = ("qr", "svd")
+
+
 def project_out(x: Tensor, basis: Tensor) -> Tensor:
     """``x - Q Q^T x`` for each sample of ``x`` (N, ...): the part orthogonal to span(Q)."""
     flat = x.reshape(len(x), -1)
@@ -174,14 +190,18 @@ def idct2(coeffs: Tensor) -> Tensor:
     return dh.T @ coeffs @ dw
 
 
-LOW_PASS_SHAPES = ("square", "triangle")
+LOW_PASS_SHAPES = ("rows", "square", "triangle")
 
 
 def low_pass_mask(h: int, w: int, bandwidth: int, shape: str = "square") -> Tensor:
     """Which DCT coefficients (u, v) a low-pass filter keeps, as a 0/1 (h, w) float64 mask.
 
-    ``square`` keeps u < bandwidth and v < bandwidth, as ``dct_low_pass`` in the paper's code
-    (github.com/gortizji/co_features, utils.py); ``triangle`` keeps u + v < bandwidth.
+    ``rows`` keeps u < bandwidth for every v: what ``dct_low_pass`` in the paper's code
+    (github.com/gortizji/co_features, utils.py) computes on the 4-D batches its
+    ``DCTLowPasser`` receives (its ``mask[:, :bandwidth, :bandwidth]`` indexes the channel and
+    row axes of an (N, C, H, W) tensor). ``square`` keeps u < bandwidth and v < bandwidth, what
+    the same function computes on a single (C, H, W) image and the paper describes;
+    ``triangle`` keeps u + v < bandwidth.
     """
     if shape not in LOW_PASS_SHAPES:
         raise ConfigError(f"low-pass shape must be one of {', '.join(LOW_PASS_SHAPES)}, got {shape!r}")
@@ -189,7 +209,12 @@ def low_pass_mask(h: int, w: int, bandwidth: int, shape: str = "square") -> Tens
         raise ConfigError(f"low-pass bandwidth must be >= 1, got {bandwidth}")
     u = torch.arange(h, dtype=torch.float64)[:, None]
     v = torch.arange(w, dtype=torch.float64)[None, :]
-    keep = (u < bandwidth) & (v < bandwidth) if shape == "square" else (u + v < bandwidth)
+    if shape == "rows":
+        keep = (u < bandwidth) & (v >= 0)
+    elif shape == "square":
+        keep = (u < bandwidth) & (v < bandwidth)
+    else:
+        keep = u + v < bandwidth
     return keep.to(torch.float64)
 
 

@@ -83,6 +83,7 @@ def stderr() -> Console:
 @click.option("--datasets", "--dataset", "datasets", help="Comma-separated datasets (name or name:ARG).")
 @click.option("--models", "--model", "models", help="Comma-separated models (name or name:ARG).")
 @click.option("--evaluators", help="Comma-separated evaluators, e.g. clean,fgsm,pgd,co.")
+@click.option("--protocol", help="Training protocol preset, e.g. co-features, fast-at (see `cobench list protocols`).")
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--lr-max", type=float)
@@ -93,7 +94,7 @@ def stderr() -> Console:
 @run_options
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
-def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, epochs,
+def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, protocol, epochs,
         batch_size, lr_max, amp, params, results_dir, options: RunOptions, executor: str,
         executor_options: dict[str, Any], dry_run, as_json) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
@@ -106,10 +107,11 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     if not results_dir.strip():
         raise CobenchError("--results-dir is empty; name a directory, e.g. --results-dir results")
     spec = GridSpec.from_toml(grid_file) if grid_file else GridSpec()
-    spec.override(methods=parse_list(methods, what="--methods"), eps=parse_list(eps, what="--eps"), injections=parse_list(injections, what="--injections"),
-                  betas=parse_list(betas, what="--beta"), seeds=parse_list(seeds, what="--seeds"), datasets=parse_list(datasets, what="--datasets"),
+    spec.override(methods=parse_list(methods, what="--methods"), eps=parse_list(eps, what="--eps"),
+                  injections=parse_list(injections, what="--injections"), betas=parse_list(betas, what="--beta"),
+                  seeds=parse_list(seeds, what="--seeds"), datasets=parse_list(datasets, what="--datasets"),
                   models=parse_list(models, what="--models"), evaluators=parse_list(evaluators, what="--evaluators"),
-                  epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp)
+                  protocol=protocol, epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp)
     for p in params:
         spec.set_param(p)
     runner = Runner(spec, results_dir, options=options, executor=executor, executor_options=executor_options)
@@ -184,10 +186,13 @@ def plugins(as_json: bool) -> None:
 
 
 @cli.command("list")
-@click.argument("kind", type=click.Choice(KIND_NAMES))
+@click.argument("kind", type=click.Choice([*KIND_NAMES, "protocols"]))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_(kind: str, as_json: bool) -> None:
-    """Components of one KIND with their owning plugin and parameters (defaults)."""
+    """Components of one KIND with their owning plugin and parameters (defaults), or the training protocols."""
+    if kind == "protocols":
+        list_protocols(as_json)
+        return
     pm = get_plugin_manager()
     rows = pm.describe(kind)
     if as_json:
@@ -202,6 +207,23 @@ def list_(kind: str, as_json: bool) -> None:
     stdout().print(table)
     for name, msg in pm.failures.items():
         stderr().print(f"[yellow]plugin {name!r} failed to load:[/yellow] {msg}")
+
+
+def list_protocols(as_json: bool) -> None:
+    from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, TRAINING_FIELDS
+
+    if as_json:
+        click.echo(json.dumps([p.describe() for p in PROTOCOLS.values()], indent=2))
+        return
+    table = Table(title=f"{len(PROTOCOLS)} protocols (default: {DEFAULT_PROTOCOL}; sources: docs/protocols.md)")
+    for col in ("name", "training", "evaluation", "reference"):
+        table.add_column(col, overflow="fold")
+    for p in PROTOCOLS.values():
+        training = ", ".join(f"{k}={getattr(p, k)!r}" for k in TRAINING_FIELDS)
+        evaluation = f"PGD-{p.eval_steps}-{p.eval_restarts}, step {p.eval_step_size:g}/255" + (
+            f", {p.eval_samples} samples" if p.eval_samples else "")
+        table.add_row(p.name, escape(training), evaluation, escape(p.summary))
+    stdout().print(table)
 
 
 def _load_plugin_commands() -> None:

@@ -18,36 +18,58 @@ from .api import NO_INJECTION
 from .errors import ConfigError
 from .kinds import GRID_KINDS, singular
 from .params import value_problems
+from .protocols import DEFAULT_PROTOCOL, LR_SCHEDULES, get_protocol
 
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 30
-    batch_size: int = 128
-    lr_max: float = 0.2
-    lr_schedule: str = "cyclic"  # per-iteration triangle 0 -> lr_max -> 0 (Wong et al. 2020), or "constant"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    augment: bool = True  # the dataset's standard crop/flip, where it has one
+    """The training part of a grid. ``protocol`` names a preset (cobench/protocols.py) that fills
+    every field left at ``None``; a value set here overrides the preset's."""
+
+    protocol: str = DEFAULT_PROTOCOL
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr_max: float | None = None
+    lr_schedule: str | None = None  # see cobench.protocols.LR_SCHEDULES
+    lr_peak: float | None = None  # fraction of training where the LR peaks
+    momentum: float | None = None
+    cycle_momentum: bool | None = None  # cycle momentum inversely to the LR, as torch's CyclicLR does
+    base_momentum: float | None = None  # momentum at the LR peak when cycled
+    weight_decay: float | None = None
+    augment: bool | None = None  # the dataset's standard crop/flip, where it has one
+    normalize: bool | None = None  # per-channel standardisation as the model's first layer
+    clamp: bool | None = None  # training attacks keep x + delta in [0, 1]
+    optimizer_steps: int | None = None  # optimiser steps per minibatch (ELLE's reference: 2)
     probe_size: int = 256  # held-out test samples probed every epoch for CO detection
     eval_batch_size: int = 512
     #: mixed precision of the training steps: "off" (fp32) or "bf16" (autocast); evaluation is always fp32
     amp: str = "off"
 
+    def resolved(self) -> dict[str, Any]:
+        """Every field, with the protocol's values filled in where this config leaves them unset."""
+        values = get_protocol(self.protocol).training_values()
+        values.update({k: v for k, v in asdict(self).items() if v is not None})
+        return values
+
     def validate(self) -> None:
-        """Every field of the right type and in range; one error lists every problem."""
-        problems = value_problems("training", asdict(self), typing.get_type_hints(TrainingConfig), TRAINING_RANGES)
-        if self.lr_schedule not in LR_SCHEDULES:
-            problems.append(f"training.lr_schedule = {self.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
-        if self.amp not in AMP_MODES:
-            problems.append(f"training.amp = {self.amp!r}: expected one of {', '.join(AMP_MODES)}")
+        """Every field of the right type, and every resolved value in range; one error lists every problem."""
+        problems = value_problems("training", asdict(self), typing.get_type_hints(TrainingConfig), {})
+        if not problems:
+            v = self.resolved()
+            problems = value_problems("training", v, {}, TRAINING_RANGES)
+            if v["lr_schedule"] not in LR_SCHEDULES:
+                problems.append(f"training.lr_schedule = {v['lr_schedule']!r}: expected one of {', '.join(LR_SCHEDULES)}")
+            if isinstance(v["base_momentum"], (int, float)) and v["base_momentum"] > v["momentum"]:
+                problems.append(f"training.base_momentum = {v['base_momentum']!r}: expected <= momentum ({v['momentum']})")
+            if v["amp"] not in AMP_MODES:
+                problems.append(f"training.amp = {v['amp']!r}: expected one of {', '.join(AMP_MODES)}")
         if problems:
             raise ConfigError("invalid training value(s):\n  " + "\n  ".join(problems))
 
     def as_config(self) -> dict[str, Any]:
-        """The training part of a cell's config. Fields added after the first release are left
-        out while at their default, so adding them did not change existing cells' hashes."""
-        config = asdict(self)
+        """The training part of a cell's config: the protocol's name and every resolved value.
+        Fields added after the first release are left out while at their default."""
+        config = self.resolved()
         for key, default in LATE_DEFAULTS.items():
             if config[key] == default:
                 del config[key]
@@ -57,10 +79,10 @@ class TrainingConfig:
 AMP_MODES = ("off", "bf16")
 #: the largest seed: torch.manual_seed takes any int64, and results store it as a JSON integer
 MAX_SEED = 2**63 - 1
-LR_SCHEDULES = ("cyclic", "constant")
 #: conditions on TrainingConfig's numeric fields (see cobench.params)
-TRAINING_RANGES = {"epochs": ">= 1", "batch_size": ">= 2", "lr_max": ("> 0", "<= 10"), "momentum": (">= 0", "< 1"),
-                   "weight_decay": ">= 0", "probe_size": ">= 1", "eval_batch_size": ">= 1"}
+TRAINING_RANGES = {"epochs": ">= 1", "batch_size": ">= 2", "lr_max": ("> 0", "<= 10"), "lr_peak": ("> 0", "< 1"),
+                   "momentum": (">= 0", "< 1"), "base_momentum": ">= 0", "weight_decay": ">= 0",
+                   "optimizer_steps": ">= 1", "probe_size": ">= 1", "eval_batch_size": ">= 1"}
 #: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
 LATE_DEFAULTS: dict[str, Any] = {"amp": "off"}
 

@@ -48,5 +48,10 @@ def register_executors(register: Register) -> None:
 
 
 @hookspec
+def register_loggers(register: Register) -> None:
+    """Register :class:`cobench.api.RunLogger` subclasses (experiment trackers, ``--loggers``)."""
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add extra sub-commands to the ``cobench`` click group."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import hookspecs
-from .api import Component, Dataset, Evaluator, Executor, Injection, Method, Model
+from .api import Component, Dataset, Evaluator, Executor, Injection, Method, Model, RunLogger
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("injections", Injection, hookspecs.register_injections),
     Kind("evaluators", Evaluator, hookspecs.register_evaluators),
     Kind("executors", Executor, hookspecs.register_executors, in_grid=False),
+    Kind("loggers", RunLogger, hookspecs.register_loggers, in_grid=False),
 )
 KIND_NAMES: tuple[str, ...] = tuple(k.plural for k in KINDS)
 #: the kinds a grid cell is made of, in grid order

@@ -22,6 +22,8 @@ class RunOptions:
     download: bool = False
     #: channels-last memory format for model and batches (same arithmetic, see benchmarks/speed.py)
     channels_last: bool = False
+    #: run loggers as resolved component specs ({name, params}; see cobench.tracking.resolve_loggers)
+    loggers: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, options: "RunOptions | Mapping[str, Any] | None") -> "RunOptions":

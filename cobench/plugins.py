@@ -61,7 +61,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "cobench.executors.local",
     "cobench.executors.local_parallel",
     "cobench.executors.ray_executor",
+    "cobench.loggers.tensorboard",
+    "cobench.loggers.mlflow",
     "cobench.leaderboard.commands",
+    "cobench.boundary.commands",
 )
 
 

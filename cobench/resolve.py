@@ -17,6 +17,10 @@ from .grid import GridSpec, split_spec
 from .kinds import GRID_KINDS, singular
 from .params import component_problems
 from .plugins import Registry
+from .protocols import get_protocol
+
+#: the evaluator whose attack a protocol fixes (the final robust accuracy)
+PROTOCOL_EVALUATOR = "pgd-50-10"
 
 
 def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
@@ -26,7 +30,7 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
                 for kind in ("datasets", "models", "injections", "evaluators")}
     problems = [p for kind, parts in resolved.items() for part in parts.values()
                 for p in component_problems(registry.get(kind, part["name"]), kind, part["params"])]
-    evaluators = list(resolved["evaluators"].values())
+    evaluators = [protocol_evaluator(spec, part, name) for name, part in resolved["evaluators"].items()]
     training = spec.training.as_config()
     cells: list[Cell] = []
     for dataset, model, method, eps, injection in itertools.product(
@@ -47,6 +51,17 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
     if problems:
         raise ConfigError(f"{len(problems)} invalid parameter value(s):\n  " + "\n  ".join(problems))
     return cells
+
+
+def protocol_evaluator(spec: GridSpec, part: dict[str, Any], name: str) -> dict[str, Any]:
+    """The protocol's final attack (steps, restarts, step, samples) for ``pgd-50-10``, where the
+    grid's ``[params]`` do not set them."""
+    if part["name"] != PROTOCOL_EVALUATOR:
+        return part
+    table = spec.params.get("evaluators", {})
+    explicit = {**table.get(part["name"], {}), **table.get(name, {})}
+    fixed = {k: v for k, v in get_protocol(spec.training.protocol).eval_params().items() if k not in explicit}
+    return {"name": part["name"], "params": {**part["params"], **fixed}}
 
 
 def check_names(spec: GridSpec, registry: Registry) -> None:

@@ -23,6 +23,8 @@ RUN_OPTIONS = (
                  help="How cells are scheduled (see `cobench list executors`)."),
     click.option("--workers", type=int, help="Worker processes for parallel executors."),
     click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise."),
+    click.option("--loggers", help="Comma-separated run loggers, e.g. tensorboard,mlflow; name:ARG sets the log dir "
+                                   "or tracking URI (see `cobench list loggers`)."),
 )
 
 
@@ -32,8 +34,14 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, data_dir: str, download: bool, device: str, channels_last: bool, executor: str,
-                workers: int | None, ray_address: str | None, **kwargs: Any) -> Any:
-        options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last)
+                workers: int | None, ray_address: str | None, loggers: str | None, **kwargs: Any) -> Any:
+        from .grid import parse_list
+        from .plugins import get_plugin_manager
+        from .tracking import resolve_loggers
+
+        logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
+        options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
+                             loggers=logger_specs)
         executor_options = {k: v for k, v in {"workers": workers, "address": ray_address}.items() if v is not None}
         return command(*args, options=options, executor=executor, executor_options=executor_options, **kwargs)
 

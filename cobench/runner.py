@@ -24,6 +24,7 @@ from .plugins import Registry, get_plugin_manager
 from .resolve import resolve
 from .results import (check_writable, environment, failed_result, finished_result, flat_row, now, result_header,
                       result_path, sanitize, write_json)
+from .tracking import CellLoggers, check_loggers
 from .training import CellParts, Normalize, train
 
 OnEpoch = Callable[[int, int, dict[str, Any]], None]
@@ -53,9 +54,12 @@ def execute_cell(config: dict[str, Any], options: RunOptions | Mapping[str, Any]
     options = RunOptions.of(options)
     started, t0 = now(), time.perf_counter()
     device = torch.device("cpu")
+    loggers = CellLoggers(options.loggers, cell.cell_id, cell.label, cell.config())
     try:
         device = resolve_device(options.device)
-        result = {**result_header(cell, started), **run_cell(cell, options, device, on_epoch), "status": "ok"}
+        loggers.start()
+        result = {**result_header(cell, started), **run_cell(cell, options, device, loggers.wrap(on_epoch)),
+                  "status": "ok"}
     except KeyboardInterrupt:
         raise
     except Exception as exc:
@@ -64,7 +68,9 @@ def execute_cell(config: dict[str, Any], options: RunOptions | Mapping[str, Any]
     result["environment"] = environment(device)
     result["finished_at"] = now()
     result["wall_time_s"] = time.perf_counter() - t0
-    return sanitize(result)
+    result = sanitize(result)
+    loggers.finish(result)
+    return result
 
 
 def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry: Registry) -> CellParts:
@@ -78,7 +84,10 @@ def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry:
         num_classes=data.num_classes, image_shape=data.image_shape)
     probe = min(cell.training["probe_size"], len(test_x))
     return CellParts(
-        model=torch.nn.Sequential(Normalize(data.mean, data.std), net).to(device),
+        # without normalisation (GradAlign's and ELLE's protocols) the network sees [0, 1] pixels directly;
+        # an injection may put a layer in front of it (low-pass: the paper's DCT filter inside the model)
+        model=injection.wrap_model(torch.nn.Sequential(
+            *([Normalize(data.mean, data.std)] if cell.training["normalize"] else []), net)).to(device),
         method=registry.get("methods", cell.method["name"])(**cell.method["params"]),
         data=data,
         injection=injection,
@@ -151,6 +160,7 @@ class Runner:
         """Fail fast, before any training, on problems every cell would hit."""
         check_writable(self.results_dir)
         resolve_device(self.options.device)
+        check_loggers(self.options.loggers, get_plugin_manager().registry)
         for spec in {json.dumps(c.dataset, sort_keys=True): c.dataset for c in cells}.values():
             load_dataset(spec, self.options)
 

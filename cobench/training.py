@@ -1,5 +1,6 @@
-"""The training loop shared by every method: device-resident data, per-iteration cyclic LR,
-SGD with momentum, crop/flip augmentation on the device, per-epoch evaluator probes."""
+"""The training loop shared by every method: device-resident data, the protocol's per-iteration
+LR and momentum schedule (torch's schedulers), SGD, optional crop/flip augmentation on the device,
+per-epoch evaluator probes."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -49,12 +51,36 @@ def random_crop_flip(x: Tensor, padding: int, flip: bool, generator: torch.Gener
     return x
 
 
-def lr_at(step: int, total: int, lr_max: float, schedule: str) -> float:
-    """Per-iteration LR: 'cyclic' is the triangle 0 -> lr_max (half-way) -> 0 of Wong et al. 2020."""
-    if schedule == "constant":
-        return lr_max
-    t = step / max(1, total)
-    return lr_max * (2 * t if t <= 0.5 else 2 * (1 - t))
+def make_scheduler(opt: torch.optim.Optimizer, training: dict[str, Any], total_updates: int,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The LR (and momentum) schedule of ``training["lr_schedule"]``, stepped once per minibatch
+    after the optimiser, built from torch's own schedulers as the reference repositories build them.
+
+    ``cyclic``: CyclicLR(base_lr=0, max_lr=lr_max, step_size_up=total * lr_peak, step_size_down=
+    the rest); constructing it sets the LR of the first update to 0, and with ``cycle_momentum``
+    momentum goes from ``momentum`` at LR 0 down to ``base_momentum`` at the peak (torch's
+    defaults 0.9 / 0.8, which every reference keeps). ``interp``: GradAlign's np.interp of the
+    LR at (update + 1) / steps_per_epoch epochs through (0, 0), (floor(epochs * lr_peak), lr_max),
+    (epochs, 0). ``multistep``: MultiStepLR x0.1 at total / 2 and total * 3 / 4 (as float
+    milestones, like the references). ``constant``: lr_max.
+    """
+    lr_max, shape = training["lr_max"], training["lr_schedule"]
+    if shape == "cyclic":
+        up = total_updates * training["lr_peak"]
+        return torch.optim.lr_scheduler.CyclicLR(
+            opt, base_lr=0.0, max_lr=lr_max, step_size_up=up, step_size_down=total_updates - up,
+            cycle_momentum=training["cycle_momentum"], base_momentum=training["base_momentum"],
+            max_momentum=training["momentum"])
+    if shape == "interp":
+        epochs = total_updates / steps_per_epoch
+        peak_epoch = math.floor(epochs * training["lr_peak"])
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda update: float(np.interp((update + 1) / steps_per_epoch, [0, peak_epoch, epochs], [0, 1, 0])))
+    if shape == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[total_updates / 2, total_updates * 3 / 4], gamma=0.1)
+    if shape == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda update: 1.0)
+    raise ConfigError(f"lr_schedule must be one of cyclic, interp, multistep, constant; got {shape!r}")
 
 
 class PassCounter:
@@ -149,23 +175,28 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
     setup = TrainSetup(eps=eps, n_train=n, num_classes=data.num_classes, image_shape=data.image_shape,
                        device=device, generator=generator, epochs=epochs, steps_per_epoch=steps_per_epoch)
     method.setup(setup)
-    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=training["momentum"],
+    opt = torch.optim.SGD(model.parameters(), lr=training["lr_max"], momentum=training["momentum"],
                           weight_decay=training["weight_decay"])
+    scheduler = make_scheduler(opt, training, total_updates, steps_per_epoch * replays)
+    extra_steps = training["optimizer_steps"] - 1  # ELLE's reference steps twice per batch
     state = {"updates": 0, "loss_sum": torch.zeros((), device=device), "correct": torch.zeros((), device=device), "seen": 0}
 
     def update(loss: Tensor, logits: Tensor, y: Tensor) -> None:
-        lr = lr_at(state["updates"], total_updates, training["lr_max"], training["lr_schedule"])
-        for group in opt.param_groups:
-            group["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        scheduler.step()
+        for _ in range(extra_steps):
+            opt.step()
         state["updates"] += 1
         state["loss_sum"] += loss.detach().float() * len(y)
         state["correct"] += (logits.detach().argmax(1) == y).sum()
         state["seen"] += len(y)
 
-    ctx = StepContext(model, setup, update)
+    # the protocol's clamp lifts the [0, 1] box entirely; otherwise the injection says where
+    # training perturbations live (low-pass: unclamped, as the reference's clip_box=False)
+    lower, upper = injection.train_bounds() if training["clamp"] else (-math.inf, math.inf)
+    ctx = StepContext(model, setup, update, lower, upper)
     counter = PassCounter(model)
     outcome = TrainOutcome()
     train_time = 0.0
@@ -182,7 +213,7 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
                 idx = perm[step * bs : (step + 1) * bs]
                 x = data.train_x[idx]
                 y = data.train_y[idx]
-                if training.get("augment", True) and (data.crop_padding or data.flip):
+                if training["augment"] and (data.crop_padding or data.flip):
                     x = random_crop_flip(x, data.crop_padding, data.flip, generator)
                 x = injection.apply(x, y)
                 if channels_last:
@@ -202,7 +233,7 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
                 raise NonFiniteLossError(epoch + 1, steps_per_epoch, loss)
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
-                "lr": lr_at(state["updates"], total_updates, training["lr_max"], training["lr_schedule"]),
+                "lr": opt.param_groups[0]["lr"],
                 "train_loss": loss,
                 "train_acc": (state["correct"] / max(1, state["seen"])).item(),
                 "epoch_train_time_s": epoch_train_time,

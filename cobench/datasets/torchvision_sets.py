@@ -145,6 +145,9 @@ class CIFAR10(TorchvisionDataset):
 
     name = "cifar10"
     num_classes = 10
+    #: shape and split sizes, known without the files (cost estimates: leaderboard build --dry-run)
+    image_shape = (3, 32, 32)
+    train_size, test_size = 50000, 10000
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2471, 0.2435, 0.2616)
     layout = "DIR/cifar-10-batches-py/{data_batch_1..5, test_batch} (CIFAR-10 python version)"
@@ -196,6 +199,8 @@ class SVHN(TorchvisionDataset):
 
     name = "svhn"
     num_classes = 10
+    image_shape = (3, 32, 32)
+    train_size, test_size = 73257, 26032
     mean = (0.4377, 0.4438, 0.4728)
     std = (0.1980, 0.2010, 0.1970)
     layout = "DIR/train_32x32.mat and DIR/test_32x32.mat (or the same under DIR/svhn/)"

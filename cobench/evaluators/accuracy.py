@@ -69,7 +69,12 @@ class PGDAccuracy(Evaluator):
 
 
 class PGD50x10(PGDAccuracy):
-    """The paper's robust-accuracy protocol: PGD with 50 steps and 10 restarts, step 2/255."""
+    """The paper's robust-accuracy protocol: PGD with 50 steps and 10 restarts, step 2/255.
+
+    Steps, restarts, step and the box-clamped uniform start follow co_features' ``RestartPGD``
+    with its configs' ``pgd_iterations: 50``, ``pgd_restarts: 10``, ``pgd_alpha: 2``; the choice
+    between restarts does not (see :func:`cobench.attacks.pgd`).
+    """
 
     name = "pgd-50-10"
     ranges = {"steps": ">= 1", "restarts": ">= 1", "step_size": "> 0", "max_samples": ">= 0"}

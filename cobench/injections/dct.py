@@ -1,9 +1,10 @@
 """Class-wise DCT-sign injections of Ortiz-Jimenez, de Jorge et al. (TMLR 2023).
 
 ``low-freq``/``high-freq`` use the K lowest/highest non-DC frequencies in zig-zag order
-(the paper's ``create_general_linf_carrier`` for ``low-freq``); ``low-freq-pm`` is the
-carrier of the paper's CIFAR-10 experiments (``create_linf_carrier``: 5 frequencies, classes
-c and c+5 get opposite signs). The ``-sub`` variants inject ``x - beta * V[y]``.
+(``low-freq`` is ``create_general_linf_carrier`` of the paper's ``data/injection.py``, which
+none of its training scripts calls); ``low-freq-pm`` is the carrier of every CIFAR-10
+experiment in the paper's code (``create_linf_carrier``: 5 frequencies, classes c and c+5 get
+opposite signs). The ``-sub`` variants inject ``x - beta * V[y]``.
 """
 from __future__ import annotations
 

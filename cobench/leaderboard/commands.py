@@ -39,7 +39,11 @@ def leaderboard() -> None:
 @leaderboard.command()
 @click.argument("toml_file", type=click.Path(dir_okay=False))
 @run_options
-def build(toml_file: str, options: RunOptions, executor: str, executor_options: dict) -> None:
+@click.option("--dry-run", is_flag=True, help="Print the cell count and an estimate of device-hours; train nothing.")
+@click.option("--measure-steps", default=3, show_default=True, type=int,
+              help="Timed training steps per method for the --dry-run estimate.")
+def build(toml_file: str, options: RunOptions, executor: str, executor_options: dict, dry_run: bool,
+          measure_steps: int) -> None:
     """Train the leaderboard's missing cells (finished ones are kept), then render it."""
     from cobench.progress import GridProgress
     from cobench.runner import Runner
@@ -48,6 +52,12 @@ def build(toml_file: str, options: RunOptions, executor: str, executor_options: 
 
     lb = load_leaderboard(toml_file)
     runner = Runner(lb.grid, lb.results_dir, options=options, executor=executor, executor_options=executor_options)
+    if dry_run:
+        from .estimate import estimate_board
+
+        for line in estimate_board(lb, runner.plan(), options=options, steps=measure_steps):
+            _console().print(line, markup=False)
+        return
     err = _console(err=True)
     status = report_run(runner.run(progress=GridProgress(err)), str(lb.results_dir), err)
     if status == 130:
@@ -64,7 +74,15 @@ def render(toml_files: tuple[str, ...]) -> None:
     from .spec import load_leaderboard
 
     for f in toml_files:
-        _render(load_leaderboard(f))
+        lb = load_leaderboard(f)
+        if not lb.built:
+            _console().print(not_built(lb))
+            continue
+        _render(lb)
+
+
+def not_built(lb) -> str:
+    return f"{lb.name}: not built yet (no results under {lb.results_dir}/); skipped"
 
 
 @leaderboard.command()
@@ -78,6 +96,9 @@ def check(toml_files: tuple[str, ...]) -> None:
     stale_all = []
     for f in toml_files:
         lb = load_leaderboard(f)
+        if not lb.built:
+            out.print(not_built(lb))
+            continue
         stale = stale_files(lb)
         stale_all += stale
         if not stale:

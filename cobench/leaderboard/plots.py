@@ -43,6 +43,7 @@ def planned_plots(board: Board) -> list[tuple[str, str]]:
     for inj in heatmap_injections(board):
         what = "no injection" if inj == NO_INJECTION else f"injection {inj}"
         out.append((f"heatmap-{inj}.png", f"{label} accuracy over eps x beta per method ({what})"))
+        out.append((f"co-rate-{inj}.png", f"CO rate over eps x beta per method ({what}), CO boundary drawn"))
     for s in board.settings:
         out.append((f"curves-{s.slug}.png", f"Training curves, {s.title.lower()}"))
     return out
@@ -93,8 +94,31 @@ def eps_sweep(board: Board) -> bytes:
     return png(fig)
 
 
-def heatmap(board: Board, injection: str) -> bytes:
-    """Per method: robust accuracy over eps (rows) x beta (columns); beta 0 is the uninjected setting."""
+CO_LEVEL = 0.5  # a cell is drawn inside the CO region when at least half its seeds collapsed
+
+
+def co_boundary_segments(co: list[list[float]]) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """Edges between neighbouring cells (rows x columns, image coordinates) on opposite sides of
+    CO_LEVEL; cells without a value (NaN) draw no edge."""
+    def side(v: float) -> bool | None:
+        return None if v != v else v >= CO_LEVEL
+
+    segs = []
+    for y, row in enumerate(co):
+        for x, v in enumerate(row):
+            here = side(v)
+            if here is None:
+                continue
+            if x + 1 < len(row) and side(row[x + 1]) not in (None, here):
+                segs.append(((x + 0.5, y - 0.5), (x + 0.5, y + 0.5)))
+            if y + 1 < len(co) and side(co[y + 1][x]) not in (None, here):
+                segs.append(((x - 0.5, y + 0.5), (x + 0.5, y + 0.5)))
+    return segs
+
+
+def heatmap(board: Board, injection: str, value: str = "robust") -> bytes:
+    """Per method: robust accuracy (``value="robust"``) or CO rate (``value="co"``) over eps (rows)
+    x beta (columns), beta 0 being the uninjected setting; the CO boundary is drawn in both."""
     metric = robust_metric(board)
     rows = [r for r in board.rows if r["injection"] in (NO_INJECTION, injection)]
     betas = sorted({r["beta"] if r["injection"] != NO_INJECTION else 0.0 for r in rows})
@@ -112,21 +136,36 @@ def heatmap(board: Board, injection: str) -> bytes:
             continue
         name = methods[i]
         grid = [[math.nan] * len(betas) for _ in eps]
+        co = [[math.nan] * len(betas) for _ in eps]
         notes = [[""] * len(betas) for _ in eps]
         for r in rows:
-            if r["method"] != name or r.get(f"{metric}_mean") is None:
+            if r["method"] != name:
                 continue
             b = 0.0 if r["injection"] == NO_INJECTION else r["beta"]
             y, x = eps.index(r["eps"]), betas.index(b)
-            grid[y][x] = 100 * r[f"{metric}_mean"]
-            co = r.get("co_rate")
-            notes[y][x] = f"{grid[y][x]:.0f}" + (f"\nCO {100 * co:.0f}%" if co else "")
-        image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, origin="lower", aspect="auto")
+            rate = r.get("co_rate")
+            co[y][x] = math.nan if rate is None else rate
+            acc = r.get(f"{metric}_mean")
+            if value == "co":
+                grid[y][x] = co[y][x]
+                notes[y][x] = "" if rate is None else f"{100 * rate:.0f}%\n{r['seeds']} seeds"
+            elif acc is not None:
+                grid[y][x] = 100 * acc
+                notes[y][x] = f"{grid[y][x]:.0f}" + (f"\nCO {100 * rate:.0f}%" if rate else "")
+        if value == "co":
+            image = ax.imshow(grid, cmap="Reds", vmin=0, vmax=1, origin="lower", aspect="auto")
+        else:
+            image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, origin="lower", aspect="auto")
         for y in range(len(eps)):
             for x in range(len(betas)):
                 if notes[y][x]:
-                    ax.text(x, y, notes[y][x], ha="center", va="center", fontsize=8,
-                            color="white" if grid[y][x] < 60 else "black")
+                    dark = grid[y][x] > 0.6 if value == "co" else grid[y][x] < 60
+                    ax.text(x, y, notes[y][x], ha="center", va="center", fontsize=8, color="white" if dark else "black")
+        for (x0, y0), (x1, y1) in co_boundary_segments(co):
+            ax.plot([x0, x1], [y0, y1], color="deepskyblue" if value == "co" else "crimson", linewidth=3,
+                    solid_capstyle="round")
+        ax.set_xlim(-0.5, len(betas) - 0.5)
+        ax.set_ylim(-0.5, len(eps) - 0.5)
         ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
         ax.set_yticks(range(len(eps)), [f"{e:g}" for e in eps])
         ax.set_xlabel("beta (/255)")
@@ -134,49 +173,83 @@ def heatmap(board: Board, injection: str) -> bytes:
             ax.set_ylabel("eps (/255)")
         ax.set_title(name, fontsize=10)
     if image is not None:
-        fig.colorbar(image, ax=axes, label=f"{METRIC_LABELS[metric]} accuracy (%)", shrink=0.8)
+        label = "CO rate over seeds" if value == "co" else f"{METRIC_LABELS[metric]} accuracy (%)"
+        fig.colorbar(image, ax=axes, label=label, shrink=0.8)
     what = "no injection" if injection == NO_INJECTION else f"injection {injection}"
-    fig.suptitle(f"{METRIC_LABELS[metric]} accuracy over eps x beta ({what})", fontsize=11)
+    shown = "CO rate" if value == "co" else f"{METRIC_LABELS[metric]} accuracy"
+    fig.suptitle(f"{shown} over eps x beta ({what}); thick line: CO boundary (CO in >= {CO_LEVEL:.0%} of seeds)",
+                 fontsize=11)
     return png(fig)
 
 
+#: per-epoch panels of the curves figure: (title, [(curve key, line style, legend text)], y scale, percent)
+CURVE_PANELS: list[tuple[str, list[tuple[str, str, str]], str, bool]] = [
+    ("robust probe accuracy (%)", [("probe_pgd_acc", "-", "PGD"), ("probe_fgsm_acc", "--", "FGSM")], "linear", True),
+    ("clean accuracy (%)", [("probe_clean_acc", "-", "probe, clean"), ("train_acc", "--", "train batches")], "linear", True),
+    ("training loss", [("train_loss", "-", "train loss")], "linear", False),
+    ("gradient alignment", [("probe_grad_align", "-", "grad-align")], "linear", False),
+    ("local linearity error", [("probe_lle", "-", "ELLE"), ("probe_lle_llr", "--", "LLR gamma")], "log", False),
+]
+
+
+def curve_panels(results: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, str, str]], str, bool]]:
+    """The panels of :data:`CURVE_PANELS` for which some result recorded a curve."""
+    return [p for p in CURVE_PANELS if any(any((r.get("curves") or {}).get(k) for k, _, _ in p[1]) for r in results)]
+
+
 def curves(board: Board, setting: Setting) -> bytes:
-    """Per-epoch probe accuracies (PGD solid, FGSM dashed) per seed; dotted lines mark CO epochs."""
+    """One row per (eps, method), one column per quantity (robust and clean accuracy, loss, and
+    grad-align / LLE when recorded); one colour per seed; dotted verticals mark each seed's CO epoch."""
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
     results = [r for _, r in board.coll.ok
                if r["config"]["injection"]["name"] == setting.injection
                and (setting.injection == NO_INJECTION or r["config"]["beta"] == setting.beta)]
+    panels = curve_panels(results)
     eps = sorted({r["config"]["eps"] for r in results})
-    methods = board.method_names
-    colors = method_colors(board)
-    fig = Figure(figsize=(3.4 * max(2, len(methods)), 2.6 * len(eps)), layout="constrained")
-    axes = fig.subplots(len(eps), len(methods), squeeze=False, sharey=True)
-    for yi, e in enumerate(eps):
-        for xi, name in enumerate(methods):
+    rows_ = [(e, name) for e in eps for name in board.method_names
+             if any(r["config"]["eps"] == e and r["config"]["method"]["name"] == name for r in results)]
+    seeds = sorted({r["seed"] for r in results})
+    seed_colors = {s: colormaps["tab10"](i % 10) for i, s in enumerate(seeds)}
+    fig = Figure(figsize=(3.0 * len(panels) + 0.6, 1.9 * len(rows_) + 0.9), layout="constrained")
+    axes = fig.subplots(len(rows_), len(panels), squeeze=False, sharex=True)
+    for yi, (e, name) in enumerate(rows_):
+        runs = sorted((r for r in results if r["config"]["eps"] == e and r["config"]["method"]["name"] == name),
+                      key=lambda r: r["seed"])
+        for xi, (title, keys, scale, percent) in enumerate(panels):
             ax = axes[yi][xi]
-            runs = sorted((r for r in results if r["config"]["eps"] == e and r["config"]["method"]["name"] == name),
-                          key=lambda r: r["seed"])
             for r in runs:
                 c = r.get("curves") or {}
-                epochs = c.get("epoch") or list(range(1, 1 + len(c.get("probe_pgd_acc") or [])))
-                for key, style in (("probe_pgd_acc", "-"), ("probe_fgsm_acc", "--")):
+                color = seed_colors[r["seed"]]
+                for key, style, _ in keys:
                     values = c.get(key)
-                    if values:
-                        ax.plot(epochs[: len(values)], [None if v is None else 100 * v for v in values],
-                                style, color=colors[name], alpha=0.85, linewidth=1.2)
+                    if not values:
+                        continue
+                    epochs = (c.get("epoch") or list(range(1, 1 + len(values))))[: len(values)]
+                    scaled = [None if v is None else (100 * v if percent else v) for v in values]
+                    ax.plot(epochs, scaled, style, color=color, linewidth=1.2, alpha=0.9)
                 co_epoch = (r.get("metrics") or {}).get("co_epoch")
                 if co_epoch is not None:
-                    ax.axvline(co_epoch, color="crimson", linestyle=":", linewidth=1.2)
-            ax.set_ylim(0, 100)
+                    ax.axvline(co_epoch, color=color, linestyle=":", linewidth=1.4)
+            if percent:
+                ax.set_ylim(0, 100)
+            elif scale == "log" and ax.has_data():
+                ax.set_yscale("log")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=8)
             if yi == 0:
-                ax.set_title(name, fontsize=10)
+                ax.set_title(title + "\n" + ", ".join(f"{text} {'solid' if st == '-' else 'dashed'}"
+                                                     for _, st, text in keys), fontsize=9)
             if xi == 0:
-                ax.set_ylabel(f"eps {e:g}/255\nprobe acc (%)")
-            if yi == len(eps) - 1:
-                ax.set_xlabel("epoch")
-    fig.suptitle(f"{setting.title}: probe PGD (solid) and FGSM (dashed) accuracy per seed; "
-                 "red dotted: CO epoch", fontsize=10)
+                ax.set_ylabel(f"{name}\neps {e:g}/255", fontsize=9)
+            if yi == len(rows_) - 1:
+                ax.set_xlabel("epoch", fontsize=9)
+    handles = [Line2D([], [], color=seed_colors[s], label=f"seed {s}") for s in seeds]
+    handles.append(Line2D([], [], color="grey", linestyle=":", label="CO epoch (seed's colour)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
+    fig.suptitle(f"{setting.title}: per-epoch curves per seed", fontsize=11)
     return png(fig)
 
 
@@ -188,6 +261,8 @@ def render_plots(board: Board) -> dict[str, bytes]:
             out[name] = eps_sweep(board)
         elif name.startswith("heatmap-"):
             out[name] = heatmap(board, name[len("heatmap-"):-len(".png")])
+        elif name.startswith("co-rate-"):
+            out[name] = heatmap(board, name[len("co-rate-"):-len(".png")], value="co")
         else:
             slug = name[len("curves-"):-len(".png")]
             out[name] = curves(board, next(s for s in board.settings if s.slug == slug))

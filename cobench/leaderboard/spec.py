@@ -58,6 +58,14 @@ class Leaderboard:
         return self.root / f"{self.name}.{ext}"
 
     @property
+    def built(self) -> bool:
+        """Whether any result or rendered table exists yet (a board defined ahead of its GPU run has neither)."""
+        from ..results import result_files
+
+        has_results = self.results_dir.is_dir() and bool(result_files(self.results_dir))
+        return has_results or any(self.output(ext).exists() for ext in ("md", "csv", "json", "html"))
+
+    @property
     def dataset(self) -> str:
         return self.grid.datasets[0]
 

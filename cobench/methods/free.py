@@ -14,13 +14,22 @@ class FreeAT(Method):
     """Free-AT: replay each minibatch m=8 times; one backward gives both the weight and the delta update.
 
     Shafahi, Najibi, Ghiasi, Xu, Dickerson, Studer, Davis, Taylor & Goldstein, "Adversarial
-    training for free!", NeurIPS 2019 (reference code: mahyarnajibi/FreeAdversarialTraining and
-    locuslab/fast_adversarial ``train_free.py``). m = 8 for CIFAR-10 at 8/255; the runner divides
-    the number of epochs by m so that the number of optimiser updates matches the other methods.
-    The perturbation has the shape of a minibatch and persists across minibatches (it is not
-    tied to samples); after every replay it moves by eps * sign(grad) and is projected to the
-    eps-ball and the image range. Unlike the reference we also clamp the carried perturbation to
-    the *new* minibatch's image range before its first replay, so every input is a valid image.
+    training for free!", NeurIPS 2019. Follows the CIFAR-10 loop of locuslab/fast_adversarial
+    ``CIFAR10/train_free.py`` (the authors' mahyarnajibi/FreeAdversarialTraining ``main_free.py``
+    is the ImageNet version of the same loop): the perturbation has the shape of a full minibatch
+    and persists across minibatches (it is not tied to samples); after every replay it moves by
+    eps * sign(grad) (``alpha`` = 1), is projected to the eps-ball, and its rows of the current
+    minibatch are clamped to that minibatch's image range; the optimiser steps once per replay.
+
+    Training length: cobench's ``epochs`` counts epochs' worth of *optimiser updates*, so Free-AT
+    makes ceil(epochs / m) passes over the data, m updates per minibatch, and the LR schedule
+    runs over all updates (as ``train_free.py``'s ``lr_steps = epochs * len(loader) * replays``).
+    Wong et al.'s Free-AT run (``--epochs 10 --minibatch-replays 8 --lr-max 0.04``) is therefore
+    ``--methods free --epochs 80 --lr-max 0.04`` here; the grid's default LR (0.2) is the FGSM
+    papers', not Free-AT's. Knowingly differs: we clamp the carried perturbation to the *new*
+    minibatch's image range before its first replay (the reference feeds ``X + delta`` unclamped
+    there), so every input is a valid image; ``main_free.py`` instead clamps the input and never
+    the stored perturbation.
     """
 
     name = "free"

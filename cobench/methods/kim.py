@@ -37,11 +37,15 @@ class KimCheckpoints(Method):
     """Kim et al.: RS-FGSM step, then train on the first of c=3 checkpoints x + k/c*delta that is misclassified.
 
     Kim, Lee & Lee, "Understanding catastrophic overfitting in single-step adversarial
-    training", AAAI 2021 (reference code: the authors' ``COAdvTrainer``). The perturbation is
-    RS-FGSM's (uniform start, step alpha = 1.25 eps, projected); samples already misclassified at
-    the random start are trained on clean; for the others the checkpoints k/c * delta,
-    k = 1..c-1, are evaluated with BatchNorm in eval mode and without gradients, and the smallest
-    misclassified one is used (the full delta if none is). As in the reference, "misclassified at
+    training", AAAI 2021 (reference code: Harry24k/catastrophic-overfitting,
+    ``defenses/trainers/co_adv_trainer.py``: ``COAdvTrainer`` and ``CustomFFGSM``). The perturbation
+    is RS-FGSM's (uniform start, step alpha = 1.25 eps, projected); samples already misclassified
+    at the random start are trained on clean; for the others the checkpoints k/c * delta,
+    k = 1..c-1, are evaluated without gradients, and the smallest misclassified one is used (the
+    full delta if none is). The attack and the checkpoints run with the model in eval mode:
+    ``CustomFFGSM`` inherits torchattacks 2.12's ``Attack.__call__`` (the version the reference
+    pins), which calls ``model.eval()`` around every attack, and the trainer calls
+    ``model.eval()`` for the checkpoints; only the training pass is in train mode. As in the reference, "misclassified at
     the start" uses the logits of the attack's own forward pass at the random start, not a
     separate clean pass. c = 3 and alpha are the paper's CIFAR-10 values; they are stated
     relative to eps and no other eps rule is published.
@@ -60,10 +64,10 @@ class KimCheckpoints(Method):
     def train_step(self, batch: Batch, ctx: StepContext) -> None:
         x, y, eps = batch.x, batch.y, ctx.eps
         init = clamp_delta(x, ctx.uniform(x, -eps, eps), ctx.lower, ctx.upper)
-        grad, _, start_logits = sample_gradients(ctx.model, x + init, y)
-        delta = sign_step(x, init, grad, self.alpha * eps, eps, ctx.lower, ctx.upper)
-        wrong_at_start = start_logits.detach().argmax(1) != y
-        with model_mode(ctx.model, training=False):
+        with model_mode(ctx.model, training=False):  # torchattacks' Attack.__call__ and the trainer: eval
+            grad, _, start_logits = sample_gradients(ctx.model, x + init, y)
+            delta = sign_step(x, init, grad, self.alpha * eps, eps, ctx.lower, ctx.upper)
+            wrong_at_start = start_logits.detach().argmax(1) != y
             scale = first_misclassified(ctx.model, x, y, delta, self.c, ~wrong_at_start)
         scale[wrong_at_start] = 0.0
         chosen = scale.view(-1, *([1] * (x.dim() - 1))) * delta

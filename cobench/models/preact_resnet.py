@@ -24,7 +24,7 @@ class PreActBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        shortcut = self.shortcut(x) if self.shortcut is not None else x  # on x, as every reference
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
         return out + shortcut
@@ -51,7 +51,14 @@ class PreActResNetNet(nn.Module):
 
 
 class PreActResNet18(Model):
-    """PreActResNet18 (He et al., ECCV 2016) as used by Wong et al. 2020 and successors."""
+    """PreActResNet18 (He et al., ECCV 2016) as used by Wong et al. 2020 and successors.
+
+    Follows ``models/preact_resnet.py`` of gortizji/co_features and ``CIFAR10/preact_resnet.py``
+    of locuslab/fast_adversarial block for block (the projection shortcut takes the block's
+    input ``x``, not ``relu(bn1(x))``). Knowingly differs: global average pooling instead of
+    ``avg_pool2d(out, 4)``, the same on 32x32 inputs, so other image sizes work; ``width``
+    scales all four stages (64 = the reference).
+    """
 
     name = "preact-resnet18"
     ranges = {"width": ">= 1"}

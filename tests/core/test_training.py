@@ -6,8 +6,9 @@ import torch
 
 from cobench.grid import GridSpec
 from cobench.runner import execute_cell
-from cobench.training import lr_at, random_crop_flip
+from cobench.protocols import get_protocol
 from cobench.resolve import resolve
+from cobench.training import make_scheduler, random_crop_flip
 
 TINY = {"epochs": 1, "batch_size": 128, "lr_max": 0.1, "probe_size": 64}
 
@@ -21,13 +22,40 @@ def tiny_cell(pm, method="fgsm", evaluators=("clean",), eps=8, params=(), **trai
     return resolve(spec, pm.registry)[0]
 
 
-def test_cyclic_lr_is_a_triangle_peaking_half_way():
-    total = 100
-    lrs = [lr_at(s, total, 0.2, "cyclic") for s in range(total + 1)]
-    assert lrs[0] == 0 and lrs[-1] == 0
+def schedule(lr_schedule, total=100, steps_per_epoch=10, **over):
+    training = {**get_protocol("co-features").training_values(), "lr_schedule": lr_schedule, **over}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=training["lr_max"], momentum=training["momentum"])
+    sched = make_scheduler(opt, training, total, steps_per_epoch)
+    lrs, moms = [], []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    return lrs, moms
+
+
+def test_cyclic_lr_is_a_triangle_peaking_at_lr_peak_and_momentum_cycles_inversely():
+    lrs, moms = schedule("cyclic")
+    assert lrs[0] == 0 and moms[0] == pytest.approx(0.9)
     assert max(lrs) == pytest.approx(0.2) and lrs.index(max(lrs)) == 50
+    assert min(moms) == pytest.approx(0.8) and moms.index(min(moms)) == 50
     assert all(b >= a for a, b in zip(lrs[:50], lrs[1:51]))
-    assert lr_at(37, total, 0.2, "constant") == 0.2
+    lrs, moms = schedule("cyclic", lr_peak=0.4, cycle_momentum=False)
+    assert lrs.index(max(lrs)) == 40 and set(moms) == {0.9}
+
+
+def test_interp_schedule_is_gradaligns_np_interp_at_the_end_of_each_iteration():
+    lrs, _ = schedule("interp", total=100, steps_per_epoch=10, lr_peak=0.4, lr_max=0.3)
+    # epochs = 10, peak at epoch 10 * 2 // 5 = 4; update j uses t = (j + 1) / 10 epochs
+    assert lrs[0] == pytest.approx(0.3 * 0.1 / 4) and lrs[39] == pytest.approx(0.3)
+    assert lrs[99] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_multistep_and_constant_schedules():
+    lrs, _ = schedule("multistep", total=100)
+    assert lrs[49] == pytest.approx(0.2) and lrs[50] == pytest.approx(0.02) and lrs[75] == pytest.approx(0.002)
+    assert set(schedule("constant")[0]) == {0.2}
 
 
 def test_random_crop_matches_a_manual_crop_of_the_padded_image():

@@ -151,12 +151,13 @@ def test_dct2_matches_an_explicit_double_sum_and_inverts():
     assert torch.allclose(idct2(coeffs), x, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", ["square", "triangle"])
+@pytest.mark.parametrize("shape", ["rows", "square", "triangle"])
 def test_low_pass_keeps_exactly_the_band(shape):
     x = torch.rand(3, 2, 8, 6, dtype=torch.float64)
     out = low_pass(x, 3, shape)
     kept = low_pass_mask(8, 6, 3, shape).bool()
-    expected = {(u, v) for u in range(8) for v in range(6) if (u < 3 and v < 3 if shape == "square" else u + v < 3)}
+    keeps = {"rows": lambda u, v: u < 3, "square": lambda u, v: u < 3 and v < 3, "triangle": lambda u, v: u + v < 3}
+    expected = {(u, v) for u in range(8) for v in range(6) if keeps[shape](u, v)}
     assert {tuple(i) for i in kept.nonzero().tolist()} == expected
     coeffs = dct2(out)
     assert coeffs[..., ~kept].abs().max() < 1e-12
@@ -167,7 +168,7 @@ def test_low_pass_keeps_exactly_the_band(shape):
 def test_low_pass_rejects_bad_parameters():
     with pytest.raises(ConfigError, match="bandwidth must be >= 1"):
         low_pass_mask(4, 4, 0)
-    with pytest.raises(ConfigError, match="square, triangle"):
+    with pytest.raises(ConfigError, match="rows, square, triangle"):
         low_pass_mask(4, 4, 2, "circle")
 
 
@@ -201,15 +202,17 @@ def test_carrier_injections_match_their_carrier_functions(pm):
 
 @pytest.mark.parametrize("carrier", ["low-freq", "low-freq-pm", "random", "high-freq"])
 @pytest.mark.parametrize("name, sign", [("perp", 1), ("perp-sub", -1)])
-def test_perp_projects_out_every_carrier_then_injects(pm, carrier, name, sign):
+@pytest.mark.parametrize("projection", ["qr", "svd"])
+def test_perp_projects_out_every_carrier_then_injects(pm, carrier, name, sign, projection):
     shape, k, beta = (3, 8, 8), 10, 8 / 255
-    inj, x, y = make(pm, name, shape, k, beta, n=40, carrier=carrier)
+    inj, x, y = make(pm, name, shape, k, beta, n=40, carrier=carrier, projection=projection)
     out = inj.apply(x, y)
     v = inj.carriers.flatten(1).double()
     projected = (out - sign * beta * inj.carriers[y]).flatten(1).double()
     assert (projected @ v.T).abs().max() < 1e-4  # zero inner product with every carrier
-    # and nothing else changed: x - projected lies in span(V)
-    q = orthonormal_basis(inj.carriers)
+    # and nothing else changed: x - projected lies in span(V) (svd), in span(Q) (qr: the reference's
+    # K columns, which for the rank-K/2 +-carriers include K/2 arbitrary extra directions)
+    q = orthonormal_basis(inj.carriers) if projection == "svd" else inj.basis.double()
     resid = x.flatten(1).double() - projected
     assert torch.allclose(resid, resid @ q @ q.T, atol=1e-5)
     # the injected data's component along each carrier is exactly the injected feature
@@ -217,15 +220,54 @@ def test_perp_projects_out_every_carrier_then_injects(pm, carrier, name, sign):
     assert torch.allclose(out.flatten(1).double() @ v.T, expected, atol=1e-3)
 
 
+def reference_create_linf_carrier():
+    """co_features data/injection.py ``create_linf_carrier`` (idct_2d of a one-hot: our orthonormal
+    idct2 up to a positive factor per frequency, so the signs are the same)."""
+    V = torch.zeros([10, 3, 32, 32])
+    for c, (u, v) in enumerate(PAPER_PM_FREQUENCIES):
+        V[c, :, u, v] = 1.0
+        V[c + 5, :, u, v] = -1.0
+    V = torch.sign(idct2(V.view([-1, 32, 32]).double()).float())
+    return V.reshape([-1, 3, 32, 32])
+
+
+def reference_inject_perp_feature(x, y, epsilon, V):
+    """co_features data/injection.py ``inject_perp_feature`` without the DataLoader."""
+    num_classes = V.shape[0]
+    Q, _ = torch.linalg.qr(V.reshape([num_classes, -1]).T)
+    P = Q.matmul(Q.T)
+    x_proj = P.matmul(x.view([-1, 3072]).T)
+    x_poison = x - x_proj.T.view([-1, 3, 32, 32])
+    for t in range(num_classes):
+        x_poison[y == t] += epsilon * V[t]
+    return x_poison
+
+
+def test_perp_matches_the_reference_inject_perp_feature(pm):
+    assert pm.registry.get("injections", "perp").parameters()["carrier"] == "low-freq-pm"  # the paper's
+    inj, x, y = make(pm, "perp", (3, 32, 32), 10, beta=8 / 255, n=40)
+    assert torch.equal(inj.carriers, reference_create_linf_carrier())
+    expected = reference_inject_perp_feature(x.clone(), y, 8 / 255, reference_create_linf_carrier())
+    torch.testing.assert_close(inj.apply(x, y), expected, rtol=0, atol=2e-5)
+    # the QR basis removes K = 10 directions although the +-carriers span 5: as the reference
+    assert inj.basis.shape == (3072, 10)
+    svd = make(pm, "perp", (3, 32, 32), 10, beta=8 / 255, n=40, projection="svd")[0]
+    assert svd.basis.shape == (3072, 5)
+    assert not torch.allclose(svd.apply(x, y), expected, atol=1e-3)
+
+
 def test_perp_rejects_unknown_carriers(pm):
     with pytest.raises(ConfigError, match="valid carriers: low-freq, high-freq, low-freq-pm, random"):
         pm.registry.get("injections", "perp")(carrier="pink")
+    with pytest.raises(ConfigError, match="valid projections: qr, svd"):
+        pm.registry.get("injections", "perp")(projection="lu")
 
 
-@pytest.mark.parametrize("shape_name", ["square", "triangle"])
-def test_low_pass_injection_filters_each_channel_like_an_explicit_dct(pm, shape_name):
+@pytest.mark.parametrize("shape_name", ["rows", "square", "triangle"])
+def test_low_pass_filters_what_the_model_sees_each_channel_like_an_explicit_dct(pm, shape_name):
     inj, x, y = make(pm, "low-pass", (3, 6, 5), 4, bandwidth=2, shape=shape_name)
-    out = inj.apply(x, y)
+    assert torch.equal(inj.apply(x, y), x)  # the data stay unfiltered...
+    out = inj.wrap_model(torch.nn.Identity())(x)  # ...the model filters its input, so attacks are filtered too
     mask = low_pass_mask(6, 5, 2, shape_name)
     d_h, d_w = dct_matrix(6), dct_matrix(5)
     for i, c in [(0, 0), (7, 2)]:
@@ -233,6 +275,75 @@ def test_low_pass_injection_filters_each_channel_like_an_explicit_dct(pm, shape_
         expected = d_h.T @ (coeffs * mask) @ d_w
         assert torch.allclose(out[i, c].double(), expected, atol=1e-5)
     assert inj.carriers is None  # a transform, not a class-wise feature: beta is ignored
+
+
+def reference_dct_low_pass(x, bandwidth):
+    """co_features utils.py ``dct_low_pass`` (as ``DCTLowPasser`` calls it on an (N, C, H, W) batch)."""
+    if len(x.size()) == 2:
+        x.unsqueeze_(0)
+    mask = torch.zeros_like(x)
+    mask[:, :bandwidth, :bandwidth] = 1
+    return idct2(dct2(x) * mask).squeeze_()  # their dct_2d/idct_2d with norm="ortho" = our orthonormal dct2
+
+
+class ReferenceDCTLowPasser(torch.nn.Module):
+    """co_features utils.py ``DCTLowPasser``, inside ``Normalizer`` as low_pass_fgsm_train.py composes them."""
+
+    def __init__(self, module, bandwidth, mean, std):
+        super().__init__()
+        self.module, self.bandwidth, self.mean, self.std = module, bandwidth, mean, std
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std  # Normalizer first...
+        return self.module(reference_dct_low_pass(x, self.bandwidth))  # ...then DCTLowPasser
+
+
+@pytest.mark.parametrize("bandwidth", [3, 5])
+def test_low_pass_model_matches_the_reference_composition(pm, bandwidth):
+    from cobench.training import Normalize
+
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    inj, x, y = make(pm, "low-pass", (3, 8, 8), 4, bandwidth=bandwidth)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(4))
+    ours = inj.wrap_model(torch.nn.Sequential(Normalize(mean, std), net))
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    reference = ReferenceDCTLowPasser(net, bandwidth, m, s)
+    torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(net(x), ours(x), atol=1e-3)  # the filter does something
+
+
+def test_low_pass_trains_without_a_box_clamp_unless_asked(pm):
+    cls = pm.registry.get("injections", "low-pass")
+    assert cls().train_bounds() == (-math.inf, math.inf)  # the reference config's clip_box: False
+    assert cls(clip_box=True).train_bounds() == (0.0, 1.0)
+    assert pm.registry.get("injections", "none")().train_bounds() == (0.0, 1.0)
+
+
+def test_low_pass_cell_trains_unclamped_fgsm_through_the_filter(pm):
+    from cobench.attacks import fgsm
+    from cobench.grid import GridSpec
+    from cobench.resolve import resolve
+    from cobench.runner import execute_cell
+
+    spec = GridSpec(methods=["fgsm"], eps=[16], injections=["low-pass"], evaluators=["clean"])
+    spec.override(epochs=1, batch_size=64, probe_size=8)
+    spec.set_param("injections.low-pass.bandwidth=3")
+    spec.set_param("models.small-cnn.width=4")
+    spec.set_param("datasets.digits.test_fraction=0.9")
+    (cell,) = resolve(spec, pm.registry)
+    assert cell.injection == {"name": "low-pass", "params": {"bandwidth": 3, "shape": "rows", "clip_box": False}}
+    result = execute_cell(cell.config(), {"device": "cpu"})
+    assert result["status"] == "ok", result.get("error")
+    # FGSM-AT under the injection's bounds leaves the box where the gradient says so
+    inj, x, y = make(pm, "low-pass", (1, 8, 8), 3, bandwidth=3)
+    x[:4] = 0.0
+    torch.manual_seed(0)
+    model = inj.wrap_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)))
+    lower, upper = inj.train_bounds()
+    delta = fgsm(model, x, y, 16 / 255, lower=lower, upper=upper)
+    assert ((x + delta) < 0).any()
+    assert delta.abs().max() <= 16 / 255 + 1e-7
 
 
 def test_low_pass_injection_rejects_bad_bandwidth(pm):

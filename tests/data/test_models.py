@@ -72,3 +72,51 @@ def test_timm_model_trains_one_epoch_through_the_runner(pm):
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "ok", result.get("error")
     assert result["plugins"]["models"] == "cobench.models.timm_models"
+
+
+class ReferencePreActBlock(torch.nn.Module):
+    """PreActBlock written as locuslab/fast_adversarial CIFAR10/preact_resnet.py (and co_features) write it."""
+
+    expansion = 1
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        nn, F = torch.nn, torch.nn.functional
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        if stride != 1 or in_planes != self.expansion * planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, self.expansion * planes, kernel_size=1, stride=stride, bias=False)
+            )
+        self.relu = F.relu
+
+    def forward(self, x):
+        out = self.relu(self.bn1(x))
+        shortcut = self.shortcut(x) if hasattr(self, "shortcut") else x
+        out = self.conv1(out)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out += shortcut
+        return out
+
+
+@pytest.mark.parametrize("in_planes, planes, stride", [(4, 8, 2), (4, 4, 1)])
+@pytest.mark.parametrize("training", [True, False])
+def test_preact_block_matches_the_reference_block(in_planes, planes, stride, training):
+    from cobench.models.preact_resnet import PreActBlock
+
+    torch.manual_seed(0)
+    ours = PreActBlock(in_planes, planes, stride)
+    for m in ours.modules():  # non-trivial BatchNorm affine and running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    reference = ReferencePreActBlock(in_planes, planes, stride)
+    reference.load_state_dict(ours.state_dict())  # same parameter names and shapes
+    ours.train(training)
+    reference.train(training)
+    x = torch.randn(3, in_planes, 8, 8)
+    torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-6)

@@ -120,8 +120,8 @@ def test_plots_are_real_pictures(tiny):
     from matplotlib.image import imread
 
     plots = sorted((tiny.parent / "plots" / "tiny").glob("*.png"))
-    assert [p.name for p in plots] == ["curves-low-freq-beta8.png", "curves-none.png", "eps-sweep.png",
-                                       "heatmap-low-freq.png"]
+    assert [p.name for p in plots] == ["co-rate-low-freq.png", "curves-low-freq-beta8.png", "curves-none.png",
+                                       "eps-sweep.png", "heatmap-low-freq.png"]
     for p in plots:
         img = imread(p)
         h, w = img.shape[:2]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cobench.api import Batch
 from cobench.attacks import clamp_delta, fgsm, input_gradient, sample_gradients
-from cobench.methods.cure import CURE, curvature_regularizer
+from cobench.methods.cure import CURE, curvature_direction, curvature_regularizer
 from cobench.methods.elle import ELLE, linearity_error
 from cobench.methods.gat import GAT, probability_gap
 from cobench.methods.grad_align import GradAlign, alignment_regularizer, gradient_alignment
@@ -142,38 +143,167 @@ def test_llr_loss_is_weighted_clean_loss_plus_regularizer(cobench_step_ctx):
 
 
 # ---------------------------------------------------------------- CURE
-def test_curvature_regularizer_by_hand():
-    model, x, y = pixel_model(), pixels(XS), torch.tensor(YS)
-    grad, _, _ = sample_gradients(model, x, y)
-    step = 0.1 * grad.sign()
-    reg = curvature_regularizer(model, x, y, grad, step)
-    hand = sum((grad_by_hand(a + 0.1 * math.copysign(1, grad_by_hand(a, b)), b) - grad_by_hand(a, b)) ** 2
-               for a, b in zip(XS, YS)) / 3
-    assert math.isclose(reg.item(), hand, rel_tol=1e-9) and hand > 0
-    assert curvature_regularizer(model, x, y, grad, torch.zeros_like(x)).item() == 0
+class ReferenceCURE:
+    """F-Salehi/CURE_robustness CURE/CURE.py: ``_find_z``, ``regularizer`` and the loss of ``_train``.
+
+    The reference passes ``torch.ones(targets.size())`` as the output gradient of its scalar
+    losses, which current torch rejects; a scalar output gradient of 1 is used here instead."""
+
+    def __init__(self, net, lambda_=4):
+        self.net, self.lambda_, self.criterion = net, lambda_, nn.CrossEntropyLoss()
+
+    def _find_z(self, inputs, targets, h):
+        inputs.requires_grad_()
+        loss_z = self.criterion(self.net.eval()(inputs), targets)
+        loss_z.backward()
+        grad = inputs.grad.data + 0.0
+        z = torch.sign(grad).detach() + 0.
+        z = 1. * (h) * (z + 1e-7) / (z.reshape(z.size(0), -1).norm(dim=1)[:, None, None, None] + 1e-7)
+        inputs.grad = None
+        self.net.zero_grad()
+        return z
+
+    def regularizer(self, inputs, targets, h=3.):
+        z = self._find_z(inputs, targets, h)
+        inputs.requires_grad_()
+        outputs_pos = self.net.eval()(inputs + z)
+        outputs_orig = self.net.eval()(inputs)
+        loss_pos = self.criterion(outputs_pos, targets)
+        loss_orig = self.criterion(outputs_orig, targets)
+        grad_diff = torch.autograd.grad((loss_pos - loss_orig), inputs, create_graph=True)[0]
+        reg = grad_diff.reshape(grad_diff.size(0), -1).norm(dim=1)
+        self.net.zero_grad()
+        return torch.sum(self.lambda_ * reg) / float(inputs.size(0))
+
+    def loss(self, inputs, targets, h):
+        outputs = self.net.train()(inputs)
+        regularizer = self.regularizer(inputs, targets, h=h)
+        return self.criterion(outputs, targets) + regularizer
 
 
-def test_cure_regularizer_gradient_matches_finite_differences():
+def bn_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.BatchNorm1d(12), nn.Tanh(), nn.Linear(12, 3)).double()
+    with torch.no_grad():
+        m[2].running_mean.uniform_(-0.2, 0.2)
+        m[2].running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def test_cure_step_matches_the_reference_loss_and_parameter_gradient(cobench_step_ctx):
+    x, y = data(dtype=torch.float64)
+    x = x.clamp(3 * EPS, 1 - 3 * EPS)  # interior: the reference does not clamp x + z to the box
+    ours, ref = bn_model(), bn_model()
+    h = 0.7 * EPS * math.sqrt(64)  # our h = 0.7 is this absolute L2 length
+    expected = ReferenceCURE(ref).loss(x.clone(), y, h)
+    ref_grads = torch.autograd.grad(expected, list(ref.parameters()))
+    ctx = cobench_step_ctx(ours, EPS)
+    grads = {}
+    ctx._update = lambda loss, logits, yy: grads.update(
+        loss=loss, grads=torch.autograd.grad(loss, list(ours.parameters())))
+    CURE(lam=4.0, h=0.7).train_step(Batch(x, y, torch.arange(len(x))), ctx)
+    assert math.isclose(grads["loss"].item(), expected.item(), rel_tol=1e-10)
+    for g, rg in zip(grads["grads"], ref_grads):
+        torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-12)
+    assert ours.training
+    torch.testing.assert_close(ours[2].running_mean, ref[2].running_mean)  # one train-mode pass each
+
+
+def test_cure_regularizer_is_zero_without_a_step_and_differentiable():
     model, (x, y) = smooth_model(), data(dtype=torch.float64)
-    step = clamp_delta(x, EPS * sample_gradients(model, x, y)[0].sign())
-
-    def reg():
-        grad, _, _ = sample_gradients(model, x, y, create_graph=True)
-        return curvature_regularizer(model, x, y, grad, step)
-
-    check_param_gradient(reg, model)
+    assert curvature_regularizer(model, x, y, torch.zeros_like(x)).item() == 0
+    z = clamp_delta(x, curvature_direction(model, x, y, EPS * 8))
+    assert 0 < curvature_regularizer(model, x, y, z).item()
+    check_param_gradient(lambda: curvature_regularizer(model, x, y, z), model)
 
 
-def test_cure_loss_is_clean_loss_plus_lambda_times_curvature(cobench_step_ctx):
-    model, (x, y) = Capture(smooth_model()), data(dtype=torch.float64)
-    ctx = cobench_step_ctx(model, EPS)
-    CURE(lam=3.0, h=0.5).train_step(Batch(x, y, torch.arange(len(x))), ctx)
-    net = model.model
-    grad, losses, _ = sample_gradients(net, x, y)
-    step = clamp_delta(x, 0.5 * EPS * grad.sign())
-    assert model.inputs[1].sub(x).abs().max() <= 0.5 * EPS + 1e-12
-    expected = losses.mean() + 3.0 * curvature_regularizer(net, x, y, grad, step)
-    assert math.isclose(ctx.losses[0], expected.item(), rel_tol=1e-9)
+class ReferenceELLETrainer:
+    """LIONS-EPFL/ELLE core/utils/train.py: ``get_input_grad``, ``Trainer.loss`` (reg == 'CURE',
+    one attack iteration, no noise, no clamp) and the 'onoff' lambda update of ``Trainer.train``."""
+
+    def __init__(self, model, eps, lin_reg):
+        import types
+
+        self.model, self.criterion = model, nn.CrossEntropyLoss()
+        self.args = types.SimpleNamespace(input_noise_rate=0.0, attack_eps=eps, attack_iter=1, attack_step=eps,
+                                          clamp=False, reg="CURE", lin_reg=0, lambda_aux=lin_reg, sensitivity=2,
+                                          decay_rate=0.99)
+        self.elle_values = []
+
+    @staticmethod
+    def get_input_grad(model, X, y, backprop=False):
+        delta = torch.zeros_like(X, requires_grad=True)
+        output = model(X + delta)
+        loss = F.cross_entropy(output, y)
+        grad = torch.autograd.grad(loss, delta, create_graph=True if backprop else False)[0]
+        if not backprop:
+            grad, delta = grad.detach(), delta.detach()
+        return grad
+
+    def loss(self, x, y):
+        x_adv = x.clone() + self.args.input_noise_rate * self.args.attack_eps * (2 * torch.rand(x.shape) - 1)
+        for i in range(self.args.attack_iter):
+            x_adv.requires_grad = True
+            outputs = self.model(x_adv)
+            self.criterion(outputs, y).backward(retain_graph=True)
+            grads_input = x_adv.grad.clone()
+            x_adv = x_adv + self.args.attack_step * torch.sign(grads_input)
+            self.model.zero_grad()
+        x_adv = x_adv.detach()
+        out2 = self.model(x_adv)
+        loss = self.criterion(out2, y)
+        g_2 = self.get_input_grad(self.model, x, y, backprop=False)
+        g_3 = self.get_input_grad(self.model, x_adv, y, backprop=True)
+        lin_err = ((g_2 - g_3) * (g_2 - g_3)).mean(dim=0).sum()
+        loss += self.args.lin_reg * lin_err
+        return loss, lin_err.item()
+
+    def step(self, x, y, opt):
+        opt.zero_grad()
+        loss, lin_err = self.loss(x, y)
+        loss.backward()
+        if len(self.elle_values) > 2 and lin_err > np.mean(self.elle_values) + self.args.sensitivity * np.std(self.elle_values):
+            self.args.lin_reg = self.args.lambda_aux
+        else:
+            self.args.lin_reg *= self.args.decay_rate
+        self.elle_values.append(lin_err)
+        opt.step()
+        return loss.item()
+
+
+def test_cure_elle_matches_the_elle_repositorys_cure_over_steps():
+    from cobench.api import StepContext
+    from cobench.methods.cure import CUREElle
+    from cobench.testing import RecordingStep
+
+    eps = 16 / 255
+    ours, ref = bn_model(1), bn_model(1)
+    reference = ReferenceELLETrainer(ref, eps, lin_reg=5.0)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.01)
+    opt = torch.optim.SGD(ours.parameters(), lr=0.01)
+    losses = []
+
+    def update(loss, logits, y):
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+
+    ctx = StepContext(ours, RecordingStep(ours, eps).setup, update, -math.inf, math.inf)  # no clamp, as ELLE
+    method = CUREElle(lam_max=5.0)
+    method.setup(ctx.setup)
+    lams = []
+    for seed in (7, 7, 7, 7, 9, 9, 6, 10):  # a low-error batch, then a high-error one: lam switches on, then decays
+        x, y = data(seed=seed, dtype=torch.float64)
+        expected = reference.step(x, y, ref_opt)
+        method.train_step(Batch(x, y, torch.arange(len(x))), ctx)
+        assert math.isclose(losses[-1], expected, rel_tol=1e-9), seed
+        assert math.isclose(method.lam.lam, reference.args.lin_reg, rel_tol=1e-9, abs_tol=1e-12)
+        lams.append(method.lam.lam)
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(ours[2].running_mean, ref[2].running_mean)
+    assert max(lams) == 5.0 and 0 < lams[-1] < 5.0  # the on/off schedule switched on, then decayed
 
 
 # ---------------------------------------------------------------- ELLE

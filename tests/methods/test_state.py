@@ -45,6 +45,55 @@ def test_free_replays_each_minibatch_and_carries_delta_to_the_next(cobench_step_
     assert torch.equal(method.delta[10:], delta[10:])
 
 
+def reference_train_free(model, batches, epsilon, replays, batch_size, lr):
+    """The training loop of locuslab/fast_adversarial CIFAR10/train_free.py (fp32, no amp, a fixed LR)."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    criterion = torch.nn.CrossEntropyLoss()
+    lower_limit, upper_limit = 0.0, 1.0
+    delta = torch.zeros(batch_size, *batches[0][0].shape[1:])
+    delta.requires_grad = True
+    for X, y in batches:
+        for _ in range(replays):
+            output = model(X + delta[:X.size(0)])
+            loss = criterion(output, y)
+            opt.zero_grad()
+            loss.backward()
+            grad = delta.grad.detach()
+            delta.data = torch.clamp(delta + epsilon * torch.sign(grad), -epsilon, epsilon)
+            delta.data[:X.size(0)] = torch.max(torch.min(delta[:X.size(0)], upper_limit - X), lower_limit - X)
+            opt.step()
+            delta.grad.zero_()
+    return delta.detach()
+
+
+def test_free_matches_the_reference_train_free_loop():
+    from cobench.api import StepContext
+    from cobench.testing import RecordingStep
+
+    ours, ref = linear_model(seed=3), linear_model(seed=3)
+    batches = []
+    for seed, n in ((1, 16), (2, 16), (3, 10)):  # a short last batch, as the last of an epoch
+        x, y = data(seed=seed, saturate=False)
+        batches.append((x[:n].clamp(2 * EPS, 1 - 2 * EPS), y[:n]))  # interior: no box clamp applies
+    ref_delta = reference_train_free(ref, batches, EPS, replays=3, batch_size=16, lr=0.05)
+
+    opt = torch.optim.SGD(ours.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+
+    def update(loss, logits, y):
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    ctx = StepContext(ours, RecordingStep(ours, EPS).setup, update)
+    method = FreeAT(replays=3)
+    method.setup(ctx.setup)
+    for x, y in batches:
+        method.train_step(Batch(x, y, torch.arange(len(x))), ctx)
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    torch.testing.assert_close(method.delta, ref_delta, rtol=0, atol=1e-6)
+
+
 def test_free_rejects_zero_replays_and_setup_forgets_the_perturbation(cobench_step_ctx):
     with pytest.raises(ConfigError):
         FreeAT(replays=0)

@@ -1,0 +1,133 @@
+"""``cobench leaderboard build --dry-run``: cell count and device-hours from a measured step cost.
+
+For each method of the board, a few training steps of the board's model, method and batch size
+are timed on the current device on random images of the dataset's shape (read from the files
+under ``--data-dir`` when present, else declared by the dataset class), then scaled by the number of steps a
+cell trains. The final PGD evaluation is timed the same way (one attack step on an evaluation
+batch, scaled by steps x restarts x test samples). Per-epoch probes and AutoAttack are not in
+the estimate.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ..api import DataSplits, EvalContext
+from ..attacks import input_gradient
+from ..device import resolve_device, seed_everything
+from ..errors import CobenchError
+from ..cell import Cell
+from ..options import RunOptions
+from ..plugins import get_plugin_manager
+from ..runner import load_dataset
+from ..training import CellParts, Normalize, train
+from .spec import Leaderboard
+
+#: evaluators whose final attack is timed, and the parameters that give (steps, restarts, samples)
+PGD_EVALUATORS = ("pgd", "pgd-50-10")
+
+
+def dataset_facts(cell: Cell, options: RunOptions) -> tuple[bool, tuple[int, int, int], int, int, int]:
+    """(files found, image shape, train size, test size, classes): from the files when present,
+    else from what the dataset class declares."""
+    cls = get_plugin_manager().registry.get("datasets", cell.dataset["name"])
+    try:
+        data = load_dataset(cell.dataset, RunOptions(device=options.device, data_dir=options.data_dir))
+        return True, data.image_shape, len(data.train_x), len(data.test_x), data.num_classes
+    except CobenchError:
+        facts = [getattr(cls, k, None) for k in ("image_shape", "train_size", "test_size")]
+        if None in facts:
+            raise CobenchError(f"dataset {cell.dataset['name']!r} is not under {options.data_dir!r} and declares no "
+                               "image_shape/train_size/test_size; put its files there to estimate the board's cost") from None
+        return False, tuple(facts[0]), int(facts[1]), int(facts[2]), int(cls.num_classes)
+
+
+def build_model(cell: Cell, shape: tuple[int, int, int], classes: int, mean, std, device: torch.device):
+    reg = get_plugin_manager().registry
+    net = reg.get("models", cell.model["name"])(**cell.model["params"]).build(num_classes=classes, image_shape=shape)
+    layers = [Normalize(mean, std)] if cell.training["normalize"] else []
+    return torch.nn.Sequential(*layers, net).to(device)
+
+
+def time_per_step(cell: Cell, shape, classes: int, device: torch.device, steps: int) -> float:
+    """Seconds per training step (one minibatch, all its replays) of ``cell``'s method, model and batch size."""
+    reg = get_plugin_manager().registry
+    seed_everything(0)
+    bs = cell.training["batch_size"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(bs * steps, *shape, generator=g)
+    y = torch.randint(0, classes, (bs * steps,), generator=g)
+    mean, std = (0.5,) * shape[0], (0.25,) * shape[0]
+    data = DataSplits(x, y, x[:bs], y[:bs], classes, mean, std).to(device)
+    model = build_model(cell, shape, classes, mean, std, device)
+    method = reg.get("methods", cell.method["name"])(**cell.method["params"])
+    injection = reg.get("injections", "none")()
+    ctx = EvalContext(eps=cell.eps / 255, test_x=data.test_x, test_y=data.test_y, clean_test_x=data.test_x,
+                      injection=injection, num_classes=classes, device=device, batch_size=bs, seed=0,
+                      probe_x=data.test_x, probe_y=data.test_y)
+    training = {**cell.training, "epochs": 2 * max(1, int(method.replays))}  # two epochs: the first warms up
+    parts = CellParts(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=ctx)
+    outcome = train(parts, training, RunOptions(device=str(device)))
+    return outcome.history[-1]["epoch_train_time_s"] / steps
+
+
+def time_per_attack_step(cell: Cell, shape, classes: int, device: torch.device) -> float:
+    """Seconds of one PGD step (forward + input gradient) on one evaluation batch, model in eval mode."""
+    bs = cell.training["eval_batch_size"]
+    x = torch.rand(bs, *shape, device=device)
+    y = torch.randint(0, classes, (bs,), device=device)
+    model = build_model(cell, shape, classes, (0.5,) * shape[0], (0.25,) * shape[0], device).eval()
+    input_gradient(model, x, y, torch.zeros_like(x))  # warm-up
+    t0 = time.perf_counter()
+    input_gradient(model, x, y, torch.zeros_like(x))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+def eval_attack_steps(cell: Cell, test_size: int) -> int:
+    """Attack steps of the cell's final PGD evaluators, in evaluation batches."""
+    total = 0
+    for ev in cell.evaluators:
+        if ev["name"] not in PGD_EVALUATORS:
+            continue
+        p = ev["params"]
+        samples = min(p.get("max_samples") or test_size, test_size)
+        batches = math.ceil(samples / cell.training["eval_batch_size"])
+        total += p.get("steps", 0) * max(1, p.get("restarts", 1)) * batches
+    return total
+
+
+def estimate_board(lb: Leaderboard, plan: list[tuple[Cell, Path, Any]], *, options: RunOptions,
+                   steps: int) -> Iterator[str]:
+    """Lines of the dry-run report: cells, measured step costs per method, device-hours in total."""
+    dev = resolve_device(options.device)
+    todo = [cell for cell, _, done in plan if done is None]
+    yield f"{lb.name}: {len(plan)} cells, {len(plan) - len(todo)} finished, {len(todo)} to train"
+    if not todo:
+        return
+    found, shape, n_train, test_size, classes = dataset_facts(todo[0], options)
+    reg = get_plugin_manager().registry
+    yield (f"  step costs measured on {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
+           f"{steps} step(s) per method on random images of shape {shape} "
+           f"({'dataset found' if found else 'dataset not under --data-dir: sizes it declares'}); model {lb.model}")
+    per_method: dict[str, float] = {}
+    attack_step = time_per_attack_step(todo[0], shape, classes, dev)
+    total = 0.0
+    for cell in todo:
+        name = cell.method["name"]
+        if name not in per_method:
+            per_method[name] = time_per_step(cell, shape, classes, dev, steps)
+            yield f"  {name}: {per_method[name]:.3f} s/step"
+        replays = max(1, int(reg.get("methods", name).replays))
+        bs = cell.training["batch_size"]
+        steps_per_epoch = n_train // bs + (1 if n_train % bs >= 2 else 0)
+        train_s = math.ceil(cell.training["epochs"] / replays) * steps_per_epoch * per_method[name]
+        total += train_s + eval_attack_steps(cell, test_size) * attack_step
+    yield (f"  estimate: {total / 3600:.3g} device-hours on {dev} for {len(todo)} cells "
+           f"(training + final PGD evaluation; per-epoch probes and AutoAttack not included)")

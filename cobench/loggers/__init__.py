@@ -1,0 +1,1 @@
+"""Built-in run loggers (``--loggers``): TensorBoard and MLflow, both optional extras."""
