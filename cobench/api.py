@@ -29,6 +29,9 @@ class Component:
     spec_arg: ClassVar[str | None] = None
     #: a citation for the algorithm, shown by ``cobench list``
     paper: ClassVar[str] = ""
+    #: conditions on numeric parameters, checked before any cell runs (:mod:`cobench.params`):
+    #: ``{"steps": ">= 1", "q": ("> 0", "< 1")}``
+    ranges: ClassVar[dict[str, str | tuple[str, ...]]] = {}
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:

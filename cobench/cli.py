@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -24,6 +26,10 @@ from .run_command import report_run, run_options
 from .tables import aggregate, summary_tables
 
 
+#: the status of a process ended by SIGPIPE, as shells report it
+SIGPIPE_EXIT = 128 + signal.SIGPIPE
+
+
 class CobenchGroup(click.Group):
     """Turns unexpected exceptions into one clear line (``--traceback`` shows the rest)."""
 
@@ -35,6 +41,9 @@ class CobenchGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `cobench results | head`: the reader left; end quietly, as a SIGPIPE would
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(SIGPIPE_EXIT)
         except Exception as exc:
             if ctx.obj and ctx.obj.get("traceback"):
                 traceback.print_exc()
@@ -99,10 +108,13 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     """
     from .runner import Runner
 
+    if not results_dir.strip():
+        raise CobenchError("--results-dir is empty; name a directory, e.g. --results-dir results")
     spec = GridSpec.from_toml(grid_file) if grid_file else GridSpec()
-    spec.override(methods=parse_list(methods), eps=parse_list(eps), injections=parse_list(injections),
-                  betas=parse_list(betas), seeds=parse_list(seeds), datasets=parse_list(datasets),
-                  models=parse_list(models), evaluators=parse_list(evaluators),
+    spec.override(methods=parse_list(methods, what="--methods"), eps=parse_list(eps, what="--eps"),
+                  injections=parse_list(injections, what="--injections"), betas=parse_list(betas, what="--beta"),
+                  seeds=parse_list(seeds, what="--seeds"), datasets=parse_list(datasets, what="--datasets"),
+                  models=parse_list(models, what="--models"), evaluators=parse_list(evaluators, what="--evaluators"),
                   protocol=protocol, epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp,
                   stop_after_collapse=stop_after_collapse)
     for p in params:
@@ -136,7 +148,7 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 def results(results_dir: str, fmt: str, output: str | None) -> None:
     """Summarise or export every result under RESULTS_DIR (CSV/JSON load straight into pandas)."""
-    found = list(iter_results(Path(results_dir)))
+    found = list(iter_results(Path(results_dir), warn=lambda m: click.echo(f"warning: {m}", err=True)))
     rows = [flat_row(r) for _, r in found]
     if not rows:
         raise CobenchError(f"no result files under {results_dir!r}")

@@ -36,7 +36,17 @@ def run_evaluators(model: nn.Module, evaluators: list[Evaluator], measure: Calla
     owners = dict.fromkeys(metrics, TRAINING_LOOP)
     with evaluation_mode(model):
         for evaluator in evaluators:
-            produced = measure(evaluator) or {}
+            try:
+                produced = measure(evaluator) or {}
+            except CobenchError:
+                raise
+            except Exception as exc:
+                raise CobenchError(f"evaluator {evaluator.name!r} raised {type(exc).__name__}: {exc}") from exc
+            bad = {k: v for k, v in produced.items() if k.endswith("_acc") and isinstance(v, (int, float))
+                   and not isinstance(v, bool) and not 0.0 <= v <= 1.0}
+            if bad:
+                raise CobenchError(f"evaluator {evaluator.name!r} reported accuracy outside [0, 1]: "
+                                   + ", ".join(f"{k}={v!r}" for k, v in bad.items()))
             clash = sorted(set(produced) & set(metrics))
             if clash:
                 raise CobenchError(f"evaluator {evaluator.name!r} reports metric(s) {clash} already reported by "

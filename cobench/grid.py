@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from .api import NO_INJECTION
 from .errors import ConfigError
 from .kinds import GRID_KINDS, singular
+from .params import value_problems
 from .protocols import DEFAULT_PROTOCOL, LR_SCHEDULES, get_protocol
 
 
@@ -52,28 +54,19 @@ class TrainingConfig:
         return values
 
     def validate(self) -> None:
-        v = self.resolved()
-        if v["epochs"] < 1:
-            raise ConfigError(f"epochs must be >= 1, got {v['epochs']}")
-        if v["batch_size"] < 2:
-            raise ConfigError(f"batch_size must be >= 2, got {v['batch_size']}")
-        if not (0 < v["lr_max"] <= 10):
-            raise ConfigError(f"lr_max must be in (0, 10], got {v['lr_max']}")
-        if v["lr_schedule"] not in LR_SCHEDULES:
-            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {v['lr_schedule']!r}")
-        if not (0 < v["lr_peak"] < 1):
-            raise ConfigError(f"lr_peak must be in (0, 1), got {v['lr_peak']}")
-        if not (0 <= v["momentum"] < 1) or not (0 <= v["base_momentum"] <= v["momentum"]):
-            raise ConfigError(f"momentum must be in [0, 1) and base_momentum in [0, momentum], "
-                              f"got {v['momentum']} and {v['base_momentum']}")
-        if v["weight_decay"] < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {v['weight_decay']}")
-        if v["optimizer_steps"] < 1:
-            raise ConfigError(f"optimizer_steps must be >= 1, got {v['optimizer_steps']}")
-        if v["amp"] not in AMP_MODES:
-            raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {v['amp']!r}")
-        if not isinstance(v["stop_after_collapse"], int) or v["stop_after_collapse"] < 0:
-            raise ConfigError(f"stop_after_collapse must be a non-negative integer (0 = never), got {v['stop_after_collapse']!r}")
+        """Every field of the right type, and every resolved value in range; one error lists every problem."""
+        problems = value_problems("training", asdict(self), typing.get_type_hints(TrainingConfig), {})
+        if not problems:
+            v = self.resolved()
+            problems = value_problems("training", v, {}, TRAINING_RANGES)
+            if v["lr_schedule"] not in LR_SCHEDULES:
+                problems.append(f"training.lr_schedule = {v['lr_schedule']!r}: expected one of {', '.join(LR_SCHEDULES)}")
+            if isinstance(v["base_momentum"], (int, float)) and v["base_momentum"] > v["momentum"]:
+                problems.append(f"training.base_momentum = {v['base_momentum']!r}: expected <= momentum ({v['momentum']})")
+            if v["amp"] not in AMP_MODES:
+                problems.append(f"training.amp = {v['amp']!r}: expected one of {', '.join(AMP_MODES)}")
+        if problems:
+            raise ConfigError("invalid training value(s):\n  " + "\n  ".join(problems))
 
     def as_config(self) -> dict[str, Any]:
         """The training part of a cell's config: the protocol's name and every resolved value.
@@ -86,6 +79,13 @@ class TrainingConfig:
 
 
 AMP_MODES = ("off", "bf16")
+#: the largest seed: torch.manual_seed takes any int64, and results store it as a JSON integer
+MAX_SEED = 2**63 - 1
+#: conditions on TrainingConfig's numeric fields (see cobench.params)
+TRAINING_RANGES = {"epochs": ">= 1", "batch_size": ">= 2", "lr_max": ("> 0", "<= 10"), "lr_peak": ("> 0", "< 1"),
+                   "momentum": (">= 0", "< 1"), "base_momentum": ">= 0", "weight_decay": ">= 0",
+                   "optimizer_steps": ">= 1", "probe_size": ">= 1", "eval_batch_size": ">= 1",
+                   "stop_after_collapse": ">= 0"}
 #: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
 LATE_DEFAULTS: dict[str, Any] = {"amp": "off", "stop_after_collapse": 0}
 
@@ -122,8 +122,8 @@ class GridSpec:
                 raise ConfigError(f"{source}: unknown grid key {key!r}; valid keys: "
                                   + ", ".join(k for k in cls.__dataclass_fields__ if k not in ("training", "params")))
             setattr(spec, key, value if isinstance(value, list) else [value])
-        training = dict(data.get("training", {}))
-        training.update(data.get("evaluation", {}))
+        training = {**table(data.get("training", {}), "[training]", source),
+                    **table(data.get("evaluation", {}), "[evaluation]", source)}
         spec.training = make_training(training, source)
         spec.params = data.get("params", {})
         spec.normalize()
@@ -143,10 +143,7 @@ class GridSpec:
     def normalize(self) -> None:
         self.eps = [parse_level(e, "eps") for e in self.eps]
         self.betas = [parse_level(b, "beta") for b in self.betas]
-        try:
-            self.seeds = [int(s) for s in self.seeds]
-        except (TypeError, ValueError):
-            raise ConfigError(f"seeds must be integers, got {self.seeds}") from None
+        self.seeds = [parse_seed(s) for s in self.seeds]
         for key in GRID_KINDS:
             names = [str(n).strip() for n in getattr(self, key)]
             if not names or any(not n for n in names):
@@ -158,6 +155,8 @@ class GridSpec:
         self.training.validate()
         if self.training.stop_after_collapse and "co" not in [str(e).split(":")[0] for e in self.evaluators]:
             raise ConfigError("stop_after_collapse needs the 'co' evaluator (it detects the collapse); add it to evaluators")
+        if not isinstance(self.params, dict):
+            raise ConfigError(f"params must be a table of kinds ([params.methods.pgd] steps = 5), got {self.params!r}")
         for kind, comps in self.params.items():
             if kind not in GRID_KINDS:
                 raise ConfigError(f"params.{kind}: unknown kind; valid kinds: {', '.join(GRID_KINDS)}")
@@ -186,7 +185,9 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{what} {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {str(path)!r} is a directory, not a TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {exc}") from None
 
 
@@ -196,6 +197,24 @@ def make_training(values: dict[str, Any], source: str) -> TrainingConfig:
     if unknown:
         raise ConfigError(f"{source}: unknown training key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
     return TrainingConfig(**values)
+
+
+def table(value: Any, what: str, source: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {what} must be a table of key = value lines, got {value!r}")
+    return value
+
+
+def parse_seed(value: Any) -> int:
+    """A seed: an integer in 0..MAX_SEED (a string of digits is accepted, as the CLI passes them)."""
+    try:
+        seed = int(value) if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) else None
+    except ValueError:
+        seed = None
+    if seed is None or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed {value!r} is not valid: seeds must be integers in 0..{MAX_SEED} "
+                          "(2**63 - 1, the range torch seeds and results store)")
+    return seed
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -222,11 +241,11 @@ def parse_level(value: Any, what: str) -> float:
     return value
 
 
-def parse_list(text: str | None, cast=str) -> list[Any] | None:
+def parse_list(text: str | None, cast=str, what: str = "list") -> list[Any] | None:
     """``"a,b, c"`` -> ["a", "b", "c"]; None stays None (not given on the command line)."""
     if text is None:
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise ConfigError(f"empty list {text!r}")
+        raise ConfigError(f"{what} {text!r} is empty; give a comma-separated list, e.g. {what} a,b")
     return [cast(t) for t in items]

@@ -1,5 +1,5 @@
-"""Progress display: rich bars for cells and epochs on a terminal, one plain line per
-finished cell otherwise (logs, CI)."""
+"""Progress display: rich bars for cells and epochs on a terminal; otherwise (logs, CI,
+``nohup``) plain unwrapped lines, one per finished epoch and one per finished cell."""
 from __future__ import annotations
 
 from typing import Any
@@ -16,6 +16,7 @@ class GridProgress:
         self.grid_task = self.epoch_task = None
         self.done = 0
         self.total = 0
+        self.cell: Any = None
 
     def start_grid(self, total: int, skipped: int) -> None:
         self.total, self.done = total, skipped
@@ -31,12 +32,17 @@ class GridProgress:
             self.epoch_task = self.progress.add_task("epochs", total=1, visible=False)
 
     def on_cell_start(self, cell: Any) -> None:
+        self.cell = cell
         if self.progress is not None:
             self.progress.update(self.epoch_task, description=f"  {cell.label}", completed=0, total=None, visible=True)
 
     def on_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
         if self.progress is not None:
             self.progress.update(self.epoch_task, completed=epoch, total=epochs)
+            return
+        numbers = " ".join(f"{k}={v:.3f}" for k, v in record.items() if isinstance(v, float))
+        label = f" {self.cell.label}" if self.cell is not None else ""
+        self.plain(f"  epoch {epoch}/{epochs}{label}: {numbers}")
 
     def on_cell_done(self, cell: Any, result: dict[str, Any]) -> None:
         self.done += 1
@@ -53,7 +59,11 @@ class GridProgress:
             self.progress.advance(self.grid_task)
             self.progress.console.print(line)
         else:
-            self.console.print(line, highlight=False)
+            self.plain(line)
+
+    def plain(self, line: str) -> None:
+        """One log line, never wrapped (a narrow pipe would otherwise split it)."""
+        self.console.print(line, highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
         if self.progress is not None:

@@ -15,6 +15,7 @@ from .cell import Cell
 from .errors import ConfigError
 from .grid import GridSpec, split_spec
 from .kinds import GRID_KINDS, singular
+from .params import component_problems
 from .plugins import Registry
 from .protocols import get_protocol
 
@@ -28,6 +29,8 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
     check_names(spec, registry)
     resolved = {kind: {name: resolve_component(registry, kind, name, spec.params) for name in getattr(spec, kind)}
                 for kind in ("datasets", "models", "injections", "evaluators")}
+    problems = [p for kind, parts in resolved.items() for part in parts.values()
+                for p in component_problems(registry.get(kind, part["name"]), kind, part["params"])]
     evaluators = [protocol_evaluator(spec, part, name) for name, part in resolved["evaluators"].items()]
     training = spec.training.as_config()
     cells: list[Cell] = []
@@ -37,12 +40,17 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
         injection_part = resolved["injections"][injection]
         betas = spec.betas if registry.get("injections", injection_part["name"]).uses_beta else [0.0]
         method_part = resolve_component(registry, "methods", method, spec.params, eps255=eps)
+        method_problems = component_problems(registry.get("methods", method_part["name"]), "methods",
+                                             method_part["params"])
+        problems += [p for p in method_problems if p not in problems]
         for beta, seed in itertools.product(betas, spec.seeds):
             cells.append(Cell(
                 dataset=resolved["datasets"][dataset], model=resolved["models"][model], method=method_part,
                 eps=eps, injection=injection_part, beta=beta, seed=seed, training=training,
                 evaluators=evaluators,
             ))
+    if problems:
+        raise ConfigError(f"{len(problems)} invalid parameter value(s):\n  " + "\n  ".join(problems))
     return cells
 
 

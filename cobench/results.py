@@ -10,6 +10,7 @@ never half of one.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -32,6 +33,9 @@ from .errors import CobenchError
 SCHEMA_VERSION = 1
 #: the JSON schema every result file follows, shipped inside the package
 SCHEMA_FILE = "result.schema.json"
+#: what a result's config holds (a Cell's fields), and those that are components ({"name", "params"})
+CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell))
+COMPONENT_FIELDS = ("dataset", "model", "method", "injection")
 #: files ``cobench run`` writes beside the results that are not results
 SUMMARY_FILES = ("summary.json", "summary.csv")
 
@@ -174,9 +178,11 @@ def read_result(path: Path, validate: bool = False) -> dict[str, Any]:
     JSON, or is not a (valid) cobench result.
     """
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ResultValidationError(f"result file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ResultValidationError(f"result file {str(path)!r} is not UTF-8 text: {exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -185,17 +191,26 @@ def read_result(path: Path, validate: bool = False) -> dict[str, Any]:
         return validate_result(data, path)
     if not isinstance(data, dict) or "config" not in data or "status" not in data:
         raise ResultValidationError(f"result file {str(path)!r} is not a cobench result (no 'config'/'status')")
+    config = data["config"]
+    missing = [f for f in CELL_FIELDS if not isinstance(config, dict) or f not in config]
+    if missing or not all(isinstance(config[k], dict) and "name" in config[k] for k in COMPONENT_FIELDS):
+        raise ResultValidationError(f"result file {str(path)!r} is not a cobench result of this schema: its config "
+                                    + (f"lacks {', '.join(missing)}" if missing else "names no component"))
     return data
 
 
-def iter_results(results_dir: Path, strict: bool = False, validate: bool = False) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every result under ``results_dir``; unreadable files are skipped unless ``strict``."""
+def iter_results(results_dir: Path, strict: bool = False, validate: bool = False,
+                 warn: Callable[[str], None] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every result under ``results_dir``; unreadable files are skipped (``warn`` is told why,
+    naming the file) unless ``strict``, which raises."""
     for path in result_files(results_dir):
         try:
             yield path, read_result(path, validate=validate)
-        except ResultValidationError:
+        except ResultValidationError as exc:
             if strict:
                 raise
+            if warn is not None:
+                warn(f"skipped: {exc.message}")
 
 
 def finished_result(results_dir: Path, cell: Cell) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ class Digits(Dataset):
     """scikit-learn's 1,797 8x8 handwritten digits, upsampled to 16x16 grey in [0,1]; 10 classes, bundled."""
 
     name = "digits"
+    ranges = {"size": ">= 1", "test_fraction": ("> 0", "< 1")}
 
     def __init__(self, size: int = 16, test_fraction: float = 0.25, augment: bool = False):
         self.size = size

@@ -75,6 +75,7 @@ class NpzDataset(Dataset):
     """Any .npz with x_train/y_train/x_test/y_test (npz:PATH; uint8 or [0,1] float, NHWC, NCHW or NHW)."""
 
     name = "npz"
+    ranges = {"num_classes": ">= 0"}
     spec_arg = "path"
 
     def __init__(self, path: str | None = None, layout: str = "auto", num_classes: int = 0, augment: bool = False,
@@ -103,6 +104,9 @@ class NpzDataset(Dataset):
             raise CobenchError(f"npz {str(path)!r} is corrupt or not a .npz file ({type(exc).__name__}: {exc}); "
                                f"write it with numpy.savez(path, {'=..., '.join(KEYS)}=...)") from None
         where = f"npz {str(path)!r}"
+        empty = [f"x_{split}" for split in ("train", "test") if arrays[f"x_{split}"].size == 0]
+        if empty:
+            raise CobenchError(f"{where}: {' and '.join(empty)} has no images; both splits need at least one")
         xs, ys = [], []
         for split in ("train", "test"):
             x = images_to_tensor(arrays[f"x_{split}"], self.layout, f"{where} x_{split}")
@@ -111,6 +115,13 @@ class NpzDataset(Dataset):
         if xs[0].shape[1:] != xs[1].shape[1:]:
             raise CobenchError(f"{where}: x_train images are {tuple(xs[0].shape[1:])} but x_test images are {tuple(xs[1].shape[1:])}")
         k = self.num_classes or int(max(ys[0].max(), ys[1].max())) + 1
+        if not self.num_classes:
+            missing = sorted(set(range(k)) - set(ys[0].unique().tolist()))
+            if missing:  # an inferred class count must be dense, else one stray label makes a huge model
+                shown = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                raise CobenchError(f"{where}: labels must be dense 0..K-1 with every class in y_train; inferred "
+                                   f"K = {k} from the largest label but classes {shown} never occur "
+                                   "(relabel, or set num_classes)")
         lo, hi = min(int(y.min()) for y in ys), max(int(y.max()) for y in ys)
         if lo < 0 or hi >= k:
             raise CobenchError(f"{where}: labels must be in 0..{k - 1}, found {lo}..{hi}")

@@ -30,6 +30,7 @@ class FGSMAccuracy(Evaluator):
     """Accuracy under a zero-init FGSM attack of size eps (stays high when CO happens)."""
 
     name = "fgsm"
+    ranges = {"max_samples": ">= 0"}
 
     def __init__(self, max_samples: int = 0):
         self.max_samples = max_samples
@@ -52,6 +53,7 @@ class PGDAccuracy(Evaluator):
     """
 
     name = "pgd"
+    ranges = {"steps": ">= 1", "restarts": ">= 1", "alpha": "> 0", "max_samples": ">= 0"}
     paper = "Madry et al., ICLR 2018"
     metric = "pgd_acc"
 
@@ -79,6 +81,7 @@ class PGD50x10(PGDAccuracy):
     """
 
     name = "pgd-50-10"
+    ranges = {"steps": ">= 1", "restarts": ">= 1", "step_size": "> 0", "max_samples": ">= 0"}
     paper = "Ortiz-Jimenez, de Jorge et al., TMLR 2023 (after Wong, Rice & Kolter, ICLR 2020)"
     metric = "pgd50_10_acc"
 

@@ -25,6 +25,7 @@ class AutoAttackAccuracy(Evaluator):
     """Robust accuracy under L-inf AutoAttack (pyautoattack): standard, or fast = APGD-CE + APGD-T."""
 
     name = "autoattack"
+    ranges = {"n_samples": ">= 0", "batch_size": ">= 1", "n_iter": ">= 1"}
     paper = "Croce & Hein, 'Reliable evaluation of adversarial robustness...', ICML 2020"
 
     def __init__(self, version: str = "standard", n_samples: int = 1000, seed: int | None = None,

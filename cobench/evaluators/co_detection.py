@@ -40,6 +40,7 @@ class CODetector(Evaluator):
     """Per-epoch PGD and FGSM probe on a fixed held-out batch; reports whether and when CO happened."""
 
     name = "co"
+    ranges = {"steps": ">= 1", "alpha": "> 0", "gap": (">= 0", "<= 1"), "drop": (">= 0", "<= 1"), "floor": (">= 0", "<= 1")}
     paper = "Wong, Rice & Kolter, ICLR 2020 (CO); Ortiz-Jimenez, de Jorge et al., TMLR 2023"
 
     def __init__(self, steps: int = 10, alpha: float = 0.25, gap: float = 0.3, drop: float = 0.5, floor: float = 0.1,

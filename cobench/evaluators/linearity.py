@@ -104,6 +104,7 @@ class GradientAlignment(Evaluator):
     """Mean cosine of input gradients at x and x + U[-eps, eps] (per epoch on the probe batch, and at the end)."""
 
     name = "grad-align"
+    ranges = {"max_samples": ">= 1"}
     paper = "Andriushchenko & Flammarion, NeurIPS 2020; Ortiz-Jimenez, de Jorge et al., TMLR 2023"
 
     def __init__(self, max_samples: int = 1000, per_epoch: bool = True):
@@ -128,6 +129,7 @@ class LocalLinearityError(Evaluator):
     """Local linearity error: ELLE's E[(l(x_c) - (1-a)l(x_a) - a l(x_b))^2] or, kind=llr, Qin et al.'s gamma."""
 
     name = "lle"
+    ranges = {"draws": ">= 1", "steps": ">= 1", "max_samples": ">= 1"}
     paper = "Abad Rocamora et al., ICLR 2024 (elle); Qin et al., NeurIPS 2019 (llr)"
 
     def __init__(self, kind: str = "elle", draws: int = 4, steps: int = 10, max_samples: int = 1000,

@@ -97,6 +97,7 @@ class LocalParallelExecutor(Executor):
     """Worker processes on this machine: one per GPU, or `workers` on CPU sharing the cores."""
 
     name = "local-parallel"
+    ranges = {"workers": ">= 0"}
 
     def __init__(self, workers: int = 0, cells_per_device: int = 0):
         for key, value in (("workers", workers), ("cells_per_device", cells_per_device)):

@@ -32,6 +32,7 @@ class RayExecutor(Executor):
     """Ray tasks: one GPU per cell where the cluster has GPUs; --ray-address joins a cluster."""
 
     name = "ray"
+    ranges = {"workers": ">= 0", "gpus_per_cell": ">= 0"}
 
     def __init__(self, address: str | None = None, workers: int = 0, gpus_per_cell: float = 1.0,
                  cells_per_device: int = 0):

@@ -63,6 +63,7 @@ class LowPass(Injection):
     """Low-pass filter inside the model (attacks filtered too): keep DCT rows u < bandwidth; beta ignored."""
 
     name = "low-pass"
+    ranges = {"bandwidth": ">= 1"}
     paper = "Ortiz-Jimenez, de Jorge et al., TMLR 2023 (DCTLowPasser in low_pass_fgsm_train.py of their code)"
     uses_beta = False
 

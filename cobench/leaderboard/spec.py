@@ -86,7 +86,10 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
     if path.suffix != ".toml":
         raise ConfigError(f"leaderboard {str(path)!r}: expected a .toml file (leaderboards/<name>.toml)")
     data = read_toml(path, "leaderboard file")
-    meta = data.get("leaderboard", {})
+    if "leaderboard" not in data:
+        raise ConfigError(f"{path}: no [leaderboard] table, so this is not a leaderboard file (a grid file?); "
+                          f"add [leaderboard] with title = \"...\" (valid keys: {', '.join(LEADERBOARD_KEYS)})")
+    meta = data["leaderboard"]
     if not isinstance(meta, dict):
         raise ConfigError(f"{path}: [leaderboard] must be a table")
     unknown = sorted(set(meta) - set(LEADERBOARD_KEYS))

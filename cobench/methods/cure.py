@@ -55,6 +55,7 @@ class CURE(Method):
     """
 
     name = "cure"
+    ranges = {"lam": ">= 0", "h": "> 0"}
     paper = "Moosavi-Dezfooli, Fawzi, Uesato & Frossard, 'Robustness via curvature regularization, and vice versa', CVPR 2019"
 
     def __init__(self, lam: float = 4.0, h: float = 1.0):

@@ -57,6 +57,7 @@ class ELLE(Method):
     """
 
     name = "elle"
+    ranges = {"lam": ">= 0", "alpha": "> 0"}
     paper = PAPER
 
     def __init__(self, lam: float = 1000.0, alpha: float = 1.0):
@@ -111,6 +112,7 @@ class ELLEA(Method):
     """
 
     name = "elle-a"
+    ranges = {"lam_max": ">= 0", "decay": ("> 0", "<= 1"), "sensitivity": "> 0", "alpha": "> 0"}
     paper = PAPER
 
     def __init__(self, lam_max: float = 4000.0, decay: float = 0.99, sensitivity: float = 2.0, alpha: float = 1.0):

@@ -12,6 +12,7 @@ class FGSM(Method):
     """FGSM-AT: zero init, one signed-gradient step of size alpha * eps, then train on it."""
 
     name = "fgsm"
+    ranges = {"alpha": "> 0"}
     paper = "Goodfellow, Shlens & Szegedy, ICLR 2015; Wong, Rice & Kolter, ICLR 2020"
 
     def __init__(self, alpha: float = 1.0):

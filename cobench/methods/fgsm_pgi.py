@@ -36,6 +36,7 @@ class FGSMPGI(Method):
     """
 
     name = "fgsm-pgi"
+    ranges = {"alpha": "> 0", "lam": ">= 0", "decay": (">= 0", "<= 1"), "confidence": (">= 0", "<= 1")}
     paper = "Jia et al., 'Prior-guided adversarial initialization for fast adversarial training', ECCV 2022"
 
     def __init__(self, alpha: float = 1.0, lam: float = 10.0, decay: float = 0.3, confidence: float = 0.6,

@@ -33,6 +33,7 @@ class FreeAT(Method):
     """
 
     name = "free"
+    ranges = {"replays": ">= 1", "alpha": "> 0"}
     paper = "Shafahi et al., 'Adversarial training for free!', NeurIPS 2019"
 
     def __init__(self, replays: int = 8, alpha: float = 1.0):

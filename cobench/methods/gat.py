@@ -33,6 +33,7 @@ class GAT(Method):
     """
 
     name = "gat"
+    ranges = {"lam": ">= 0", "init": ">= 0", "alpha": "> 0", "boost": ">= 0"}
     paper = ("Sriramanan, Addepalli, Baburaj & Babu, 'Guided adversarial attack for evaluating and enhancing "
              "adversarial defenses', NeurIPS 2020")
 

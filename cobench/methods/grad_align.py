@@ -52,6 +52,7 @@ class GradAlign(Method):
     """
 
     name = "grad-align"
+    ranges = {"lam": ">= 0", "alpha": "> 0"}
     paper = "Andriushchenko & Flammarion, 'Understanding and improving fast adversarial training', NeurIPS 2020"
 
     def __init__(self, lam: float = 0.2, alpha: float = 1.25):

@@ -52,6 +52,7 @@ class KimCheckpoints(Method):
     """
 
     name = "kim"
+    ranges = {"c": ">= 1", "alpha": "> 0"}
     paper = "Kim, Lee & Lee, 'Understanding catastrophic overfitting in single-step adversarial training', AAAI 2021"
 
     def __init__(self, c: int = 3, alpha: float = 1.25):

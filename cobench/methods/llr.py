@@ -68,6 +68,7 @@ class LLR(Method):
     """
 
     name = "llr"
+    ranges = {"lam": ">= 0", "mu": ">= 0", "nominal_weight": ">= 0", "steps": ">= 1", "lr": "> 0"}
     paper = "Qin et al., 'Adversarial robustness through local linearization', NeurIPS 2019"
 
     def __init__(self, lam: float = 4.0, mu: float = 0.3, nominal_weight: float = 2.0, steps: int = 10, lr: float = 0.1):

@@ -12,6 +12,7 @@ class NFGSM(Method):
     """N-FGSM: init U[-k*eps, k*eps] (k=2), FGSM step alpha*eps (alpha=1), no projection to the eps-ball."""
 
     name = "n-fgsm"
+    ranges = {"k": ">= 0", "alpha": "> 0", "clip": ">= 0"}
     paper = "de Jorge, Bibi, Volpi, Sanyal, Torr, Rogez & Dokania, 'Make some noise', NeurIPS 2022"
 
     def __init__(self, k: float = 2.0, alpha: float = 1.0, clip: float = 0.0):

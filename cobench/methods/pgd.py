@@ -12,6 +12,7 @@ class PGDAT(Method):
     """PGD-AT: `steps` signed-gradient steps of alpha*eps from a uniform start, projected to the eps-ball."""
 
     name = "pgd"
+    ranges = {"steps": ">= 1", "alpha": "> 0"}
     paper = "Madry, Makelov, Schmidt, Tsipras & Vladu, ICLR 2018"
 
     def __init__(self, steps: int = 10, alpha: float = 0.25, random_init: bool = True):

@@ -18,6 +18,7 @@ class RSFGSM(Method):
     """
 
     name = "rs-fgsm"
+    ranges = {"alpha": "> 0"}
     paper = "Wong, Rice & Kolter, 'Fast is better than free: revisiting adversarial training', ICLR 2020"
 
     def __init__(self, alpha: float = 1.25):

@@ -54,6 +54,7 @@ class ZeroGrad(Method):
     """
 
     name = "zerograd"
+    ranges = {"q": (">= 0", "<= 1"), "alpha": "> 0"}
     paper = PAPER
 
     def __init__(self, q: float = 0.35, alpha: float = 2.0, random_init: bool = True):
@@ -84,6 +85,7 @@ class MultiGrad(Method):
     """
 
     name = "multigrad"
+    ranges = {"samples": ">= 1", "threshold": ">= 0", "alpha": "> 0"}
     paper = PAPER
 
     def __init__(self, samples: int = 3, threshold: int = 0, alpha: float = 2.0):

@@ -61,6 +61,7 @@ class PreActResNet18(Model):
     """
 
     name = "preact-resnet18"
+    ranges = {"width": ">= 1"}
     paper = "He, Zhang, Ren & Sun, 'Identity mappings in deep residual networks', ECCV 2016"
 
     def __init__(self, width: int = 64):

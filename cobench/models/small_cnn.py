@@ -11,6 +11,7 @@ class SmallCNN(Model):
     """Three conv-BN-ReLU blocks (width w, 2w, 4w), global average pooling and a linear head."""
 
     name = "small-cnn"
+    ranges = {"width": ">= 1"}
 
     def __init__(self, width: int = 32):
         self.width = width

@@ -21,6 +21,7 @@ class TimmModel(Model):
     """Any timm model by name (timm:NAME), randomly initialised, with the dataset's classes and channels."""
 
     name = "timm"
+    ranges = {"drop_rate": (">= 0", "< 1")}
     spec_arg = "model_name"
     paper = "Wightman, PyTorch Image Models (timm), 2019"
 

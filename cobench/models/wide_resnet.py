@@ -62,6 +62,7 @@ class WideResNet(Model):
     """WideResNet-depth-width (default WRN-28-10, 36.5M parameters); depth = 6n + 4."""
 
     name = "wrn-28-10"
+    ranges = {"depth": ">= 10", "width": ">= 1", "dropout": (">= 0", "< 1")}
     paper = "Zagoruyko & Komodakis, 'Wide residual networks', BMVC 2016"
 
     def __init__(self, depth: int = 28, width: int = 10, dropout: float = 0.0):

@@ -81,7 +81,7 @@ steps = 3
     ("[grid]\nmethodz = ['fgsm']\n", "unknown grid key 'methodz'"),
     ("[training]\nepoch = 3\n", "unknown training key(s) epoch"),
     ("[grid]\neps = [300]\n", "out of range"),
-    ("[training]\nepochs = 0\n", "epochs must be >= 1"),
+    ("[training]\nepochs = 0\n", "training.epochs = 0: expected >= 1"),
     ("[grid\n", "not valid TOML"),
 ])
 def test_bad_grid_files_give_clear_messages(tmp_path, text, fragment):

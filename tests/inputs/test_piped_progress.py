@@ -1,0 +1,26 @@
+"""Piped output shows one unwrapped line per epoch and per cell (issue 12, Execution)."""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from cobench.grid import GridSpec
+from cobench.progress import GridProgress
+from cobench.resolve import resolve
+
+
+def test_not_a_terminal_prints_epoch_lines_unwrapped(pm):
+    buf = io.StringIO()
+    progress = GridProgress(Console(file=buf, width=40, force_terminal=False))
+    (cell,) = resolve(GridSpec.from_dict({"grid": {"methods": ["n-fgsm"], "eps": [8]}}), pm.registry)
+    progress.start_grid(1, 0)
+    progress.on_cell_start(cell)
+    for epoch in (1, 2):
+        progress.on_epoch(epoch, 2, {"epoch": epoch, "train_loss": 1.23456, "probe_pgd_acc": 0.5})
+    progress.on_cell_done(cell, {"status": "ok", "metrics": {"clean_acc": 0.9}, "wall_time_s": 3.0})
+    progress.stop()
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == f"  epoch 1/2 {cell.label}: train_loss=1.235 probe_pgd_acc=0.500"
+    assert lines[1].startswith("  epoch 2/2 ") and len(lines) == 3
+    assert lines[2].startswith("[1/1] ") and lines[2].endswith("clean_acc=0.900 (3s)")
