@@ -16,13 +16,13 @@ from rich.table import Table
 
 from . import __version__
 from .errors import CobenchError
-from .grid import AMP_MODES, GridSpec, parse_list
+from .grid import GridSpec
 from .kinds import KIND_NAMES
 from .options import RunOptions
 from .plugins import get_plugin_manager
 from .progress import GridProgress
 from .results import csv_text, flat_row, iter_results, write_atomic, write_summary
-from .run_command import report_run, run_options
+from .run_command import grid_options, report_run, run_options
 from .tables import aggregate, summary_tables
 
 
@@ -76,31 +76,12 @@ def stderr() -> Console:
 
 # --------------------------------------------------------------------------- run
 @cli.command()
-@click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--methods", help="Comma-separated methods, e.g. fgsm,n-fgsm,pgd (see `cobench list methods`).")
-@click.option("--eps", help="Comma-separated eps in /255 units, e.g. 2,4,8.")
-@click.option("--injections", help="Comma-separated injections, e.g. none,low-freq.")
-@click.option("--beta", "betas", help="Comma-separated injection strengths in /255 units.")
-@click.option("--seeds", help="Comma-separated integer seeds, e.g. 0,1,2.")
-@click.option("--datasets", "--dataset", "datasets", help="Comma-separated datasets (name or name:ARG).")
-@click.option("--models", "--model", "models", help="Comma-separated models (name or name:ARG).")
-@click.option("--evaluators", help="Comma-separated evaluators, e.g. clean,fgsm,pgd,co.")
-@click.option("--protocol", help="Training protocol preset, e.g. co-features, fast-at (see `cobench list protocols`).")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--lr-max", type=float)
-@click.option("--amp", type=click.Choice(AMP_MODES), help="Training-step precision (evaluation is always fp32).")
-@click.option("--stop-after-collapse", type=click.IntRange(min=0), metavar="P",
-              help="End a cell once CO persisted for P epochs (needs the co evaluator; 0 = never, the default).")
-@click.option("--param", "params", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
-              help="Override a hyperparameter, e.g. methods.pgd.steps=5 (repeatable).")
-@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@grid_options
 @run_options
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
-def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets, models, evaluators, protocol, epochs,
-        batch_size, lr_max, amp, stop_after_collapse, params, results_dir, options: RunOptions, executor: str,
-        executor_options: dict[str, Any], dry_run, as_json) -> None:
+def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, executor_options: dict[str, Any],
+        dry_run: bool, as_json: bool) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
 
     With no arguments, runs the default grid on the embedded digits dataset and prints
@@ -108,17 +89,6 @@ def run(grid_file: str | None, methods, eps, injections, betas, seeds, datasets,
     """
     from .runner import Runner
 
-    if not results_dir.strip():
-        raise CobenchError("--results-dir is empty; name a directory, e.g. --results-dir results")
-    spec = GridSpec.from_toml(grid_file) if grid_file else GridSpec()
-    spec.override(methods=parse_list(methods, what="--methods"), eps=parse_list(eps, what="--eps"),
-                  injections=parse_list(injections, what="--injections"), betas=parse_list(betas, what="--beta"),
-                  seeds=parse_list(seeds, what="--seeds"), datasets=parse_list(datasets, what="--datasets"),
-                  models=parse_list(models, what="--models"), evaluators=parse_list(evaluators, what="--evaluators"),
-                  protocol=protocol, epochs=epochs, batch_size=batch_size, lr_max=lr_max, amp=amp,
-                  stop_after_collapse=stop_after_collapse)
-    for p in params:
-        spec.set_param(p)
     runner = Runner(spec, results_dir, options=options, executor=executor, executor_options=executor_options)
     out, err = stdout(), stderr()
     if dry_run:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
+from .grid import AMP_MODES
 from .options import RunOptions
 
 if TYPE_CHECKING:
@@ -38,6 +39,59 @@ RUN_OPTIONS = (
     click.option("--executor-param", "executor_params", multiple=True, metavar="NAME=VALUE",
                  help="An executor parameter, e.g. partition=gpu for submitit (see `cobench list executors`)."),
 )
+
+
+#: the grid a command runs: a TOML file and/or these flags (shared by `cobench run` and `cobench boundary`)
+GRID_OPTIONS = (
+    click.argument("grid_file", required=False, type=click.Path(dir_okay=False)),
+    click.option("--methods", help="Comma-separated methods, e.g. fgsm,n-fgsm,pgd (see `cobench list methods`)."),
+    click.option("--eps", help="Comma-separated eps in /255 units, e.g. 2,4,8."),
+    click.option("--injections", help="Comma-separated injections, e.g. none,low-freq."),
+    click.option("--beta", "betas", help="Comma-separated injection strengths in /255 units."),
+    click.option("--seeds", help="Comma-separated integer seeds, e.g. 0,1,2."),
+    click.option("--datasets", "--dataset", "datasets", help="Comma-separated datasets (name or name:ARG)."),
+    click.option("--models", "--model", "models", help="Comma-separated models (name or name:ARG)."),
+    click.option("--evaluators", help="Comma-separated evaluators, e.g. clean,fgsm,pgd,co."),
+    click.option("--protocol", help="Training protocol preset, e.g. co-features, fast-at (see `cobench list protocols`)."),
+    click.option("--epochs", type=int),
+    click.option("--batch-size", type=int),
+    click.option("--lr-max", type=float),
+    click.option("--amp", type=click.Choice(AMP_MODES), help="Training-step precision (evaluation is always fp32)."),
+    click.option("--stop-after-collapse", type=click.IntRange(min=0), metavar="P",
+                 help="End a cell once CO persisted for P epochs (needs the co evaluator; 0 = never, the default)."),
+    click.option("--param", "params", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
+                 help="Override a hyperparameter, e.g. methods.pgd.steps=5 (repeatable)."),
+    click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False)),
+)
+
+#: the list flags of GRID_OPTIONS and the GridSpec field each sets
+_LIST_FLAGS = {"methods": "--methods", "eps": "--eps", "injections": "--injections", "betas": "--beta",
+               "seeds": "--seeds", "datasets": "--datasets", "models": "--models", "evaluators": "--evaluators"}
+_VALUE_FLAGS = ("protocol", "epochs", "batch_size", "lr_max", "amp", "stop_after_collapse")
+
+
+def grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds the grid flags to a click command, which receives the parsed grid as ``spec``
+    (a :class:`~cobench.grid.GridSpec`, flags overriding the file) and ``results_dir``."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, grid_file: str | None, params: tuple[str, ...], results_dir: str, **kwargs: Any) -> Any:
+        from .errors import CobenchError
+        from .grid import GridSpec, parse_list
+
+        if not results_dir.strip():
+            raise CobenchError("--results-dir is empty; name a directory, e.g. --results-dir results")
+        spec = GridSpec.from_toml(grid_file) if grid_file else GridSpec()
+        values = {field: parse_list(kwargs.pop(field), what=flag) for field, flag in _LIST_FLAGS.items()}
+        values.update({field: kwargs.pop(field) for field in _VALUE_FLAGS})
+        spec.override(**values)
+        for p in params:
+            spec.set_param(p)
+        return command(*args, spec=spec, results_dir=results_dir, **kwargs)
+
+    for option in reversed(GRID_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 def parse_executor_params(assignments: tuple[str, ...]) -> dict[str, Any]:
