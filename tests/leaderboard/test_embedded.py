@@ -50,7 +50,7 @@ def test_embedded_leaderboard_shows_catastrophic_overfitting_of_fgsm_only():
 
 def test_induced_leaderboard_shows_injection_induced_co():
     doc = json.loads(INDUCED.with_suffix(".json").read_text())
-    assert doc["coverage"]["grid_cells_finished"] == doc["coverage"]["grid_cells"] == 24
+    assert doc["coverage"]["grid_cells_finished"] == doc["coverage"]["grid_cells"] == 8
     rows = {(r["method"], r["eps"], r["injection"], r["beta"]): r for r in doc["rows"]}
     plain, injected = rows[("fgsm", 32.0, "none", 0.0)], rows[("fgsm", 32.0, "low-freq", 12.0)]
     assert plain["co_rate"] == 0.0
