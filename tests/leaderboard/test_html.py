@@ -68,7 +68,7 @@ def test_page_is_self_contained(tiny):
     page = tiny.with_suffix(".html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "the page must not load anything remotely"
     assert "<script>" in page and "<style>" in page
-    assert len(IMAGE_DATA.findall(page)) == 4 and all(len(m) > 1000 for m in IMAGE_DATA.findall(page))
+    assert len(IMAGE_DATA.findall(page)) == 5 and all(len(m) > 1000 for m in IMAGE_DATA.findall(page))  # eps sweep, heatmap, CO-rate heatmap, two curve figures
     assert "data:image/png;base64,\"" in normalise(page)
     tables = parse(page).tables
     assert len(tables) == 2 and all(len(t["rows"]) == 4 for t in tables)

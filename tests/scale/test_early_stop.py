@@ -32,7 +32,7 @@ def test_early_stop_needs_the_co_evaluator_and_a_non_negative_count():
         spec = GridSpec(evaluators=["clean"])
         spec.override(stop_after_collapse=2)
         spec.validate()
-    with pytest.raises(ConfigError, match="stop_after_collapse must be a non-negative integer"):
+    with pytest.raises(ConfigError, match=r"training.stop_after_collapse = -1: expected >= 0"):
         spec = GridSpec()
         spec.override(stop_after_collapse=-1)
         spec.validate()
