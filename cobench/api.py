@@ -189,13 +189,16 @@ class StepContext:
         self.setup = setup
         self._update = update
         self.lower, self.upper = lower, upper
+        #: the protocol's eps warm-up factor for this step (1 = full eps; cobench.training.eps_warmup_scale)
+        self.eps_scale = 1.0
         self.epoch = 0
         self.step = 0
         self.updates_this_step = 0
 
     @property
     def eps(self) -> float:
-        return self.setup.eps
+        """The attack radius of this step: the cell's eps (pixel units) times the warm-up factor."""
+        return self.setup.eps * self.eps_scale
 
     @property
     def generator(self) -> torch.Generator:
@@ -233,6 +236,12 @@ class Method(Component):
     @classmethod
     def defaults_for_eps(cls, eps255: float) -> dict[str, Any]:
         """Hyperparameter defaults at this eps (in /255 units); overrides ``__init__`` defaults."""
+        return {}
+
+    @classmethod
+    def defaults_for_protocol(cls, protocol: str, eps255: float) -> dict[str, Any]:
+        """A reference's per-setting exception under a training protocol (``cobench list protocols``)
+        at this eps, e.g. N-FGSM's k = 3 on SVHN at 12/255; overrides :meth:`defaults_for_eps`."""
         return {}
 
     def setup(self, setup: TrainSetup) -> None:

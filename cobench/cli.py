@@ -231,7 +231,9 @@ def list_protocols(as_json: bool) -> None:
         table.add_column(col, overflow="fold")
     for p in PROTOCOLS.values():
         training = ", ".join(f"{k}={getattr(p, k)!r}" for k in TRAINING_FIELDS)
-        evaluation = f"PGD-{p.eval_steps}-{p.eval_restarts}, step {p.eval_step_size:g}/255" + (
+        step = p.eval_step_size
+        evaluation = f"PGD-{p.eval_steps}-{p.eval_restarts}, step " + (
+            f"{step:g}/255" if isinstance(step, (int, float)) else step) + (
             f", {p.eval_samples} samples" if p.eval_samples else "")
         table.add_row(p.name, escape(training), evaluation, escape(p.summary))
     stdout().print(table)

@@ -40,6 +40,7 @@ class TrainingConfig:
     normalize: bool | None = None  # per-channel standardisation as the model's first layer
     clamp: bool | None = None  # training attacks keep x + delta in [0, 1]
     optimizer_steps: int | None = None  # optimiser steps per minibatch (ELLE's reference: 2)
+    eps_warmup_epochs: int | None = None  # training attacks' eps ramped from 0 over these epochs (N-FGSM on SVHN: 5)
     probe_size: int = 256  # held-out test samples probed every epoch for CO detection
     eval_batch_size: int = 512
     #: mixed precision of the training steps: "off" (fp32) or "bf16" (autocast); evaluation is always fp32
@@ -63,6 +64,9 @@ class TrainingConfig:
                 problems.append(f"training.lr_schedule = {v['lr_schedule']!r}: expected one of {', '.join(LR_SCHEDULES)}")
             if isinstance(v["base_momentum"], (int, float)) and v["base_momentum"] > v["momentum"]:
                 problems.append(f"training.base_momentum = {v['base_momentum']!r}: expected <= momentum ({v['momentum']})")
+            if isinstance(v["eps_warmup_epochs"], int) and v["eps_warmup_epochs"] > v["epochs"]:
+                problems.append(f"training.eps_warmup_epochs = {v['eps_warmup_epochs']!r}: expected <= epochs "
+                                f"({v['epochs']}), or the training attacks never reach the full eps")
             if v["amp"] not in AMP_MODES:
                 problems.append(f"training.amp = {v['amp']!r}: expected one of {', '.join(AMP_MODES)}")
         if problems:
@@ -85,9 +89,9 @@ MAX_SEED = 2**63 - 1
 TRAINING_RANGES = {"epochs": ">= 1", "batch_size": ">= 2", "lr_max": ("> 0", "<= 10"), "lr_peak": ("> 0", "< 1"),
                    "momentum": (">= 0", "< 1"), "base_momentum": ">= 0", "weight_decay": ">= 0",
                    "optimizer_steps": ">= 1", "probe_size": ">= 1", "eval_batch_size": ">= 1",
-                   "stop_after_collapse": ">= 0"}
+                   "stop_after_collapse": ">= 0", "eps_warmup_epochs": ">= 0"}
 #: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
-LATE_DEFAULTS: dict[str, Any] = {"amp": "off", "stop_after_collapse": 0}
+LATE_DEFAULTS: dict[str, Any] = {"amp": "off", "stop_after_collapse": 0, "eps_warmup_epochs": 0}
 
 
 @dataclass

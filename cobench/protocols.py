@@ -3,8 +3,8 @@
 A protocol fixes everything about *how* a method is trained and evaluated that is not the
 method itself: LR schedule (shape, peak, how it is evaluated per iteration), momentum and
 whether it cycles, weight decay, epochs, batch size, augmentation, input normalisation,
-clamping to the image range, the number of optimiser steps per batch, and the final
-evaluation attack. Method rules (N-FGSM's k, GradAlign's lambda) stay with the methods.
+clamping to the image range, the number of optimiser steps per batch, an eps warm-up of the
+training attacks, and the final evaluation attack. Method rules (N-FGSM's k, GradAlign's lambda) stay with the methods.
 
 Every value below was read in the reference repository; ``sources`` names the file.
 ``docs/protocols.md`` holds the same table for readers.
@@ -12,6 +12,7 @@ Every value below was read in the reference repository; ``sources`` names the fi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+import re
 from typing import Any
 
 from .errors import ConfigError
@@ -49,25 +50,49 @@ class Protocol:
     #: the final robust-accuracy attack (applied to the ``pgd-50-10`` evaluator)
     eval_steps: int
     eval_restarts: int
-    eval_step_size: float  # in /255 units
+    #: the PGD step: a number in /255 units, or a rule relative to the cell's eps ("eps/4"); see eval_step_at
+    eval_step_size: float | str
     eval_samples: int  # test samples attacked; 0 = all
+    #: the training attacks' eps (and every size written relative to it) is ramped linearly from 0 at
+    #: the first update to the full eps after this many epochs of updates, then held (0 = no warm-up);
+    #: evaluation always uses the full eps (N-FGSM's SVHN runs: 5, see cobench.training.eps_warmup_scale)
+    eps_warmup_epochs: int = 0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def training_values(self) -> dict[str, Any]:
         """The fields that become a cell's ``training`` config."""
         return {k: getattr(self, k) for k in TRAINING_FIELDS}
 
-    def eval_params(self) -> dict[str, Any]:
-        """Parameters of the ``pgd-50-10`` evaluator that this protocol fixes."""
-        return {"steps": self.eval_steps, "restarts": self.eval_restarts, "step_size": self.eval_step_size,
-                "max_samples": self.eval_samples}
+    def eval_params(self, eps255: float) -> dict[str, Any]:
+        """Parameters of the ``pgd-50-10`` evaluator that this protocol fixes, for a cell at ``eps255``."""
+        return {"steps": self.eval_steps, "restarts": self.eval_restarts,
+                "step_size": eval_step_at(self.eval_step_size, eps255), "max_samples": self.eval_samples}
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
 
 
 TRAINING_FIELDS = ("lr_schedule", "lr_peak", "lr_max", "momentum", "cycle_momentum", "base_momentum",
-                   "weight_decay", "epochs", "batch_size", "augment", "normalize", "clamp", "optimizer_steps")
+                   "weight_decay", "epochs", "batch_size", "augment", "normalize", "clamp", "optimizer_steps",
+                   "eps_warmup_epochs")
+
+#: a step written relative to eps: "eps", "eps/4", "eps*0.25"
+_EPS_RULE = re.compile(r"^\s*eps\s*(?:([/*])\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))?\s*$")
+
+
+def eval_step_at(step: float | str, eps255: float) -> float:
+    """The evaluation step in /255 units for a cell at ``eps255``: ``step`` itself when it is a
+    number, else its rule applied to eps (``"eps/4"`` at 8/255 is 2.0, at 16/255 4.0)."""
+    if isinstance(step, (int, float)) and not isinstance(step, bool):
+        return float(step)
+    match = _EPS_RULE.match(step) if isinstance(step, str) else None
+    if match is None or (match.group(1) == "/" and float(match.group(2)) == 0):
+        raise ConfigError(f"eval_step_size {step!r} is not valid: write a number in /255 units (2) or a rule "
+                          "relative to eps: eps, eps/N or eps*F (e.g. 'eps/4')")
+    op, number = match.groups()
+    if op is None:
+        return float(eps255)
+    return eps255 / float(number) if op == "/" else eps255 * float(number)
 
 CO = "gortizji/co_features"
 WONG = "locuslab/fast_adversarial"
@@ -113,10 +138,26 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
             "augment, normalize": f"{NF} utils/data_utils.py IndexedCIFAR10Dataset (RandomCrop pad 4, flip, Normalize)",
         }),
     Protocol(
+        name="n-fgsm-svhn", summary="de Jorge et al., NeurIPS 2022 (N-FGSM on SVHN: lr 0.05, LR peak at 2/5, eps warm-up)",
+        lr_schedule="cyclic", lr_peak=0.4, lr_max=0.05, momentum=0.9, cycle_momentum=True, base_momentum=0.8,
+        weight_decay=5e-4, epochs=30, batch_size=128, augment=True, normalize=True, clamp=True, optimizer_steps=1,
+        eps_warmup_epochs=5, **_PGD_50_10,
+        sources={
+            "lr_max": f"{NF} train.py:89-91 (SVHN: args.lr_max = 0.05)",
+            "lr_schedule, lr_peak": f"{NF} train.py:178-181 (SVHN: CyclicLR step_size_up = lr_steps * 2 / 5, "
+                                    f"step_size_down = lr_steps * 3 / 5); {TORCH_CYCLIC}",
+            "eps_warmup_epochs": f"{NF} train.py:149-156 (n_warmup_iterations = 5 * len(train_loader)) and :206-211 "
+                                 "(epsilon, alpha = their full values * min(iter_count / n_warmup_iterations, 1) "
+                                 "before each update, iter_count from 0)",
+            "momentum, weight_decay, epochs, batch_size, clamp, eval": f"{NF} train.py (argparse defaults; "
+                                                                        "evaluate_pgd(..., 50, 10) at epsilon_test)",
+            "augment, normalize": f"{NF} utils/data_utils.py IndexedSVHNDataset (RandomCrop pad 4, no flip, Normalize)",
+        }),
+    Protocol(
         name="grad-align", summary="Andriushchenko & Flammarion, NeurIPS 2020 (GradAlign's CIFAR-10 eps sweep)",
         lr_schedule="interp", lr_peak=0.4, lr_max=0.3, momentum=0.9, cycle_momentum=False, base_momentum=0.9,
         weight_decay=5e-4, epochs=30, batch_size=128, augment=True, normalize=False, clamp=True, optimizer_steps=1,
-        eval_steps=50, eval_restarts=10, eval_step_size=2.0, eval_samples=1000,
+        eval_steps=50, eval_restarts=10, eval_step_size="eps/4", eval_samples=1000,
         sources={
             "lr_schedule, lr_peak": f"{GA} utils.py get_lr_schedule: np.interp([t], [0, n_epochs * 2 // 5, n_epochs], "
                                     "[0, lr_max, 0]) at t = epoch - 1 + (i + 1) / len(train_batches), set on the optimiser",
@@ -125,8 +166,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
             "augment": f"{GA} data.py get_loaders (RandomCrop 32 pad 4, flip)",
             "normalize": f"{GA} models.py PreActResNet (mu = 0, std = 1)",
             "clamp": f"{GA} train.py clamp(X + delta, 0, 1) - X",
-            "eval": f"{GA} train.py (attack_iters, n_restarts = 50, 10; pgd_alpha = eps / 4, which is 2/255 only at "
-                    "8/255; --n_final_eval=1000)",
+            "eval": f"{GA} train.py:80 (args.pgd_alpha = args.eps / 4) and :265-267 (attack_iters, n_restarts = "
+                    "50, 10); sh/exps_diff_eps_cifar10.sh (--n_final_eval=1000)",
         }),
     Protocol(
         name="elle", summary="Abad Rocamora et al., ICLR 2024 (ELLE/ELLE-A on CIFAR-10; two optimiser steps per batch)",

@@ -31,7 +31,8 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
                 for kind in ("datasets", "models", "injections", "evaluators")}
     problems = [p for kind, parts in resolved.items() for part in parts.values()
                 for p in component_problems(registry.get(kind, part["name"]), kind, part["params"])]
-    evaluators = [protocol_evaluator(spec, part, name) for name, part in resolved["evaluators"].items()]
+    evaluators = {eps: [protocol_evaluator(spec, part, name, eps) for name, part in resolved["evaluators"].items()]
+                  for eps in spec.eps}
     training = spec.training.as_config()
     cells: list[Cell] = []
     for dataset, model, method, eps, injection in itertools.product(
@@ -39,7 +40,8 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
     ):
         injection_part = resolved["injections"][injection]
         betas = spec.betas if registry.get("injections", injection_part["name"]).uses_beta else [0.0]
-        method_part = resolve_component(registry, "methods", method, spec.params, eps255=eps)
+        method_part = resolve_component(registry, "methods", method, spec.params, eps255=eps,
+                                        protocol=spec.training.protocol)
         method_problems = component_problems(registry.get("methods", method_part["name"]), "methods",
                                              method_part["params"])
         problems += [p for p in method_problems if p not in problems]
@@ -47,21 +49,22 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
             cells.append(Cell(
                 dataset=resolved["datasets"][dataset], model=resolved["models"][model], method=method_part,
                 eps=eps, injection=injection_part, beta=beta, seed=seed, training=training,
-                evaluators=evaluators,
+                evaluators=evaluators[eps],
             ))
     if problems:
         raise ConfigError(f"{len(problems)} invalid parameter value(s):\n  " + "\n  ".join(problems))
     return cells
 
 
-def protocol_evaluator(spec: GridSpec, part: dict[str, Any], name: str) -> dict[str, Any]:
-    """The protocol's final attack (steps, restarts, step, samples) for ``pgd-50-10``, where the
-    grid's ``[params]`` do not set them."""
+def protocol_evaluator(spec: GridSpec, part: dict[str, Any], name: str, eps255: float) -> dict[str, Any]:
+    """The protocol's final attack (steps, restarts, step, samples) for ``pgd-50-10`` at a cell's
+    eps (a step rule such as GradAlign's eps/4 becomes a number here), where the grid's
+    ``[params]`` do not set them."""
     if part["name"] != PROTOCOL_EVALUATOR:
         return part
     table = spec.params.get("evaluators", {})
     explicit = {**table.get(part["name"], {}), **table.get(name, {})}
-    fixed = {k: v for k, v in get_protocol(spec.training.protocol).eval_params().items() if k not in explicit}
+    fixed = {k: v for k, v in get_protocol(spec.training.protocol).eval_params(eps255).items() if k not in explicit}
     return {"name": part["name"], "params": {**part["params"], **fixed}}
 
 
@@ -80,21 +83,23 @@ def check_names(spec: GridSpec, registry: Registry) -> None:
 
 
 def resolved_params(cls: type[Component], overrides: Mapping[str, Any] | None = None, *, arg: str | None = None,
-                    eps255: float | None = None) -> dict[str, Any]:
+                    eps255: float | None = None, protocol: str | None = None) -> dict[str, Any]:
     """The parameters a component runs with. Later sources win: ``__init__`` defaults, the
-    ``name:ARG`` argument, the method's published rule for this eps (``defaults_for_eps``),
-    then the user's overrides."""
+    ``name:ARG`` argument, the method's published rule for this eps (``defaults_for_eps``), its
+    reference's exception under this protocol (``defaults_for_protocol``), then the user's overrides."""
     params = cls.parameters()
     if arg is not None:
         params[cls.spec_arg] = arg
     if eps255 is not None:
         params.update(cls.defaults_for_eps(eps255))  # type: ignore[attr-defined]
+        if protocol is not None:
+            params.update(cls.defaults_for_protocol(protocol, eps255))  # type: ignore[attr-defined]
     params.update(overrides or {})
     return params
 
 
 def resolve_component(registry: Registry, kind: str, spec: str, params: Mapping[str, Any],
-                      eps255: float | None = None) -> dict[str, Any]:
+                      eps255: float | None = None, protocol: str | None = None) -> dict[str, Any]:
     """``name[:ARG]`` of ``kind`` as a cell stores it: ``{"name", "params"}`` with every
     parameter filled in; ``params`` is the grid's ``[params]`` table (``params[kind][name]``)."""
     name, arg = split_spec(spec)
@@ -103,7 +108,7 @@ def resolve_component(registry: Registry, kind: str, spec: str, params: Mapping[
         raise ConfigError(f"{singular(kind)} {name!r} takes no ':ARG' (got {spec!r})")
     table = params.get(kind, {})
     overrides = {**table.get(spec, {}), **(table.get(name, {}) if spec != name else {})}
-    values = resolved_params(cls, overrides, arg=arg, eps255=eps255)
+    values = resolved_params(cls, overrides, arg=arg, eps255=eps255, protocol=protocol)
     if cls.spec_arg is not None and cls.spec_arg in values and values[cls.spec_arg] is None:
         raise ConfigError(f"{singular(kind)} {name!r} needs an argument: write {name}:{cls.spec_arg.upper()}")
     return {"name": name, "params": jsonable(values)}

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from cobench.api import Batch, DataSplits, Method, StepContext, TrainSetup
 from cobench.options import RunOptions
 from cobench.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginManager, get_plugin_manager, reset_plugin_manager
+from cobench.protocols import PROTOCOLS
 from cobench.resolve import resolve, resolved_params
 
 __all__ = ["MethodContract", "InjectionContract", "EvaluatorContract", "DatasetContract", "ModelContract",
@@ -215,6 +216,11 @@ class MethodContract:
             assert set(scaled) <= set(params), f"defaults_for_eps({eps255}) names unknown parameters {set(scaled) - set(params)}"
             assert strict_json(scaled), f"defaults_for_eps({eps255}) must be strict JSON: {scaled}"
             cls(**{**params, **scaled})
+            for protocol in PROTOCOLS:
+                rule = cls.defaults_for_protocol(protocol, eps255)
+                assert set(rule) <= set(params) and strict_json(rule), (
+                    f"defaults_for_protocol({protocol!r}, {eps255}) must name known parameters in strict JSON: {rule}")
+                cls(**{**params, **scaled, **rule})
         assert cls.summary(), "give the class a docstring: its first line is shown by `cobench list methods`"
         assert int(cls.replays) >= 1
 

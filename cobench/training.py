@@ -1,6 +1,6 @@
 """The training loop shared by every method: device-resident data, the protocol's per-iteration
 LR and momentum schedule (torch's schedulers), SGD, optional crop/flip augmentation on the device,
-per-epoch evaluator probes."""
+the protocol's eps warm-up of the training attacks, per-epoch evaluator probes."""
 from __future__ import annotations
 
 import contextlib
@@ -82,6 +82,14 @@ def make_scheduler(opt: torch.optim.Optimizer, training: dict[str, Any], total_u
     if shape == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda update: 1.0)
     raise ConfigError(f"lr_schedule must be one of cyclic, interp, multistep, constant; got {shape!r}")
+
+
+def eps_warmup_scale(updates: int, warmup_updates: int) -> float:
+    """The factor on the training attacks' eps before optimiser update ``updates`` (counted from 0):
+    ``min(updates / warmup_updates, 1)``, so the first update trains at eps 0 and the full eps is
+    reached after ``warmup_updates`` updates; 1 without warm-up. This is pdejorge/N-FGSM
+    ``train.py``'s SVHN ramp (``epsilon_global * min(iter_count / n_warmup_iterations, 1)``)."""
+    return 1.0 if warmup_updates <= 0 else min(updates / warmup_updates, 1.0)
 
 
 class PassCounter:
@@ -190,6 +198,8 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
                           weight_decay=training["weight_decay"])
     scheduler = make_scheduler(opt, training, total_updates, steps_per_epoch * replays)
     extra_steps = training["optimizer_steps"] - 1  # ELLE's reference steps twice per batch
+    # an epoch of updates is steps_per_epoch of them, also for replaying methods (as training["epochs"])
+    warmup_updates = training.get("eps_warmup_epochs", 0) * steps_per_epoch
     state = {"updates": 0, "loss_sum": torch.zeros((), device=device), "correct": torch.zeros((), device=device), "seen": 0}
 
     def update(loss: Tensor, logits: Tensor, y: Tensor) -> None:
@@ -243,6 +253,7 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
                 if channels_last:
                     x = x.contiguous(memory_format=memory_format)
                 ctx.epoch, ctx.step, ctx.updates_this_step = epoch, step, 0
+                ctx.eps_scale = eps_warmup_scale(state["updates"], warmup_updates)
                 with step_precision(device, amp):
                     method.train_step(Batch(x, y, idx), ctx)
                 batch_samples += len(y)

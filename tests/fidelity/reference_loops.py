@@ -167,20 +167,39 @@ def fast_at(net, x, y, *, method, eps, epochs, batch_size, seed, mean, std, lr_m
 
 
 # --------------------------------------------------------------------------- pdejorge/N-FGSM
-def n_fgsm(net, x, y, *, method, eps, epochs, batch_size, seed, mean, std, lr_max=0.2, unif=2.0):
-    """train.py (CIFAR-10 branch): noise U[-unif eps, unif eps], step alpha = eps, no clip."""
+def n_fgsm(net, x, y, *, method, eps, epochs, batch_size, seed, mean, std, lr_max=0.2, unif=2.0, dataset="CIFAR10"):
+    """train.py: noise U[-unif eps, unif eps], step alpha = eps, no clip. ``dataset="SVHN"`` takes
+    its SVHN branches: lr_max 0.05 (line 91), CyclicLR up 2/5 and down 3/5 of lr_steps (180-181),
+    and eps and alpha ramped by min(iter_count / n_warmup_iterations, 1) over 5 epochs of
+    iterations (149-156, 206-211, 250). eps and alpha are kept in pixel units until the noise
+    draw and the step, where the reference's per-channel values (already divided by std) are used."""
     assert method == "n-fgsm"
     g = torch.Generator().manual_seed(seed)
     mu, sd = mean.view(3, 1, 1), std.view(3, 1, 1)
     upper_limit, lower_limit = (1 - mu) / sd, (0 - mu) / sd
     clamp = lambda X, lo, hi: torch.max(torch.min(X, hi), lo)  # noqa: E731
+    if dataset == "SVHN":
+        lr_max = 0.05
     alpha = eps / sd
+    train_loader_len = -(-len(x) // batch_size)
+    if dataset == "SVHN":
+        epsilon_global, alpha_global = eps, alpha
+        n_warmup_epochs = 5
+        n_warmup_iterations = n_warmup_epochs * train_loader_len
     opt = torch.optim.SGD(net.parameters(), lr=lr_max, momentum=0.9, weight_decay=5e-4)
-    lr_steps = epochs * -(-len(x) // batch_size)
-    scheduler = cyclic(opt, lr_max, lr_steps)
+    lr_steps = epochs * train_loader_len
+    if dataset == "SVHN":
+        scheduler = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.0, max_lr=lr_max, step_size_up=lr_steps * 2 / 5,
+                                                      step_size_down=lr_steps * 3 / 5)
+    else:
+        scheduler = cyclic(opt, lr_max, lr_steps)
+    iter_count = 0
     net.train()
     for _ in range(epochs):
         for X, yb in batches(x, y, batch_size, g):
+            if dataset == "SVHN":
+                eps = epsilon_global * min(iter_count / n_warmup_iterations, 1)
+                alpha = alpha_global * min(iter_count / n_warmup_iterations, 1)
             X = (X - mu) / sd
             eta = torch.zeros_like(X).uniform_(-unif * eps, unif * eps, generator=g) / sd
             eta = clamp(eta, lower_limit - X, upper_limit - X)
@@ -198,6 +217,7 @@ def n_fgsm(net, x, y, *, method, eps, epochs, batch_size, seed, mean, std, lr_ma
             loss.backward()
             opt.step()
             scheduler.step()
+            iter_count += 1
     return net
 
 
