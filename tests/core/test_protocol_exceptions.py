@@ -59,6 +59,21 @@ def test_grad_align_protocol_steps_its_final_pgd_by_eps_over_4_per_cell(pm):
     assert final_attack(pm, "grad-align", [16], ("evaluators.pgd-50-10.step_size=1.5",))[16.0]["step_size"] == 1.5
 
 
+def test_the_resolved_step_reaches_the_attack_as_eps_over_4(pm, monkeypatch):
+    import cobench.evaluators.accuracy as accuracy
+
+    steps = []
+    monkeypatch.setattr(accuracy, "pgd_until_fooled", lambda model, x, y, eps, **kw: steps.append((eps, kw["alpha"]))
+                        or torch.zeros_like(x))
+    x, y = torch.rand(4, 1, 4, 4), torch.arange(4) % 2
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)).eval()
+    for eps255, params in final_attack(pm, "grad-align", [8, 16]).items():
+        ctx = EvalContext(eps=eps255 / 255, test_x=x, test_y=y, clean_test_x=x, injection=None, num_classes=2,
+                          device=torch.device("cpu"), batch_size=4, seed=0, probe_x=x, probe_y=y)
+        pm.registry.get("evaluators", "pgd-50-10")(**params).evaluate(model, ctx)
+        assert steps[-1][1] == pytest.approx(steps[-1][0] / 4)
+
+
 # --------------------------------------------------------------------------- N-FGSM's k on SVHN
 def test_n_fgsm_svhn_protocol_applies_k_3_at_12_only_through_the_methods_rule(pm):
     def k(protocol: str, eps: float, params: tuple[str, ...] = ()) -> float:
