@@ -37,12 +37,13 @@ def leaderboard() -> None:
 
 
 @leaderboard.command()
-@click.argument("toml_file", type=click.Path(dir_okay=False))
+@click.argument("toml_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @run_options
-@click.option("--dry-run", is_flag=True, help="Print the cell count and an estimate of device-hours; train nothing.")
-@click.option("--measure-steps", default=3, show_default=True, type=int,
-              help="Timed training steps per method for the --dry-run estimate.")
-def build(toml_file: str, options: RunOptions, executor: str, executor_options: dict, dry_run: bool,
+@click.option("--dry-run", is_flag=True, help="Print the cell count and an estimate of device-hours; train nothing. "
+              "Takes several boards: a step cost is measured once and reused by every board that shares it.")
+@click.option("--measure-steps", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Timed training steps per method for the --dry-run estimate (0: cell counts only, no timing).")
+def build(toml_files: tuple[str, ...], options: RunOptions, executor: str, executor_options: dict, dry_run: bool,
           measure_steps: int) -> None:
     """Train the leaderboard's missing cells (finished ones are kept), then render it."""
     from cobench.progress import GridProgress
@@ -50,14 +51,21 @@ def build(toml_file: str, options: RunOptions, executor: str, executor_options: 
 
     from .spec import load_leaderboard
 
-    lb = load_leaderboard(toml_file)
-    runner = Runner(lb.grid, lb.results_dir, options=options, executor=executor, executor_options=executor_options)
+    if len(toml_files) > 1 and not dry_run:
+        raise click.UsageError(f"build trains one leaderboard at a time, got {len(toml_files)} files; "
+                               "only --dry-run takes several")
+    boards = [load_leaderboard(f) for f in toml_files]
+    runners = [Runner(lb.grid, lb.results_dir, options=options, executor=executor, executor_options=executor_options)
+               for lb in boards]
     if dry_run:
-        from .estimate import estimate_board
+        from .estimate import StepCosts, estimate_board
 
-        for line in estimate_board(lb, runner.plan(), options=options, steps=measure_steps):
-            _console().print(line, markup=False)
+        costs = StepCosts()
+        for lb, runner in zip(boards, runners):
+            for line in estimate_board(lb, runner.plan(), options=options, steps=measure_steps, costs=costs):
+                _console().print(line, markup=False)
         return
+    lb, runner = boards[0], runners[0]
     err = _console(err=True)
     status = report_run(runner.run(progress=GridProgress(err)), str(lb.results_dir), err)
     if status == 130:

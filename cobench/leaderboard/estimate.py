@@ -5,12 +5,16 @@ are timed on the current device on random images of the dataset's shape (read fr
 under ``--data-dir`` when present, else declared by the dataset class), then scaled by the number of steps a
 cell trains. The final PGD evaluation is timed the same way (one attack step on an evaluation
 batch, scaled by steps x restarts x test samples). Per-epoch probes and AutoAttack are not in
-the estimate.
+the estimate. Boards estimated together share a :class:`StepCosts`: a step cost is measured
+once per model, method, batch size and optimiser steps per batch, and reused by every board
+with the same.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -103,31 +107,57 @@ def eval_attack_steps(cell: Cell, test_size: int) -> int:
     return total
 
 
+@dataclass
+class StepCosts:
+    """Measured seconds per training step and per evaluation attack step, by what decides them."""
+
+    train: dict[tuple, float] = field(default_factory=dict)
+    attack: dict[tuple, float] = field(default_factory=dict)
+
+
+def train_cost_key(cell: Cell, shape: tuple[int, int, int]) -> tuple:
+    t = cell.training
+    return (json.dumps(cell.model, sort_keys=True), cell.method["name"], shape, t["batch_size"],
+            t["optimizer_steps"], t.get("amp", "off"))
+
+
 def estimate_board(lb: Leaderboard, plan: list[tuple[Cell, Path, Any]], *, options: RunOptions,
-                   steps: int) -> Iterator[str]:
-    """Lines of the dry-run report: cells, measured step costs per method, device-hours in total."""
+                   steps: int, costs: StepCosts | None = None) -> Iterator[str]:
+    """Lines of the dry-run report: cells, measured step costs per method, device-hours in total.
+    ``steps = 0`` reports the cells only; ``costs`` carries measurements over from earlier boards."""
     dev = resolve_device(options.device)
+    costs = costs if costs is not None else StepCosts()
     todo = [cell for cell, _, done in plan if done is None]
     yield f"{lb.name}: {len(plan)} cells, {len(plan) - len(todo)} finished, {len(todo)} to train"
     if not todo:
+        return
+    if steps == 0:
+        yield "  step costs not measured (--measure-steps 0): no device-hours estimate"
         return
     found, shape, n_train, test_size, classes = dataset_facts(todo[0], options)
     reg = get_plugin_manager().registry
     yield (f"  step costs measured on {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
            f"{steps} step(s) per method on random images of shape {shape} "
            f"({'dataset found' if found else 'dataset not under --data-dir: sizes it declares'}); model {lb.model}")
-    per_method: dict[str, float] = {}
-    attack_step = time_per_attack_step(todo[0], shape, classes, dev)
+    first = todo[0]
+    attack_key = (json.dumps(first.model, sort_keys=True), shape, first.training["eval_batch_size"])
+    if attack_key not in costs.attack:
+        costs.attack[attack_key] = time_per_attack_step(first, shape, classes, dev)
+    attack_step = costs.attack[attack_key]
+    shown: set[tuple] = set()
     total = 0.0
     for cell in todo:
-        name = cell.method["name"]
-        if name not in per_method:
-            per_method[name] = time_per_step(cell, shape, classes, dev, steps)
-            yield f"  {name}: {per_method[name]:.3f} s/step"
+        name, key = cell.method["name"], train_cost_key(cell, shape)
+        if key not in shown:
+            reused = key in costs.train
+            if not reused:
+                costs.train[key] = time_per_step(cell, shape, classes, dev, steps)
+            shown.add(key)
+            yield f"  {name}: {costs.train[key]:.3f} s/step" + (" (measured for an earlier board)" if reused else "")
         replays = max(1, int(reg.get("methods", name).replays))
         bs = cell.training["batch_size"]
         steps_per_epoch = n_train // bs + (1 if n_train % bs >= 2 else 0)
-        train_s = math.ceil(cell.training["epochs"] / replays) * steps_per_epoch * per_method[name]
+        train_s = math.ceil(cell.training["epochs"] / replays) * steps_per_epoch * costs.train[key]
         total += train_s + eval_attack_steps(cell, test_size) * attack_step
     yield (f"  estimate: {total / 3600:.3g} device-hours on {dev} for {len(todo)} cells "
            f"(training + final PGD evaluation; per-epoch probes and AutoAttack not included)")

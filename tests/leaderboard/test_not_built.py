@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from .conftest import TINY_TOML, lb_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,11 +43,31 @@ def test_shipped_cifar10_boards_are_defined_and_skipped_until_built():
 
 def test_dry_run_prints_cells_and_device_hours_from_measured_steps(tmp_path):
     toml = defined_only(tmp_path)
-    out = lb_cli(["build", str(toml), "--dry-run", "--device", "cpu", "--measure-steps", "1"])
+    again = tmp_path / "again.toml"  # a second board with the same model, methods and batch size
+    again.write_text(TINY_TOML.replace("eps = [8, 16]", "eps = [8]"))
+    out = lb_cli(["build", str(toml), str(again), "--dry-run", "--device", "cpu", "--measure-steps", "1"])
     assert out.exit_code == 0, out.output
     assert "defined: 16 cells, 0 finished, 16 to train" in out.output
-    per_step = dict(re.findall(r"^  (\S+): ([0-9.]+) s/step$", out.output, re.M))
+    first, second = out.output.split("again: 8 cells, 0 finished, 8 to train")
+    per_step = dict(re.findall(r"^  (\S+): ([0-9.]+) s/step$", first, re.M))
     assert set(per_step) == {"fgsm", "n-fgsm"} and all(float(v) > 0 for v in per_step.values())
-    hours = float(re.search(r"estimate: ([0-9.]+) device-hours on cpu for 16 cells", out.output).group(1))
-    assert hours > 0
+    # the second board reuses those measurements: same figures, half the cells, half the hours
+    reused = dict(re.findall(r"^  (\S+): ([0-9.]+) s/step \(measured for an earlier board\)$", second, re.M))
+    assert reused == per_step
+    hours = [float(h) for h in re.findall(r"estimate: ([0-9.e+-]+) device-hours on cpu for (?:16|8) cells", out.output)]
+    assert len(hours) == 2 and hours[0] > 0 and hours[1] == pytest.approx(hours[0] / 2, rel=1e-2)
     assert not (tmp_path / "results").exists()  # nothing trained
+
+
+def test_dry_run_with_no_measured_steps_counts_cells_only(tmp_path):
+    out = lb_cli(["build", str(defined_only(tmp_path)), "--dry-run", "--measure-steps", "0"])
+    assert out.exit_code == 0, out.output
+    assert "defined: 16 cells, 0 finished, 16 to train" in out.output and "s/step" not in out.output
+    assert "no device-hours estimate" in out.output
+
+
+def test_build_without_dry_run_takes_one_board(tmp_path):
+    toml = defined_only(tmp_path)
+    out = lb_cli(["build", str(toml), str(toml)])
+    assert out.exit_code == 2 and "only --dry-run takes several" in out.output
+    assert not (tmp_path / "results").exists()
