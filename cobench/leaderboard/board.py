@@ -71,7 +71,7 @@ class Board:
 
     def protocol(self) -> dict[str, Any]:
         cell = self.coll.cells[0]
-        return {
+        protocol = {
             "dataset": cell.dataset,
             "model": cell.model,
             "training": cell.training,
@@ -81,6 +81,10 @@ class Board:
                          for c in _unique(self.coll.cells, lambda c: (json.dumps(c.injection, sort_keys=True), c.beta))],
             "seeds": self.lb.grid.seeds,
         }
+        per_eps = {f"{c.eps:g}": c.evaluators for c in _unique(self.coll.cells, lambda c: c.eps)}
+        if len({json.dumps(e, sort_keys=True) for e in per_eps.values()}) > 1:  # a step rule such as eps/4
+            protocol["evaluators_by_eps"] = per_eps
+        return protocol
 
 
     def provenance(self) -> dict[str, list[str]]:

@@ -85,7 +85,8 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
     known = {p.resolve() for p, _ in stored}
     candidates = stored + [(p, read_result(p, validate=True)) for p in extra if Path(p).resolve() not in known]
     by_id = {c.cell_id: c for c in cells}
-    reference = cells[0].config()
+    # the protocol a submission must follow, per eps (a step rule such as eps/4 differs by eps)
+    references = {c.eps: c.config() for c in reversed(cells)}
     grid_methods = {c.method["name"] for c in cells}
     settings = {(json.dumps(c.injection, sort_keys=True), c.beta) for c in cells}
     seen_ids: dict[str, Path] = {}
@@ -105,6 +106,7 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
                 raise ProtocolError(
                     f"{where} is a {cfg['method']['name']!r} run that is not a cell of leaderboard {lb.name!r}"
                     + (f": {diff}" if diff else "") + "; the leaderboard's own methods must use its exact config")
+            reference = references.get(cfg["eps"], cells[0].config())
             for key in PROTOCOL_KEYS:
                 diff = first_difference(cfg[key], reference[key], f"config.{key}")
                 if diff:

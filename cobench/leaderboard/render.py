@@ -143,10 +143,14 @@ def protocol_lines(board: Board) -> list[str]:
         f"- **Dataset** {component(p['dataset'])}, **model** {component(p['model'])}.",
         f"- **Training** {t['epochs']} epochs, batch {t['batch_size']}, SGD momentum {t['momentum']:g}, "
         f"weight decay {t['weight_decay']:g}, {t['lr_schedule']} learning rate up to {t['lr_max']:g}, "
-        f"the dataset's augmentation {'on (where it defines one)' if t['augment'] else 'off'}.",
+        f"the dataset's augmentation {'on (where it defines one)' if t['augment'] else 'off'}"
+        + (f", training attacks' eps warmed up over {t['eps_warmup_epochs']} epochs" if t.get("eps_warmup_epochs") else "")
+        + ".",
         f"- **Grid** eps {', '.join(f'{e:g}' for e in p['eps'])} (/255); injections: {settings}; "
         f"seeds {', '.join(str(s) for s in p['seeds'])}.",
-        "- **Evaluation** " + ", ".join(component(e) for e in p["evaluators"])
+        "- **Evaluation** " + ("; ".join(f"at eps {e}/255: " + ", ".join(component(v) for v in evs)
+                                        for e, evs in p["evaluators_by_eps"].items())
+                               if "evaluators_by_eps" in p else ", ".join(component(e) for e in p["evaluators"]))
         + f"; CO probe on {t['probe_size']} held-out test images every epoch.",
     ]
 

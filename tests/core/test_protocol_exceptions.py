@@ -166,3 +166,42 @@ def test_list_protocols_shows_the_svhn_preset_and_the_eps_relative_step():
     assert "step eps/4" in out.output
     listed = json.loads(cli_run(["list", "protocols", "--json"]).output)
     assert {p["name"]: p["eval_step_size"] for p in listed}["grad-align"] == "eps/4"
+
+
+# --------------------------------------------------------------------------- leaderboards
+def test_a_submission_follows_the_boards_protocol_at_its_own_eps(pm, tmp_path):
+    """Under grad-align the final attack's step differs by eps: a third-party result at 16/255
+    carries the 4/255 step and is accepted; one with the 8/255 cell's step is rejected."""
+    from cobench.leaderboard.board import Board
+    from cobench.leaderboard.collect import ProtocolError, collect
+    from cobench.leaderboard.render import protocol_lines
+    from cobench.result_digest import with_digest
+
+    toml = tmp_path / "board.toml"
+    toml.write_text('[leaderboard]\ntitle = "t"\ndescription = "d"\n[grid]\ndatasets = ["digits"]\n'
+                    'models = ["small-cnn"]\nmethods = ["fgsm"]\neps = [8, 16]\nevaluators = ["clean", "pgd-50-10"]\n'
+                    '[training]\nprotocol = "grad-align"\n')
+    lb = load_leaderboard(toml)
+    by_eps = {c.eps: c for c in resolve(lb.grid, pm.registry)}
+    template = json.loads(next((ROOT / "leaderboards/results/digits-small-cnn").rglob("*.json")).read_text())
+
+    def submission(evaluators_of: float) -> Path:
+        data = json.loads(json.dumps(template))
+        data["config"] = {**by_eps[16.0].config(), "method": {"name": "my-method", "params": {}},
+                          "evaluators": by_eps[evaluators_of].evaluators}
+        data["plugins"]["methods"] = "my_plugin"
+        data["provenance"]["components"]["methods"] = {
+            "my-method": {"plugin": "my_plugin", "distribution": "cobench-my-method", "version": "0.1.0"}}
+        data["cell_id"] = data["config_hash"] = Cell.from_config(data["config"]).cell_id
+        path = tmp_path / f"mine-{evaluators_of:g}.json"
+        path.write_text(json.dumps(with_digest(data)))
+        return path
+
+    coll = collect(lb, pm.registry, extra=[submission(16.0)])  # the 4/255 step at 16/255
+    assert coll.results
+    board = Board(lb=lb, coll=coll, rows=coll.rows(), rank_metric=None)
+    evaluation = next(line for line in protocol_lines(board) if line.startswith("- **Evaluation**"))
+    assert "at eps 8/255: `clean`, `pgd-50-10` (" in evaluation and "step_size=2" in evaluation.split("at eps 16")[0]
+    assert "step_size=4" in evaluation.split("at eps 16/255")[1]
+    with pytest.raises(ProtocolError, match=r'"step_size": 2\.0.*the leaderboard uses .*"step_size": 4\.0'):
+        collect(lb, pm.registry, extra=[submission(8.0)])
