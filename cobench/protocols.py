@@ -4,15 +4,17 @@ A protocol fixes everything about *how* a method is trained and evaluated that i
 method itself: LR schedule (shape, peak, how it is evaluated per iteration), momentum and
 whether it cycles, weight decay, epochs, batch size, augmentation, input normalisation,
 clamping to the image range, the number of optimiser steps per batch, an eps warm-up of the
-training attacks, and the final evaluation attack. Method rules (N-FGSM's k, GradAlign's lambda) stay with the methods.
+training attacks, and the final evaluation attack. Method rules (N-FGSM's k, GradAlign's lambda)
+stay with the methods; a reference's exception under one protocol is the method's
+``defaults_for_protocol``.
 
 Every value below was read in the reference repository; ``sources`` names the file.
 ``docs/protocols.md`` holds the same table for readers.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import re
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ConfigError
