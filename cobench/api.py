@@ -307,6 +307,10 @@ class Evaluator(Component):
 class Executor(Component):
     """Schedules grid cells; this docstring is the executor contract (CONTRIBUTING.md points here).
 
+    ``cells`` is an iterable with ``len()`` (an upper bound): iterate it only when about to
+    start a cell, because the runner claims each cell as it is handed out and leaves out
+    cells another run is training (:mod:`cobench.claims`); an executor that submits
+    everything at once may take ``list(cells)``.
     ``run`` calls ``work(cell.config(), options[, on_epoch])`` for each cell, wherever it
     likes (in-process, a process pool, a cluster): ``work`` is a picklable module-level
     function (:func:`cobench.runner.execute_cell`) that never raises for a failing cell but

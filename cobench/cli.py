@@ -99,7 +99,8 @@ def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, ex
         return
     summary = runner.run(progress=GridProgress(err))
     rows = summary.rows()
-    write_summary(Path(results_dir), rows)
+    if not summary.unsaved:  # the results dir could not take a result: it cannot take the summary either
+        write_summary(Path(results_dir), rows)
     agg = aggregate(rows)
     if as_json:
         click.echo(json.dumps({"cells": rows, "summary": agg}, indent=2, default=str))

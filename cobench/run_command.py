@@ -3,6 +3,7 @@ share: their run options and their closing report."""
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 import click
@@ -143,9 +144,17 @@ def report_run(summary: "RunSummary", where: str, err: "Console", note: str = ""
     was interrupted, 1 when a cell failed (each failure is listed), else 0."""
     err.print(f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
               f"results in {where}/{note}")
+    if summary.busy:
+        holders = Counter(skipped.holder for skipped in summary.busy)
+        err.print(f"{len(summary.busy)} cells being trained by another run: "
+                  + ", ".join(f"{holder} ({n})" for holder, n in holders.items())
+                  + "; run the same command again once it finished to include them", markup=False)
     if summary.interrupted:
         err.print("[yellow]interrupted: finished cells are saved; run the same command again to resume[/yellow]")
         return 130
     for result in summary.failed:
         err.print(f"[red]failed[/red] {result['cell_id']}: {result['error']['message']}")
+    if summary.unsaved:
+        err.print(f"stopped: {summary.unsaved}; the remaining cells would fail the same way", markup=False)
+        return 1
     return 1 if summary.failed else 0

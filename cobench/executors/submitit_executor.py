@@ -105,7 +105,7 @@ class SubmititExecutor(Executor):
         submitit = import_submitit()
         Path(self.folder).mkdir(parents=True, exist_ok=True)
         ex = self.executor(submitit)
-        groups = batches(cells, self.cells_per_job)
+        groups = batches(list(cells), self.cells_per_job)
         with ex.batch():  # one job array
             jobs = [ex.submit(CellBatch(work, [c.config() for c in group], options)) for group in groups]
         pending = dict(zip(jobs, groups))
