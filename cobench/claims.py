@@ -137,9 +137,12 @@ def take_over(stale: Claim) -> bool:
 
 def release(path: Path) -> None:
     """Remove this process's claim at ``path`` (a claim taken over by another run is left alone)."""
-    claim = read_claim(path)
-    if claim is not None and claim.is_mine():
-        path.unlink(missing_ok=True)
+    try:
+        claim = read_claim(path)
+        if claim is not None and claim.is_mine():
+            path.unlink(missing_ok=True)
+    except OSError:  # a read-only results dir: the claim stays, and is stale once this process ends
+        pass
 
 
 class ClaimKeeper:

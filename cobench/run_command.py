@@ -148,13 +148,14 @@ def report_run(summary: "RunSummary", where: str, err: "Console", note: str = ""
         holders = Counter(skipped.holder for skipped in summary.busy)
         err.print(f"{len(summary.busy)} cells being trained by another run: "
                   + ", ".join(f"{holder} ({n})" for holder, n in holders.items())
-                  + "; run the same command again once it finished to include them", markup=False)
+                  + "; run the same command again once it finished to include them", markup=False, soft_wrap=True)
     if summary.interrupted:
         err.print("[yellow]interrupted: finished cells are saved; run the same command again to resume[/yellow]")
         return 130
     for result in summary.failed:
         err.print(f"[red]failed[/red] {result['cell_id']}: {result['error']['message']}")
     if summary.unsaved:
-        err.print(f"stopped: {summary.unsaved}; the remaining cells would fail the same way", markup=False)
+        err.print(f"stopped: {summary.unsaved}; the remaining cells would fail the same way", markup=False,
+                  soft_wrap=True)
         return 1
     return 1 if summary.failed else 0
