@@ -140,6 +140,12 @@ class WorkerPool:
         return {self.running[pid]: death_message(p.exitcode) for pid, p in self.processes.items()
                 if pid in self.running and p.exitcode not in (None, 0, -signal.SIGTERM)}
 
+    def exitcode_of(self, cell_id: str) -> int | None:
+        """The exit code of the worker that ran ``cell_id`` last (``None``: not known)."""
+        self.note_started()
+        pids = [pid for pid, ran in self.running.items() if ran == cell_id]
+        return self.processes[pids[-1]].exitcode if pids and pids[-1] in self.processes else None
+
     def close(self, terminate: bool) -> None:
         if terminate:  # interrupted: in-flight cells are abandoned, as documented
             for process in list((getattr(self.pool, "_processes", None) or {}).values()):
@@ -199,7 +205,7 @@ class LocalParallelExecutor(Executor):
             in_flight, why = broken
             for cell in in_flight:
                 if cell.cell_id in why or len(in_flight) == 1:  # its process died
-                    reason = why.get(cell.cell_id) or death_message(None)
+                    reason = why.get(cell.cell_id) or death_message(workers.exitcode_of(cell.cell_id))
                     yield cell, failed_result(cell, BrokenProcessPool(reason), reason)
                 else:
                     (retry if why else alone).append(cell)
