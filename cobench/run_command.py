@@ -121,9 +121,13 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 checkpoints: bool, checkpoint_dir: str, keep_checkpoints: bool, executor: str, workers: int | None,
                 cells_per_device: int | None, ray_address: str | None, loggers: str | None,
                 executor_params: tuple[str, ...], **kwargs: Any) -> Any:
+        from .errors import CobenchError
         from .grid import parse_list
         from .plugins import get_plugin_manager
         from .tracking import resolve_loggers
+
+        if not data_dir.strip():
+            raise CobenchError("--data-dir is empty; name a directory, e.g. --data-dir data")
 
         logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
         options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
