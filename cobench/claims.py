@@ -31,6 +31,8 @@ HEARTBEAT_INTERVAL_S = 30.0
 #: a claim whose heartbeat is older than this is stale whatever its host (ten missed heartbeats)
 STALE_AFTER_S = 10 * HEARTBEAT_INTERVAL_S
 CLAIM_SUFFIX = ".claim"
+#: a cell whose process ended during training this many times in a row is recorded as failed, not retried
+MAX_INTERRUPTIONS = 2
 
 
 def claim_path(result_path: Path) -> Path:
@@ -51,6 +53,8 @@ class Claim:
     pid: int
     started_at: str
     heartbeat: float  # the file's mtime (seconds since the epoch)
+    #: how many claims on this cell before this one ended with their process (taken over)
+    interruptions: int = 0
 
     @property
     def owner(self) -> str:
@@ -95,20 +99,21 @@ def read_claim(path: Path) -> Claim | None:
     except json.JSONDecodeError:  # being written right now, or cut short: only the heartbeat tells
         data = {}
     data = data if isinstance(data, dict) else {}
-    pid = data.get("pid")
+    pid, interruptions = data.get("pid"), data.get("interruptions")
     return Claim(path, str(data.get("host", "")), pid if isinstance(pid, int) else 0,
-                 str(data.get("started_at", "")), heartbeat)
+                 str(data.get("started_at", "")), heartbeat, interruptions if isinstance(interruptions, int) else 0)
 
 
-def create_claim(path: Path) -> bool:
-    """Create the claim at ``path`` for this process; ``False`` when one exists already."""
+def create_claim(path: Path, interruptions: int = 0) -> bool:
+    """Create the claim at ``path`` for this process; ``False`` when one exists already.
+    ``interruptions`` counts the claims before it whose process ended during training."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
         return False
     record = {"host": this_host(), "pid": os.getpid(),
-              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "interruptions": interruptions}
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     return True
@@ -132,7 +137,7 @@ def take_over(stale: Claim) -> bool:
         aside.unlink(missing_ok=True)
         return False
     aside.unlink(missing_ok=True)
-    return create_claim(stale.path)
+    return create_claim(stale.path, stale.interruptions + 1)
 
 
 def release(path: Path) -> None:
@@ -219,15 +224,17 @@ class ClaimedCells:
     result (a peer may have finished it meanwhile: ``on_finished`` gets that result). Cells a
     live peer holds are set aside; once the rest are handed out they are looked at once more,
     and those whose claim went stale (or that were released unfinished) are taken after all.
+    A cell whose process ended during training :data:`MAX_INTERRUPTIONS` times in a row is
+    not handed out: ``on_given_up`` gets it and why (the runner records it as failed).
     ``len()`` is the number of cells to do, an upper bound on what iteration yields.
     """
 
     def __init__(self, cells: Sequence[Any], path_of: Callable[[Any], Path], keeper: ClaimKeeper,
                  finished: Callable[[Any], dict[str, Any] | None], on_finished: Callable[[Any, dict[str, Any]], None],
-                 notice: Callable[[str], None]):
+                 notice: Callable[[str], None], on_given_up: Callable[[Any, str], None]):
         self.cells = list(cells)
         self.path_of, self.keeper, self.finished = path_of, keeper, finished
-        self.on_finished, self.notice = on_finished, notice
+        self.on_finished, self.notice, self.on_given_up = on_finished, notice, on_given_up
         #: cells a live peer is training (final once iteration ended)
         self.busy: list[Skipped] = []
 
@@ -257,8 +264,16 @@ class ClaimedCells:
             self.keeper.release(path)
             self.on_finished(cell, done)
             return False
-        if why is not None:
-            self.notice(f"{getattr(cell, 'label', cell)}: was interrupted ({why}); taking it over")
+        if why is None:
+            return True
+        label = getattr(cell, "label", cell)
+        times = holder.interruptions + 1 if holder else 1
+        if times >= MAX_INTERRUPTIONS:
+            self.on_given_up(cell, f"training ended with its process {times} times in a row (last: {why}); a "
+                                   "component may call os._exit or crash: --executor local-parallel runs each cell "
+                                   "in a worker process, which records the crash")
+            return False
+        self.notice(f"{label}: was interrupted ({why}); taking it over")
         return True
 
     def release(self, cell: Any) -> None:

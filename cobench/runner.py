@@ -299,25 +299,34 @@ class Runner:
             by_id[cell.cell_id] = result
             summary.skipped += 1
 
+        def record(cell: Cell, result: dict[str, Any]) -> None:
+            result = store_result(paths[cell.cell_id], result)
+            by_id[cell.cell_id] = result
+            summary.ran += 1
+            if result["status"] != "ok":
+                summary.failed.append(result)
+            progress.on_cell_done(cell, result)
+
+        def given_up(cell: Cell, why: str) -> None:
+            try:
+                record(cell, failed_result(cell, RuntimeError(why), why))
+            finally:
+                claimed.release(cell)
+
         with ClaimKeeper() as keeper:
             claimed = ClaimedCells(todo, lambda cell: paths[cell.cell_id], keeper,
                                    lambda cell: finished_result(self.results_dir, cell), finished_by_peer,
-                                   progress.notice)
+                                   progress.notice, given_up)
             results = iter(executor.run(claimed, execute_cell, self.options, progress))
             try:
                 for cell, result in results:
                     try:
-                        result = store_result(paths[cell.cell_id], result)
+                        record(cell, result)
                     except OSError as exc:  # full disk, read-only mount: keep the result, stop cleanly
                         summary.unsaved = rescue_result(self.results_dir, paths[cell.cell_id], result, exc)
                         break
                     finally:
                         claimed.release(cell)
-                    by_id[cell.cell_id] = result
-                    summary.ran += 1
-                    if result["status"] != "ok":
-                        summary.failed.append(result)
-                    progress.on_cell_done(cell, result)
             except KeyboardInterrupt:
                 summary.interrupted = True
             finally:
