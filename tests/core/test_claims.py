@@ -165,3 +165,18 @@ def test_two_concurrent_runs_train_each_cell_exactly_once(tmp_path, pm):
     assert len(summaries) == 2 and not any(s.failed for s in summaries)
     assert sorted(s.ran for s in summaries)[0] >= 1 and sum(s.ran for s in summaries) == 3
     assert len(list(iter_results(tmp_path))) == 3 and not list(tmp_path.rglob("*.claim"))
+
+
+class PressesCtrlC(Method):
+    name = "ctrl-c"
+
+    def train_step(self, batch, ctx):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_releases_the_claims(tmp_path, pm):
+    pm.registry.components["methods"]["ctrl-c"] = PressesCtrlC
+    pm.registry.owners["methods"]["ctrl-c"] = "test"
+    summary = Runner(tiny_grid_spec(["ctrl-c"]), tmp_path, options={"device": "cpu"}).run()
+    assert summary.interrupted and list(tmp_path.rglob("*.json")) == []
+    assert list(tmp_path.rglob("*.claim")) == []
