@@ -150,7 +150,8 @@ def report_run(summary: "RunSummary", where: str, err: "Console", note: str = ""
               f"results in {where}/{note}")
     if summary.busy:
         holders = Counter(skipped.holder for skipped in summary.busy)
-        err.print(f"{len(summary.busy)} cells being trained by another run: "
+        n = len(summary.busy)
+        err.print(f"{n} {'cell' if n == 1 else 'cells'} being trained by another run: "
                   + ", ".join(f"{holder} ({n})" for holder, n in holders.items())
                   + "; run the same command again once it finished to include them", markup=False, soft_wrap=True)
     if summary.interrupted:

@@ -106,7 +106,7 @@ def test_a_live_claim_is_skipped_and_reported(tmp_path, pm):
     assert path.exists() and len(list(iter_results(tmp_path))) == 1
     console = Console(record=True, width=300)
     assert report_run(summary, str(tmp_path), console) == 0
-    assert f"1 cells being trained by another run: {this_host()}:{os.getppid()} (1)" in console.export_text()
+    assert f"1 cell being trained by another run: {this_host()}:{os.getppid()} (1)" in console.export_text()
 
 
 def test_a_claim_of_a_dead_process_is_taken_over_with_a_message(tmp_path, pm):
