@@ -150,6 +150,12 @@ def release(path: Path) -> None:
         pass
 
 
+def live_holder(result_path: Path) -> str | None:
+    """``host:pid`` of the live run training the cell whose result goes to ``result_path``, if any."""
+    claim = read_claim(claim_path(result_path))
+    return claim.owner if claim is not None and claim.stale_reason() is None else None
+
+
 class ClaimKeeper:
     """The claims one run holds: heartbeats them from a daemon thread, releases them all on exit."""
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -180,3 +181,16 @@ def test_ctrl_c_releases_the_claims(tmp_path, pm):
     summary = Runner(tiny_grid_spec(["ctrl-c"]), tmp_path, options={"device": "cpu"}).run()
     assert summary.interrupted and list(tmp_path.rglob("*.json")) == []
     assert list(tmp_path.rglob("*.claim")) == []
+
+
+def test_dry_run_shows_cells_a_live_run_holds(tmp_path, pm):
+    from tests.conftest import cli_run
+
+    args = ["run", "--methods", "fgsm", "--eps", "8", "--seeds", "0,1", "--epochs", "1", "--evaluators", "clean",
+            "--param", "models.small-cnn.width=4", "--param", "datasets.digits.size=8", "--results-dir", str(tmp_path)]
+    first = cli_run([*args, "--dry-run"], terminal_width=300).output.splitlines()[0]
+    assert first.startswith("todo  fgsm eps=8/255 none seed=0")
+    write_claim(claim_path(Path(first.split()[-1])), this_host(), os.getppid())
+    lines = cli_run([*args, "--dry-run"], terminal_width=300).output.splitlines()
+    assert lines[0].startswith(f"busy ({this_host()}:{os.getppid()})  fgsm eps=8/255 none seed=0")
+    assert lines[1].startswith("todo  fgsm eps=8/255 none seed=1")
