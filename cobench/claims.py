@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from .errors import CobenchError
+
 #: seconds between two heartbeats of a live run's claims
 HEARTBEAT_INTERVAL_S = 30.0
 #: a claim whose heartbeat is older than this is stale whatever its host (ten missed heartbeats)
@@ -114,8 +116,12 @@ def create_claim(path: Path, interruptions: int = 0) -> bool:
         return False
     record = {"host": this_host(), "pid": os.getpid(),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "interruptions": interruptions}
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
     return True
 
 
@@ -258,7 +264,11 @@ class ClaimedCells:
 
     def _take(self, cell: Any) -> bool:
         path = claim_path(self.path_of(cell))
-        got, holder, why = self.keeper.acquire(path)
+        try:
+            got, holder, why = self.keeper.acquire(path)
+        except OSError as exc:
+            raise CobenchError(f"cannot claim {path.name} in {path.parent}: {exc.strerror or exc} (errno {exc.errno}); "
+                               "the results directory must be writable") from None
         done = self.finished(cell)
         if not got:
             if done is None:

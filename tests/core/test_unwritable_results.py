@@ -9,8 +9,11 @@ import tempfile
 
 import pytest
 
+import cobench.claims
 import cobench.runner
+from cobench.errors import CobenchError
 from cobench.options import NoProgress
+from cobench.results import iter_results
 from cobench.runner import Runner
 from cobench.testing import tiny_grid_spec
 from tests.conftest import cli_run
@@ -86,3 +89,21 @@ def test_a_results_dir_that_turns_read_only_mid_run(tmp_path, spare_dir, pm):
     finally:
         folder.chmod(0o700)
     assert "Permission denied (errno 13)" in summary.unsaved and rescued(spare_dir)["status"] == "ok"
+
+
+def test_a_claim_that_cannot_be_written_is_a_clear_error_and_keeps_finished_cells(tmp_path, monkeypatch, pm):
+    real = cobench.claims.create_claim
+    made = []
+
+    def create_claim(path, interruptions=0):
+        if made:  # the disk fills up after the first cell
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        made.append(path)
+        return real(path, interruptions)
+
+    monkeypatch.setattr(cobench.claims, "create_claim", create_claim)
+    with pytest.raises(CobenchError, match=r"cannot claim eps8-.*: No space left on device \(errno 28\); the results "
+                                           r"directory must be writable"):
+        Runner(tiny_grid_spec(["fgsm"], seeds=[0, 1]), tmp_path, options={"device": "cpu"}).run()
+    assert [r["status"] for _, r in iter_results(tmp_path)] == ["ok"]
+    assert not list(tmp_path.rglob("*.claim"))
