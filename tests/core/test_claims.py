@@ -9,7 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 
 from cobench.api import Method
