@@ -48,25 +48,18 @@ def rescued(spare):
     return json.loads(path.read_text())
 
 
-def test_a_full_disk_keeps_the_trained_result_and_stops_the_rest(full_disk, spare_dir, pm):
-    summary = Runner(tiny_grid_spec(["fgsm"], seeds=[0, 1]), full_disk, options={"device": "cpu"}).run()
-    assert summary.ran == 0 and summary.unsaved  # the second cell never started
-    assert "No space left on device (errno 28)" in summary.unsaved and str(spare_dir) in summary.unsaved
-    result = rescued(spare_dir)
-    assert result["status"] == "ok" and result["seed"] == 0 and 0 <= result["metrics"]["clean_acc"] <= 1
-    assert not list(full_disk.rglob("*.claim"))
-
-
-def test_the_command_says_it_in_one_line_and_exits_non_zero(full_disk, spare_dir, pm):
-    out = cli_run(["run", "--methods", "fgsm", "--eps", "8", "--epochs", "1", "--evaluators", "clean",
+def test_a_full_disk_keeps_the_trained_result_says_where_in_one_line_and_stops(full_disk, spare_dir, pm):
+    out = cli_run(["run", "--methods", "fgsm", "--eps", "8", "--seeds", "0,1", "--epochs", "1", "--evaluators", "clean",
                    "--param", "models.small-cnn.width=4", "--param", "datasets.digits.size=8", "--device", "cpu",
                    "--results-dir", str(full_disk)], terminal_width=400)
     assert out.exit_code == 1, out.output
     assert "Traceback" not in out.output and "Error:" not in out.output
     (line,) = [l for l in out.output.splitlines() if l.startswith("stopped:")]
-    assert "could not write the result of digits-small-cnn/fgsm/" in line and "errno 28" in line
-    assert rescued(spare_dir)["status"] == "ok"
-    assert not (full_disk / "summary.csv").exists()
+    assert "could not write the result of digits-small-cnn/fgsm/eps8-none-beta0-seed0-" in line
+    assert "No space left on device (errno 28); the result is saved in " + str(spare_dir) in line
+    result = rescued(spare_dir)  # the one cell that trained; the second never started
+    assert result["status"] == "ok" and result["seed"] == 0 and 0 <= result["metrics"]["clean_acc"] <= 1
+    assert not (full_disk / "summary.csv").exists() and not list(full_disk.rglob("*.claim"))
 
 
 class ReadOnlyOnStart(NoProgress):
