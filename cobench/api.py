@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -304,6 +304,13 @@ class Evaluator(Component):
 
 
 # --------------------------------------------------------------------------- executors
+class CellsToRun(Protocol):
+    """The cells an executor is handed: ``len()`` (an upper bound) and one pass of iteration."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
 class Executor(Component):
     """Schedules grid cells; this docstring is the executor contract (CONTRIBUTING.md points here).
 
@@ -323,7 +330,7 @@ class Executor(Component):
 
     kind = "executor"
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:
         raise NotImplementedError
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Generator, Iterable, Iterator
 import torch
 
 from cobench import hookimpl
-from cobench.api import Executor
+from cobench.api import CellsToRun, Executor
 from cobench.device import resolve_device
 from cobench.errors import ConfigError
 from cobench.options import Progress, RunOptions
@@ -167,7 +167,7 @@ class LocalParallelExecutor(Executor):
         self.workers = workers
         self.cells_per_device = cells_per_device
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:
         """Per-epoch progress stays in the workers; the driver reports each cell as it finishes.
 
