@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import torch.nn.functional as F
 
@@ -19,10 +17,6 @@ from cobench.results import iter_results, result_path
 from cobench.runner import Runner
 from cobench.testing import tiny_grid_spec
 
-ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--eps", "8", "--epochs", "1", "--evaluators", "clean", "--param", "models.small-cnn.width=4",
-        "--param", "datasets.digits.size=8", "--device", "cpu"]
-
 
 class Notes(NoProgress):
     def __init__(self) -> None:
@@ -30,6 +24,15 @@ class Notes(NoProgress):
 
     def notice(self, message: str) -> None:
         self.notes.append(message)
+
+
+class ExitsInTrainStep(Method):
+    """A plugin method that ends its process, as a segfault or an OOM kill would."""
+
+    name = "os-exit"
+
+    def train_step(self, batch, ctx):
+        os._exit(7)
 
 
 class TrainsPlainly(Method):
@@ -42,47 +45,31 @@ class TrainsPlainly(Method):
         ctx.update(F.cross_entropy(logits, batch.y), logits, batch.y)
 
 
-def install_exiting_plugin(site: Path) -> dict[str, str]:
-    """The environment of a subprocess that has tests/scale/exiting_plugin.py installed as a plugin."""
-    info = site / "exiting_plugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: exiting-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[cobench]\nexiting = tests.scale.exiting_plugin\n")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1"}
-
-
-def cli_spec(methods: list[str]):
-    """The grid that `cobench run --methods ... ARGS` runs."""
-    from cobench.grid import GridSpec
-
-    spec = GridSpec(methods=methods, eps=[8], evaluators=["clean"])
-    spec.override(epochs=1)
-    spec.set_param("models.small-cnn.width=4")
-    spec.set_param("datasets.digits.size=8")
-    return spec
-
-
 def register(pm, cls) -> None:
     pm.registry.components["methods"][cls.name] = cls
     pm.registry.owners["methods"][cls.name] = "test"
 
 
 def test_os_exit_in_train_step_leaves_a_claim_the_next_run_reports_and_resumes(tmp_path, pm):
-    res = tmp_path / "res"
-    proc = subprocess.run([sys.executable, "-m", "cobench", "run", "--methods", "os-exit", *ARGS,
-                           "--results-dir", str(res)], env=install_exiting_plugin(tmp_path / "site"),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 7, proc.stderr
-    (claim,) = [read_claim(p) for p in res.rglob("*.claim")]
-    assert claim.host == this_host() and claim.pid != os.getpid() and not list(iter_results(res))
+    register(pm, ExitsInTrainStep)
+    spec = tiny_grid_spec(["os-exit"])
+    pid = os.fork()  # the `cobench run` that the plugin ends (a fork: no second torch import)
+    if pid == 0:
+        try:
+            Runner(spec, tmp_path, options={"device": "cpu"}).run()
+        finally:
+            os._exit(1)  # only if the plugin did not end the process
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 7
+    (claim,) = [read_claim(p) for p in tmp_path.rglob("*.claim")]
+    assert (claim.host, claim.pid) == (this_host(), pid) and not list(iter_results(tmp_path))
     register(pm, TrainsPlainly)
     notes = Notes()
-    summary = Runner(cli_spec(["os-exit"]), res, options={"device": "cpu"}).run(notes)
-    (cell,) = resolve(cli_spec(["os-exit"]), pm.registry)
-    assert notes.notes == [f"{cell.label}: was interrupted (process {claim.pid} on {claim.host} ended during "
+    summary = Runner(spec, tmp_path, options={"device": "cpu"}).run(notes)
+    (cell,) = resolve(spec, pm.registry)
+    assert notes.notes == [f"{cell.label}: was interrupted (process {pid} on {this_host()} ended during "
                            "training); taking it over"]
-    assert summary.ran == 1 and not summary.failed and not list(res.rglob("*.claim"))
+    assert summary.ran == 1 and not summary.failed and not list(tmp_path.rglob("*.claim"))
 
 
 def test_a_cell_interrupted_twice_in_a_row_is_recorded_as_failed_and_the_grid_goes_on(tmp_path, pm):
