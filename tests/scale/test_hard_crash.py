@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 
+import torch
 import torch.nn.functional as F
 
 from cobench.api import Method
@@ -45,6 +48,19 @@ class TrainsPlainly(Method):
         ctx.update(F.cross_entropy(logits, batch.y), logits, batch.y)
 
 
+def exit_code(pid: int, timeout_s: float) -> int:
+    """The exit code of child ``pid``; kills it and fails when it runs longer than ``timeout_s``."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the forked run did not end within {timeout_s} s")
+
+
 def register(pm, cls) -> None:
     pm.registry.components["methods"][cls.name] = cls
     pm.registry.owners["methods"][cls.name] = "test"
@@ -56,11 +72,11 @@ def test_os_exit_in_train_step_leaves_a_claim_the_next_run_reports_and_resumes(t
     pid = os.fork()  # the `cobench run` that the plugin ends (a fork: no second torch import)
     if pid == 0:
         try:
+            torch.set_num_threads(1)  # no OpenMP thread pool in a forked child
             Runner(spec, tmp_path, options={"device": "cpu"}).run()
         finally:
             os._exit(1)  # only if the plugin did not end the process
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 7
+    assert exit_code(pid, timeout_s=120) == 7
     (claim,) = [read_claim(p) for p in tmp_path.rglob("*.claim")]
     assert (claim.host, claim.pid) == (this_host(), pid) and not list(iter_results(tmp_path))
     register(pm, TrainsPlainly)
