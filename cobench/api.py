@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -313,9 +313,20 @@ class Evaluator(Component):
 
 
 # --------------------------------------------------------------------------- executors
+class CellsToRun(Protocol):
+    """The cells an executor is handed: ``len()`` (an upper bound) and one pass of iteration."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
 class Executor(Component):
     """Schedules grid cells; this docstring is the executor contract (CONTRIBUTING.md points here).
 
+    ``cells`` is an iterable with ``len()`` (an upper bound): iterate it only when about to
+    start a cell, because the runner claims each cell as it is handed out and leaves out
+    cells another run is training (:mod:`cobench.claims`); an executor that submits
+    everything at once may take ``list(cells)``.
     ``run`` calls ``work(cell.config(), options[, on_epoch])`` for each cell, wherever it
     likes (in-process, a process pool, a cluster): ``work`` is a picklable module-level
     function (:func:`cobench.runner.execute_cell`) that never raises for a failing cell but
@@ -328,7 +339,7 @@ class Executor(Component):
 
     kind = "executor"
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:
         raise NotImplementedError
 

@@ -92,14 +92,19 @@ def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, ex
     runner = Runner(spec, results_dir, options=options, executor=executor, executor_options=executor_options)
     out, err = stdout(), stderr()
     if dry_run:
+        from .claims import live_holder
+
         plan = runner.plan()
         for cell, path, done in plan:
-            out.print(f"{'done' if done else 'todo'}  {cell.label}  {path}")
+            holder = None if done else live_holder(path)
+            state = "done" if done else f"busy ({holder})" if holder else "todo"
+            out.print(f"{state}  {cell.label}  {path}", soft_wrap=True)  # one line per cell, for grep
         out.print(f"{len(plan)} cells, {sum(1 for *_, d in plan if d)} finished")
         return
     summary = runner.run(progress=GridProgress(err))
     rows = summary.rows()
-    write_summary(Path(results_dir), rows)
+    if not summary.unsaved:  # the results dir could not take a result: it cannot take the summary either
+        write_summary(Path(results_dir), rows)
     agg = aggregate(rows)
     if as_json:
         click.echo(json.dumps({"cells": rows, "summary": agg}, indent=2, default=str))

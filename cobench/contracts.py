@@ -189,9 +189,26 @@ def echo_work(config: dict[str, Any], options: RunOptions, on_epoch: Any = None)
     return {"status": "ok", "seed": config["seed"]}
 
 
+class HandedOut:
+    """Cells as the runner hands them to an executor: ``len()`` and one pass of iteration
+    (each cell is claimed as it is taken), no indexing."""
+
+    def __init__(self, cells: list[Any]):
+        self._cells = cells
+        self.passes = 0
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def __iter__(self) -> Any:
+        self.passes += 1
+        return iter(self._cells)
+
+
 class ExecutorContract(ComponentContract):
     """An executor calls ``work`` once per cell and yields every cell exactly once, with the
-    result ``work`` returned for it (the contract in :class:`cobench.api.Executor`)."""
+    result ``work`` returned for it, taking the cells in one pass (the contract in
+    :class:`cobench.api.Executor`)."""
 
     kind = "executors"
 
@@ -201,6 +218,8 @@ class ExecutorContract(ComponentContract):
         executor = self.build(cobench_pm, contract_component)
         assert isinstance(executor, Executor)
         cells = resolve(tiny_grid_spec(["fgsm"], seeds=[0, 1, 2]), cobench_pm.registry)
-        done = list(executor.run(cells, echo_work, RunOptions(device="cpu"), NoProgress()))
+        handed_out = HandedOut(cells)
+        done = list(executor.run(handed_out, echo_work, RunOptions(device="cpu"), NoProgress()))
         assert sorted(c.cell_id for c, _ in done) == sorted(c.cell_id for c in cells)
         assert all(result == {"status": "ok", "seed": cell.seed} for cell, result in done)
+        assert handed_out.passes == 1, f"the executor iterated the cells {handed_out.passes} times; take them in one pass"

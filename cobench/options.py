@@ -55,6 +55,7 @@ class Progress(Protocol):
     def on_cell_start(self, cell: Any) -> None: ...
     def on_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None: ...
     def on_cell_done(self, cell: Any, result: dict[str, Any]) -> None: ...
+    def notice(self, message: str) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -71,6 +72,9 @@ class NoProgress:
         pass
 
     def on_cell_done(self, cell: Any, result: dict[str, Any]) -> None:
+        pass
+
+    def notice(self, message: str) -> None:
         pass
 
     def stop(self) -> None:

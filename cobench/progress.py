@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
@@ -57,6 +58,14 @@ class GridProgress:
             line = f"[{self.done}/{self.total}] {cell.label}: [red]FAILED[/red] {result['error']['message']}"
         if self.progress is not None:
             self.progress.advance(self.grid_task)
+            self.progress.console.print(line)
+        else:
+            self.plain(line)
+
+    def notice(self, message: str) -> None:
+        """Something the user should know mid-run (a cell taken over from an interrupted run)."""
+        line = f"[yellow]{escape(message)}[/yellow]"
+        if self.progress is not None:
             self.progress.console.print(line)
         else:
             self.plain(line)

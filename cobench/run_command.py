@@ -3,6 +3,7 @@ share: their run options and their closing report."""
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 import click
@@ -120,9 +121,13 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 checkpoints: bool, checkpoint_dir: str, keep_checkpoints: bool, executor: str, workers: int | None,
                 cells_per_device: int | None, ray_address: str | None, loggers: str | None,
                 executor_params: tuple[str, ...], **kwargs: Any) -> Any:
+        from .errors import CobenchError
         from .grid import parse_list
         from .plugins import get_plugin_manager
         from .tracking import resolve_loggers
+
+        if not data_dir.strip():
+            raise CobenchError("--data-dir is empty; name a directory, e.g. --data-dir data")
 
         logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
         options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
@@ -143,9 +148,19 @@ def report_run(summary: "RunSummary", where: str, err: "Console", note: str = ""
     was interrupted, 1 when a cell failed (each failure is listed), else 0."""
     err.print(f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
               f"results in {where}/{note}")
+    if summary.busy:
+        holders = Counter(skipped.holder for skipped in summary.busy)
+        n = len(summary.busy)
+        err.print(f"{n} {'cell' if n == 1 else 'cells'} being trained by another run: "
+                  + ", ".join(f"{holder} ({n})" for holder, n in holders.items())
+                  + "; run the same command again once it finished to include them", markup=False, soft_wrap=True)
     if summary.interrupted:
         err.print("[yellow]interrupted: finished cells are saved; run the same command again to resume[/yellow]")
         return 130
     for result in summary.failed:
         err.print(f"[red]failed[/red] {result['cell_id']}: {result['error']['message']}")
+    if summary.unsaved:
+        err.print(f"stopped: {summary.unsaved}; the remaining cells would fail the same way", markup=False,
+                  soft_wrap=True)
+        return 1
     return 1 if summary.failed else 0

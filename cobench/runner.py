@@ -4,6 +4,7 @@ process-pool and Ray executors can ship it to workers."""
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -15,6 +16,7 @@ import torch
 from .api import Component, DataContext, DataSplits, EvalContext, InjectionContext
 from .cell import Cell
 from .checkpoints import CellCheckpoint
+from .claims import ClaimedCells, ClaimKeeper, Skipped
 from .device import resolve_device, seed_everything
 from .errors import CobenchError, ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
@@ -187,11 +189,35 @@ def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
 def attach_weights(path: Path, result: dict[str, Any]) -> dict[str, Any]:
     """Write the weights a worker sent (``--save-models``) beside the result at ``path`` and
     record their file and SHA-256 in the result (whose digest then covers them)."""
-    data = result.pop(WEIGHTS_BYTES, None)
+    data = result.get(WEIGHTS_BYTES)
     if data is None:
         return result
     write_atomic(weights_path(path), data)
-    return with_digest({**result, "weights": weights_record(path, data)})
+    rest = {k: v for k, v in result.items() if k != WEIGHTS_BYTES}
+    return with_digest({**rest, "weights": weights_record(path, data)})
+
+
+def store_result(path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Write ``result`` (and the weights it carries) to ``path``; returns the result as stored."""
+    result = attach_weights(path, result)
+    write_json(path, result)
+    return result
+
+
+def rescue_result(results_dir: Path, path: Path, result: dict[str, Any], error: OSError) -> str:
+    """``result`` could not be written to ``path``: save it under a temporary folder instead
+    (same relative path) and return the one line that tells the user where and why."""
+    relative = path.relative_to(results_dir)
+    problem = f"could not write the result of {relative} to {results_dir}: {error.strerror or error} (errno {error.errno})"
+    try:
+        spare = Path(tempfile.mkdtemp(prefix="cobench-unsaved-"))
+        store_result(spare / relative, result)
+    except OSError as again:
+        metrics = json.dumps(result.get("metrics") or {}, sort_keys=True, default=str)
+        return (f"{problem}; it could not be saved elsewhere either ({again.strerror or again}), "
+                f"its metrics: {metrics}")
+    return (f"{problem}; the result is saved in {spare}/{relative} instead: copy {spare}/. into "
+            f"{results_dir}/ once it is writable")
 
 
 # ------------------------------------------------------------------------- the grid driver
@@ -202,6 +228,10 @@ class RunSummary:
     skipped: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    #: cells another run (another process or machine) was training, left to it
+    busy: list[Skipped] = field(default_factory=list)
+    #: why the run stopped early because a result could not be written (and where it went instead)
+    unsaved: str | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         return [flat_row(r) for r in self.results]
@@ -264,18 +294,44 @@ class Runner:
             self.preflight(todo)
         progress.start_grid(len(plan), summary.skipped)
         paths = {cell.cell_id: path for cell, path, _ in plan}
-        try:
-            for cell, result in executor.run(todo, execute_cell, self.options, progress):
-                result = attach_weights(paths[cell.cell_id], result)
-                write_json(paths[cell.cell_id], result)
-                by_id[cell.cell_id] = result
-                summary.ran += 1
-                if result["status"] != "ok":
-                    summary.failed.append(result)
-                progress.on_cell_done(cell, result)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-        finally:
-            progress.stop()
+
+        def finished_by_peer(cell: Cell, result: dict[str, Any]) -> None:
+            by_id[cell.cell_id] = result
+            summary.skipped += 1
+
+        def record(cell: Cell, result: dict[str, Any]) -> None:
+            result = store_result(paths[cell.cell_id], result)
+            by_id[cell.cell_id] = result
+            summary.ran += 1
+            if result["status"] != "ok":
+                summary.failed.append(result)
+            progress.on_cell_done(cell, result)
+
+        def given_up(cell: Cell, why: str) -> None:
+            try:
+                record(cell, failed_result(cell, RuntimeError(why), why))
+            finally:
+                claimed.release(cell)
+
+        with ClaimKeeper() as keeper:
+            claimed = ClaimedCells(todo, lambda cell: paths[cell.cell_id], keeper,
+                                   lambda cell: finished_result(self.results_dir, cell), finished_by_peer,
+                                   progress.notice, given_up)
+            results = iter(executor.run(claimed, execute_cell, self.options, progress))
+            try:
+                for cell, result in results:
+                    try:
+                        record(cell, result)
+                    except OSError as exc:  # full disk, read-only mount: keep the result, stop cleanly
+                        summary.unsaved = rescue_result(self.results_dir, paths[cell.cell_id], result, exc)
+                        break
+                    finally:
+                        claimed.release(cell)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+            finally:
+                getattr(results, "close", lambda: None)()  # an executor's workers stop with it
+                progress.stop()
+        summary.busy = claimed.busy
         summary.results = [by_id[c.cell_id] for c, _, _ in plan if c.cell_id in by_id]
         return summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from cobench import hookimpl
-from cobench.api import Executor
+from cobench.api import CellsToRun, Executor
 from cobench.options import Progress, RunOptions
 
 
@@ -13,7 +13,7 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:
         for cell in cells:
             progress.on_cell_start(cell)

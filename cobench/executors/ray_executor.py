@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable
 
 from cobench import hookimpl
-from cobench.api import Executor
+from cobench.api import CellsToRun, Executor
 from cobench.errors import CobenchError, ConfigError
 from cobench.options import Progress, RunOptions
 from cobench.results import failed_result
@@ -62,7 +62,7 @@ class RayExecutor(Executor):
                  log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
         return True
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:
         """Per-epoch progress stays in the tasks; the driver reports each cell as it finishes."""
         if not cells:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cobench import hookimpl
-from cobench.api import Executor
+from cobench.api import CellsToRun, Executor
 from cobench.errors import CobenchError, ConfigError
 from cobench.options import Progress, RunOptions
 from cobench.results import failed_result
@@ -97,7 +97,7 @@ class SubmititExecutor(Executor):
         ex.update_parameters(**params)
         return ex
 
-    def run(self, cells: list[Any], work: Callable[..., dict], options: RunOptions,
+    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:
         """Per-epoch progress stays in the jobs; the driver reports each cell as its job finishes."""
         if not cells:
@@ -105,7 +105,7 @@ class SubmititExecutor(Executor):
         submitit = import_submitit()
         Path(self.folder).mkdir(parents=True, exist_ok=True)
         ex = self.executor(submitit)
-        groups = batches(cells, self.cells_per_job)
+        groups = batches(list(cells), self.cells_per_job)
         with ex.batch():  # one job array
             jobs = [ex.submit(CellBatch(work, [c.config() for c in group], options)) for group in groups]
         pending = dict(zip(jobs, groups))

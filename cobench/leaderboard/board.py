@@ -15,7 +15,7 @@ from ..plugins import Registry, get_plugin_manager
 from ..tables import METRICS, aggregate
 from .collect import Collection, ProtocolError, collect
 from .trust import annotate, noise_aware_ranks, plugin_label
-from .spec import Leaderboard
+from .spec import TABLE_METRICS, Leaderboard
 
 METRIC_LABELS = {
     "clean_acc": "clean",
@@ -57,6 +57,11 @@ class Board:
     @property
     def settings(self) -> list[Setting]:
         return sorted({Setting(r["injection"], r["beta"]) for r in self.rows}, key=Setting.sort_key)
+
+    @property
+    def table_metrics(self) -> tuple[str, ...]:
+        """The accuracy columns: the built-in ones, then the board's ``metrics``."""
+        return TABLE_METRICS + self.lb.metrics
 
     @property
     def method_names(self) -> list[str]:
@@ -128,7 +133,8 @@ def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
     """Collect and validate ``lb``'s results and turn them into ranked rows."""
     registry = registry or get_plugin_manager().registry
     coll = collect(lb, registry)
-    metrics = tuple(dict.fromkeys(METRICS + lb.rank_by))
+    check_metrics(lb, coll)
+    metrics = tuple(dict.fromkeys(METRICS + lb.rank_by + lb.metrics))
     agg = aggregate(coll.rows(), metrics)
     rank_metric = choose_rank_metric(agg, lb.rank_by)
 
@@ -153,6 +159,16 @@ def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
         noise_aware_ranks(ranked, rank_metric)
         rows += ranked
     return Board(lb=lb, coll=coll, rows=rows, rank_metric=rank_metric, methods=method_info(coll, registry))
+
+
+def check_metrics(lb: Leaderboard, coll: Collection) -> None:
+    """Every ``[leaderboard] metrics`` name must be reported by one of the board's results."""
+    reported = {k for _, r in coll.ok for k in (r.get("metrics") or {})}
+    unknown = [m for m in lb.metrics if m not in reported]
+    if coll.ok and unknown:
+        accuracies = sorted(k for k in reported if k.endswith("_acc"))
+        raise ProtocolError(f"{lb.path}: [leaderboard] metrics {', '.join(unknown)} reported by none of its results; "
+                            f"they report: {', '.join(accuracies) or '(no accuracy)'}")
 
 
 def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:

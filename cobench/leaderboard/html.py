@@ -11,8 +11,8 @@ import html
 import re
 
 from .board import Board
-from .render import (COLUMN_NOTE, COLUMNS, GENERATED_NOTE, TABLE_METRICS, cells_of, main_device, method_params_text,
-                     protocol_lines, provenance_lines)
+from .render import (COLUMN_NOTE, GENERATED_NOTE, TABLE_METRICS, cells_of, main_device, method_params_text,
+                     protocol_lines, provenance_lines, table_columns)
 
 #: data URIs of embedded images; ``check`` blanks them out before comparing pages
 IMAGE_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]*")
@@ -95,8 +95,7 @@ SCRIPT = """
 })();
 """
 
-NUMERIC = {"rank", "eps", "co_rate", "co_epoch_median", "cost_vs_fgsm", "time_per_step", "forward_passes_per_step", "seeds",
-           *TABLE_METRICS}
+NUMERIC = {"rank", "eps", "co_rate", "co_epoch_median", "cost_vs_fgsm", "time_per_step", "forward_passes_per_step", "seeds"}
 
 
 def esc(text: str) -> str:
@@ -110,8 +109,8 @@ def inline_markdown(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
-def sort_value(row: dict, key: str) -> str:
-    if key in TABLE_METRICS:
+def sort_value(row: dict, key: str, metrics: tuple[str, ...] = TABLE_METRICS) -> str:
+    if key in metrics:
         v = row.get(f"{key}_mean")
     elif key == "time_per_step":
         v = row.get("time_per_step_s")
@@ -125,23 +124,26 @@ def sort_value(row: dict, key: str) -> str:
 def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
     out = [f'<div class="table-wrap"><table class="leaderboard sortable" data-setting="{esc(setting_slug)}">',
            "<thead><tr>"]
-    for key, header in COLUMNS:
-        kind = "num" if key in NUMERIC else "text"
+    metrics = board.table_metrics
+    columns = table_columns(metrics)
+    numeric = NUMERIC | set(metrics)
+    for key, header in columns:
+        kind = "num" if key in numeric else "text"
         out.append(f'<th scope="col" data-key="{key}" data-type="{kind}" class="{kind}">{esc(header)}</th>')
     out.append("</tr></thead>")
     out.append("<tbody>")
     device = main_device(board.rows)
     for row in rows:
-        cells = cells_of(row, device)
+        cells = cells_of(row, device, metrics)
         out.append(f'<tr data-method="{esc(row["method"])}" data-eps="{row["eps"]:g}" data-source="{esc(row.get("source"))}"'
                    f' data-verification="{esc(row.get("verification"))}" data-flagged="{str(bool(row.get("flagged"))).lower()}">')
-        for key, _ in COLUMNS:
-            classes = ["text" if key not in NUMERIC else "num"]
+        for key, _ in columns:
+            classes = ["text" if key not in numeric else "num"]
             if key == "method":
                 classes.append("method")
             if key == "co_rate" and row.get("co_rate"):
                 classes.append("collapsed")
-            out.append(f'<td class="{" ".join(classes)}" data-value="{esc(sort_value(row, key))}">{esc(cells[key])}</td>')
+            out.append(f'<td class="{" ".join(classes)}" data-value="{esc(sort_value(row, key, metrics))}">{esc(cells[key])}</td>')
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return out

@@ -8,6 +8,7 @@ The file is a grid file (``[grid]``, ``[training]``, ``[evaluation]``, ``[params
     description = "..."      # a paragraph under the heading
     results_dir = "results/<name>"   # where results are stored, relative to the TOML file
     rank_by = ["autoattack_acc", "pgd_acc"]   # first metric present ranks the rows
+    metrics = ["noise_acc"]  # more accuracy columns, e.g. a third-party evaluator's (default: none)
     require_verification = false   # true: a submission enters only once `verify` reproduced it
     verify_tolerance = 0.01        # |re-evaluated - reported| allowed per accuracy (fraction)
 
@@ -24,7 +25,10 @@ from ..errors import ConfigError
 from ..grid import GridSpec, read_toml
 from ..kinds import singular
 
-LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by", "require_verification", "verify_tolerance")
+LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by", "metrics", "require_verification",
+                    "verify_tolerance")
+#: the accuracies every board shows; ``metrics`` adds others after them
+TABLE_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
 #: accuracies (fractions) re-evaluated from saved weights may differ from the reported ones by this much
 DEFAULT_VERIFY_TOLERANCE = 0.01
 DEFAULT_RANK_BY = ("autoattack_acc", "pgd_acc")
@@ -39,6 +43,8 @@ class Leaderboard:
     description: str = ""
     results_rel: str = ""
     rank_by: tuple[str, ...] = DEFAULT_RANK_BY
+    #: accuracy columns shown after :data:`TABLE_METRICS` (``[leaderboard] metrics``)
+    metrics: tuple[str, ...] = ()
     require_verification: bool = False
     verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -109,6 +115,12 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
     if not isinstance(rank_by, list) or not rank_by or not all(isinstance(m, str) and m for m in rank_by):
         raise ConfigError(f"{path}: [leaderboard] rank_by must be a non-empty list of metric names, e.g. "
                           f"{list(DEFAULT_RANK_BY)}")
+    metrics = meta.get("metrics", [])
+    if (not isinstance(metrics, list) or not all(isinstance(m, str) and m.endswith("_acc") for m in metrics)
+            or len(set(metrics)) != len(metrics) or set(metrics) & set(TABLE_METRICS)):
+        raise ConfigError(f"{path}: [leaderboard] metrics must be a list of distinct accuracy names ending in _acc "
+                          f"beyond the built-in columns ({', '.join(TABLE_METRICS)}), e.g. [\"noise_acc\"]; "
+                          f"got {metrics!r}")
     results_rel = meta.get("results_dir", f"results/{name}")
     if not isinstance(results_rel, str) or not results_rel or Path(results_rel).is_absolute():
         raise ConfigError(f"{path}: [leaderboard] results_dir must be a path relative to the TOML file, "
@@ -126,6 +138,6 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
     return Leaderboard(
         name=name, path=path, grid=grid, title=meta.get("title") or name,
         description=" ".join(meta.get("description", "").split()),
-        results_rel=Path(results_rel).as_posix(), rank_by=tuple(rank_by), raw=data,
+        results_rel=Path(results_rel).as_posix(), rank_by=tuple(rank_by), metrics=tuple(metrics), raw=data,
         require_verification=require, verify_tolerance=float(tolerance),
     )

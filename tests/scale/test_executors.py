@@ -75,7 +75,7 @@ def test_local_parallel_yields_each_result_as_its_cell_finishes():
 def test_a_dead_worker_becomes_a_failed_result_not_a_crash():
     ((cell, result),) = list(LocalParallelExecutor(workers=1).run(cells([1]), dying_work, RunOptions(device="cpu"), NoProgress()))
     assert result["status"] == "failed" and result["cell_id"] == cell.cell_id
-    assert "local-parallel worker process died" in result["error"]["message"]
+    assert result["error"]["message"] == "worker process died (exit code 3) while training this cell"
     assert result["config"] == cell.config()
 
 
