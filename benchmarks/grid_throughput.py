@@ -34,11 +34,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a source checkout too
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the shared reference attacks
 
 from cobench.device import resolve_device  # noqa: E402
 from cobench.cell import Cell  # noqa: E402
@@ -48,40 +49,10 @@ from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.resolve import resolve  # noqa: E402
 from cobench.runner import Runner, load_dataset  # noqa: E402
 from cobench.training import Normalize  # noqa: E402
+from reference_attacks import reference_fgsm, reference_restart_pgd  # noqa: E402
 
 
 # --------------------------------------------------------------------------- the reference way
-def reference_fgsm(model: nn.Module, X: Tensor, y: Tensor, eps: float) -> Tensor:
-    """fast_adversarial's zero-init FGSM: a full backward to read ``delta.grad``."""
-    delta = torch.zeros_like(X, requires_grad=True)
-    loss = F.cross_entropy(model(X + delta), y)
-    loss.backward()
-    delta.data = torch.clamp(delta + eps * torch.sign(delta.grad.detach()), -eps, eps)
-    delta.data = torch.max(torch.min(delta, 1 - X), 0 - X)
-    return delta.detach()
-
-
-def reference_restart_pgd(model: nn.Module, X: Tensor, y: Tensor, eps: float, alpha: float, steps: int,
-                          restarts: int) -> Tensor:
-    """co_features' ``RestartPGD``: every restart attacks every sample; the highest-loss delta is kept."""
-    max_loss = torch.zeros(len(y), device=X.device)
-    max_delta = torch.zeros_like(X)
-    for _ in range(restarts):
-        delta = torch.zeros_like(X).uniform_(-eps, eps)
-        delta = torch.max(torch.min(delta, 1 - X), 0 - X)
-        delta.requires_grad = True
-        for _ in range(steps):
-            loss = F.cross_entropy(model(X + delta), y)
-            loss.backward()
-            delta.data = torch.clamp(delta + alpha * torch.sign(delta.grad.detach()), -eps, eps)
-            delta.data = torch.max(torch.min(delta, 1 - X), 0 - X)
-            delta.grad.zero_()
-        all_loss = F.cross_entropy(model(X + delta), y, reduction="none").detach()
-        max_delta[all_loss >= max_loss] = delta.detach()[all_loss >= max_loss]
-        max_loss = torch.max(max_loss, all_loss)
-    return max_delta
-
-
 def reference_cell(config: dict[str, Any], device: torch.device, data_dir: str) -> dict[str, float]:
     """Train and evaluate one cell the reference way (runs in its own process)."""
     cell = Cell.from_config(config)

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout too
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared reference attacks
 
 from cobench.api import NO_INJECTION, DataSplits, EvalContext, Method  # noqa: E402
 from cobench.attacks import accuracy, fgsm  # noqa: E402
@@ -48,6 +49,7 @@ from cobench.grid import TrainingConfig  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
 from cobench.training import CellParts, Normalize, train  # noqa: E402
+from reference_attacks import reference_fgsm  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)  # CIFAR-10's
 EPS = 8 / 255
@@ -67,19 +69,6 @@ def build_model(name: str, width: int | None, device: torch.device) -> nn.Module
 
 
 # --------------------------------------------------------------------------- the reference loop
-def reference_fgsm(model: nn.Module, X: Tensor, y: Tensor) -> Tensor:
-    """fast_adversarial's zero-init FGSM, as written there: a full backward (parameter
-    gradients included, discarded by the next ``zero_grad``) to read ``delta.grad``."""
-    delta = torch.zeros_like(X, requires_grad=True)
-    output = model(X + delta)
-    loss = F.cross_entropy(output, y)
-    loss.backward()
-    grad = delta.grad.detach()
-    delta.data = torch.clamp(delta + EPS * torch.sign(grad), -EPS, EPS)
-    delta.data = torch.max(torch.min(delta, 1 - X), 0 - X)
-    return delta.detach()
-
-
 def reference_loop(model: nn.Module, loader: DataLoader, device: torch.device, steps: int, warmup: int,
                    lr_max: float = 0.2) -> float:
     """locuslab/fast_adversarial's FGSM-AT epoch (zero init, alpha = eps); returns steps/s."""
@@ -97,7 +86,7 @@ def reference_loop(model: nn.Module, loader: DataLoader, device: torch.device, s
         if i == total:
             break
         X, y = X.to(device), y.to(device)
-        delta = reference_fgsm(model, X, y)
+        delta = reference_fgsm(model, X, y, EPS)
         output = model(X + delta)
         loss = F.cross_entropy(output, y)
         opt.zero_grad()
