@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -49,7 +48,7 @@ from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.resolve import resolve  # noqa: E402
 from cobench.runner import Runner, load_dataset  # noqa: E402
 from cobench.training import Normalize  # noqa: E402
-from reference_attacks import reference_fgsm, reference_restart_pgd  # noqa: E402
+from reference_attacks import reference_fgsm_step, reference_restart_pgd  # noqa: E402
 
 
 # --------------------------------------------------------------------------- the reference way
@@ -73,19 +72,9 @@ def reference_cell(config: dict[str, Any], device: torch.device, data_dir: str) 
                                                   step_size_down=total / 2)
     for _ in range(tr["epochs"]):
         model.train()
-        train_loss = train_acc = train_n = 0.0
         for X, y in train_loader:
             X, y = X.to(device), y.to(device)
-            delta = reference_fgsm(model, X, y, eps)
-            output = model(X + delta)
-            loss = F.cross_entropy(output, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            train_loss += loss.item() * y.size(0)
-            train_acc += (output.max(1)[1] == y).sum().item()
-            train_n += y.size(0)
-            scheduler.step()
+            reference_fgsm_step(model, opt, scheduler, X, y, eps)
     model.eval()
     pgd = next(e for e in cell.evaluators if e["name"] == "pgd-50-10")["params"]
     clean = robust = n = 0

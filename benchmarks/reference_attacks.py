@@ -1,5 +1,5 @@
-"""The training and evaluation attacks of the reference way, written as the reference repositories
-write them; shared by ``speed.py`` and ``grid_throughput.py`` so both time the same code."""
+"""The reference way's FGSM-AT training step and its evaluation attack, written as the reference
+repositories write them; shared by ``speed.py`` and ``grid_throughput.py`` so both time the same code."""
 from __future__ import annotations
 
 import torch
@@ -19,6 +19,23 @@ def reference_fgsm(model: nn.Module, X: Tensor, y: Tensor, eps: float) -> Tensor
     delta.data = torch.clamp(delta + eps * torch.sign(grad), -eps, eps)
     delta.data = torch.max(torch.min(delta, 1 - X), 0 - X)
     return delta.detach()
+
+
+def reference_fgsm_step(model: nn.Module, opt: torch.optim.Optimizer, scheduler, X: Tensor, y: Tensor,
+                        eps: float) -> tuple[float, int]:
+    """One iteration of ``train_fgsm.py``'s training loop: the attack, the update, the scheduler
+    step and its per-step ``.item()`` bookkeeping (part of the cost being timed). Returns the
+    batch's summed loss and correct count, as that loop accumulates them."""
+    delta = reference_fgsm(model, X, y, eps)
+    output = model(X + delta)
+    loss = F.cross_entropy(output, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    loss_sum = loss.item() * y.size(0)
+    correct = (output.max(1)[1] == y).sum().item()
+    scheduler.step()
+    return loss_sum, correct
 
 
 def reference_restart_pgd(model: nn.Module, X: Tensor, y: Tensor, eps: float, alpha: float, steps: int,

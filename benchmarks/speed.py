@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -49,7 +48,7 @@ from cobench.grid import TrainingConfig  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
 from cobench.training import CellParts, Normalize, train  # noqa: E402
-from reference_attacks import reference_fgsm  # noqa: E402
+from reference_attacks import reference_fgsm_step  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)  # CIFAR-10's
 EPS = 8 / 255
@@ -76,7 +75,6 @@ def reference_loop(model: nn.Module, loader: DataLoader, device: torch.device, s
     total = steps + warmup
     scheduler = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.0, max_lr=lr_max, step_size_up=total / 2,
                                                   step_size_down=total / 2)
-    train_loss = train_acc = train_n = 0.0
     t0 = None
     model.train()
     for i, (X, y) in enumerate(loader):
@@ -86,16 +84,7 @@ def reference_loop(model: nn.Module, loader: DataLoader, device: torch.device, s
         if i == total:
             break
         X, y = X.to(device), y.to(device)
-        delta = reference_fgsm(model, X, y, EPS)
-        output = model(X + delta)
-        loss = F.cross_entropy(output, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        train_loss += loss.item() * y.size(0)
-        train_acc += (output.max(1)[1] == y).sum().item()
-        train_n += y.size(0)
-        scheduler.step()
+        reference_fgsm_step(model, opt, scheduler, X, y, EPS)
     sync(device)
     return steps / (time.perf_counter() - t0)
 

@@ -118,12 +118,13 @@ def load_speed():
 
 
 def test_reference_fgsm_is_cobenchs_fgsm():
-    speed = load_speed()
+    speed = load_speed()  # puts benchmarks/ on sys.path, as the script does
+    import reference_attacks
     torch.manual_seed(0)
     model = nn.Sequential(Normalize((0.5,) * 3, (0.25,) * 3), nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
                           nn.Flatten(), nn.Linear(4 * 30 * 30, 10)).train()
     x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    assert torch.allclose(speed.reference_fgsm(model, x, y, speed.EPS), fgsm(model, x, y, speed.EPS), atol=1e-7)
+    assert torch.allclose(reference_attacks.reference_fgsm(model, x, y, speed.EPS), fgsm(model, x, y, speed.EPS), atol=1e-7)
 
 
 def test_speed_script_measures_every_variant(tmp_path, capsys):
