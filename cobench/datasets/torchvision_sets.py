@@ -20,6 +20,7 @@ torchvision's download does).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 
 from cobench import hookimpl
 from cobench.api import DataContext, DataSplits, Dataset
-from cobench.errors import CobenchError
+from cobench.errors import CobenchError, ConfigError
 
 from .common import to_tensor_images
 from .integrity import ChecksumError, load_array_pickle, opt_out_hint, verify_gunzipped, verify_md5
@@ -151,7 +152,16 @@ class TorchvisionDataset(Dataset):
 
 # --------------------------------------------------------------------------- CIFAR
 class CIFAR10(TorchvisionDataset):
-    """CIFAR-10 (32x32 RGB, 10 classes) from --data-dir (cifar-10-batches-py/); crop+flip augmentation."""
+    """CIFAR-10 (32x32 RGB, 10 classes) from --data-dir (cifar-10-batches-py/); crop+flip augmentation.
+
+    ``first_per_file=N`` keeps the first N images of each official batch file (``data_batch_1..5``
+    and ``test_batch``; CIFAR-100's ``train`` and ``test``), in file order: a subset that the full
+    download and a copy holding only those rows (``../shared/data/cifar10-prefix``) give alike.
+    ``fingerprints`` maps each file name to :func:`selection_fingerprint` of its selected rows;
+    a file whose selection hashes otherwise (another selection, a damaged copy) is refused with
+    an error naming it. A prefix copy fails torchvision's MD5 sums of the full files, so it is read
+    with ``verify_checksums=false`` (the arrays-only unpickler) and vouched for by the fingerprints.
+    """
 
     name = "cifar10"
     num_classes = 10
@@ -161,6 +171,24 @@ class CIFAR10(TorchvisionDataset):
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2471, 0.2435, 0.2616)
     layout = "DIR/cifar-10-batches-py/{data_batch_1..5, test_batch} (CIFAR-10 python version)"
+    ranges = {"first_per_file": ">= 1"}
+
+    def __init__(self, augment: bool = True, verify_checksums: bool = True, first_per_file: int | None = None,
+                 fingerprints: dict[str, str] | None = None):
+        super().__init__(augment=augment, verify_checksums=verify_checksums)
+        self.first_per_file = first_per_file
+        self.fingerprints = self.checked_fingerprints(fingerprints)
+
+    def checked_fingerprints(self, fingerprints: Any) -> dict[str, str] | None:
+        if fingerprints is None:
+            return None
+        tv = self.tv_class()
+        names = [f for f, _ in tv.train_list + tv.test_list]
+        if (not isinstance(fingerprints, dict) or sorted(fingerprints) != sorted(names)
+                or not all(isinstance(v, str) and v.startswith("sha256:") for v in fingerprints.values())):
+            raise ConfigError(f"{self.name}: fingerprints must map every file ({', '.join(names)}) to a "
+                              f"'sha256:...' fingerprint of its selected rows, got {fingerprints!r}")
+        return dict(fingerprints)
 
     def tv_class(self) -> type:
         from torchvision.datasets import CIFAR10 as TV
@@ -179,10 +207,35 @@ class CIFAR10(TorchvisionDataset):
         self.tv_class()(root=root, train=True, download=True)
 
     def read(self, root: str, train: bool) -> tuple[Any, Any]:
-        entries = [self.parse_file(p) for p in self.split_files(root, train)]
-        x = np.vstack([e["data"] for e in entries]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        y = [label for e in entries for label in e.get("labels", e.get("fine_labels"))]
+        selected = [self.selected_rows(p) for p in self.split_files(root, train)]
+        x = np.vstack([data for data, _ in selected]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        y = np.concatenate([labels for _, labels in selected])
         return x, y
+
+    def selected_rows(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 data (n, 3072), int64 labels (n,)) of one batch file, cut to ``first_per_file`` and
+        checked against its expected fingerprint."""
+        entry = self.parse_file(path)
+        data = np.asarray(entry["data"], dtype=np.uint8)
+        labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+            raise CobenchError(f"{self.name}: {str(path)!r} holds data of shape {data.shape} and {len(labels)} labels; "
+                               f"expected N x 3072 uint8 images and N labels ({self.layout})")
+        n = self.first_per_file
+        if n is not None:
+            if len(data) < n:
+                raise CobenchError(f"{self.name}: {str(path)!r} holds {len(data)} images, fewer than "
+                                   f"first_per_file = {n}; use the official file or a smaller first_per_file")
+            data, labels = data[:n], labels[:n]
+        if self.fingerprints is not None:
+            expected, got = self.fingerprints[path.name], selection_fingerprint(data, labels)
+            if got != expected:
+                which = f"its first {n} images" if n is not None else "its images"
+                raise ChecksumError(
+                    f"{self.name}: {str(path)!r}: {which} and labels have fingerprint {got}, but the definition "
+                    f"expects {expected}: a different selection or a damaged copy, so it was not used; "
+                    "replace it with the official file (or a true prefix of it)")
+        return data, labels
 
     def split_files(self, root: str, train: bool) -> list[Path]:
         tv = self.tv_class()
@@ -193,6 +246,27 @@ class CIFAR10(TorchvisionDataset):
         if not isinstance(entry, dict) or "data" not in entry or ("labels" not in entry and "fine_labels" not in entry):
             raise KeyError("data/labels")
         return entry
+
+
+def selection_fingerprint(data: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 over a batch file's selected rows: the uint8 image bytes (n x 3072, row order)
+    then the labels as little-endian int64. Independent of the pickle's own bytes, so the full
+    official file and a re-pickled prefix copy of it agree."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(data, dtype=np.uint8).tobytes())
+    digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def prefix_fingerprints(dataset: CIFAR10, data_dir: str) -> dict[str, str]:
+    """``{file name: fingerprint}`` of ``dataset``'s selection under ``data_dir``: what a board's
+    ``[params.datasets.cifar10] fingerprints`` records."""
+    root = dataset.root(data_dir)
+    out = {}
+    for path in dataset.split_files(root, True) + dataset.split_files(root, False):
+        data, labels = type(dataset)(verify_checksums=False, first_per_file=dataset.first_per_file).selected_rows(path)
+        out[path.name] = selection_fingerprint(data, labels)
+    return out
 
 
 class CIFAR100(CIFAR10):

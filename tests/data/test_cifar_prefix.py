@@ -1,0 +1,141 @@
+"""A CIFAR subset defined as the first N images of each official batch file: the full files and a
+re-pickled copy holding only those rows give the same arrays and the same fingerprints, and a
+different selection or a damaged copy is refused naming the file."""
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cobench.api import DataContext
+from cobench.datasets.integrity import ChecksumError, md5_of
+from cobench.datasets.torchvision_sets import prefix_fingerprints
+from cobench.errors import CobenchError, ConfigError
+
+from . import formats
+
+FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def load(pm, name: str, data_dir: Path, **params):
+    return pm.registry.get("datasets", name)(**params).load(DataContext(data_dir=str(data_dir), download=False, seed=0))
+
+
+def write_prefix_copy(full: Path, copy: Path, n: int, folder: str = "cifar-10-batches-py",
+                      files: list[str] = FILES) -> None:
+    """What ../shared/data/cifar10-prefix is: each file's first n rows, pickled anew (protocol 4)."""
+    (copy / folder).mkdir(parents=True)
+    for name in files:
+        with open(full / folder / name, "rb") as f:
+            entry = pickle.load(f)
+        key = "labels" if "labels" in entry else "fine_labels"
+        cut = {**entry, "data": entry["data"][:n], key: entry[key][:n]}
+        with open(copy / folder / name, "wb") as f:
+            pickle.dump(cut, f, protocol=4)
+
+
+@pytest.fixture
+def full_and_prefix(tmp_path, monkeypatch):
+    """Official-format CIFAR-10 (6 rows per batch file) whose MD5 sums are made the published ones,
+    and a copy of the first 4 rows of each file."""
+    import torchvision.datasets as tvd
+
+    full, copy = tmp_path / "full", tmp_path / "prefix"
+    formats.write_cifar10(full, n_train=30, n_test=6)
+    folder = full / "cifar-10-batches-py"
+    monkeypatch.setattr(tvd.CIFAR10, "train_list", [[f, md5_of(folder / f)] for f in FILES[:5]])
+    monkeypatch.setattr(tvd.CIFAR10, "test_list", [["test_batch", md5_of(folder / "test_batch")]])
+    write_prefix_copy(full, copy, 4)
+    return full, copy
+
+
+def test_the_full_files_and_a_prefix_copy_give_the_same_selection(pm, full_and_prefix):
+    full, copy = full_and_prefix
+    from_full = load(pm, "cifar10", full, first_per_file=4)  # the full files still pass the published MD5s
+    prints = prefix_fingerprints(pm.registry.get("datasets", "cifar10")(first_per_file=4), str(full))
+    from_copy = load(pm, "cifar10", copy, first_per_file=4, verify_checksums=False, fingerprints=prints)
+    assert from_full.train_x.shape == (20, 3, 32, 32) and from_full.test_x.shape == (4, 3, 32, 32)
+    for split in ("train_x", "train_y", "test_x", "test_y"):
+        assert getattr(from_full, split).equal(getattr(from_copy, split))
+    everything = load(pm, "cifar10", full)
+    # the first 4 of each file's 6, in file order
+    keep = np.concatenate([np.arange(6 * i, 6 * i + 4) for i in range(5)])
+    assert from_full.train_x.equal(everything.train_x[keep])
+    assert from_full.train_y.equal(everything.train_y[keep])
+    assert from_full.test_x.equal(everything.test_x[:4])
+    assert sorted(prints) == sorted(FILES) and prints == prefix_fingerprints(
+        pm.registry.get("datasets", "cifar10")(first_per_file=4), str(copy))
+
+
+def test_the_prefix_copy_fails_the_published_checksums(pm, full_and_prefix):
+    _, copy = full_and_prefix
+    with pytest.raises(ChecksumError, match=r"data_batch_1' does not match torchvision's published MD5"):
+        load(pm, "cifar10", copy, first_per_file=4)
+
+
+def test_another_selection_is_refused_naming_the_file(pm, full_and_prefix):
+    full, copy = full_and_prefix
+    prints = prefix_fingerprints(pm.registry.get("datasets", "cifar10")(first_per_file=4), str(full))
+    with pytest.raises(ChecksumError, match=r"cifar10: '.*cifar-10-batches-py/data_batch_1': its first 3 images and "
+                                            r"labels have fingerprint sha256:[0-9a-f]{64}, but the definition expects "
+                                            + prints["data_batch_1"]):
+        load(pm, "cifar10", copy, first_per_file=3, verify_checksums=False, fingerprints=prints)
+
+
+def test_a_damaged_copy_is_refused_naming_the_file(pm, full_and_prefix):
+    full, copy = full_and_prefix
+    prints = prefix_fingerprints(pm.registry.get("datasets", "cifar10")(first_per_file=4), str(full))
+    path = copy / "cifar-10-batches-py" / "data_batch_3"
+    with open(path, "rb") as f:
+        entry = pickle.load(f)
+    entry["data"][2, 100] ^= 1  # one bit of one pixel
+    with open(path, "wb") as f:
+        pickle.dump(entry, f, protocol=4)
+    with pytest.raises(ChecksumError, match=r"data_batch_3': its first 4 images .* a different selection or a damaged copy"):
+        load(pm, "cifar10", copy, first_per_file=4, verify_checksums=False, fingerprints=prints)
+    entry["data"][2, 100] ^= 1
+    entry["labels"][1] = (entry["labels"][1] + 1) % 10  # labels are fingerprinted too
+    with open(path, "wb") as f:
+        pickle.dump(entry, f, protocol=4)
+    with pytest.raises(ChecksumError, match="data_batch_3'"):
+        load(pm, "cifar10", copy, first_per_file=4, verify_checksums=False, fingerprints=prints)
+
+
+def test_a_copy_shorter_than_the_selection_is_named(pm, full_and_prefix):
+    _, copy = full_and_prefix
+    with pytest.raises(CobenchError, match=r"'.*data_batch_1' holds 4 images, fewer than first_per_file = 5"):
+        load(pm, "cifar10", copy, first_per_file=5, verify_checksums=False)
+
+
+@pytest.mark.parametrize("bad", [{"data_batch_1": "sha256:00"}, {f: "md5:00" for f in FILES}, "sha256:00"])
+def test_fingerprints_must_cover_every_file(pm, bad):
+    with pytest.raises(ConfigError, match=r"cifar10: fingerprints must map every file \(data_batch_1, .*test_batch\)"):
+        pm.registry.get("datasets", "cifar10")(fingerprints=bad)
+
+
+def test_cifar100_takes_the_first_rows_of_train_and_test(pm, tmp_path):
+    formats.write_cifar100(tmp_path / "full", n_train=30, n_test=10)
+    write_prefix_copy(tmp_path / "full", tmp_path / "copy", 7, "cifar-100-python", ["train", "test"])
+    full = load(pm, "cifar100", tmp_path / "full", first_per_file=7, verify_checksums=False)
+    cls = pm.registry.get("datasets", "cifar100")
+    prints = prefix_fingerprints(cls(first_per_file=7), str(tmp_path / "full"))
+    copy = load(pm, "cifar100", tmp_path / "copy", first_per_file=7, verify_checksums=False, fingerprints=prints)
+    assert full.train_x.shape == (7, 3, 32, 32) and full.train_y.equal(copy.train_y) and full.test_x.equal(copy.test_x)
+
+
+def test_the_shared_prefix_copy_matches_its_own_fingerprints(pm):
+    """The real data the cifar10-prefix boards use, where this checkout has it beside it."""
+    root = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-prefix"
+    if not root.is_dir():
+        pytest.skip(f"{root} is not here")
+    from cobench.leaderboard.spec import load_leaderboard
+
+    boards = sorted(Path(__file__).resolve().parents[2].glob("leaderboards/cifar10-prefix-*.toml"))
+    assert boards, "no cifar10-prefix board is defined"
+    for board in boards:
+        params = load_leaderboard(board).grid.params["datasets"]["cifar10"]
+        data = load(pm, "cifar10", root, **params)
+        assert len(data.train_x) == 5000 and len(data.test_x) == 1000
