@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .errors import CobenchError
 from .result_digest import digest_matches
 
 #: accuracies may differ by this much in the "wrong" direction (1 point) before a check fires
@@ -70,19 +71,17 @@ def check_accuracies(result: dict[str, Any]) -> list[str]:
 
 def check_co_against_curves(result: dict[str, Any]) -> list[str]:
     """The ``co`` flag must be what the CO detector's rule gives on the stored probe curves."""
-    from .evaluators.co_detection import CODetector, detect_collapse
+    from .evaluators.co_detection import CODetector
 
     m, curves = result.get("metrics") or {}, result.get("curves") or {}
     spec = next((e for e in result["config"].get("evaluators", []) if e.get("name") == CODetector.name), None)
     if spec is None or "co" not in m or "probe_pgd_acc" not in curves or "probe_fgsm_acc" not in curves:
         return []
-    params = {**CODetector.parameters(), **spec.get("params", {})}
     try:
-        first = detect_collapse([p for p in curves["probe_pgd_acc"] if p is not None],
-                                [f for f in curves["probe_fgsm_acc"] if f is not None],
-                                gap=params["gap"], drop=params["drop"], floor=params["floor"],
-                                persist=params.get("persist", 1))
-    except (TypeError, ValueError, KeyError):
+        detector = CODetector(**{**CODetector.parameters(), **spec.get("params", {})})
+        history = [dict(zip(curves, values)) for values in zip(*curves.values())]
+        first = detector.first_collapse(history)
+    except (TypeError, ValueError, KeyError, CobenchError):
         return ["its co detector parameters or probe curves cannot be read"]
     if (first is not None) != bool(m["co"]) or (first is not None and m.get("co_epoch") != first + 1):
         return [f"co={m['co']} (epoch {m.get('co_epoch')}) but its own probe curves give "

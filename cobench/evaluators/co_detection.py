@@ -12,43 +12,99 @@ from cobench.attacks import accuracy, fgsm, pgd
 from cobench.errors import ConfigError
 
 
-def detect_collapse(pgd_acc: list[float], fgsm_acc: list[float], *, gap: float, drop: float, floor: float,
-                    persist: int = 1) -> int | None:
-    """Index of the first epoch at which robust accuracy collapsed, else None.
+#: FGSM-PGD probe gap, as a fraction of probe clean accuracy, that counts as the single-step attack
+#: gone blind (the relative rule of :func:`collapsed_epochs`)
+RELATIVE_GAP = 0.25
+#: the PGD probe accuracy a model must have reached before the relative rule sees it fall
+MIN_PEAK = 0.05
 
-    An epoch has collapsed when FGSM accuracy exceeds PGD accuracy by at least ``gap``
-    (the single-step attack no longer finds the adversarial examples PGD finds) and PGD
-    accuracy fell to at most ``max(floor, (1 - drop) * best earlier PGD accuracy)``.
-    The collapse counts only if the FGSM-PGD gap of at least ``gap`` persists over that epoch
-    and the ``persist - 1`` epochs after it (or every epoch left, when training ends sooner):
-    catastrophic overfitting is the single-step attack *staying* blind, and a probe that shows
-    the gap for one epoch early in training and then closes it again is a blip, not CO.
-    """
+
+def collapsed_epochs(pgd_acc: list[float], fgsm_acc: list[float], clean_acc: list[float] | None = None, *,
+                     gap: float, drop: float, floor: float, relative_gap: float | None = None,
+                     min_peak: float = 0.0) -> list[bool]:
+    """Per epoch, whether the probe shows a collapse there by either rule (before persistence)."""
+    absolute, _ = absolute_rule(pgd_acc, fgsm_acc, gap=gap, drop=drop, floor=floor)
+    if clean_acc is None or relative_gap is None:
+        return absolute
+    relative, _ = relative_rule(pgd_acc, fgsm_acc, clean_acc, relative_gap=relative_gap, drop=drop, min_peak=min_peak)
+    return [a or r for a, r in zip(absolute, relative)]
+
+
+def absolute_rule(pgd_acc: list[float], fgsm_acc: list[float], *, gap: float, drop: float,
+                  floor: float) -> tuple[list[bool], list[bool]]:
+    """(collapsed, gap open) per epoch, by the rule of cobench's first boards: FGSM accuracy
+    exceeds PGD accuracy by at least ``gap``, and PGD accuracy fell to at most
+    ``max(floor, (1 - drop) * best earlier PGD accuracy)``; the gap stays open while it is ``gap``."""
+    collapsed, peak = [], 0.0
+    for p, f in zip(pgd_acc, fgsm_acc):
+        collapsed.append(f - p >= gap and p <= max(floor, (1 - drop) * peak))
+        peak = max(peak, p)
+    return collapsed, [f - p >= gap for p, f in zip(pgd_acc, fgsm_acc)]
+
+
+def relative_rule(pgd_acc: list[float], fgsm_acc: list[float], clean_acc: list[float], *, relative_gap: float,
+                  drop: float, min_peak: float) -> tuple[list[bool], list[bool]]:
+    """(collapsed, gap open) per epoch, relative to the model's own accuracy: FGSM accuracy
+    exceeds PGD accuracy by at least ``relative_gap`` times the probe's clean accuracy, and PGD
+    accuracy fell to at most ``(1 - drop)`` times its own best earlier value, which must have
+    reached ``min_peak`` (a peak of one or two probe images is noise, not robustness).
+
+    A model with 30-50 % clean accuracy (real images, a small network) cannot show an absolute
+    gap of 0.3, but its single-step attack goes just as blind. Having no absolute floor, the rule
+    does not count a model that never had robustness (the first epochs at a large eps)."""
+    still_open = [f - p >= relative_gap * c for p, f, c in zip(pgd_acc, fgsm_acc, clean_acc)]
+    collapsed, peak = [], 0.0
+    for p, is_open in zip(pgd_acc, still_open):
+        collapsed.append(is_open and peak >= min_peak and p <= (1 - drop) * peak)
+        peak = max(peak, p)
+    return collapsed, still_open
+
+
+def first_persistent(collapsed: list[bool], still_open: list[bool], persist: int) -> int | None:
+    """The first collapsed epoch whose gap stays open ``persist`` epochs (or until training ends)."""
     if persist < 1:
         raise ValueError(f"persist must be >= 1 epochs, got {persist}")
-    peak = 0.0
-    for e, (p, f) in enumerate(zip(pgd_acc, fgsm_acc)):
-        if f - p >= gap and p <= max(floor, (1 - drop) * peak):
-            window = zip(pgd_acc[e:e + persist], fgsm_acc[e:e + persist])
-            if all(fw - pw >= gap for pw, fw in window):
-                return e
-        peak = max(peak, p)
-    return None
+    return next((e for e, hit in enumerate(collapsed) if hit and all(still_open[e:e + persist])), None)
+
+
+def detect_collapse(pgd_acc: list[float], fgsm_acc: list[float], clean_acc: list[float] | None = None, *,
+                    gap: float, drop: float, floor: float, persist: int = 1,
+                    relative_gap: float | None = None, min_peak: float = 0.0) -> int | None:
+    """Index of the first epoch at which robust accuracy collapsed, else None.
+
+    An epoch has collapsed by :func:`absolute_rule` or, given ``clean_acc`` and ``relative_gap``,
+    by :func:`relative_rule`. A collapse counts only if that rule's FGSM-PGD gap stays open over
+    that epoch and the ``persist - 1`` epochs after it (or every epoch left, when training ends
+    sooner): catastrophic overfitting is the single-step attack *staying* blind, and a probe that
+    shows the gap for one epoch early in training and then closes it again is a blip, not CO.
+    """
+    onsets = [first_persistent(*absolute_rule(pgd_acc, fgsm_acc, gap=gap, drop=drop, floor=floor), persist)]
+    if clean_acc is not None and relative_gap is not None:
+        onsets.append(first_persistent(*relative_rule(pgd_acc, fgsm_acc, clean_acc, relative_gap=relative_gap,
+                                                      drop=drop, min_peak=min_peak), persist))
+    found = [e for e in onsets if e is not None]
+    return min(found) if found else None
 
 
 class CODetector(Evaluator):
-    """Per-epoch PGD and FGSM probe on a fixed held-out batch; reports whether and when CO happened."""
+    """Per-epoch PGD and FGSM probe on a fixed held-out batch; reports whether and when CO happened
+    (:func:`detect_collapse`: the absolute rule, or the FGSM-PGD gap relative to clean accuracy)."""
 
     name = "co"
-    ranges = {"steps": ">= 1", "alpha": "> 0", "gap": (">= 0", "<= 1"), "drop": (">= 0", "<= 1"), "floor": (">= 0", "<= 1")}
+    ranges = {"steps": ">= 1", "alpha": "> 0", "gap": (">= 0", "<= 1"), "drop": (">= 0", "<= 1"),
+              "floor": (">= 0", "<= 1"), "relative_gap": (">= 0", "<= 1"), "min_peak": (">= 0", "<= 1")}
+    #: the relative rule came after the digits boards were built; the consistency check shows that
+    #: their stored verdicts are what it gives on their curves, so those cells keep their identity
+    late_parameters = ("relative_gap", "min_peak")
     paper = "Wong, Rice & Kolter, ICLR 2020 (CO); Ortiz-Jimenez, de Jorge et al., TMLR 2023"
 
     def __init__(self, steps: int = 10, alpha: float = 0.25, gap: float = 0.3, drop: float = 0.5, floor: float = 0.1,
-                 persist: int = 3):
+                 persist: int = 3, relative_gap: float | None = RELATIVE_GAP, min_peak: float = MIN_PEAK):
         if not isinstance(persist, int) or persist < 1:
             raise ConfigError(f"co: persist must be an integer >= 1 (epochs the FGSM-PGD gap must last), got {persist!r}")
         self.steps, self.alpha = steps, alpha
         self.gap, self.drop, self.floor, self.persist = gap, drop, floor, persist
+        self.relative_gap, self.min_peak = relative_gap, min_peak
 
     def on_epoch_end(self, model: nn.Module, ctx: EvalContext, epoch: int) -> dict[str, float]:
         x, y = ctx.probe_x, ctx.probe_y
@@ -61,23 +117,35 @@ class CODetector(Evaluator):
             "probe_pgd_acc": accuracy(model, x + d_pgd, y, ctx.batch_size),
         }
 
+    def rule(self) -> dict[str, Any]:
+        return dict(gap=self.gap, drop=self.drop, floor=self.floor, relative_gap=self.relative_gap,
+                    min_peak=self.min_peak)
+
+    @staticmethod
+    def probe_curves(history: list[dict[str, Any]]) -> tuple[list[float], list[float], list[float] | None]:
+        """(PGD, FGSM, clean) probe accuracies per epoch; clean is None where a result predates it."""
+        rows = [h for h in history if h.get("probe_pgd_acc") is not None and h.get("probe_fgsm_acc") is not None]
+        clean = [h.get("probe_clean_acc") for h in rows]
+        return ([h["probe_pgd_acc"] for h in rows], [h["probe_fgsm_acc"] for h in rows],
+                None if None in clean else clean)  # type: ignore[return-value]
+
+    def first_collapse(self, history: list[dict[str, Any]]) -> int | None:
+        """0-based index of the first collapsed epoch of ``history`` (per-epoch probe records)."""
+        pgd_curve, fgsm_curve, clean_curve = self.probe_curves(history)
+        return detect_collapse(pgd_curve, fgsm_curve, clean_curve, **self.rule(), persist=self.persist)
+
     def collapse_streak(self, history: list[dict[str, Any]]) -> int:
-        """How many of the last epochs in ``history`` have collapsed in a row (the same test as
-        :func:`detect_collapse`, against the best PGD accuracy before each epoch): what the
-        training loop's opt-in early stop (``stop_after_collapse``) reads."""
-        probes = [(h["probe_pgd_acc"], h["probe_fgsm_acc"]) for h in history if "probe_pgd_acc" in h]
-        streak, peak = 0, 0.0
-        for p, f in probes:
-            collapsed = f - p >= self.gap and p <= max(self.floor, (1 - self.drop) * peak)
-            streak = streak + 1 if collapsed else 0
-            peak = max(peak, p)
+        """How many of the last epochs in ``history`` have collapsed in a row (the test of
+        :func:`collapsed_epochs`): what the training loop's opt-in early stop
+        (``stop_after_collapse``) reads."""
+        streak = 0
+        for hit in collapsed_epochs(*self.probe_curves(history), **self.rule()):
+            streak = streak + 1 if hit else 0
         return streak
 
     def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
-        pgd_curve = [h["probe_pgd_acc"] for h in ctx.history if "probe_pgd_acc" in h]
-        fgsm_curve = [h["probe_fgsm_acc"] for h in ctx.history if "probe_fgsm_acc" in h]
-        first = detect_collapse(pgd_curve, fgsm_curve, gap=self.gap, drop=self.drop, floor=self.floor,
-                                persist=self.persist)
+        pgd_curve, fgsm_curve, _ = self.probe_curves(ctx.history)
+        first = self.first_collapse(ctx.history)
         final = (
             detect_collapse(pgd_curve[-1:], fgsm_curve[-1:], gap=self.gap, drop=1.0, floor=self.floor) is not None
             or (first is not None and pgd_curve[-1] <= max(self.floor, (1 - self.drop) * max(pgd_curve)))

@@ -102,3 +102,60 @@ def test_fgsm_collapses_where_n_fgsm_holds_on_digits(tmp_path):
     by_method = {r["config"]["method"]["name"]: r["metrics"] for r in summary.results}
     assert by_method["fgsm"]["co"] == 1 and by_method["fgsm"]["pgd_acc"] < 0.15
     assert by_method["n-fgsm"]["co"] == 0 and by_method["n-fgsm"]["pgd_acc"] > 0.3
+
+
+# ------------------------------------------------------------------ the rule relative to clean accuracy
+RELATIVE = dict(PERSISTENT, relative_gap=CODetector().relative_gap, min_peak=CODetector().min_peak)
+
+
+def test_a_low_accuracy_model_collapses_by_the_relative_rule():
+    """Shaped like FGSM-AT at 16/255 on 5000 real CIFAR-10 images (width-16 PreActResNet18): clean
+    accuracy 20-45 %, PGD peaks near 0.09 then stays near 0, FGSM swings between 0.13 and 0.42.
+    The FGSM-PGD gap never reaches 0.3, so the absolute rule sees nothing."""
+    clean = [0.24, 0.22, 0.27, 0.21, 0.20, 0.19, 0.30, 0.35, 0.33, 0.40, 0.42, 0.38]
+    fgsm = [0.13, 0.21, 0.21, 0.19, 0.21, 0.23, 0.28, 0.16, 0.35, 0.20, 0.42, 0.30]
+    pgd = [0.03, 0.07, 0.09, 0.07, 0.06, 0.05, 0.03, 0.02, 0.00, 0.01, 0.03, 0.02]
+    assert detect_collapse(pgd, fgsm, **PERSISTENT) is None
+    assert detect_collapse(pgd, fgsm, clean, **RELATIVE) == 6  # PGD at a third of its 0.09 peak, gap >= 0.25 clean
+
+
+def test_the_relative_rule_needs_a_peak_to_fall_from():
+    """Early training at a large eps: PGD accuracy near 0 because robustness has not been learned
+    yet, and FGSM well above it relative to a low clean accuracy. Not a collapse."""
+    clean = [0.20, 0.22, 0.25, 0.27, 0.30]
+    fgsm = [0.12, 0.14, 0.15, 0.16, 0.18]
+    pgd = [0.02, 0.00, 0.01, 0.00, 0.02]
+    assert detect_collapse(pgd, fgsm, clean, **RELATIVE) is None
+    assert detect_collapse(pgd, fgsm, clean, **dict(RELATIVE, min_peak=0.0)) == 1  # a 0.02 peak is noise
+
+
+def test_the_relative_rule_ignores_a_blip_and_a_robust_model():
+    clean = [0.30, 0.35, 0.40, 0.42, 0.44, 0.45, 0.46]
+    pgd = [0.10, 0.14, 0.16, 0.05, 0.17, 0.18, 0.20]
+    fgsm = [0.14, 0.19, 0.22, 0.30, 0.23, 0.25, 0.27]  # one epoch of gap (0.25), then closed again
+    assert detect_collapse(pgd, fgsm, clean, **RELATIVE) is None
+    assert detect_collapse(pgd, fgsm, clean, **dict(RELATIVE, persist=1)) == 3
+
+
+def test_the_relative_rule_moves_no_verdict_of_the_recorded_digits_curves():
+    """The digits boards were built with the absolute rule; their stored curves (with clean
+    accuracy) give the same co and co_epoch under the current default rule."""
+    root = Path(__file__).resolve().parents[2] / "leaderboards" / "results"
+    files = sorted(root.glob("digits-*/**/eps*.json"))
+    assert len(files) == 36
+    for f in files:
+        result = json.loads(f.read_text())
+        curves = result["curves"]
+        history = [dict(zip(curves, values)) for values in zip(*curves.values())]
+        first = CODetector().first_collapse(history)
+        assert (first is not None, None if first is None else first + 1) == (
+            bool(result["metrics"]["co"]), result["metrics"]["co_epoch"]), f.name
+
+
+def test_new_detector_parameters_stay_out_of_stored_cells_at_their_default(pm):
+    from cobench.resolve import resolve_component
+
+    part = resolve_component(pm.registry, "evaluators", "co", {})
+    assert "relative_gap" not in part["params"] and "min_peak" not in part["params"]
+    part = resolve_component(pm.registry, "evaluators", "co", {"evaluators": {"co": {"relative_gap": 0.4}}})
+    assert part["params"]["relative_gap"] == 0.4
