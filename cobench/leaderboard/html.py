@@ -210,6 +210,13 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
             out.append(f'<figure id="plot-{esc(name[:-4])}"><img src="data:image/png;base64,{data}" alt="{esc(title)}">'
                        f"<figcaption>{esc(title)}</figcaption></figure>")
         out.append("</section>")
+    if lb.figures:
+        out.append('<section id="figures"><h2>Figures</h2>')
+        for fig_path, caption in lb.figures:
+            data = base64.b64encode((lb.root / fig_path).read_bytes()).decode("ascii")
+            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
+                       f"<figcaption>{inline_markdown(caption)}</figcaption></figure>")
+        out.append("</section>")
     out.append(f"<footer>cobench leaderboard <code>{esc(lb.name)}</code>; results in "
                f"<code>{esc(lb.results_rel)}/</code>. Works offline.</footer>")
     out.append(f"<script>{SCRIPT}</script>")

@@ -215,6 +215,10 @@ def render_markdown(board: Board) -> str:
     plots = plot_names(board)
     if plots:
         out += ["## Plots", ""] + [f"![{title}]({lb.plots_rel}/{name})" for name, title in plots] + [""]
+    if lb.figures:
+        out += ["## Figures", ""]
+        for fig_path, caption in lb.figures:
+            out += [f"![{caption}]({fig_path})", "", caption, ""]  # Markdown, as the description is
     return "\n".join(out)
 
 
@@ -256,6 +260,8 @@ def render_json(board: Board) -> str:
         "provenance": board.provenance(),
         "rows": table_records(board, with_problems=True),
     }
+    if lb.figures:
+        doc["figures"] = [{"path": fig_path, "caption": caption} for fig_path, caption in lb.figures]
     return json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 

@@ -11,6 +11,7 @@ The file is a grid file (``[grid]``, ``[training]``, ``[evaluation]``, ``[params
     metrics = ["noise_acc"]  # more accuracy columns, e.g. a third-party evaluator's (default: none)
     require_verification = false   # true: a submission enters only once `verify` reproduced it
     verify_tolerance = 0.01        # |re-evaluated - reported| allowed per accuracy (fraction)
+    figures = [{ path = "searches/x.png", caption = "..." }]   # committed images shown on the page
 
 A leaderboard has exactly one dataset and one model. Its outputs sit next to the TOML:
 ``<name>.md``, ``<name>.csv``, ``<name>.json``, ``<name>.html`` and ``plots/<name>/*.png``.
@@ -26,7 +27,7 @@ from ..grid import GridSpec, read_toml
 from ..kinds import singular
 
 LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by", "metrics", "require_verification",
-                    "verify_tolerance")
+                    "verify_tolerance", "figures")
 #: the accuracies every board shows; ``metrics`` adds others after them
 TABLE_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
 #: accuracies (fractions) re-evaluated from saved weights may differ from the reported ones by this much
@@ -47,6 +48,8 @@ class Leaderboard:
     metrics: tuple[str, ...] = ()
     require_verification: bool = False
     verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE
+    #: committed images shown on the page (a boundary search's phase diagram): (path relative to the TOML, caption)
+    figures: tuple[tuple[str, str], ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -135,9 +138,19 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
         raise ConfigError(f"{path}: [leaderboard] verify_tolerance must be a number in [0, 1) (a fraction of "
                           f"accuracy, 0.01 = 1 point), got {tolerance!r}")
+    figures = meta.get("figures", [])
+    if (not isinstance(figures, list) or not all(
+            isinstance(f, dict) and set(f) == {"path", "caption"} and isinstance(f["path"], str) and f["path"]
+            and not Path(f["path"]).is_absolute() and isinstance(f["caption"], str) for f in figures)):
+        raise ConfigError(f"{path}: [leaderboard] figures must be a list of {{ path = \"...\", caption = \"...\" }} "
+                          f"with paths relative to the TOML file, got {figures!r}")
+    for f in figures:
+        if not (path.parent / f["path"]).is_file():
+            raise ConfigError(f"{path}: [leaderboard] figures: {f['path']!r} is not a file next to the TOML")
     return Leaderboard(
         name=name, path=path, grid=grid, title=meta.get("title") or name,
         description=" ".join(meta.get("description", "").split()),
         results_rel=Path(results_rel).as_posix(), rank_by=tuple(rank_by), metrics=tuple(metrics), raw=data,
         require_verification=require, verify_tolerance=float(tolerance),
+        figures=tuple((Path(f["path"]).as_posix(), " ".join(f["caption"].split())) for f in figures),
     )

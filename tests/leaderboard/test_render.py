@@ -225,3 +225,29 @@ def test_render_without_results_says_so(tmp_path):
     assert out.exit_code == 0, out.output
     assert "not built yet" in out.output  # a board with no results is skipped, not rendered empty
     assert not path.with_suffix(".md").exists()
+
+
+def test_committed_figures_are_shown_on_every_page(tiny):
+    """A board can show committed images beside its tables (a boundary search's phase diagram)."""
+    import base64
+
+    png = (tiny.parent / "plots" / "tiny").glob("*.png").__next__().read_bytes()
+    (tiny.parent / "searches").mkdir()
+    (tiny.parent / "searches" / "phase.png").write_bytes(png)
+    text = tiny.read_text().replace(
+        'description = "Two fast methods, two epochs."',
+        'description = "Two fast methods, two epochs."\n'
+        'figures = [{ path = "searches/phase.png", caption = "Where FGSM collapses: the **search**." }]')
+    tiny.write_text(text)
+    out = lb_cli(["render", str(tiny)])
+    assert out.exit_code == 0, out.output
+    md = tiny.with_suffix(".md").read_text()
+    assert "## Figures\n\n![Where FGSM collapses: the **search**.](searches/phase.png)" in md
+    assert json.loads(tiny.with_suffix(".json").read_text())["figures"] == [
+        {"path": "searches/phase.png", "caption": "Where FGSM collapses: the **search**."}]
+    page = tiny.with_suffix(".html").read_text()
+    assert base64.b64encode(png).decode("ascii") in page and "the <strong>search</strong>." in page
+    assert lb_cli(["check", str(tiny)]).exit_code == 0
+    tiny.write_text(text.replace("searches/phase.png", "searches/missing.png"))
+    out = lb_cli(["render", str(tiny)])
+    assert out.exit_code != 0 and "figures: 'searches/missing.png' is not a file next to the TOML" in out.output
