@@ -175,7 +175,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
         name="elle", summary="Abad Rocamora et al., ICLR 2024 (ELLE/ELLE-A on CIFAR-10; two optimiser steps per batch)",
         lr_schedule="cyclic", lr_peak=0.5, lr_max=0.2, momentum=0.9, cycle_momentum=True, base_momentum=0.8,
         weight_decay=5e-4, epochs=30, batch_size=128, augment=True, normalize=False, clamp=False, optimizer_steps=2,
-        **_PGD_50_10,
+        eval_steps=50, eval_restarts=10, eval_step_size="eps/4", eval_samples=0,
         sources={
             "lr_schedule, lr_peak": f"{EL} core/utils/train.py init_scheduler 'GradAlign' (CyclicLR, lr_steps / 2 each "
                                     f"way on CIFAR-10); {TORCH_CYCLIC}",
@@ -186,7 +186,11 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
                      "(default False), never to [0, 1]; the triplet points are not clamped either",
             "optimizer_steps": f"{EL} core/utils/train.py train: optimizer.step(); scheduler.step(); optimizer.step() "
                                "with the same gradients",
-            "eval": f"{EL} eval_pgd50-10.py",
+            "eval": f"{EL} eval_pgd50-10.py (pgd_alpha = eps_eval / 4; attack_iters, n_restarts = (50, 10); the whole "
+                    "test loader). Not reproduced by the preset: the script evaluates val_best.pt by default "
+                    "(--early_stopping True), the model with the best validation accuracy on 1,024 training images "
+                    "held out by core/data/cifar10.py (split=1024); cobench's best-checkpoint option "
+                    "(training.val_size = 1024) does that when a grid asks for it",
         }),
 )}
 
