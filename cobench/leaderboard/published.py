@@ -10,7 +10,7 @@ injection setting), with where it was read::
     value = 47.6                # in %, as published
     std = 0.5                   # optional, as published
     seeds = 5                   # optional: runs behind the figure
-    checkpoint = "last"         # "last" (end of training) or "best" (early-stopped)
+    checkpoint = "last"         # "last" (end of training), "best" (early-stopped) or "n/s" (not stated)
     approximate = true          # read off a plot (shown as ≈)
     source = "tml-epfl/understanding-fast-adv-training README.md l.30, img/fig1_robustnes_diff_eps_cifar10.png (Fig. 1 left)"
     differs = "lr 0.30 ... (every way the published setting differs from the board's)"
@@ -31,7 +31,7 @@ from typing import Any
 from ..api import NO_INJECTION
 from ..errors import ConfigError
 
-CHECKPOINTS = ("last", "best")
+CHECKPOINTS = ("last", "best", "n/s")
 KEYS = ("method", "eps", "metric", "value", "std", "seeds", "checkpoint", "approximate", "source", "differs",
         "injection", "beta")
 
