@@ -49,7 +49,7 @@ class TrainingConfig:
     stop_after_collapse: int = 0
     #: training images held out as a validation split; > 0 also keeps the epoch with the best validation PGD
     #: accuracy and evaluates it beside the last model (``best_*`` metrics; cobench.early_stopping). 0 = off
-    val_size: int = 0
+    val_size: int | None = None
 
     def resolved(self) -> dict[str, Any]:
         """Every field, with the protocol's values filled in where this config leaves them unset."""
