@@ -48,7 +48,7 @@ def test_without_val_size_nothing_changes_in_the_cell(pm):
 
 
 def test_best_and_last_models_are_both_evaluated_and_a_board_shows_both(tmp_path, pm):
-    summary = Runner(tiny_spec(val_size=64), tmp_path / "res", options={"device": "cpu"}).run()
+    summary = Runner(tiny_spec(val_size=64), tmp_path / "res", options={"device": "cpu", "save_models": True}).run()
     assert summary.ran == 1 and not summary.failed, summary.failed
     r = json.loads(next(p for p, _ in iter_results(tmp_path / "res")).read_text())
     m, curves = r["metrics"], r["curves"]
@@ -80,3 +80,7 @@ def test_best_and_last_models_are_both_evaluated_and_a_board_shows_both(tmp_path
     row = next(csv.DictReader(io.StringIO(lb.output("csv").read_text())))
     assert float(row["best_pgd_acc_mean"]) == round(m["best_pgd_acc"], 6)
     assert float(row["pgd_acc_mean"]) == round(m["pgd_acc"], 6)
+    # the saved weights are the last model's: verify re-evaluates those and leaves best_* alone
+    out = lb_cli(["verify", str(board), "--all", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    assert "reproduced: clean_acc" in out.output and "best_pgd_acc" not in out.output and "0 not reproduced" in out.output
