@@ -32,10 +32,9 @@ class Component:
     #: conditions on numeric parameters, checked before any cell runs (:mod:`cobench.params`):
     #: ``{"steps": ">= 1", "q": ("> 0", "< 1")}``
     ranges: ClassVar[dict[str, str | tuple[str, ...]]] = {}
-    #: parameters added after results were stored: left out of a cell's config while at their
-    #: default, so stored cells keep their identity. Only for a parameter whose default
-    #: reproduces every stored result (as the ``co`` evaluator's consistency check proves for its own)
-    late_parameters: ClassVar[tuple[str, ...]] = ()
+    #: parameters a cell records only when they differ from their default, so that a parameter
+    #: added to an existing component keeps the identity (``cell_id``) of the cells stored before it
+    recorded_when_set: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:

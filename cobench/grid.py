@@ -47,6 +47,9 @@ class TrainingConfig:
     amp: str = "off"
     #: opt-in early stop: end a cell once the ``co`` evaluator has seen CO for this many epochs in a row (0 = never)
     stop_after_collapse: int = 0
+    #: training images held out as a validation split; > 0 also keeps the epoch with the best validation PGD
+    #: accuracy and evaluates it beside the last model (``best_*`` metrics; cobench.early_stopping). 0 = off
+    val_size: int | None = None
 
     def resolved(self) -> dict[str, Any]:
         """Every field, with the protocol's values filled in where this config leaves them unset."""
@@ -89,9 +92,9 @@ MAX_SEED = 2**63 - 1
 TRAINING_RANGES = {"epochs": ">= 1", "batch_size": ">= 2", "lr_max": ("> 0", "<= 10"), "lr_peak": ("> 0", "< 1"),
                    "momentum": (">= 0", "< 1"), "base_momentum": ">= 0", "weight_decay": ">= 0",
                    "optimizer_steps": ">= 1", "probe_size": ">= 1", "eval_batch_size": ">= 1",
-                   "stop_after_collapse": ">= 0", "eps_warmup_epochs": ">= 0"}
+                   "stop_after_collapse": ">= 0", "eps_warmup_epochs": ">= 0", "val_size": ">= 0"}
 #: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
-LATE_DEFAULTS: dict[str, Any] = {"amp": "off", "stop_after_collapse": 0, "eps_warmup_epochs": 0}
+LATE_DEFAULTS: dict[str, Any] = {"amp": "off", "stop_after_collapse": 0, "eps_warmup_epochs": 0, "val_size": 0}
 
 
 @dataclass

@@ -59,6 +59,9 @@ class Protocol:
     #: the first update to the full eps after this many epochs of updates, then held (0 = no warm-up);
     #: evaluation always uses the full eps (N-FGSM's SVHN runs: 5, see cobench.training.eps_warmup_scale)
     eps_warmup_epochs: int = 0
+    #: training images held out as a validation split; > 0 also evaluates the epoch with the best validation
+    #: PGD accuracy beside the last model (cobench.early_stopping; ELLE's val_best.pt on 1,024 images)
+    val_size: int = 0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def training_values(self) -> dict[str, Any]:
@@ -76,7 +79,7 @@ class Protocol:
 
 TRAINING_FIELDS = ("lr_schedule", "lr_peak", "lr_max", "momentum", "cycle_momentum", "base_momentum",
                    "weight_decay", "epochs", "batch_size", "augment", "normalize", "clamp", "optimizer_steps",
-                   "eps_warmup_epochs")
+                   "eps_warmup_epochs", "val_size")
 
 #: a step written relative to eps: "eps", "eps/4", "eps*0.25"
 _EPS_RULE = re.compile(r"^\s*eps\s*(?:([/*])\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))?\s*$")
@@ -175,7 +178,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
         name="elle", summary="Abad Rocamora et al., ICLR 2024 (ELLE/ELLE-A on CIFAR-10; two optimiser steps per batch)",
         lr_schedule="cyclic", lr_peak=0.5, lr_max=0.2, momentum=0.9, cycle_momentum=True, base_momentum=0.8,
         weight_decay=5e-4, epochs=30, batch_size=128, augment=True, normalize=False, clamp=False, optimizer_steps=2,
-        **_PGD_50_10,
+        eval_steps=50, eval_restarts=10, eval_step_size="eps/4", eval_samples=0, val_size=1024,
         sources={
             "lr_schedule, lr_peak": f"{EL} core/utils/train.py init_scheduler 'GradAlign' (CyclicLR, lr_steps / 2 each "
                                     f"way on CIFAR-10); {TORCH_CYCLIC}",
@@ -186,7 +189,12 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
                      "(default False), never to [0, 1]; the triplet points are not clamped either",
             "optimizer_steps": f"{EL} core/utils/train.py train: optimizer.step(); scheduler.step(); optimizer.step() "
                                "with the same gradients",
-            "eval": f"{EL} eval_pgd50-10.py",
+            "eval": f"{EL} eval_pgd50-10.py (pgd_alpha = eps_eval / 4; attack_iters, n_restarts = (50, 10); the whole "
+                    "test loader)",
+            "val_size": f"{EL} core/data/cifar10.py (split=1024: 1,024 training images held out for validation), "
+                        "train.py (val_best.pt: the epoch with the best validation robust accuracy), eval_pgd50-10.py "
+                        "and eval_aa.py (--early_stopping True: val_best.pt is evaluated by default); cobench evaluates "
+                        "it as best_* beside the last model",
         }),
 )}
 

@@ -110,9 +110,9 @@ def resolve_component(registry: Registry, kind: str, spec: str, params: Mapping[
     overrides = {**table.get(spec, {}), **(table.get(name, {}) if spec != name else {})}
     values = resolved_params(cls, overrides, arg=arg, eps255=eps255, protocol=protocol)
     defaults = cls.parameters()
-    for late in cls.late_parameters:
-        if late in values and values[late] == defaults[late]:
-            del values[late]
+    for key in getattr(cls, "recorded_when_set", ()):  # a later-added parameter at its default: not recorded
+        if key in values and values[key] == defaults.get(key):
+            del values[key]
     if cls.spec_arg is not None and cls.spec_arg in values and values[cls.spec_arg] is None:
         raise ConfigError(f"{singular(kind)} {name!r} needs an argument: write {name}:{cls.spec_arg.upper()}")
     return {"name": name, "params": jsonable(values)}

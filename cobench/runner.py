@@ -18,6 +18,7 @@ from .cell import Cell
 from .checkpoints import CellCheckpoint
 from .claims import ClaimedCells, ClaimKeeper, Skipped
 from .device import resolve_device, seed_everything
+from .early_stopping import BestCheckpoint, best_metrics, split_validation
 from .errors import CobenchError, ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
 from .grid import GridSpec
@@ -144,11 +145,17 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     registry = get_plugin_manager().registry
     seed_everything(cell.seed)
     parts = build_parts(cell, options, device, registry)
+    best, validation = held_out_validation(cell, parts)
     checkpoint = CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
-    outcome = train(parts, cell.training, options, on_epoch, checkpoint=checkpoint)
+    outcome = train(parts, cell.training, options, on_epoch, checkpoint=checkpoint, best=best)
     parts.eval_ctx.history = outcome.history
     t_eval = time.perf_counter()
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
+    if best is not None:  # the early-stopped model, with the same evaluators
+        best_model = best.best_model(parts.model)
+        metrics.update(best_metrics(run_evaluators(best_model, parts.evaluators,
+                                                   lambda ev: ev.evaluate(best_model, parts.eval_ctx)),
+                                    best.best_epoch))
     if cell.training.get("stop_after_collapse"):
         metrics["stopped_early"] = int(outcome.stopped_early_epoch is not None)
         metrics["stopped_early_epoch"] = outcome.stopped_early_epoch
@@ -159,9 +166,22 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     cost = dict(outcome.cost, eval_time_s=time.perf_counter() - t_eval)
     out = {"metrics": metrics, "curves": curves, "cost": cost, "plugins": component_owners(cell, registry),
            "provenance": provenance(cell, options, device, parts)}
+    if validation is not None:
+        out["provenance"]["data"]["validation"] = validation
     if options.save_models:
         out[WEIGHTS_BYTES] = weights_bytes(parts.model)  # the driver writes them beside the result
     return out
+
+
+def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | None, dict[str, Any] | None]:
+    """With ``training.val_size`` > 0: take the validation split out of ``parts.data`` (in place)
+    and return the tracker of the best epoch and the split's record; else (None, None)."""
+    val_size = int(cell.training.get("val_size", 0))
+    if val_size <= 0:
+        return None, None
+    parts.data, val_x, val_y, record = split_validation(parts.data, val_size, cell.seed)
+    best = BestCheckpoint(val_x, val_y, parts.injection, parts.eval_ctx.eps, cell.training["eval_batch_size"], cell.seed)
+    return best, record
 
 
 def provenance(cell: Cell, options: RunOptions, device: torch.device, parts: CellParts) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from .checkpoints import CellCheckpoint, restore_rng_states, rng_states, to_devi
 from .errors import ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
 from .options import RunOptions
+
+if TYPE_CHECKING:
+    from .early_stopping import BestCheckpoint
 
 
 class Normalize(nn.Module):
@@ -160,7 +163,7 @@ class CellParts:
 
 def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
           on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
-          checkpoint: CellCheckpoint | None = None) -> TrainOutcome:
+          checkpoint: CellCheckpoint | None = None, best: BestCheckpoint | None = None) -> TrainOutcome:
     """Train ``parts.model`` with ``parts.method``; returns per-epoch history and the measured cost.
 
     ``training`` is a cell's training config (:meth:`cobench.grid.TrainingConfig.as_config`);
@@ -175,6 +178,8 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
     that finds one resumes after its epoch (see :mod:`cobench.checkpoints`).
     ``training["stop_after_collapse"]`` = P > 0 ends training once the ``co`` evaluator has
     seen collapse for P epochs in a row (``stopped_early_epoch``).
+    ``best`` (``training["val_size"]`` > 0, :mod:`cobench.early_stopping`) measures the held-out
+    validation split after every epoch (``val_pgd_acc``) and keeps the best epoch's weights.
     """
     model, method, data, injection = parts.model, parts.method, parts.data, parts.injection
     evaluators, eval_ctx = parts.evaluators, parts.eval_ctx
@@ -234,6 +239,8 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
         start_epoch, state["updates"], outcome.history = saved["epoch"], saved["updates"], saved["history"]
         train_time, epoch_times, batch_samples = saved["train_time"], saved["epoch_times"], saved["batch_samples"]
         counter.forward, counter.backward = saved["passes"]
+        if best is not None and saved.get("best") is not None:
+            best.load_state_dict(saved["best"])
     stop_after = int(training.get("stop_after_collapse", 0))
     streak = next((ev.collapse_streak for ev in evaluators if hasattr(ev, "collapse_streak")), None)
     model.train()
@@ -276,6 +283,8 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
             eval_ctx.history = outcome.history
             counter.paused = True
             record = run_evaluators(model, evaluators, lambda ev: ev.on_epoch_end(model, eval_ctx, epoch + 1), record)
+            if best is not None:
+                record["val_pgd_acc"] = best.observe(model, epoch + 1)
             counter.paused = False
             outcome.history.append(record)
             if on_epoch is not None:
@@ -290,6 +299,7 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
                     "method": method.state_dict(), "rng": rng_states(generator), "updates": state["updates"],
                     "history": outcome.history, "train_time": train_time, "epoch_times": epoch_times,
                     "batch_samples": batch_samples, "passes": [counter.forward, counter.backward],
+                    **({"best": best.state_dict()} if best is not None else {}),
                 })
     finally:
         counter.remove()

@@ -95,7 +95,7 @@ class CODetector(Evaluator):
               "floor": (">= 0", "<= 1"), "relative_gap": (">= 0", "<= 1"), "min_peak": (">= 0", "<= 1")}
     #: the relative rule came after the digits boards were built; the consistency check shows that
     #: their stored verdicts are what it gives on their curves, so those cells keep their identity
-    late_parameters = ("relative_gap", "min_peak")
+    recorded_when_set = ("relative_gap", "min_peak")
     paper = "Wong, Rice & Kolter, ICLR 2020 (CO); Ortiz-Jimenez, de Jorge et al., TMLR 2023"
 
     def __init__(self, steps: int = 10, alpha: float = 0.25, gap: float = 0.3, drop: float = 0.5, floor: float = 0.1,

@@ -14,6 +14,7 @@ from ..api import NO_INJECTION
 from ..plugins import Registry, get_plugin_manager
 from ..tables import METRICS, aggregate
 from .collect import Collection, ProtocolError, collect
+from .published import attach
 from .trust import annotate, noise_aware_ranks, plugin_label
 from .spec import TABLE_METRICS, Leaderboard
 
@@ -22,6 +23,7 @@ METRIC_LABELS = {
     "fgsm_acc": "FGSM",
     "pgd_acc": "PGD",
     "autoattack_acc": "AutoAttack",
+    "pgd50_10_acc": "PGD-50-10",
 }
 
 
@@ -53,6 +55,8 @@ class Board:
     rows: list[dict[str, Any]]
     rank_metric: str | None
     methods: list[dict[str, Any]] = field(default_factory=list)
+    #: the board's published figures with cobench's number and the difference (cobench.leaderboard.published)
+    published: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def settings(self) -> list[Setting]:
@@ -158,7 +162,9 @@ def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
         ranked = sorted(groups[key], key=lambda r: (r["flagged"], -score(r), r["method"]))
         noise_aware_ranks(ranked, rank_metric)
         rows += ranked
-    return Board(lb=lb, coll=coll, rows=rows, rank_metric=rank_metric, methods=method_info(coll, registry))
+    published = attach(lb.published, rows, TABLE_METRICS + lb.metrics, METRIC_LABELS) if lb.published else []
+    return Board(lb=lb, coll=coll, rows=rows, rank_metric=rank_metric, methods=method_info(coll, registry),
+                 published=published)
 
 
 def check_metrics(lb: Leaderboard, coll: Collection) -> None:

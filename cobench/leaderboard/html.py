@@ -11,8 +11,9 @@ import html
 import re
 
 from .board import Board
-from .render import (COLUMN_NOTE, GENERATED_NOTE, TABLE_METRICS, cells_of, main_device, method_params_text,
-                     protocol_lines, provenance_lines, table_columns)
+from .render import (COLUMN_NOTE, GENERATED_NOTE, PUBLISHED_NOTE, TABLE_METRICS, cells_of, main_device,
+                     method_params_text, protocol_lines, provenance_lines, published_cells, published_columns,
+                     table_columns)
 
 #: data URIs of embedded images; ``check`` blanks them out before comparing pages
 IMAGE_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]*")
@@ -125,7 +126,7 @@ def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
     out = [f'<div class="table-wrap"><table class="leaderboard sortable" data-setting="{esc(setting_slug)}">',
            "<thead><tr>"]
     metrics = board.table_metrics
-    columns = table_columns(metrics)
+    columns = table_columns(metrics, bool(board.published))
     numeric = NUMERIC | set(metrics)
     for key, header in columns:
         kind = "num" if key in numeric else "text"
@@ -146,6 +147,32 @@ def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
             out.append(f'<td class="{" ".join(classes)}" data-value="{esc(sort_value(row, key, metrics))}">{esc(cells[key])}</td>')
         out.append("</tr>")
     out.append("</tbody></table></div>")
+    return out
+
+
+def published_html(board: Board) -> list[str]:
+    """The published figures beside cobench's numbers, as a sortable table."""
+    if not board.published:
+        return []
+    numeric = {"ref", "eps", "value", "seeds", "cobench", "difference"}
+    out = ['<section id="published"><h2>Published figures</h2>',
+           f'<p class="note">{inline_markdown(PUBLISHED_NOTE)}</p>',
+           '<div class="table-wrap"><table class="leaderboard sortable published"><thead><tr>']
+    for key, header in published_columns():
+        kind = "num" if key in numeric else "text"
+        out.append(f'<th scope="col" data-key="{key}" data-type="{kind}" class="{kind}">{esc(header)}</th>')
+    out.append("</tr></thead><tbody>")
+    for rec in board.published:
+        cells = published_cells(rec)
+        out.append(f'<tr data-method="{esc(rec["method"])}" data-eps="{rec["eps"]:g}">')
+        for key, _ in published_columns():
+            kind = "num" if key in numeric else "text"
+            value = rec.get(key)
+            data = "" if value is None or kind == "text" else format(value, ".6g")
+            style = "" if kind == "num" else ' style="white-space: normal; min-width: 10rem"'
+            out.append(f'<td class="{kind}"{style} data-value="{esc(data)}">{esc(cells[key])}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table></div></section>")
     return out
 
 
@@ -202,6 +229,7 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
             paper = f" — {esc(m['paper'])}" if m["paper"] else ""
             out.append(f"<li><strong>{esc(m['name'])}</strong>{owner}: {esc(method_params_text(m))}{paper}</li>")
         out.append("</ul></section>")
+    out += published_html(board)
     planned = planned_plots(board)
     if planned:
         out.append('<section id="plots"><h2>Plots</h2>')

@@ -78,7 +78,8 @@ def reevaluate(path: Path, result: dict[str, Any], lb: Leaderboard, options: Run
     epochs = len(next(iter(curves.values()), []))
     parts.eval_ctx.history = [{k: v[i] for k, v in curves.items()} for i in range(epochs)]
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
-    reported = result.get("metrics") or {}
+    # best_*: the early-stopped model's accuracies (training.val_size); its weights are not saved, the last model's are
+    reported = {k: v for k, v in (result.get("metrics") or {}).items() if not k.startswith("best_")}
     compared = sorted(k for k in reported if k.endswith("_acc") and isinstance(reported[k], (int, float))
                       and isinstance(metrics.get(k), (int, float)))
     missing = sorted(k for k in reported if k.endswith("_acc") and reported[k] is not None and k not in compared)

@@ -12,6 +12,7 @@ The file is a grid file (``[grid]``, ``[training]``, ``[evaluation]``, ``[params
     require_verification = false   # true: a submission enters only once `verify` reproduced it
     verify_tolerance = 0.01        # |re-evaluated - reported| allowed per accuracy (fraction)
     figures = [{ path = "searches/x.png", caption = "..." }]   # committed images shown on the page
+    [[leaderboard.published]]      # a reference's figure for one row, with its source (cobench.leaderboard.published)
 
 A leaderboard has exactly one dataset and one model. Its outputs sit next to the TOML:
 ``<name>.md``, ``<name>.csv``, ``<name>.json``, ``<name>.html`` and ``plots/<name>/*.png``.
@@ -25,9 +26,10 @@ from typing import Any
 from ..errors import ConfigError
 from ..grid import GridSpec, read_toml
 from ..kinds import singular
+from .published import Published, parse_published
 
 LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by", "metrics", "require_verification",
-                    "verify_tolerance", "figures")
+                    "verify_tolerance", "figures", "published")
 #: the accuracies every board shows; ``metrics`` adds others after them
 TABLE_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
 #: accuracies (fractions) re-evaluated from saved weights may differ from the reported ones by this much
@@ -50,6 +52,8 @@ class Leaderboard:
     verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE
     #: committed images shown on the page (a boundary search's phase diagram): (path relative to the TOML, caption)
     figures: tuple[tuple[str, str], ...] = ()
+    #: published figures shown beside the board's own (``[[leaderboard.published]]``)
+    published: tuple[Published, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -153,4 +157,6 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
         results_rel=Path(results_rel).as_posix(), rank_by=tuple(rank_by), metrics=tuple(metrics), raw=data,
         require_verification=require, verify_tolerance=float(tolerance),
         figures=tuple((Path(f["path"]).as_posix(), " ".join(f["caption"].split())) for f in figures),
+        published=parse_published(meta.get("published"), str(path), TABLE_METRICS + tuple(metrics),
+                                  list(grid.methods), list(grid.eps)),
     )

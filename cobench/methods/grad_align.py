@@ -1,7 +1,7 @@
 """GradAlign (Andriushchenko & Flammarion, NeurIPS 2020): FGSM plus a gradient-alignment regularizer."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,15 +49,30 @@ class GradAlign(Method):
     one FGSM already computed (same point, same parameters), which saves one forward/backward
     pass against the reference code without changing the result. The random point x + eta is
     clamped to the image range (the reference leaves it unclamped).
+
+    ``variant = "co-features"`` is gortizji/co_features' GradAlign (``train/utils.py`` class
+    ``GradAlign``, called from ``injected_feature_cifar_gradalign_train.py``'s
+    ``regularized_loss(loss, delta, ...)`` with the loss that ``attacks/__init__.py`` ``FGSM.attack``
+    returns): the first gradient is taken at the FGSM point x + delta_FGSM (the gradient of that
+    loss w.r.t. delta), not at the clean x, and the random point x + U[-eps, eps] is not clamped
+    to the image range. Its lambda is 0.2 at every eps (``config/injected_feature_cifar_gradalign_train/
+    config.yaml`` ``reg_lambda: 0.2``), so a grid using the variant also sets ``lam = 0.2``: the
+    variant does not change lambda (``defaults_for_eps`` only sees eps). The reference averages
+    the cosine over an empty set (NaN) when no sample has two non-zero gradients; cobench returns 1
+    there, as for the default variant. The FGSM step is the same (zero start, step eps, projected,
+    box-clamped). Cells record ``variant`` only when it is not the default.
     """
 
     name = "grad-align"
     ranges = {"lam": ">= 0", "alpha": "> 0"}
     paper = "Andriushchenko & Flammarion, 'Understanding and improving fast adversarial training', NeurIPS 2020"
+    recorded_when_set = ("variant",)
 
-    def __init__(self, lam: float = 0.2, alpha: float = 1.25):
+    def __init__(self, lam: float = 0.2, alpha: float = 1.25,
+                 variant: Literal["grad-align", "co-features"] = "grad-align"):
         self.lam = lam  # regularizer weight (0.2 at 8/255)
         self.alpha = alpha  # FGSM step as a multiple of eps (projected, so >= 1 means eps)
+        self.variant = variant  # "co-features": first gradient at the FGSM point, random point unclamped
 
     @classmethod
     def defaults_for_eps(cls, eps255: float) -> dict[str, Any]:
@@ -68,10 +83,16 @@ class GradAlign(Method):
         zero = torch.zeros_like(x)
         grad_x, _ = input_gradient(ctx.model, x, y, zero)
         delta = sign_step(x, zero, grad_x, self.alpha * eps, eps, ctx.lower, ctx.upper)
+        if self.variant == "co-features":
+            delta = delta.detach().requires_grad_(True)
         logits = ctx.model(x + delta)
         loss = F.cross_entropy(logits, y)
         if self.lam > 0:
-            noise = clamp_delta(x, ctx.uniform(x, -eps, eps), ctx.lower, ctx.upper)
+            if self.variant == "co-features":  # grad1 at the FGSM point, the random point unclamped
+                (grad_x,) = torch.autograd.grad(loss, delta, retain_graph=True)
+                noise = ctx.uniform(x, -eps, eps)
+            else:
+                noise = clamp_delta(x, ctx.uniform(x, -eps, eps), ctx.lower, ctx.upper)
             loss = loss + self.lam * alignment_regularizer(ctx.model, x, y, grad_x, noise)
         ctx.update(loss, logits, y)
 

@@ -128,6 +128,64 @@ def co_features(net, x, y, *, method, eps, epochs, batch_size, seed, mean, std, 
     return model
 
 
+class GradAlign(nn.Module):
+    """train/utils.py GradAlign (``torch.zeros(1).cuda()[0]`` without ``.cuda()``; noise drawn from ``g``)."""
+
+    def __init__(self, reg_lambda, epsilon, g=None) -> None:
+        super().__init__()
+        self.reg_lambda, self.epsilon, self.g = reg_lambda, epsilon, g
+
+    def forward(self, model, loss, delta, X, y):
+        reg = torch.zeros(1)[0]
+        grad = torch.autograd.grad(loss, delta, create_graph=True)[0]
+        grad = grad.detach()
+        if self.reg_lambda > 0:
+            grad2 = self._get_input_grad(model, X, y)
+            grads_nnz_idx = ((grad ** 2).sum([1, 2, 3]) ** 0.5 != 0) * ((grad2 ** 2).sum([1, 2, 3]) ** 0.5 != 0)
+            grad1, grad2 = grad[grads_nnz_idx], grad2[grads_nnz_idx]
+            grad1_norms = (grad1 ** 2).sum([1, 2, 3]) ** 0.5  # attacks/utils.py l2_norm_batch
+            grad2_norms = (grad2 ** 2).sum([1, 2, 3]) ** 0.5
+            grad1_normalized = grad1 / grad1_norms[:, None, None, None]
+            grad2_normalized = grad2 / grad2_norms[:, None, None, None]
+            cos = torch.sum(grad1_normalized * grad2_normalized, (1, 2, 3))
+            reg += self.reg_lambda * (1.0 - cos.mean())
+        return reg
+
+    def _get_input_grad(self, model, X, y):
+        delta = torch.zeros_like(X)
+        delta.uniform_(-self.epsilon, self.epsilon, generator=self.g)
+        delta.requires_grad = True
+        output = model(X + delta)
+        loss = F.cross_entropy(output, y)
+        grad = torch.autograd.grad(loss, delta, create_graph=True)[0]
+        return grad
+
+
+def co_features_grad_align(net, x, y, *, method, eps, epochs, batch_size, seed, mean, std, lam=0.2, lr_max=0.2, **_):
+    """injected_feature_cifar_gradalign_train.py: ``FGSM(epsilon, alpha=epsilon, clip_delta, clip_box)``,
+    ``GradAlignAdvTrainer.regularized_loss`` = loss + GradAlign(model, loss, delta, X, y) with the loss
+    FGSM.attack returns (at the FGSM point), then AdvTrainer.train's zero_grad / backward / step /
+    scheduler.step. ``reg_lambda: 0.2`` in its config."""
+    assert method == "grad-align"
+    g = torch.Generator().manual_seed(seed)
+    model = Normalizer(net, mean=mean, std=std)
+    opt = torch.optim.SGD(model.parameters(), lr=lr_max, momentum=0.9, weight_decay=5e-4)
+    steps_per_epoch = -(-len(x) // batch_size)
+    scheduler = cyclic(opt, lr_max, epochs * steps_per_epoch)
+    attack = FGSM(eps, eps, clip_delta=True, clip_box=True)
+    grad_align_loss = GradAlign(lam, eps, g=g)
+    for _ in range(epochs):
+        model.train()
+        for X, yb in batches(x, y, batch_size, g):
+            loss, delta, adv_output = attack.attack(model=model, X=X, y=yb)
+            reg_loss = loss + grad_align_loss(model, loss, delta, X, yb)
+            opt.zero_grad()
+            reg_loss.backward()
+            opt.step()
+            scheduler.step()
+    return model
+
+
 # --------------------------------------------------------------------------- locuslab/fast_adversarial
 def fast_at(net, x, y, *, method, eps, epochs, batch_size, seed, mean, std, lr_max=0.2):
     """CIFAR10/train_fgsm.py (``--delta-init zero`` for fgsm, ``random`` for rs-fgsm, alpha 1.25 eps):

@@ -74,6 +74,9 @@ CASES = [
     ("co-features", "fgsm", ref.co_features, {}, 0.0, {}),
     ("co-features", "n-fgsm", ref.co_features, {}, 0.0, {}),
     ("co-features", "pgd", ref.co_features, {}, 0.0, {}),
+    # co_features' own GradAlign (injected_feature_cifar_gradalign_train.py): first gradient at the FGSM
+    # point, random point not clamped (the data touch the box, so the clamp would matter), lambda 0.2
+    ("co-features", "grad-align", ref.co_features_grad_align, {"lam": 0.2, "variant": "co-features"}, 0.0, {}),
     ("fast-at", "fgsm", ref.fast_at, {}, 0.0, {}),
     ("fast-at", "rs-fgsm", ref.fast_at, {}, 0.0, {}),
     ("n-fgsm", "n-fgsm", ref.n_fgsm, {}, 0.0, {}),
@@ -108,6 +111,32 @@ def test_constant_momentum_is_not_the_references_loop():
                              seed=3, mean=REF_MEAN, std=REF_STD)
     ours = run_cobench("co-features", "fgsm", copy.deepcopy(initial), x, y, seed=3, cycle_momentum=False)
     assert max_param_gap(ours, theirs) > 100 * TOL
+
+
+def test_grad_align_default_variant_is_not_co_features_grad_align():
+    """The co_features GradAlign parity test can fail: the default variant (clean-input gradient,
+    clamped random point) leaves co_features' loop by far more than 1e-5."""
+    x, y = tiny_data()
+    initial = tiny_net()
+    theirs = ref.co_features_grad_align(copy.deepcopy(initial), x, y, method="grad-align", eps=EPS, epochs=EPOCHS,
+                                        batch_size=BATCH, seed=3, mean=REF_MEAN, std=REF_STD, lam=0.2)
+    ours = run_cobench("co-features", "grad-align", copy.deepcopy(initial), x, y, seed=3, params={"lam": 0.2})
+    assert max_param_gap(ours, theirs) > 100 * TOL
+
+
+def test_pgd_absolute_step_matches_co_features_at_an_eps_other_than_8():
+    """co_features' PGD-AT steps 2/255 at every eps (config alpha: 2); at 4/255 that is cobench's
+    step_size = 2, not its default alpha = 0.25 (1/255)."""
+    x, y = tiny_data()
+    initial = tiny_net()
+    eps = 4 / 255
+    theirs = ref.co_features(copy.deepcopy(initial), x, y, method="pgd", eps=eps, epochs=EPOCHS, batch_size=BATCH,
+                             seed=3, mean=REF_MEAN, std=REF_STD)
+    ours = run_cobench("co-features", "pgd", copy.deepcopy(initial), x, y, seed=3, eps=eps, params={"step_size": 2.0})
+    relative = run_cobench("co-features", "pgd", copy.deepcopy(initial), x, y, seed=3, eps=eps)
+    assert moved(initial, theirs) > 1e-2
+    assert max_param_gap(ours, theirs) < TOL
+    assert max_param_gap(relative, theirs) > 100 * TOL
 
 
 def test_one_optimizer_step_per_batch_is_not_elles_loop():
