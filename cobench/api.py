@@ -232,6 +232,8 @@ class Method(Component):
     kind = "method"
     #: optimiser updates per minibatch; the runner divides epochs by it (Free-AT's replays)
     replays: int = 1
+    #: differentiates through an input gradient (double backward): ``--compile`` refuses it
+    double_backward: bool = False
 
     @classmethod
     def defaults_for_eps(cls, eps255: float) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from .resolve import resolve
 from .results import (check_writable, environment, failed_result, finished_result, flat_row, now, result_header,
                       result_path, sanitize, write_atomic, write_json)
 from .tracking import CellLoggers, check_loggers
-from .training import CellParts, Normalize, train
+from .training import CellParts, Normalize, compile_refusal, train
 
 OnEpoch = Callable[[int, int, dict[str, Any]], None]
 #: key of a worker's result under which the saved weights travel to the driver (never written)
@@ -272,6 +272,11 @@ class Runner:
         """Fail fast, before any training, on problems every cell would hit."""
         check_writable(self.results_dir)
         resolve_device(self.options.device)
+        if self.options.compile:
+            registry = get_plugin_manager().registry
+            for name in sorted({c.method["name"] for c in cells}):
+                if getattr(registry.get("methods", name), "double_backward", False):
+                    raise ConfigError(compile_refusal(name))
         check_loggers(self.options.loggers, get_plugin_manager().registry)
         for spec in {json.dumps(c.dataset, sort_keys=True): c.dataset for c in cells}.values():
             load_dataset(spec, self.options)

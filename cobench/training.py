@@ -133,15 +133,43 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def check_amp(device: torch.device, amp: str) -> None:
+    """Refuse a precision the cell's device cannot run natively: ``amp="bf16"`` on CUDA needs
+    compute capability 8.0 (Ampere) or newer on *that* device. ``torch.cuda.is_bf16_supported()``
+    is not used: it asks the current device, not the cell's, and by default accepts GPUs that only
+    emulate bfloat16 (V100, T4), where bf16 runs slower than fp32."""
+    if amp == "off":
+        return
+    if amp != "bf16":
+        raise ConfigError(f"amp must be 'off' or 'bf16', got {amp!r}")
+    if device.type == "cuda" and torch.version.hip is None:
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            raise ConfigError(f"amp='bf16' needs a GPU with native bfloat16 (compute capability 8.0 or newer); "
+                              f"{device} ({torch.cuda.get_device_name(device)}) has {major}.{minor} and would "
+                              "emulate it slowly: train in fp32 (amp = \"off\")")
+
+
 def step_precision(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """The autocast context of a training step: bf16 autocast for ``amp="bf16"``, else nothing."""
+    """The autocast context of a training step: bf16 autocast for ``amp="bf16"``, else nothing
+    (the device is checked once per cell by :func:`check_amp`)."""
     if amp == "off":
         return contextlib.nullcontext()
     if amp != "bf16":
         raise ConfigError(f"amp must be 'off' or 'bf16', got {amp!r}")
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"amp='bf16' needs a GPU with bfloat16 support; {torch.cuda.get_device_name(device)} has none")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def check_compile(method: Method, options: RunOptions) -> None:
+    """``--compile`` cannot run a method that differentiates through a gradient (double backward):
+    torch.compile's AOTAutograd refuses it. Said before training, in one line."""
+    if options.compile and getattr(method, "double_backward", False):
+        raise ConfigError(compile_refusal(method.name))
+
+
+def compile_refusal(name: str) -> str:
+    return (f"--compile cannot train method {name!r}: it differentiates through an input gradient (double "
+            "backward), which torch.compile's AOTAutograd does not support; run it without --compile")
 
 
 @dataclass
@@ -181,6 +209,8 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
     eps, device, seed = eval_ctx.eps, eval_ctx.device, eval_ctx.seed
     channels_last = options.channels_last
     amp = training.get("amp", "off")
+    check_amp(device, amp)
+    check_compile(method, options)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
         model.to(memory_format=memory_format)
@@ -209,6 +239,11 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
         scheduler.step()
         for _ in range(extra_steps):
             opt.step()
+        if amp != "off":
+            # autocast caches its low-precision copy of every weight until its region ends, and the
+            # optimiser updates the weights in place: a method that updates more than once per
+            # step (Free-AT's replays) would run its next forward pass on the old weights
+            torch.clear_autocast_cache()
         state["updates"] += 1
         state["loss_sum"] += loss.detach().float() * len(y)
         state["correct"] += (logits.detach().argmax(1) == y).sum()
@@ -255,7 +290,12 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
                 ctx.epoch, ctx.step, ctx.updates_this_step = epoch, step, 0
                 ctx.eps_scale = eps_warmup_scale(state["updates"], warmup_updates)
                 with step_precision(device, amp):
-                    method.train_step(Batch(x, y, idx), ctx)
+                    try:
+                        method.train_step(Batch(x, y, idx), ctx)
+                    except RuntimeError as exc:  # a third-party method that needs double backward
+                        if options.compile and ("double backward" in str(exc) or "create_graph" in str(exc)):
+                            raise ConfigError(compile_refusal(method.name)) from exc
+                        raise
                 batch_samples += len(y)
                 if ctx.updates_this_step == 0:
                     raise RuntimeError(f"method {method.name!r} returned from train_step without calling ctx.update()")

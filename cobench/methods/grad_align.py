@@ -51,6 +51,7 @@ class GradAlign(Method):
     clamped to the image range (the reference leaves it unclamped).
     """
 
+    double_backward = True  # --compile refuses it (AOTAutograd has no double backward)
     name = "grad-align"
     ranges = {"lam": ">= 0", "alpha": "> 0"}
     paper = "Andriushchenko & Flammarion, 'Understanding and improving fast adversarial training', NeurIPS 2020"

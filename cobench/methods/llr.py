@@ -67,6 +67,7 @@ class LLR(Method):
     one double-backprop gradient at x, ``steps`` forward/backward passes, one more forward.
     """
 
+    double_backward = True  # --compile refuses it (AOTAutograd has no double backward)
     name = "llr"
     ranges = {"lam": ">= 0", "mu": ">= 0", "nominal_weight": ">= 0", "steps": ">= 1", "lr": "> 0"}
     paper = "Qin et al., 'Adversarial robustness through local linearization', NeurIPS 2019"
