@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
-from .checkpoints import CellCheckpoint, restore_rng_states, rng_states, to_device
+from .checkpoints import CellCheckpoint, check_resume_device, restore_rng_states, rng_states, to_device
 from .errors import ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
 from .options import RunOptions
@@ -261,11 +261,12 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
     start_epoch = 0
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:  # resume after the last finished epoch, exactly where it left off
+        check_resume_device(saved["rng"], device, f"checkpoint {checkpoint.path}")
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         method.load_state_dict(to_device(saved["method"], device))
-        restore_rng_states(saved["rng"], generator)
+        restore_rng_states(saved["rng"], generator, device)
         start_epoch, state["updates"], outcome.history = saved["epoch"], saved["updates"], saved["history"]
         train_time, epoch_times, batch_samples = saved["train_time"], saved["epoch_times"], saved["batch_samples"]
         counter.forward, counter.backward = saved["passes"]
@@ -327,7 +328,7 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
                 checkpoint.save({
                     "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "method": method.state_dict(), "rng": rng_states(generator), "updates": state["updates"],
+                    "method": method.state_dict(), "rng": rng_states(generator, device), "updates": state["updates"],
                     "history": outcome.history, "train_time": train_time, "epoch_times": epoch_times,
                     "batch_samples": batch_samples, "passes": [counter.forward, counter.backward],
                 })
