@@ -126,10 +126,10 @@ class CUREElle(Method):
         g_clean = input_gradient_of_mean_loss(ctx.model, x, y)  # recomputed, as the reference does
         g_adv = input_gradient_of_mean_loss(ctx.model, x_adv, y, create_graph=True)
         error = ((g_clean - g_adv) * (g_clean - g_adv)).mean(dim=0).sum()
-        lam = self.lam.lam if self.schedule == "onoff" else self.lam_max
+        lam = self.lam.weight(error) if self.schedule == "onoff" else self.lam_max
         ctx.update(F.cross_entropy(logits, y) + lam * error, logits, y)
         if self.schedule == "onoff":
-            self.lam.observe(error.item())
+            self.lam.observe(error)
 
 
 @hookimpl

@@ -78,6 +78,10 @@ class AdaptiveLambda:
     """ELLE-A's schedule: lam starts at 0; after each step, if the step's linearity error exceeds
     mean + sensitivity * std of all earlier errors (needs more than 2 of them), lam jumps to
     lam_max, otherwise it decays by ``decay``. Mean and (population) std are kept by Welford's method.
+
+    Observing a tensor keeps lam, mean and m2 as float64 tensors on its device (the same double
+    arithmetic as Python floats), so that a training step never waits for the device (no
+    ``.item()``); observing floats keeps floats.
     """
 
     def __init__(self, lam_max: float, decay: float, sensitivity: float):
@@ -89,8 +93,10 @@ class AdaptiveLambda:
     def std(self) -> float:
         return math.sqrt(self.m2 / self.count) if self.count else 0.0
 
-    def observe(self, error: float) -> float:
+    def observe(self, error: float | Tensor) -> float | Tensor:
         """Update lam with this step's error (after the step used the old lam); returns the new lam."""
+        if isinstance(error, Tensor):
+            return self._observe_on_device(error)
         if self.count > 2 and error > self.mean + self.sensitivity * self.std:
             self.lam = self.lam_max
         else:
@@ -100,6 +106,26 @@ class AdaptiveLambda:
         self.mean += d / self.count
         self.m2 += d * (error - self.mean)
         return self.lam
+
+    def _observe_on_device(self, error: Tensor) -> Tensor:
+        dtype = torch.float32 if error.device.type == "mps" else torch.float64  # MPS has no float64
+        e = error.detach().to(dtype)
+        lam, mean, m2 = (torch.as_tensor(v, dtype=dtype, device=e.device) for v in (self.lam, self.mean, self.m2))
+        decayed = lam * self.decay
+        if self.count > 2:  # count is known on the host: no sync
+            std = torch.sqrt(m2 / self.count)
+            lam = torch.where(e > mean + self.sensitivity * std, torch.full_like(lam, self.lam_max), decayed)
+        else:
+            lam = decayed
+        self.count += 1
+        d = e - mean
+        mean = mean + d / self.count
+        self.lam, self.mean, self.m2 = lam, mean, m2 + d * (e - mean)
+        return lam
+
+    def weight(self, like: Tensor) -> float | Tensor:
+        """lam as the factor of a loss term ``like``: in its dtype, as a Python float lam would act."""
+        return self.lam.to(like.dtype) if isinstance(self.lam, Tensor) else self.lam
 
 
 class ELLEA(Method):
@@ -128,8 +154,8 @@ class ELLEA(Method):
     def train_step(self, batch: Batch, ctx: StepContext) -> None:
         loss, logits = fgsm_loss(ctx, batch.x, batch.y, self.alpha)
         error = random_triplet_error(ctx, batch.x, batch.y)
-        ctx.update(loss + self.schedule.lam * error, logits, batch.y)
-        self.schedule.observe(error.item())
+        ctx.update(loss + self.schedule.weight(error) * error, logits, batch.y)
+        self.schedule.observe(error)
 
 
 @hookimpl
