@@ -17,7 +17,7 @@ from .api import Component, DataContext, DataSplits, EvalContext, InjectionConte
 from .cell import Cell
 from .checkpoints import CellCheckpoint
 from .claims import ClaimedCells, ClaimKeeper, Skipped
-from .device import resolve_device, seed_everything
+from .device import configure_numerics, numerics_record, resolve_device, seed_everything
 from .errors import CobenchError, ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
 from .grid import GridSpec
@@ -142,6 +142,7 @@ def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry:
 
 def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: OnEpoch | None) -> dict[str, Any]:
     registry = get_plugin_manager().registry
+    configure_numerics(options.deterministic)
     seed_everything(cell.seed)
     parts = build_parts(cell, options, device, registry)
     checkpoint = CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
@@ -175,6 +176,8 @@ def provenance(cell: Cell, options: RunOptions, device: torch.device, parts: Cel
                  "injected": fingerprint(getattr(parts.injection, "carriers", None), parts.eval_ctx.test_x,
                                          parts.eval_ctx.test_y)},
         "machine": machine_record(device),
+        "numerics": numerics_record(),
+        "execution": {"executor": options.executor, "cells_per_device": options.cells_per_device},
     }
 
 
@@ -268,10 +271,13 @@ class Runner:
         cells = resolve(self.spec, get_plugin_manager().registry)
         return [(c, result_path(self.results_dir, c), finished_result(self.results_dir, c)) for c in cells]
 
-    def preflight(self, cells: list[Cell]) -> None:
-        """Fail fast, before any training, on problems every cell would hit."""
+    def preflight(self, cells: list[Cell], remote: bool = False) -> None:
+        """Fail fast, before any training, on problems every cell would hit. ``remote``: the cells
+        run on other machines (a cluster), whose devices this one (a login or head node, perhaps
+        without a GPU) cannot check; each cell checks its own where it runs."""
         check_writable(self.results_dir)
-        resolve_device(self.options.device)
+        if not remote:
+            resolve_device(self.options.device)
         if self.options.compile:
             registry = get_plugin_manager().registry
             for name in sorted({c.method["name"] for c in cells}):
@@ -296,7 +302,7 @@ class Runner:
         by_id = {cell.cell_id: done for cell, _, done in plan if done is not None}
         summary.skipped = len(by_id)
         if todo:
-            self.preflight(todo)
+            self.preflight(todo, remote=executor.remote())
         progress.start_grid(len(plan), summary.skipped)
         paths = {cell.cell_id: path for cell, path, _ in plan}
 
@@ -322,7 +328,8 @@ class Runner:
             claimed = ClaimedCells(todo, lambda cell: paths[cell.cell_id], keeper,
                                    lambda cell: finished_result(self.results_dir, cell), finished_by_peer,
                                    progress.notice, given_up)
-            results = iter(executor.run(claimed, execute_cell, self.options, progress))
+            options = replace(self.options, executor=self.executor_name)  # recorded in each result
+            results = iter(executor.run(claimed, execute_cell, options, progress))
             try:
                 for cell, result in results:
                     try:
