@@ -78,3 +78,53 @@ def test_a_cuda_checkpoint_resumed_on_cpu_fails_the_cell_with_the_reason(tmp_pat
     checkpoint.save(saved)
     with pytest.raises(CheckpointDeviceError, match=rf"checkpoint {tmp_path}/cell.pt was written on cuda.*--device cuda"):
         train(tiny_parts(FGSM()), training, RunOptions(device="cpu"), checkpoint=checkpoint)
+
+
+# --------------------------------------------------------------------------- large checkpoints (FGSM-PGI)
+class FakeClock:
+    """``time`` for the training loop: every reading advances 0.1 s; a save adds its own cost."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 0.1
+        return self.now
+
+
+class SlowCheckpoint:
+    """Records after which epochs a checkpoint was written; each write 'takes' ``cost`` seconds."""
+
+    def __init__(self, clock: FakeClock, cost: float):
+        self.clock, self.cost, self.epochs = clock, cost, []
+        self.path = "fake.pt"
+
+    def load(self):
+        return None
+
+    def save(self, state):
+        self.epochs.append(state["epoch"])
+        self.clock.now += self.cost
+
+
+def test_a_slow_checkpoint_is_written_less_often_and_its_cost_recorded(monkeypatch):
+    from cobench import training as loop
+    from cobench.methods.fgsm_pgi import FGSMPGI
+
+    config = TrainingConfig(epochs=8, batch_size=32, lr_max=0.1).as_config()
+    for cost, expected in ((0.0, [1, 2, 3, 4, 5, 6, 7, 8]), (2.0, [1, 8])):
+        clock = FakeClock()
+        monkeypatch.setattr(loop, "time", clock)
+        checkpoint = SlowCheckpoint(clock, cost)
+        outcome = train(tiny_parts(FGSMPGI()), config, RunOptions(device="cpu"), checkpoint=checkpoint)
+        # quick writes: every epoch; a 2.1 s write against 0.1 s of 'training' per epoch would cost far
+        # more than 5% of the training: only the first and the last epoch's are written
+        assert checkpoint.epochs == expected
+        assert outcome.cost["checkpoint_s"] == pytest.approx(len(expected) * (cost + 0.1))
+
+
+def test_checkpoints_are_due_every_epoch_while_quick_and_by_overhead_when_slow():
+    from cobench.training import checkpoint_due
+
+    assert checkpoint_due(0.0, 0.0) and checkpoint_due(0.9, 0.1)
+    assert not checkpoint_due(5.0, 60.0) and checkpoint_due(5.0, 100.0)
