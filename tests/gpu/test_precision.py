@@ -127,3 +127,21 @@ def test_bf16_needs_native_support_on_the_cells_own_gpu(monkeypatch, capability,
             check_amp(device, "bf16")
     assert asked == [device]  # the cell's device, not the current one
     check_amp(device, "off")
+
+
+# --------------------------------------------------------------------------- large-lambda regularisers under bf16
+@pytest.mark.parametrize("name", ["elle", "elle-a", "llr"])
+def test_cancellation_prone_regularisers_run_in_fp32_inside_a_bf16_step(pm, name):
+    """ELLE's linearity error and LLR's terms are differences of nearly equal losses: bf16 logits put
+    a 15% error on ELLE's (benchmarks/bf16_regularizers.py), which lambda = 10^4 multiplies."""
+    method = pm.registry.get("methods", name)(**({"steps": 2} if name == "llr" else {}))
+    parts = tiny_parts(method)
+    seen: list[tuple[int, torch.dtype]] = []
+    parts.model[-1].register_forward_hook(lambda m, i, o: seen.append((len(o), o.dtype)) if m.training else None)
+    training = TrainingConfig(epochs=1, batch_size=32, lr_max=0.1, amp="bf16").as_config()
+    train(parts, training, RunOptions(device="cpu"))
+    if name == "llr":
+        assert {dtype for _, dtype in seen} == {torch.float32}
+    else:
+        assert {dtype for n, dtype in seen if n == 96} == {torch.float32}  # the triplets: x_a, x_b, x_c
+        assert {dtype for n, dtype in seen if n == 32} == {torch.bfloat16}  # FGSM's data term stays bf16
