@@ -344,6 +344,8 @@ class Executor(Component):
     leaves checking ``--device`` to each cell, where it runs."""
 
     kind = "executor"
+    #: cells run in the driver's own process (the driver's loaded datasets are then reused by them)
+    in_process: bool = False
 
     def remote(self) -> bool:
         """Whether cells run on other machines than the driver (then ``--device`` is checked there)."""

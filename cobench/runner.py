@@ -303,6 +303,8 @@ class Runner:
         summary.skipped = len(by_id)
         if todo:
             self.preflight(todo, remote=executor.remote())
+            if not executor.in_process:  # the cells load their data where they run: drop the driver's copy
+                _load_dataset.cache_clear()
         progress.start_grid(len(plan), summary.skipped)
         paths = {cell.cell_id: path for cell, path, _ in plan}
 

@@ -235,3 +235,26 @@ def test_the_driver_still_refuses_cuda_without_a_gpu_for_local_executors(tmp_pat
     with pytest.raises(ConfigError, match="CUDA is not available"):
         Runner(tiny_grid_spec(["fgsm"]), tmp_path, options={"device": "cuda"}).run()
     assert SubmititExecutor(cluster="slurm").remote() and not SubmititExecutor(cluster="local").remote()
+
+
+def test_the_driver_keeps_no_copy_of_the_data_when_cells_run_elsewhere(monkeypatch, tmp_path):
+    """Each worker loads (and holds) the data it trains on; the driver only checks it loads."""
+    from cobench import runner as runner_module
+    from cobench.executors.local import LocalExecutor
+
+    from cobench.datasets.digits import Digits
+
+    runner_module._load_dataset.cache_clear()
+    loads = []
+    original = Digits.load
+    monkeypatch.setattr(Digits, "load", lambda self, ctx: loads.append(1) or original(self, ctx))
+    fake = FakeSubmitit("local")
+    monkeypatch.setitem(sys.modules, "submitit", fake)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    summary = Runner(tiny_grid_spec(["fgsm"]), tmp_path / "res", options={"device": "cpu"}, executor="submitit",
+                     executor_options={"cluster": "local", "folder": str(tmp_path / "logs"), "poll_s": 0.0}).run()
+    assert summary.ran == 1
+    # the fake runs the job in this process: it loads the data again, because the driver's own copy
+    # (from the preflight check) was dropped before any cell ran
+    assert len(loads) == 2
+    assert LocalExecutor.in_process and not SubmititExecutor.in_process
