@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import re
 import sys
 import tempfile
@@ -41,7 +42,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # run from a source checkout too
 sys.path.insert(0, str(HERE))  # speed.py, pgd_eval.py, the machine-load recorder
 
-from cobench.device import resolve_device  # noqa: E402
+from cobench.device import CUBLAS_WORKSPACE, resolve_device  # noqa: E402
 from cobench.grid import GridSpec  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.resolve import resolve  # noqa: E402
@@ -251,6 +252,9 @@ def report_lines(report: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    # cuBLAS reads its workspace setting once, when it starts: set it before any CUDA work, so that
+    # the determinism section's --deterministic runs are deterministic in this one process
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     device = resolve_device(args.device)
     if not Path(args.data_dir).is_dir():
         raise SystemExit(f"--data-dir {args.data_dir!r} does not exist: point it at CIFAR-10's python layout "

@@ -87,7 +87,7 @@ def configure_numerics(deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    if deterministic:
+    if deterministic:  # effective only before cuBLAS starts in this process (the CLI sets it at once)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 

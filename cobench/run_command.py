@@ -132,6 +132,12 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         if not data_dir.strip():
             raise CobenchError("--data-dir is empty; name a directory, e.g. --data-dir data")
 
+        if deterministic:  # cuBLAS reads it when it starts: set before any CUDA work here or in workers
+            import os
+
+            from .device import CUBLAS_WORKSPACE
+
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
         options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
                              compile=compile_model, checkpoints=checkpoints, checkpoint_dir=checkpoint_dir,

@@ -12,6 +12,13 @@ from tests.data.formats import write_cifar10
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment(monkeypatch):
+    """gpu_check sets CUBLAS_WORKSPACE_CONFIG for its process: put it back after each test."""
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+
+
 def load(name: str):
     spec = importlib.util.spec_from_file_location(f"cobench_bench_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

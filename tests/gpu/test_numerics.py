@@ -16,7 +16,8 @@ from tests.conftest import cli_run
 @pytest.fixture
 def restore_numerics(monkeypatch):
     """Put back every global switch a test turns (deterministic algorithms, cuDNN, precision)."""
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # registers the original state for teardown
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
               torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.backends.cudnn.conv.fp32_precision)
     yield
@@ -57,6 +58,9 @@ def test_a_result_records_numerics_execution_and_the_cpu(tmp_path, restore_numer
     (path,) = tmp_path.glob("**/eps*.json")
     prov = json.loads(path.read_text())["provenance"]
     assert prov["numerics"]["deterministic_algorithms"] is True
+    import os
+
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # set by the command, before any CUDA work
     assert prov["execution"] == {"executor": "local", "cells_per_device": 1}
     assert prov["machine"]["cpu"] and prov["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
