@@ -29,6 +29,9 @@ from cobench.grid import GridSpec, parse_list
 from cobench.progress import GridProgress
 from cobench.runner import Runner
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the machine-load recorder
+from machine_load import LoadRecorder  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,6 +56,7 @@ def main() -> None:
     options = {"device": args.device}
     err = Console(stderr=True, highlight=False)
 
+    load = LoadRecorder().__enter__()  # warns when the machine was not idle (the wall times below)
     t0 = time.perf_counter()
     runs = search_boundaries(spec, args.results_dir, min_rate=args.min_rate, eps_step=args.eps_step,
                              options=options, progress=GridProgress(err, enabled=False))
@@ -87,6 +91,8 @@ def main() -> None:
     Console(width=200).print(table)
     print(f"wall time: search {search_s:.0f} s, remaining dense cells {dense_extra_s:.0f} s "
           f"({dense_summary.ran} trained, {dense_summary.skipped} reused from the search)")
+    load.__exit__(None, None, None)
+    print(f"machine idle throughout: {'yes' if load.record['idle'] else 'no'}")
     plot = Path(args.plot or Path(args.results_dir) / "phase-diagram.png")
     plot.write_bytes(phase_diagram(runs))
     print(f"phase diagram: {plot}")

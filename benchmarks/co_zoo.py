@@ -20,12 +20,14 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the machine-load recorder
 
 from cobench.grid import GridSpec  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.progress import GridProgress  # noqa: E402
 from cobench.runner import Runner  # noqa: E402
 from cobench.tables import aggregate, summary_tables  # noqa: E402
+from machine_load import LoadRecorder  # noqa: E402
 
 SHOULD_COLLAPSE = ("fgsm",)
 SHOULD_HOLD = ("n-fgsm", "grad-align", "elle", "pgd")
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     spec.override(epochs=args.epochs, lr_max=args.lr_max)
     out, err = Console(width=140), Console(stderr=True)
     runner = Runner(spec, args.results_dir, options={"device": args.device})
-    summary = runner.run(progress=GridProgress(err))
+    with LoadRecorder(echo=err.print):  # its cost table holds times: warns when the machine was not idle
+        summary = runner.run(progress=GridProgress(err))
     rows = summary.rows()
     agg = aggregate(rows)
     for table in summary_tables(agg):

@@ -48,6 +48,7 @@ from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.resolve import resolve  # noqa: E402
 from cobench.runner import Runner, load_dataset  # noqa: E402
 from cobench.training import Normalize  # noqa: E402
+from machine_load import LoadRecorder  # noqa: E402
 from reference_attacks import reference_fgsm_step, reference_restart_pgd  # noqa: E402
 
 
@@ -158,13 +159,14 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"{len(cells)} cells: {args.dataset} / {args.model}, FGSM-AT, eps {args.eps}, seeds {args.seeds}, "
           f"{args.epochs} epochs, clean + PGD-50-10; {name}")
-    ref_s, ref = run_reference(cells, args)
-    cob_s, cob = run_cobench(spec, args)
+    with LoadRecorder() as load:  # recorded beside the figures; warns when the machine was not idle
+        ref_s, ref = run_reference(cells, args)
+        cob_s, cob = run_cobench(spec, args)
     report = {"device": name, "cells": len(cells), "reference_s": ref_s, "cobench_s": cob_s,
               "reference_cells_per_hour": 3600 * len(cells) / ref_s, "cobench_cells_per_hour": 3600 * len(cells) / cob_s,
               "ratio": ref_s / cob_s, "cobench_options": {"executor": args.executor, "workers": args.workers,
                                                           "channels_last": args.channels_last, "amp": args.amp},
-              "reference_metrics": ref, "cobench_metrics": cob}
+              "reference_metrics": ref, "cobench_metrics": cob, "machine_load": load.record}
     print(f"{'way':<12}{'seconds':>9}{'cells/hour':>12}")
     print(f"{'reference':<12}{ref_s:>9.0f}{report['reference_cells_per_hour']:>12.0f}")
     print(f"{'cobench':<12}{cob_s:>9.0f}{report['cobench_cells_per_hour']:>12.0f}")

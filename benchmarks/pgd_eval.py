@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout too
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the machine-load recorder
 
 from cobench import hookimpl  # noqa: E402
 from cobench.api import EvalContext, Evaluator  # noqa: E402
@@ -33,6 +34,7 @@ from cobench.grid import GridSpec  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.resolve import resolve  # noqa: E402
 from cobench.runner import execute_cell  # noqa: E402
+from machine_load import LoadRecorder  # noqa: E402
 
 TRAINED: dict[str, Any] = {}
 
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     print(report["setting"], f"on {report['device']} ({report['threads']} threads)")
     print(f"{'model':<22}{'clean':>7}{'naive s':>9}{'pruned s':>10}{'speed-up':>10}{'naive acc':>11}"
           f"{'pruned acc':>12}{'differ':>8}")
+    load = LoadRecorder().__enter__()  # recorded beside the figures; warns when the machine was not idle
     for method, label in (("fgsm", "FGSM-AT"), ("pgd", "PGD-AT")):
         model, x, y, metrics = train_model(args, method)
         if args.samples:
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         report["models"][label] = row
         print(f"{label:<22}{row['clean_acc']:>7.3f}{naive_s:>9.1f}{pruned_s:>10.1f}{row['speedup']:>9.1f}x"
               f"{row['naive_acc']:>11.3f}{row['pruned_acc']:>12.3f}{row['decisions_differ']:>8}")
+    load.__exit__(None, None, None)
+    report["machine_load"] = load.record
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
 

@@ -48,6 +48,7 @@ from cobench.grid import TrainingConfig  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
 from cobench.training import CellParts, Normalize, train  # noqa: E402
+from machine_load import LoadRecorder  # noqa: E402
 from reference_attacks import reference_fgsm_step  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)  # CIFAR-10's
@@ -245,7 +246,9 @@ def print_report(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    report = run(args)
+    with LoadRecorder() as load:  # recorded beside the figures; warns when the machine was not idle
+        report = run(args)
+    report["machine_load"] = load.record
     print_report(report)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")

@@ -235,6 +235,8 @@ class Method(Component):
     kind = "method"
     #: optimiser updates per minibatch; the runner divides epochs by it (Free-AT's replays)
     replays: int = 1
+    #: differentiates through an input gradient (double backward): ``--compile`` refuses it
+    double_backward: bool = False
 
     @classmethod
     def defaults_for_eps(cls, eps255: float) -> dict[str, Any]:
@@ -338,9 +340,19 @@ class Executor(Component):
     ``device``); ``progress`` is the driver's :class:`~cobench.options.Progress`, whose
     ``on_cell_start`` and ``on_epoch`` only in-process executors can pass on. ``run`` yields
     ``(cell, result)`` as soon as each cell finishes: the driver writes the result and reports
-    the cell, which is what lets an interrupted grid resume without losing finished cells."""
+    the cell, which is what lets an interrupted grid resume without losing finished cells.
+    An executor that shares a device between cells hands workers ``options`` with
+    ``cells_per_device`` set (results record it, and times under different sharing are not
+    compared). :meth:`remote` says the cells run on other machines (a cluster): the driver then
+    leaves checking ``--device`` to each cell, where it runs."""
 
     kind = "executor"
+    #: cells run in the driver's own process (the driver's loaded datasets are then reused by them)
+    in_process: bool = False
+
+    def remote(self) -> bool:
+        """Whether cells run on other machines than the driver (then ``--device`` is checked there)."""
+        return False
 
     def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:

@@ -76,6 +76,15 @@ def model_mode(model: nn.Module, training: bool) -> Iterator[None]:
         model.train(was)
 
 
+def full_precision(like: Tensor) -> contextlib.AbstractContextManager:
+    """fp32 inside a bf16 training step (autocast off on ``like``'s device); nothing otherwise.
+
+    For regularisers that are differences of nearly equal losses, which bf16 logits round away
+    (ELLE's linearity error, LLR's; ``benchmarks/bf16_regularizers.py``): their large lambda would
+    multiply the rounding noise."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
+
+
 def uniform_like(x: Tensor, low: float, high: float, generator: torch.Generator | None = None) -> Tensor:
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return u * (high - low) + low

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .api import Evaluator
+from .device import true_fp32
 from .errors import CobenchError
 
 #: who reported the numbers that are already in a record before the evaluators run
@@ -17,11 +18,12 @@ TRAINING_LOOP = "the training loop"
 
 @contextlib.contextmanager
 def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and fp32 (autocast off) for every evaluator call; restores the previous mode."""
+    """Eval mode and true fp32 (autocast off, no TF32 or bf16 inside fp32 ops) for every evaluator
+    call; restores the previous mode and precision settings."""
     was_training = model.training
     model.eval()
     try:
-        with torch.autocast(device_type=next(model.parameters()).device.type, enabled=False):
+        with torch.autocast(device_type=next(model.parameters()).device.type, enabled=False), true_fp32():
             yield
     finally:
         model.train(was_training)

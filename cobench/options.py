@@ -34,6 +34,13 @@ class RunOptions:
     checkpoint_dir: str = ""
     #: keep a cell's checkpoint once it finished (by default it is removed)
     keep_checkpoints: bool = False
+    #: deterministic algorithms, deterministic cuDNN and cuBLAS (see cobench.device.configure_numerics)
+    deterministic: bool = False
+    #: the executor running the cell and how many cells share its device at once, recorded in each
+    #: result's provenance so that times per step taken under different sharing are never compared
+    #: (set by the runner and the executors, not by the user)
+    executor: str = "local"
+    cells_per_device: int = 1
 
     @classmethod
     def of(cls, options: "RunOptions | Mapping[str, Any] | None") -> "RunOptions":

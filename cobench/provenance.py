@@ -67,12 +67,27 @@ def fingerprint(*tensors: torch.Tensor | None) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_record(device: torch.device) -> dict[str, Any]:
-    """What a timing depends on: the device's name, torch and CUDA builds, thread count."""
+    """What a timing (and, on CPU, the last bits of a result) depends on: the device's name, torch
+    and CUDA builds, thread count, the CPU's model and the instruction set torch's kernels use."""
     return {
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine()),
         "torch": torch.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "num_threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "host": hashlib.sha256(platform.node().encode()).hexdigest()[:12],  # same machine?, without naming it
     }

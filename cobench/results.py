@@ -302,6 +302,10 @@ def provenance_columns(result: dict[str, Any]) -> dict[str, Any]:
         "device_name": machine.get("device_name") or env.get("device_name"),
         "torch": machine.get("torch") or env.get("torch"),
         "cuda": machine.get("cuda"),
+        # how the cell was run: times per step taken while K cells shared a device are not comparable
+        # with times of a cell that had it alone (None: recorded before cobench recorded it)
+        "executor": (prov.get("execution") or {}).get("executor"),
+        "cells_per_device": (prov.get("execution") or {}).get("cells_per_device"),
         "problems": "; ".join(result_problems(result)) or None,
     }
 

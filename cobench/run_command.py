@@ -29,6 +29,8 @@ RUN_OPTIONS = (
                  help="Per-epoch mid-cell checkpoints: a killed cell resumes after its last epoch."),
     click.option("--checkpoint-dir", default="", help="Where checkpoints go [default: RESULTS_DIR/checkpoints]."),
     click.option("--keep-checkpoints", is_flag=True, help="Keep each cell's checkpoint after it finished."),
+    click.option("--deterministic", is_flag=True,
+                 help="Deterministic algorithms, cuDNN and cuBLAS (slower on GPUs; see docs/reproducibility.md)."),
     click.option("--executor", default="local", show_default=True,
                  help="How cells are scheduled (see `cobench list executors`)."),
     click.option("--workers", type=int, help="Worker processes for parallel executors."),
@@ -118,7 +120,8 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, data_dir: str, download: bool, device: str, channels_last: bool, save_models: bool,
                 compile_model: bool,
-                checkpoints: bool, checkpoint_dir: str, keep_checkpoints: bool, executor: str, workers: int | None,
+                checkpoints: bool, checkpoint_dir: str, keep_checkpoints: bool, deterministic: bool, executor: str,
+                workers: int | None,
                 cells_per_device: int | None, ray_address: str | None, loggers: str | None,
                 executor_params: tuple[str, ...], **kwargs: Any) -> Any:
         from .errors import CobenchError
@@ -129,10 +132,17 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         if not data_dir.strip():
             raise CobenchError("--data-dir is empty; name a directory, e.g. --data-dir data")
 
+        if deterministic:  # cuBLAS reads it when it starts: set before any CUDA work here or in workers
+            import os
+
+            from .device import CUBLAS_WORKSPACE
+
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
         options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
                              compile=compile_model, checkpoints=checkpoints, checkpoint_dir=checkpoint_dir,
-                             keep_checkpoints=keep_checkpoints, loggers=logger_specs, save_models=save_models)
+                             keep_checkpoints=keep_checkpoints, loggers=logger_specs, save_models=save_models,
+                             deterministic=deterministic)
         executor_options = {k: v for k, v in {"workers": workers, "address": ray_address,
                                               "cells_per_device": cells_per_device}.items() if v is not None}
         executor_options.update(parse_executor_params(executor_params))

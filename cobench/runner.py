@@ -17,7 +17,7 @@ from .api import Component, DataContext, DataSplits, EvalContext, InjectionConte
 from .cell import Cell
 from .checkpoints import CellCheckpoint
 from .claims import ClaimedCells, ClaimKeeper, Skipped
-from .device import resolve_device, seed_everything
+from .device import configure_numerics, numerics_record, resolve_device, seed_everything
 from .early_stopping import BestCheckpoint, best_metrics, split_validation
 from .errors import CobenchError, ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
@@ -32,23 +32,56 @@ from .resolve import resolve
 from .results import (check_writable, environment, failed_result, finished_result, flat_row, now, result_header,
                       result_path, sanitize, write_atomic, write_json)
 from .tracking import CellLoggers, check_loggers
-from .training import CellParts, Normalize, train
+from .training import CellParts, Normalize, compile_refusal, train
 
 OnEpoch = Callable[[int, int, dict[str, Any]], None]
 #: key of a worker's result under which the saved weights travel to the driver (never written)
 WEIGHTS_BYTES = "_weights_safetensors"
 
 
+#: rows converted at a time when a split is checked for a lossless uint8 form (bounds the extra memory)
+COMPACT_CHUNK = 4096
+
+
+def as_uint8(x: torch.Tensor) -> torch.Tensor | None:
+    """``x`` as uint8 when every value is exactly k/255 (``u8.float().div(255)`` gives ``x`` back bit
+    for bit, as the image datasets compute it), else None."""
+    if x.dtype != torch.float32 or x.numel() == 0:
+        return None
+    out = torch.empty(x.shape, dtype=torch.uint8)
+    for i in range(0, len(x), COMPACT_CHUNK):
+        part = x[i : i + COMPACT_CHUNK]
+        u8 = (part * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+        if not torch.equal(u8.float().div_(255.0), part):
+            return None
+        out[i : i + COMPACT_CHUNK] = u8
+    return out
+
+
+def compact(data: DataSplits) -> DataSplits:
+    """``data`` with each image split kept as uint8 where that is lossless (a quarter of the memory)."""
+    train, test = as_uint8(data.train_x), as_uint8(data.test_x)
+    return replace(data, train_x=data.train_x if train is None else train, test_x=data.test_x if test is None else test)
+
+
+def expand(data: DataSplits) -> DataSplits:
+    """The float32 splits in [0, 1] every consumer sees (bit for bit what the dataset returned)."""
+    return replace(data, **{k: getattr(data, k).float().div_(255.0) for k in ("train_x", "test_x")
+                            if getattr(data, k).dtype == torch.uint8})
+
+
 @lru_cache(maxsize=4)
 def _load_dataset(spec_json: str, data_dir: str, download: bool) -> DataSplits:
+    """A dataset's splits as cached in this process: uint8 where lossless (:func:`compact`), so the
+    cached copy takes a quarter of the memory of float32 images."""
     spec = json.loads(spec_json)
     cls = get_plugin_manager().registry.get("datasets", spec["name"])
-    return cls(**spec["params"]).load(DataContext(data_dir=data_dir, download=download, seed=0))
+    return compact(cls(**spec["params"]).load(DataContext(data_dir=data_dir, download=download, seed=0)))
 
 
 def load_dataset(spec: dict[str, Any], options: RunOptions) -> DataSplits:
-    """Load (and cache in-process) a dataset component's splits on the CPU, with checks."""
-    data = _load_dataset(json.dumps(spec, sort_keys=True), options.data_dir, options.download)
+    """Load (and cache in-process, compactly) a dataset component's splits; float32 on the CPU, with checks."""
+    data = expand(_load_dataset(json.dumps(spec, sort_keys=True), options.data_dir, options.download))
     for split in ("train", "test"):
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
@@ -58,7 +91,7 @@ def load_dataset(spec: dict[str, Any], options: RunOptions) -> DataSplits:
 
 @lru_cache(maxsize=4)
 def _dataset_fingerprint(spec_json: str, data_dir: str, download: bool) -> str:
-    data = _load_dataset(spec_json, data_dir, download)
+    data = expand(_load_dataset(spec_json, data_dir, download))  # the float arrays, as before compaction
     return fingerprint(data.train_x, data.train_y, data.test_x, data.test_y)
 
 
@@ -143,6 +176,7 @@ def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry:
 
 def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: OnEpoch | None) -> dict[str, Any]:
     registry = get_plugin_manager().registry
+    configure_numerics(options.deterministic)
     seed_everything(cell.seed)
     parts = build_parts(cell, options, device, registry)
     best, validation = held_out_validation(cell, parts)
@@ -195,6 +229,8 @@ def provenance(cell: Cell, options: RunOptions, device: torch.device, parts: Cel
                  "injected": fingerprint(getattr(parts.injection, "carriers", None), parts.eval_ctx.test_x,
                                          parts.eval_ctx.test_y)},
         "machine": machine_record(device),
+        "numerics": numerics_record(),
+        "execution": {"executor": options.executor, "cells_per_device": options.cells_per_device},
     }
 
 
@@ -288,10 +324,18 @@ class Runner:
         cells = resolve(self.spec, get_plugin_manager().registry)
         return [(c, result_path(self.results_dir, c), finished_result(self.results_dir, c)) for c in cells]
 
-    def preflight(self, cells: list[Cell]) -> None:
-        """Fail fast, before any training, on problems every cell would hit."""
+    def preflight(self, cells: list[Cell], remote: bool = False) -> None:
+        """Fail fast, before any training, on problems every cell would hit. ``remote``: the cells
+        run on other machines (a cluster), whose devices this one (a login or head node, perhaps
+        without a GPU) cannot check; each cell checks its own where it runs."""
         check_writable(self.results_dir)
-        resolve_device(self.options.device)
+        if not remote:
+            resolve_device(self.options.device)
+        if self.options.compile:
+            registry = get_plugin_manager().registry
+            for name in sorted({c.method["name"] for c in cells}):
+                if getattr(registry.get("methods", name), "double_backward", False):
+                    raise ConfigError(compile_refusal(name))
         check_loggers(self.options.loggers, get_plugin_manager().registry)
         for spec in {json.dumps(c.dataset, sort_keys=True): c.dataset for c in cells}.values():
             load_dataset(spec, self.options)
@@ -311,7 +355,9 @@ class Runner:
         by_id = {cell.cell_id: done for cell, _, done in plan if done is not None}
         summary.skipped = len(by_id)
         if todo:
-            self.preflight(todo)
+            self.preflight(todo, remote=executor.remote())
+            if not executor.in_process:  # the cells load their data where they run: drop the driver's copy
+                _load_dataset.cache_clear()
         progress.start_grid(len(plan), summary.skipped)
         paths = {cell.cell_id: path for cell, path, _ in plan}
 
@@ -337,7 +383,8 @@ class Runner:
             claimed = ClaimedCells(todo, lambda cell: paths[cell.cell_id], keeper,
                                    lambda cell: finished_result(self.results_dir, cell), finished_by_peer,
                                    progress.notice, given_up)
-            results = iter(executor.run(claimed, execute_cell, self.options, progress))
+            options = replace(self.options, executor=self.executor_name)  # recorded in each result
+            results = iter(executor.run(claimed, execute_cell, options, progress))
             try:
                 for cell, result in results:
                     try:

@@ -32,6 +32,11 @@ def accuracy_metrics(rows: Iterable[dict[str, Any]]) -> tuple[str, ...]:
     return METRICS + tuple(extra)
 
 
+def sharing(rows: Iterable[dict[str, Any]]) -> frozenset:
+    """The cells-per-device under which the rows' times were taken (None: not recorded)."""
+    return frozenset(r.get("cells_per_device") for r in rows)
+
+
 def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """One row per (dataset, model, injection, beta, method, eps): mean/std over seeds of each
     metric (by default :func:`accuracy_metrics`), the CO rate (fraction of seeds that collapsed), the median CO epoch and the
@@ -46,7 +51,7 @@ def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] | None = None) 
         if key[GROUP_KEYS.index("method")] == "fgsm":
             t = mean_std(r.get("cost_time_per_step_s") for r in rs)[0]
             setting = key[:4] + key[5:]
-            fgsm_time[setting] = t
+            fgsm_time[setting] = (t, sharing(rs))
     out = []
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0][:5]) + (kv[0][5],)):
         row = dict(zip(GROUP_KEYS, key))
@@ -59,8 +64,10 @@ def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] | None = None) 
         epochs = [r["co_epoch"] for r in rs if r.get("co_epoch") is not None]
         row["co_epoch_median"] = statistics.median(epochs) if epochs else None
         t = mean_std(r.get("cost_time_per_step_s") for r in rs)[0]
-        ref = fgsm_time.get(key[:4] + key[5:])
-        row["cost_vs_fgsm"] = (t / ref) if (t is not None and ref) else None
+        ref, ref_sharing = fgsm_time.get(key[:4] + key[5:], (None, None))
+        # times taken while K cells shared a device are not compared with times under other sharing
+        comparable = ref_sharing == sharing(rs) and len(ref_sharing) == 1
+        row["cost_vs_fgsm"] = (t / ref) if (t is not None and ref and comparable) else None
         row["forward_passes_per_step"] = mean_std(r.get("cost_forward_passes_per_step") for r in rs)[0]
         stopped = [r["stopped_early"] for r in rs if r.get("stopped_early") is not None]
         row["stopped_early"] = sum(stopped) if stopped else None  # seeds ended early (opt-in early stop)

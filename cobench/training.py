@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
-from .checkpoints import CellCheckpoint, restore_rng_states, rng_states, to_device
+from .checkpoints import CellCheckpoint, check_resume_device, restore_rng_states, rng_states, to_device
 from .errors import ConfigError, NonFiniteLossError
 from .evaluation import run_evaluators
 from .options import RunOptions
@@ -136,15 +136,60 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def check_amp(device: torch.device, amp: str) -> None:
+    """Refuse a precision the cell's device cannot run natively: ``amp="bf16"`` on CUDA needs
+    compute capability 8.0 (Ampere) or newer on *that* device. ``torch.cuda.is_bf16_supported()``
+    is not used: it asks the current device, not the cell's, and by default accepts GPUs that only
+    emulate bfloat16 (V100, T4), where bf16 runs slower than fp32."""
+    if amp == "off":
+        return
+    if amp != "bf16":
+        raise ConfigError(f"amp must be 'off' or 'bf16', got {amp!r}")
+    if device.type == "cuda" and torch.version.hip is None:
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            raise ConfigError(f"amp='bf16' needs a GPU with native bfloat16 (compute capability 8.0 or newer); "
+                              f"{device} ({torch.cuda.get_device_name(device)}) has {major}.{minor} and would "
+                              "emulate it slowly: train in fp32 (amp = \"off\")")
+
+
 def step_precision(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """The autocast context of a training step: bf16 autocast for ``amp="bf16"``, else nothing."""
+    """The autocast context of a training step: bf16 autocast for ``amp="bf16"``, else nothing
+    (the device is checked once per cell by :func:`check_amp`)."""
     if amp == "off":
         return contextlib.nullcontext()
     if amp != "bf16":
         raise ConfigError(f"amp must be 'off' or 'bf16', got {amp!r}")
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"amp='bf16' needs a GPU with bfloat16 support; {torch.cuda.get_device_name(device)} has none")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def check_compile(method: Method, options: RunOptions) -> None:
+    """``--compile`` cannot run a method that differentiates through a gradient (double backward):
+    torch.compile's AOTAutograd refuses it. Said before training, in one line."""
+    if options.compile and getattr(method, "double_backward", False):
+        raise ConfigError(compile_refusal(method.name))
+
+
+def compile_refusal(name: str) -> str:
+    return (f"--compile cannot train method {name!r}: it differentiates through an input gradient (double "
+            "backward), which torch.compile's AOTAutograd does not support; run it without --compile")
+
+
+#: a checkpoint that takes longer than this (seconds) to write is written less often than every epoch
+CHECKPOINT_SLOW_S = 1.0
+#: ... so that writing checkpoints costs at most this share of the training time
+CHECKPOINT_MAX_OVERHEAD = 0.05
+
+
+def checkpoint_due(last_save_s: float, trained_since_s: float) -> bool:
+    """Whether to write a checkpoint after this epoch: every epoch while writing one is quick
+    (under ``CHECKPOINT_SLOW_S``), else once the training done since the last one is long enough
+    for the write to cost at most ``CHECKPOINT_MAX_OVERHEAD`` of it. FGSM-PGI's per-sample prior
+    and momentum make a CIFAR-10 checkpoint 1.3 GB, measured at 4.5-5.2 s to write on this
+    project's machine, about a fifth of a GPU epoch: it is then written every few epochs, and a
+    killed cell redoes at most about 20 x the write time of training. When a checkpoint is
+    written never changes what a resumed cell computes."""
+    return last_save_s < CHECKPOINT_SLOW_S or last_save_s <= CHECKPOINT_MAX_OVERHEAD * trained_since_s
 
 
 @dataclass
@@ -186,6 +231,8 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
     eps, device, seed = eval_ctx.eps, eval_ctx.device, eval_ctx.seed
     channels_last = options.channels_last
     amp = training.get("amp", "off")
+    check_amp(device, amp)
+    check_compile(method, options)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
         model.to(memory_format=memory_format)
@@ -214,6 +261,11 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
         scheduler.step()
         for _ in range(extra_steps):
             opt.step()
+        if amp != "off":
+            # autocast caches its low-precision copy of every weight until its region ends, and the
+            # optimiser updates the weights in place: a method that updates more than once per
+            # step (Free-AT's replays) would run its next forward pass on the old weights
+            torch.clear_autocast_cache()
         state["updates"] += 1
         state["loss_sum"] += loss.detach().float() * len(y)
         state["correct"] += (logits.detach().argmax(1) == y).sum()
@@ -231,16 +283,18 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
     start_epoch = 0
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:  # resume after the last finished epoch, exactly where it left off
+        check_resume_device(saved["rng"], device, f"checkpoint {checkpoint.path}")
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         method.load_state_dict(to_device(saved["method"], device))
-        restore_rng_states(saved["rng"], generator)
+        restore_rng_states(saved["rng"], generator, device)
         start_epoch, state["updates"], outcome.history = saved["epoch"], saved["updates"], saved["history"]
         train_time, epoch_times, batch_samples = saved["train_time"], saved["epoch_times"], saved["batch_samples"]
         counter.forward, counter.backward = saved["passes"]
         if best is not None and saved.get("best") is not None:
             best.load_state_dict(saved["best"])
+    save_s, since_save, checkpoint_s = 0.0, 0.0, 0.0  # the last save's cost, training since, all saves
     stop_after = int(training.get("stop_after_collapse", 0))
     streak = next((ev.collapse_streak for ev in evaluators if hasattr(ev, "collapse_streak")), None)
     model.train()
@@ -262,7 +316,12 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
                 ctx.epoch, ctx.step, ctx.updates_this_step = epoch, step, 0
                 ctx.eps_scale = eps_warmup_scale(state["updates"], warmup_updates)
                 with step_precision(device, amp):
-                    method.train_step(Batch(x, y, idx), ctx)
+                    try:
+                        method.train_step(Batch(x, y, idx), ctx)
+                    except RuntimeError as exc:  # a third-party method that needs double backward
+                        if options.compile and ("double backward" in str(exc) or "create_graph" in str(exc)):
+                            raise ConfigError(compile_refusal(method.name)) from exc
+                        raise
                 batch_samples += len(y)
                 if ctx.updates_this_step == 0:
                     raise RuntimeError(f"method {method.name!r} returned from train_step without calling ctx.update()")
@@ -292,15 +351,20 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
             if stop_after and streak is not None and streak(outcome.history) >= stop_after:
                 outcome.stopped_early_epoch = epoch + 1
                 break
-            if checkpoint is not None:
+            since_save += epoch_train_time
+            if checkpoint is not None and (epoch + 1 == epochs or checkpoint_due(save_s, since_save)):
+                t_save = time.perf_counter()
                 checkpoint.save({
                     "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "method": method.state_dict(), "rng": rng_states(generator), "updates": state["updates"],
+                    "method": method.state_dict(), "rng": rng_states(generator, device), "updates": state["updates"],
                     "history": outcome.history, "train_time": train_time, "epoch_times": epoch_times,
                     "batch_samples": batch_samples, "passes": [counter.forward, counter.backward],
                     **({"best": best.state_dict()} if best is not None else {}),
                 })
+                save_s = time.perf_counter() - t_save
+                checkpoint_s += save_s
+                since_save = 0.0
     finally:
         counter.remove()
     epochs_run = len(outcome.history)
@@ -316,5 +380,6 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
         "time_per_step_s": statistics.median(epoch_times) / steps_per_epoch if epoch_times else None,
         "amp": amp,
         "channels_last": channels_last,
+        "checkpoint_s": checkpoint_s,  # seconds spent writing mid-cell checkpoints (not in train_time_s)
     }
     return outcome

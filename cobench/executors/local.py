@@ -12,6 +12,7 @@ class LocalExecutor(Executor):
     """Sequential, in-process: shows per-epoch progress; the reference for other executors."""
 
     name = "local"
+    in_process = True
 
     def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
             progress: Progress) -> Iterable[tuple[Any, dict]]:

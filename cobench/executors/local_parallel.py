@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -75,10 +76,23 @@ _slot: Slot | None = None
 _started: Any = None  # the driver's SimpleQueue: (pid, cell_id) as each cell starts
 
 
+def pin_device(device: str) -> None:
+    """Make a worker's GPU its current CUDA device, so that anything using the current device
+    (``torch.device("cuda")``, a plugin's ``.cuda()``, CUDA's RNG) lands on it and not on GPU 0."""
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+
+
+def sharing(slots: list[Slot]) -> int:
+    """How many of ``slots`` share one device at most: the cells-per-device a result records."""
+    return max(Counter(slot.device for slot in slots).values(), default=1)
+
+
 def _init_worker(slots: "mp.Queue[Slot]", started: Any, parent_pid: int) -> None:
     global _slot, _started
     _slot, _started = slots.get(timeout=60), started
     torch.set_num_threads(_slot.threads)
+    pin_device(_slot.device)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 
@@ -181,6 +195,7 @@ class LocalParallelExecutor(Executor):
             return
         slots = plan_slots(resolve_device(options.device), len(cells), self.workers,
                            cells_per_device=self.cells_per_device)
+        options = replace(options, cells_per_device=sharing(slots))
         ctx = mp.get_context("spawn")
         fresh = iter(cells)
         fresh_done = False

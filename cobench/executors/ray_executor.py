@@ -1,7 +1,9 @@
 """Run each cell as a Ray task (``pip install 'cobench[ray]'``), on a cluster or a local instance.
 
 Each cell asks Ray for one GPU when the cluster has GPUs (none otherwise) and one CPU; Ray
-pins the task to its GPU through ``CUDA_VISIBLE_DEVICES``. Results travel back to the
+pins the task to its GPU through ``CUDA_VISIBLE_DEVICES``. ``cells_per_device`` K makes each cell
+ask for 1/K of a GPU (and less than a CPU where CPUs are fewer than GPU slots), so K cells run on
+every GPU; on a CPU-only local instance it runs K cells at once. Results travel back to the
 driver, which writes them as each task finishes, so nothing is written on worker nodes and
 an interrupted grid keeps every finished cell. Workers must have cobench and the same
 plugins installed (on a local instance they share this environment).
@@ -44,9 +46,14 @@ class RayExecutor(Executor):
             raise ConfigError(f"ray: gpus_per_cell must be in (0, 8], got {gpus_per_cell!r}")
         self.address = address  # e.g. "auto" or "ray://head:10001"; None starts a local instance
         #: CPUs of a local instance, i.e. cells run at once on CPU (ignored when joining a cluster)
-        self.workers = workers or cells_per_device
-        #: K cells per GPU: each asks Ray for 1/K of a GPU
+        self.workers = workers
+        #: K cells per GPU: each asks Ray for 1/K of a GPU (on a CPU-only local instance: K cells at once)
+        self.cells_per_device = cells_per_device
         self.gpus_per_cell = 1.0 / cells_per_device if cells_per_device else gpus_per_cell
+
+    def remote(self) -> bool:
+        """Joining a cluster: cells run on its nodes, so the device is checked where each cell runs."""
+        return bool(self.address)
 
     def _init(self, ray: Any) -> bool:
         """Connect to Ray; returns whether this executor started it (and must shut it down)."""
@@ -58,7 +65,11 @@ class RayExecutor(Executor):
             return True
         # local workers are fresh interpreters: give them the driver's import path
         path = os.pathsep.join(p for p in sys.path if p)
-        ray.init(num_cpus=self.workers or None, include_dashboard=False, ignore_reinit_error=True,
+        import torch
+
+        # --cells-per-device K caps CPU-only runs at K cells; with GPUs it is K per GPU, on every GPU
+        cpus = self.workers or (self.cells_per_device if torch.cuda.device_count() == 0 else 0)
+        ray.init(num_cpus=cpus or None, include_dashboard=False, ignore_reinit_error=True,
                  log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
         return True
 
@@ -70,10 +81,17 @@ class RayExecutor(Executor):
         ray = import_ray()
         started = self._init(ray)
         try:
-            gpus = self.gpus_per_cell if ray.cluster_resources().get("GPU", 0) > 0 else 0
-            remote = ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)(work)
+            resources = ray.cluster_resources()
+            cluster_gpus, cluster_cpus = resources.get("GPU", 0), resources.get("CPU", 1)
+            gpus = self.gpus_per_cell if cluster_gpus > 0 else 0
+            # a task asks for one CPU, or less where the cluster has fewer CPUs than GPU slots: the
+            # CPUs must never be what caps K cells per GPU
+            cpus = min(1.0, cluster_cpus / (cluster_gpus / gpus)) if gpus else 1
+            remote = ray.remote(num_gpus=gpus, num_cpus=cpus, max_retries=0)(work)
             if gpus and options.device.startswith("cuda"):
                 options = replace(options, device="cuda")  # Ray pins each task to its GPU: inside the task it is cuda:0
+            shared = max(1, round(1 / gpus)) if gpus and gpus < 1 else 1 if gpus else int(min(len(cells), cluster_cpus))
+            options = replace(options, cells_per_device=shared)
             pending = {remote.remote(cell.config(), options): cell for cell in cells}
             try:
                 while pending:

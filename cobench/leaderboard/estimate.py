@@ -23,13 +23,13 @@ import torch.nn.functional as F
 
 from ..api import DataSplits, EvalContext
 from ..attacks import input_gradient
-from ..device import resolve_device, seed_everything
+from ..device import resolve_device, seed_everything, true_fp32
 from ..errors import CobenchError
 from ..cell import Cell
 from ..options import RunOptions
 from ..plugins import get_plugin_manager
 from ..runner import load_dataset
-from ..training import CellParts, Normalize, train
+from ..training import CellParts, Normalize, sync, train
 from .spec import Leaderboard
 
 #: evaluators whose final attack is timed, and the parameters that give (steps, restarts, samples)
@@ -58,8 +58,12 @@ def build_model(cell: Cell, shape: tuple[int, int, int], classes: int, mean, std
     return torch.nn.Sequential(*layers, net).to(device)
 
 
-def time_per_step(cell: Cell, shape, classes: int, device: torch.device, steps: int) -> float:
-    """Seconds per training step (one minibatch, all its replays) of ``cell``'s method, model and batch size."""
+def time_per_step(cell: Cell, shape, classes: int, device: torch.device, steps: int,
+                  options: RunOptions | None = None) -> float:
+    """Seconds per training step (one minibatch, all its replays) of ``cell``'s method, model and batch
+    size, with the run's ``--channels-last`` and ``--compile`` (the second epoch is timed: the first
+    warms up, compilation included)."""
+    options = options or RunOptions()
     reg = get_plugin_manager().registry
     seed_everything(0)
     bs = cell.training["batch_size"]
@@ -76,22 +80,30 @@ def time_per_step(cell: Cell, shape, classes: int, device: torch.device, steps: 
                       probe_x=data.test_x, probe_y=data.test_y)
     training = {**cell.training, "epochs": 2 * max(1, int(method.replays))}  # two epochs: the first warms up
     parts = CellParts(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=ctx)
-    outcome = train(parts, training, RunOptions(device=str(device)))
+    outcome = train(parts, training, RunOptions(device=str(device), channels_last=options.channels_last,
+                                                compile=options.compile))
     return outcome.history[-1]["epoch_train_time_s"] / steps
 
 
-def time_per_attack_step(cell: Cell, shape, classes: int, device: torch.device) -> float:
-    """Seconds of one PGD step (forward + input gradient) on one evaluation batch, model in eval mode."""
+def time_per_attack_step(cell: Cell, shape, classes: int, device: torch.device,
+                         channels_last: bool = False) -> float:
+    """Seconds of one PGD step (forward + input gradient) on one evaluation batch, model in eval mode
+    and in true fp32, as evaluators run it (in channels-last memory format with ``channels_last``;
+    evaluators never run compiled)."""
     bs = cell.training["eval_batch_size"]
     x = torch.rand(bs, *shape, device=device)
     y = torch.randint(0, classes, (bs,), device=device)
     model = build_model(cell, shape, classes, (0.5,) * shape[0], (0.25,) * shape[0], device).eval()
-    input_gradient(model, x, y, torch.zeros_like(x))  # warm-up
-    t0 = time.perf_counter()
-    input_gradient(model, x, y, torch.zeros_like(x))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with true_fp32():
+        input_gradient(model, x, y, torch.zeros_like(x))  # warm-up
+        sync(device)  # the warm-up's queued kernels must not run inside the timed interval
+        t0 = time.perf_counter()
+        input_gradient(model, x, y, torch.zeros_like(x))
+        sync(device)
+        return time.perf_counter() - t0
 
 
 def eval_attack_steps(cell: Cell, test_size: int) -> int:
@@ -138,11 +150,12 @@ def estimate_board(lb: Leaderboard, plan: list[tuple[Cell, Path, Any]], *, optio
     reg = get_plugin_manager().registry
     yield (f"  step costs measured on {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
            f"{steps} step(s) per method on random images of shape {shape} "
-           f"({'dataset found' if found else 'dataset not under --data-dir: sizes it declares'}); model {lb.model}")
+           f"({'dataset found' if found else 'dataset not under --data-dir: sizes it declares'}); model {lb.model}"
+           + (", channels-last" if options.channels_last else "") + (", compiled" if options.compile else ""))
     first = todo[0]
     attack_key = (json.dumps(first.model, sort_keys=True), shape, first.training["eval_batch_size"])
     if attack_key not in costs.attack:
-        costs.attack[attack_key] = time_per_attack_step(first, shape, classes, dev)
+        costs.attack[attack_key] = time_per_attack_step(first, shape, classes, dev, options.channels_last)
     attack_step = costs.attack[attack_key]
     shown: set[tuple] = set()
     total = 0.0
@@ -151,7 +164,7 @@ def estimate_board(lb: Leaderboard, plan: list[tuple[Cell, Path, Any]], *, optio
         if key not in shown:
             reused = key in costs.train
             if not reused:
-                costs.train[key] = time_per_step(cell, shape, classes, dev, steps)
+                costs.train[key] = time_per_step(cell, shape, classes, dev, steps, options)
             shown.add(key)
             yield f"  {name}: {costs.train[key]:.3f} s/step" + (" (measured for an earlier board)" if reused else "")
         replays = max(1, int(reg.get("methods", name).replays))

@@ -41,12 +41,14 @@ def plugin_label(result: dict[str, Any]) -> str:
 
 
 def timing_key(result: dict[str, Any]) -> str | None:
-    """Same machine and same build: only then are two cells' times per step comparable."""
+    """Same machine, same build and the same sharing of the device (cells per device, where
+    recorded): only then are two cells' times per step comparable."""
     prov = result.get("provenance") or {}
     machine, build = prov.get("machine"), prov.get("cobench")
     if not machine or not build:
         return None
-    return json.dumps([machine, build], sort_keys=True)
+    shared = (prov.get("execution") or {}).get("cells_per_device")
+    return json.dumps([machine, build] + ([shared] if shared is not None else []), sort_keys=True)
 
 
 def data_fingerprint(result: dict[str, Any]) -> str | None:

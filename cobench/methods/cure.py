@@ -54,6 +54,7 @@ class CURE(Method):
     are in [0, 1] pixel units; the reference takes them in its loader's input units.
     """
 
+    double_backward = True  # --compile refuses it (AOTAutograd has no double backward)
     name = "cure"
     ranges = {"lam": ">= 0", "h": "> 0"}
     paper = "Moosavi-Dezfooli, Fawzi, Uesato & Frossard, 'Robustness via curvature regularization, and vice versa', CVPR 2019"
@@ -99,6 +100,7 @@ class CUREElle(Method):
     not made.
     """
 
+    double_backward = True  # --compile refuses it (AOTAutograd has no double backward)
     name = "cure-elle"
     paper = ("Moosavi-Dezfooli et al., CVPR 2019, as the CURE baseline of Abad Rocamora et al., "
              "'Efficient local linearity regularization to overcome catastrophic overfitting', ICLR 2024")
@@ -124,10 +126,10 @@ class CUREElle(Method):
         g_clean = input_gradient_of_mean_loss(ctx.model, x, y)  # recomputed, as the reference does
         g_adv = input_gradient_of_mean_loss(ctx.model, x_adv, y, create_graph=True)
         error = ((g_clean - g_adv) * (g_clean - g_adv)).mean(dim=0).sum()
-        lam = self.lam.lam if self.schedule == "onoff" else self.lam_max
+        lam = self.lam.weight(error) if self.schedule == "onoff" else self.lam_max
         ctx.update(F.cross_entropy(logits, y) + lam * error, logits, y)
         if self.schedule == "onoff":
-            self.lam.observe(error.item())
+            self.lam.observe(error)
 
 
 @hookimpl

@@ -16,15 +16,16 @@ def gradient_alignment(g1: Tensor, g2: Tensor) -> Tensor:
     """Mean cosine similarity between per-sample gradients, over samples where both are non-zero.
 
     Returns 1 (perfect alignment, no penalty) when no sample qualifies, as the reference code
-    drops zero-gradient samples before averaging.
+    drops zero-gradient samples before averaging. Computed with masks rather than boolean
+    indexing, so that a training step never waits for the device (no host sync).
     """
     a, b = g1.flatten(1), g2.flatten(1)
     na, nb = a.norm(dim=1), b.norm(dim=1)
     keep = (na > 0) & (nb > 0)
-    if not bool(keep.any()):
-        return torch.ones((), device=g1.device, dtype=g1.dtype)
-    cos = (a[keep] * b[keep]).sum(1) / (na[keep] * nb[keep])
-    return cos.mean()
+    denominator = torch.where(keep, na * nb, torch.ones_like(na))  # a safe divisor: no inf/nan in the gradient
+    cos = torch.where(keep, (a * b).sum(1) / denominator, torch.zeros_like(na))
+    kept = keep.sum()
+    return torch.where(kept > 0, cos.sum() / kept.clamp(min=1), torch.ones((), device=g1.device, dtype=cos.dtype))
 
 
 def alignment_regularizer(model: nn.Module, x: Tensor, y: Tensor, grad_x: Tensor, noise: Tensor) -> Tensor:
@@ -63,6 +64,7 @@ class GradAlign(Method):
     box-clamped). Cells record ``variant`` only when it is not the default.
     """
 
+    double_backward = True  # --compile refuses it (AOTAutograd has no double backward)
     name = "grad-align"
     ranges = {"lam": ">= 0", "alpha": "> 0"}
     paper = "Andriushchenko & Flammarion, 'Understanding and improving fast adversarial training', NeurIPS 2020"

@@ -17,19 +17,17 @@ def first_misclassified(model: nn.Module, x: Tensor, y: Tensor, delta: Tensor, c
     """Per-sample scale in {1/c, ..., (c-1)/c, 1}: the smallest checkpoint ``x + (k/c) delta`` the model
     misclassifies, or 1 (the full perturbation) when none of the intermediate ones is.
 
-    Only samples flagged ``undecided`` are checked; the others get scale 1 here (the caller
-    overrides them).
+    Only samples flagged ``undecided`` are decided here; the others get scale 1 (the caller
+    overrides them). Every checkpoint is evaluated on the whole batch (the model is in eval mode,
+    so each sample's prediction is its own) and chosen with masks: a training step never waits
+    for the device (no host sync).
     """
     scale = torch.ones(len(x), device=x.device, dtype=x.dtype)
     todo = undecided.clone()
     for k in range(1, c):
-        if not bool(todo.any()):
-            break
-        idx = todo.nonzero().squeeze(1)
-        pred = model(x[idx] + (k / c) * delta[idx]).argmax(1)
-        hit = idx[pred != y[idx]]
-        scale[hit] = k / c
-        todo[hit] = False
+        hit = todo & (model(x + (k / c) * delta).argmax(1) != y)
+        scale = torch.where(hit, torch.full_like(scale, k / c), scale)
+        todo = todo & ~hit
     return scale
 
 
@@ -69,7 +67,7 @@ class KimCheckpoints(Method):
             delta = sign_step(x, init, grad, self.alpha * eps, eps, ctx.lower, ctx.upper)
             wrong_at_start = start_logits.detach().argmax(1) != y
             scale = first_misclassified(ctx.model, x, y, delta, self.c, ~wrong_at_start)
-        scale[wrong_at_start] = 0.0
+        scale = torch.where(wrong_at_start, torch.zeros_like(scale), scale)
         chosen = scale.view(-1, *([1] * (x.dim() - 1))) * delta
         logits = ctx.model(x + chosen)
         ctx.update(F.cross_entropy(logits, y), logits, y)

@@ -136,6 +136,7 @@ def test_speed_script_measures_every_variant(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert set(report["steps_per_s"]) == {"reference", "cobench", "channels_last+bf16"}
     assert all(v > 0 for v in report["steps_per_s"].values())
+    assert {"before", "after", "idle"} <= set(report["machine_load"])  # the load beside the figures
     assert report["ratio_to_reference"]["reference"] == 1.0
     assert set(report["eval"]) == {"32", "64"}
     printed = capsys.readouterr().out

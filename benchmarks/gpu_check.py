@@ -1,0 +1,298 @@
+"""One prepared device check: what cobench's CUDA paths do on a real GPU, in one command.
+
+    python benchmarks/gpu_check.py                          # a GPU machine; about 5-8 minutes on an H100/H200
+    python benchmarks/gpu_check.py --tiny --device cpu      # the same checks in a tiny setting (the test)
+
+Uses real CIFAR-10 images from ``--data-dir`` (default ``../shared/data/cifar10-prefix``: the
+official python layout, read with ``verify_checksums=false``; no download, a GPU machine may have
+no network) and measures, on one device:
+
+1. **steps/s** of PreActResNet18 FGSM-AT (batch 128) in cobench's loop: fp32, bf16,
+   channels-last, compiled (``--compile``), and the reference loop of ``benchmarks/speed.py``
+   (DataLoader, per-batch copies, fp32) for the ratio;
+2. **cells per hour** of a short fixed grid (FGSM-AT, eps 8/255, 8 seeds, 2 epochs, clean accuracy)
+   under ``--executor local-parallel --cells-per-device K`` for K = 1, 2, 4, 8;
+3. **pruned vs naive PGD-50-10** on a briefly trained FGSM-AT model: both times, and how many
+   per-sample decisions differ (0 expected);
+4. **determinism**: the same cell twice with ``--deterministic``, and twice without: are the
+   metrics and curves identical?
+
+Everything is printed and written to ``--out-dir`` (default ``benchmarks/results/``) as
+``gpu_check-<device>.json`` and ``.txt``, with the machine's load before and after (a warning is
+printed when it was not idle). A section that would overrun ``--budget-s`` is skipped and
+recorded as skipped, so the command always finishes and writes what it measured.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # run from a source checkout too
+sys.path.insert(0, str(HERE))  # speed.py, pgd_eval.py, the machine-load recorder
+
+from cobench.device import CUBLAS_WORKSPACE, resolve_device  # noqa: E402
+from cobench.grid import GridSpec  # noqa: E402
+from cobench.plugins import get_plugin_manager  # noqa: E402
+from cobench.resolve import resolve  # noqa: E402
+from cobench.runner import Runner, execute_cell, load_dataset  # noqa: E402
+from cobench.options import RunOptions  # noqa: E402
+from machine_load import LoadRecorder  # noqa: E402
+
+DATASET = "cifar10"
+DATASET_PARAMS = ("datasets.cifar10.verify_checksums=false",)
+#: the full setting (a GPU) and the tiny one (the CPU test)
+SETTINGS = {
+    "full": {"model": "preact-resnet18", "width": None, "steps": 100, "warmup": 10, "grid_seeds": 8, "grid_epochs": 2,
+             "cells_per_device": (1, 2, 4, 8), "pgd_epochs": 3, "pgd_steps": 50, "pgd_restarts": 10,
+             "pgd_samples": 1000, "det_epochs": 1, "variants": "reference,cobench,bf16,channels_last,compile"},
+    "tiny": {"model": "small-cnn", "width": 4, "steps": 2, "warmup": 1, "grid_seeds": 2, "grid_epochs": 1,
+             "cells_per_device": (1, 2), "pgd_epochs": 1, "pgd_steps": 3, "pgd_restarts": 2, "pgd_samples": 16,
+             "det_epochs": 1, "variants": "reference,cobench,bf16,channels_last"},
+}
+
+
+def load_script(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"cobench_gpu_check_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cifar(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The real images under --data-dir, on the CPU (train x, y, test x, y)."""
+    spec = {"name": DATASET, "params": {"verify_checksums": False}}
+    data = load_dataset(spec, RunOptions(data_dir=args.data_dir))
+    return data.train_x, data.train_y, data.test_x, data.test_y
+
+
+def grid_spec(args: argparse.Namespace, seeds: list[int], epochs: int, evaluators: list[str]) -> GridSpec:
+    spec = GridSpec(datasets=[DATASET], models=[args.setting["model"]], methods=["fgsm"], eps=[8.0], seeds=seeds,
+                    evaluators=evaluators)
+    spec.override(epochs=epochs, probe_size=64)
+    for p in DATASET_PARAMS:
+        spec.set_param(p)
+    if args.setting["width"]:
+        spec.set_param(f"models.{args.setting['model']}.width={args.setting['width']}")
+    return spec
+
+
+# --------------------------------------------------------------------------- 1. steps/s
+def check_speed(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    speed = load_script("speed")
+    s = args.setting
+    x, y, _, _ = cifar(args)
+    n = (s["steps"] + s["warmup"]) * 128
+    reps = -(-n // len(x))
+    x, y = x.repeat(reps, 1, 1, 1)[:n], y.repeat(reps)[:n]  # real images, cycled to the steps measured
+    if x.shape[1:] != (3, 32, 32):
+        raise SystemExit(f"--data-dir holds images of shape {tuple(x.shape[1:])}, not CIFAR-10's (3, 32, 32)")
+    sargs = speed.parse_args(["--model", s["model"], "--device", str(device), "--steps", str(s["steps"]),
+                              "--warmup", str(s["warmup"]), "--repeats", "1", "--variants", s["variants"]]
+                             + (["--width", str(s["width"])] if s["width"] else []))
+    out: dict[str, Any] = {"model": s["model"], "batch_size": 128, "steps": s["steps"], "steps_per_s": {},
+                           "compile_s": {}, "errors": {}}
+    for variant in [v.strip() for v in s["variants"].split(",")]:
+        try:
+            if variant == "reference":
+                out["steps_per_s"][variant] = speed.measure_reference(sargs, x, y, device)
+            else:
+                sps, compile_s = speed.measure_cobench(sargs, x, y, device, speed.parse_variant(variant))
+                out["steps_per_s"][variant] = sps
+                if compile_s is not None:
+                    out["compile_s"][variant] = compile_s
+        except Exception as exc:  # e.g. bf16 on a GPU without native support: recorded, the check goes on
+            out["errors"][variant] = f"{type(exc).__name__}: {exc}"
+    ref = out["steps_per_s"].get("reference")
+    out["ratio_to_reference"] = {v: sps / ref for v, sps in out["steps_per_s"].items()} if ref else {}
+    return out
+
+
+# --------------------------------------------------------------------------- 2. cells per hour
+def check_cells_per_device(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    s = args.setting
+    spec = grid_spec(args, list(range(s["grid_seeds"])), s["grid_epochs"], ["clean"])
+    out: dict[str, Any] = {"cells": s["grid_seeds"], "epochs": s["grid_epochs"], "cells_per_hour": {}, "failed": {}}
+    for k in s["cells_per_device"]:
+        with tempfile.TemporaryDirectory(prefix=f"gpu-check-k{k}-") as tmp:
+            t0 = time.perf_counter()
+            summary = Runner(spec, tmp, options=RunOptions(device=str(device), data_dir=args.data_dir,
+                                                           checkpoints=False),
+                             executor="local-parallel", executor_options={"cells_per_device": k}).run()
+            seconds = time.perf_counter() - t0
+        out["cells_per_hour"][str(k)] = 3600 * summary.ran / seconds
+        if summary.failed:
+            out["failed"][str(k)] = summary.failed[0]["error"]["message"]
+    base = out["cells_per_hour"].get("1")
+    out["ratio_to_one"] = {k: v / base for k, v in out["cells_per_hour"].items()} if base else {}
+    return out
+
+
+# --------------------------------------------------------------------------- 3. pruned vs naive PGD
+def check_pgd(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    pgd_eval = load_script("pgd_eval")
+    s = args.setting
+    get_plugin_manager().register(pgd_eval.KeepModelPlugin(), "benchmark-keep-model")
+    spec = grid_spec(args, [0], s["pgd_epochs"], ["clean", "benchmark-keep-model"])
+    (cell,) = resolve(spec, get_plugin_manager().registry)
+    result = execute_cell(cell.config(), RunOptions(device=str(device), data_dir=args.data_dir, checkpoints=False))
+    if result["status"] != "ok":
+        raise RuntimeError(f"training the model to attack failed: {result['error']['message']}")
+    model = pgd_eval.TRAINED.pop("model").eval()
+    x, y = pgd_eval.TRAINED.pop("x")[: s["pgd_samples"]], pgd_eval.TRAINED.pop("y")[: s["pgd_samples"]]
+    pargs = argparse.Namespace(eps=8.0, step_size=2.0, steps=s["pgd_steps"], restarts=s["pgd_restarts"], batch_size=512)
+    naive_s, naive = pgd_eval.attack(model, x, y, pargs, prune=False, device=device)
+    pruned_s, pruned = pgd_eval.attack(model, x, y, pargs, prune=True, device=device)
+    return {"attack": f"PGD-{s['pgd_steps']}-{s['pgd_restarts']}, eps 8/255, step 2/255", "samples": len(x),
+            "clean_acc": result["metrics"]["clean_acc"], "naive_s": naive_s, "pruned_s": pruned_s,
+            "speedup": naive_s / pruned_s, "robust_acc_naive": naive.float().mean().item(),
+            "robust_acc_pruned": pruned.float().mean().item(), "decisions_differ": int((naive != pruned).sum())}
+
+
+# --------------------------------------------------------------------------- 4. determinism
+def check_determinism(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    s = args.setting
+    (cell,) = resolve(grid_spec(args, [0], s["det_epochs"], ["clean", "fgsm"]), get_plugin_manager().registry)
+    out: dict[str, Any] = {}
+    for deterministic in (True, False):
+        runs = []
+        for _ in range(2):
+            r = execute_cell(cell.config(), RunOptions(device=str(device), data_dir=args.data_dir, checkpoints=False,
+                                                       deterministic=deterministic))
+            if r["status"] != "ok":
+                raise RuntimeError(r["error"]["message"])
+            runs.append(r)
+        same_metrics = runs[0]["metrics"] == runs[1]["metrics"]
+        same_curves = {k: v for k, v in runs[0]["curves"].items() if not k.endswith("_time_s")} == \
+                      {k: v for k, v in runs[1]["curves"].items() if not k.endswith("_time_s")}
+        out["deterministic" if deterministic else "default"] = {
+            "identical_metrics": same_metrics, "identical_curves": same_curves,
+            "metrics": [runs[0]["metrics"], runs[1]["metrics"]],
+            "numerics": runs[0]["provenance"]["numerics"]}
+    return out
+
+
+# --------------------------------------------------------------------------- driver
+SECTIONS: tuple[tuple[str, Callable[[argparse.Namespace, torch.device], dict[str, Any]], float], ...] = (
+    # name, function, the share of the budget it is expected to need (a section starts only when it fits)
+    ("speed", check_speed, 0.30),
+    ("cells_per_device", check_cells_per_device, 0.30),
+    ("pgd", check_pgd, 0.20),
+    ("determinism", check_determinism, 0.10),
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "cifar10-prefix"),
+                   help="CIFAR-10 in the official python layout (default: ../shared/data/cifar10-prefix)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out-dir", default=str(HERE / "results"), help="where gpu_check-<device>.json/.txt go")
+    p.add_argument("--tiny", action="store_true", help="a tiny setting (small-cnn width 4, a few steps): the CPU test")
+    p.add_argument("--budget-s", type=float, default=450.0, help="skip sections that would overrun this (seconds)")
+    p.add_argument("--sections", default=",".join(name for name, _, _ in SECTIONS),
+                   help="comma-separated subset of " + ", ".join(name for name, _, _ in SECTIONS))
+    args = p.parse_args(argv)
+    args.setting = SETTINGS["tiny" if args.tiny else "full"]
+    return args
+
+
+def device_label(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    lines = [f"cobench device check on {report['device_name']} (torch {report['torch']}, CUDA {report['cuda']}), "
+             f"{report['setting']} setting, data {report['data_dir']} ({report['train_images']} train / "
+             f"{report['test_images']} test images); machine idle throughout: "
+             f"{'yes' if report['machine_load'].get('idle') else 'NO'}"]
+    sections = report["sections"]
+    if "speed" in sections and "steps_per_s" in sections["speed"]:
+        sp = sections["speed"]
+        lines.append(f"1. {sp['model']} FGSM-AT, batch 128, {sp['steps']} steps: steps/s (x reference loop)")
+        for v, sps in sp["steps_per_s"].items():
+            ratio = sp["ratio_to_reference"].get(v)
+            extra = f", compile {sp['compile_s'][v]:.0f} s" if v in sp["compile_s"] else ""
+            lines.append(f"   {v:<16}{sps:>9.2f}" + (f"  ({ratio:.2f}x{extra})" if ratio else extra))
+        lines += [f"   {v:<16} failed: {e}" for v, e in sp["errors"].items()]
+    if "cells_per_device" in sections and "cells_per_hour" in sections["cells_per_device"]:
+        cp = sections["cells_per_device"]
+        lines.append(f"2. cells per hour, {cp['cells']} FGSM-AT cells x {cp['epochs']} epochs, local-parallel:")
+        for k, v in cp["cells_per_hour"].items():
+            lines.append(f"   --cells-per-device {k:<3}{v:>9.0f} cells/h ({cp['ratio_to_one'].get(k, 0):.2f}x K=1)"
+                         + (f"  failed: {cp['failed'][k]}" if k in cp["failed"] else ""))
+    if "pgd" in sections and "naive_s" in sections["pgd"]:
+        pg = sections["pgd"]
+        lines.append(f"3. {pg['attack']} on {pg['samples']} images (clean {pg['clean_acc']:.3f}): naive "
+                     f"{pg['naive_s']:.1f} s, pruned {pg['pruned_s']:.1f} s ({pg['speedup']:.1f}x); robust acc "
+                     f"{pg['robust_acc_naive']:.3f} / {pg['robust_acc_pruned']:.3f}, decisions differing: "
+                     f"{pg['decisions_differ']}")
+    if "determinism" in sections and "deterministic" in sections["determinism"]:
+        de = sections["determinism"]
+        for mode in ("deterministic", "default"):
+            lines.append(f"4. two identical runs, {'--deterministic' if mode == 'deterministic' else 'default settings'}: "
+                         f"metrics identical {de[mode]['identical_metrics']}, curves identical {de[mode]['identical_curves']}")
+    for name, section in sections.items():
+        if "skipped" in section or "error" in section:
+            lines.append(f"{name}: " + section.get("skipped", section.get("error", "")))
+    lines.append(f"total {report['wall_s']:.0f} s")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    # cuBLAS reads its workspace setting once, when it starts: set it before any CUDA work, so that
+    # the determinism section's --deterministic runs are deterministic in this one process
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    device = resolve_device(args.device)
+    if not Path(args.data_dir).is_dir():
+        raise SystemExit(f"--data-dir {args.data_dir!r} does not exist: point it at CIFAR-10's python layout "
+                         "(cifar-10-batches-py/), e.g. ../shared/data/cifar10-prefix")
+    x, _, tx, _ = cifar(args)
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    report: dict[str, Any] = {"device": str(device), "device_name": device_label(device), "torch": torch.__version__,
+                              "cuda": torch.version.cuda, "setting": "tiny" if args.tiny else "full",
+                              "data_dir": args.data_dir, "train_images": len(x), "test_images": len(tx),
+                              "budget_s": args.budget_s, "sections": {}}
+    t_start = time.perf_counter()
+    with LoadRecorder() as load:
+        for name, fn, share in SECTIONS:
+            if name not in wanted:
+                continue
+            elapsed = time.perf_counter() - t_start
+            if elapsed + share * args.budget_s > args.budget_s:
+                report["sections"][name] = {"skipped": f"skipped: {elapsed:.0f} s of the {args.budget_s:.0f} s budget used"}
+                continue
+            t0 = time.perf_counter()
+            try:
+                report["sections"][name] = fn(args, device)
+            except Exception as exc:  # one section failing must not lose the others' figures
+                report["sections"][name] = {"error": f"failed: {type(exc).__name__}: {exc}"}
+            report["sections"][name]["wall_s"] = time.perf_counter() - t0
+            print(f"[{name}: {report['sections'][name]['wall_s']:.0f} s]", flush=True)
+    report["machine_load"] = load.record
+    report["wall_s"] = time.perf_counter() - t_start
+    text = "\n".join(report_lines(report))
+    print(text)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "gpu_check-" + re.sub(r"[^A-Za-z0-9]+", "-", device.type if device.type == "cpu" else report["device_name"]).strip("-").lower()
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / f"{stem}.txt").write_text(text + "\n")
+    print(f"written: {out / stem}.json, .txt")
+    return report
+
+
+if __name__ == "__main__":
+    main()
