@@ -159,3 +159,28 @@ def test_new_detector_parameters_stay_out_of_stored_cells_at_their_default(pm):
     assert "relative_gap" not in part["params"] and "min_peak" not in part["params"]
     part = resolve_component(pm.registry, "evaluators", "co", {"evaluators": {"co": {"relative_gap": 0.4}}})
     assert part["params"]["relative_gap"] == 0.4
+
+
+def test_on_real_images_the_rule_flags_the_collapsed_models_only():
+    """The committed cells of the cifar10-prefix-fast-at board (5000 real CIFAR-10 images,
+    PreActResNet18-w16): a model flagged CO ends with PGD-50-10 accuracy below 2% while its FGSM
+    accuracy stays above 15%; every other model keeps PGD-50-10 accuracy above 10%. FGSM-AT at
+    16/255, seed 0, loses its PGD probe accuracy at epoch 6 (0.03, from a peak of 0.11) while its
+    clean accuracy is 0.16-0.3: the relative rule dates the collapse there, the absolute rule only
+    at epoch 18, once clean accuracy has grown enough for an FGSM-PGD gap of 0.3."""
+    root = Path(__file__).resolve().parents[2] / "leaderboards" / "results" / "cifar10-prefix-fast-at"
+    results = [json.loads(f.read_text()) for f in sorted(root.glob("**/eps*.json"))]
+    by_cell = {(r["config"]["method"]["name"], r["config"]["eps"], r["config"]["seed"]): r for r in results}
+    assert {("fgsm", 8, 0), ("fgsm", 16, 0)} <= set(by_cell)
+    assert by_cell[("fgsm", 16, 0)]["metrics"]["co_epoch"] == 6 and by_cell[("fgsm", 8, 0)]["metrics"]["co"] == 0
+    absolute = CODetector(relative_gap=None)
+    for key, r in by_cell.items():
+        curves, m = r["curves"], r["metrics"]
+        history = [dict(zip(curves, values)) for values in zip(*curves.values())]
+        first = CODetector().first_collapse(history)
+        assert (first is not None) == bool(m["co"]), key
+        if m["co"]:
+            assert m["pgd50_10_acc"] < 0.02 and m["fgsm_acc"] > 0.15, key
+            assert first < (absolute.first_collapse(history) or len(history)), key
+        else:
+            assert m["pgd50_10_acc"] > 0.10, key
