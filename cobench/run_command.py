@@ -86,8 +86,7 @@ def grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
         values = {field: parse_list(kwargs.pop(field), what=flag) for field, flag in _LIST_FLAGS.items()}
         values.update({field: kwargs.pop(field) for field in _VALUE_FLAGS})
         spec.override(**values)
-        for p in params:
-            spec.set_param(p)
+        spec.set_params(params)
         return command(*args, spec=spec, results_dir=results_dir, **kwargs)
 
     for option in reversed(GRID_OPTIONS):

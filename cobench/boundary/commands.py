@@ -16,7 +16,7 @@ from cobench.run_command import grid_options, run_options
 @click.option("--min-rate", default=0.5, show_default=True, type=float,
               help="A point is CO when at least this fraction of its seeds collapsed.")
 @click.option("--eps-step", default=1.0, show_default=True, type=float, help="Finest eps spacing the search refines to (/255).")
-@click.option("--beta-step", default=1.0, show_default=True, type=float, help="Finest beta spacing with --2d (/255).")
+@click.option("--beta-step", type=float, help="Finest beta spacing with --2d (/255)  [default: 1.0].")
 @click.option("--2d", "two_d", is_flag=True, help="Refine over eps x beta together (else each beta is its own eps search).")
 @run_options
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the thresholds as JSON to this file.")
@@ -40,6 +40,9 @@ def boundary(spec, results_dir, min_rate, eps_step, beta_step, two_d, options, e
     from .plot import phase_diagram
     from .report import rows, table
 
+    if beta_step is not None and not two_d:
+        raise click.UsageError("--beta-step refines beta, which only --2d searches; add --2d or drop --beta-step")
+    beta_step = 1.0 if beta_step is None else beta_step
     validate(spec, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d)
     check_names(spec, get_plugin_manager().registry)
     runs = search_boundaries(spec, results_dir, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d,
