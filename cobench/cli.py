@@ -21,7 +21,7 @@ from .kinds import KIND_NAMES
 from .options import RunOptions
 from .plugins import get_plugin_manager
 from .progress import GridProgress
-from .results import csv_text, flat_row, iter_results, write_atomic, write_summary
+from .results import check_output_path, csv_text, flat_row, iter_results, write_output, write_summary
 from .run_command import grid_options, report_run, run_options
 from .tables import aggregate, summary_tables
 
@@ -123,6 +123,7 @@ def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, ex
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 def results(results_dir: str, fmt: str, output: str | None) -> None:
     """Summarise or export every result under RESULTS_DIR (CSV/JSON load straight into pandas)."""
+    out_path = check_output_path(output, "-o", results_dir) if output is not None else None
     found = list(iter_results(Path(results_dir), warn=lambda m: click.echo(f"warning: {m}", err=True)))
     rows = [flat_row(r) for _, r in found]
     if not rows:
@@ -131,21 +132,31 @@ def results(results_dir: str, fmt: str, output: str | None) -> None:
         if row.get("problems"):
             stderr().print(f"[yellow]inconsistent result[/yellow] {escape(str(path))}: {escape(row['problems'])}")
     if fmt == "table":
-        for table in summary_tables(aggregate(rows)):
-            stdout().print(table)
-        stdout().print(provenance_table(rows))
-        return
-    if fmt == "csv":
-        if output:
-            write_atomic(Path(output), csv_text(rows))
-        else:
-            click.echo(csv_text(rows), nl=False)
-        return
-    text = json.dumps(rows, indent=2)
-    if output:
-        write_atomic(Path(output), text + "\n")
+        tables = [*summary_tables(aggregate(rows)), provenance_table(rows)]
+        if out_path is None:
+            for table in tables:
+                stdout().print(table)
+            return
+        text = render_text(tables)
+    elif fmt == "csv":
+        text = csv_text(rows)
     else:
-        click.echo(text)
+        text = json.dumps(rows, indent=2) + "\n"
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    write_output(out_path, text)
+    click.echo(f"wrote {out_path} ({len(rows)} results, {fmt})", err=True)
+
+
+def render_text(tables: list[Table]) -> str:
+    """Rich tables as plain text (no colour codes), as ``cobench results`` prints them to a pipe."""
+    import io
+
+    console = Console(file=io.StringIO(), highlight=False, soft_wrap=False, width=120, color_system=None)
+    for table in tables:
+        console.print(table)
+    return console.file.getvalue()
 
 
 def provenance_table(rows: list[dict[str, Any]]) -> Table:

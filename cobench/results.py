@@ -73,7 +73,12 @@ def _umask() -> int:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """``data`` as strict, sorted, indented JSON (tensors and numpy scalars become numbers)."""
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n")
+    write_atomic(path, json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """``data`` as write_json writes it."""
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n"
 
 
 def _json_default(obj: Any) -> Any:
@@ -108,6 +113,70 @@ def check_writable(results_dir: Path) -> None:
         probe.close()
     except OSError as exc:
         raise CobenchError(f"results dir {str(results_dir)!r} is not writable: {exc.strerror or exc}") from None
+
+
+#: files cobench keeps beside or under results (checkpoints, weights, claims): never an output path
+PROTECTED_SUFFIXES = (".pt", ".safetensors", ".claim")
+
+
+def check_output_path(output: str | Path, option: str = "-o", results_dir: str | Path | None = None) -> Path:
+    """The file an ``-o``/``--plot`` option may write, checked before any work is done: not a
+    directory, not a result, checkpoint, weights or claim file (anywhere), not a path that a
+    listing of ``results_dir`` would read as a result, and in a directory that can be written.
+    Every command that writes a report goes through this one check (then :func:`write_output`)."""
+    path = Path(output)
+    if not str(output).strip():
+        raise CobenchError(f"{option} is empty; name a file, e.g. {option} table.csv")
+    if path.is_dir():
+        raise CobenchError(f"{option} {str(path)!r} is a directory; name a file in it, e.g. {path / 'table.csv'}")
+    if path.suffix in PROTECTED_SUFFIXES and path.exists():
+        raise CobenchError(f"{option} {str(path)!r} is a cobench {path.suffix[1:]} file (checkpoint, weights or "
+                           "claim); writing there would destroy it: name another file")
+    if path.is_file() and _is_result(path):
+        raise CobenchError(f"{option} {str(path)!r} is a cobench result file; writing there would destroy the "
+                           "result: name another file")
+    if results_dir is not None and Path(results_dir).is_dir() and _listed_as_result(path, Path(results_dir)):
+        raise CobenchError(f"{option} {str(path)!r} is inside the results directory {str(results_dir)!r}, where "
+                           "every .json file is read as a result; write it elsewhere or use another extension")
+    parent = _existing_parent(path)
+    if not parent.is_dir():
+        raise CobenchError(f"{option} {str(path)!r}: {str(parent)!r} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CobenchError(f"{option} {str(path)!r}: directory {str(parent)!r} is not writable")
+    return path
+
+
+def write_output(path: Path, data: str | bytes, option: str = "-o") -> None:
+    """Write a checked output file atomically; a failure is one line naming ``path``."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise CobenchError(f"{option} {str(path)!r} could not be written: {exc.strerror or exc}") from None
+
+
+def _is_result(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(50_000_000))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "config" in data and ("cell_id" in data or "status" in data)
+
+
+def _listed_as_result(path: Path, results_dir: Path) -> bool:
+    try:
+        rel = path.resolve().relative_to(results_dir.resolve())
+    except ValueError:
+        return False
+    return (path.suffix == ".json" and rel.name not in SUMMARY_FILES
+            and not any(part.startswith(".") for part in rel.parts))
+
+
+def _existing_parent(path: Path) -> Path:
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
 
 
 # --------------------------------------------------------------------------- making results
