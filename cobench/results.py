@@ -265,6 +265,11 @@ def read_result(path: Path, validate: bool = False) -> dict[str, Any]:
     if missing or not all(isinstance(config[k], dict) and "name" in config[k] for k in COMPONENT_FIELDS):
         raise ResultValidationError(f"result file {str(path)!r} is not a cobench result of this schema: its config "
                                     + (f"lacks {', '.join(missing)}" if missing else "names no component"))
+    check_schema_version(data, path)
+    problems = schema_errors(data, lenient=True)
+    if problems:
+        raise ResultValidationError(f"result file {str(path)!r} has a malformed field "
+                                    f"(cobench/{SCHEMA_FILE}): " + "; ".join(problems))
     return data
 
 
@@ -313,19 +318,29 @@ def _validator() -> Any:
     return Draft202012Validator(result_schema())
 
 
-def schema_errors(data: Any, limit: int = 3) -> list[str]:
-    """Up to ``limit`` readable schema violations of ``data`` (empty when it is valid)."""
-    errors = sorted(_validator().iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+def schema_errors(data: Any, limit: int = 3, lenient: bool = False) -> list[str]:
+    """Up to ``limit`` readable schema violations of ``data`` (empty when it is valid).
+
+    ``lenient`` (reading a results folder, not admitting a result to a leaderboard) checks the
+    type and range of every field present but tolerates missing top-level fields (an older
+    or a failed result without curves or cost is still listed)."""
+    errors = [e for e in _validator().iter_errors(data)
+              if not (lenient and e.validator == "required" and not e.absolute_path)]
+    errors.sort(key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [f"at {'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}" for e in errors[:limit]]
+
+
+def check_schema_version(data: Any, source: str | Path) -> None:
+    if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
+        raise ResultValidationError(
+            f"result file {str(source)!r} has schema_version {data['schema_version']!r}; "
+            f"this cobench reads schema_version {SCHEMA_VERSION}")
 
 
 def validate_result(data: Any, source: str | Path) -> dict[str, Any]:
     """``data`` if it is a schema-valid result whose id is the hash of its config, else raise
     naming ``source`` and the violations."""
-    if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
-        raise ResultValidationError(
-            f"result file {str(source)!r} has schema_version {data['schema_version']!r}; "
-            f"this cobench reads schema_version {SCHEMA_VERSION}")
+    check_schema_version(data, source)
     problems = schema_errors(data)
     if problems:
         total = sum(1 for _ in _validator().iter_errors(data))
