@@ -106,13 +106,16 @@ def write_summary(results_dir: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(results_dir / "summary.csv", csv_text(rows))
 
 
-def check_writable(results_dir: Path) -> None:
+def check_writable(results_dir: Path, what: str = "results dir") -> None:
+    """``results_dir`` exists (or is made) and takes a file; else one line naming it as ``what``."""
+    if results_dir.exists() and not results_dir.is_dir():
+        raise CobenchError(f"{what} {str(results_dir)!r} is a file, not a directory")
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=results_dir, prefix=".write-test-", delete=True)
         probe.close()
     except OSError as exc:
-        raise CobenchError(f"results dir {str(results_dir)!r} is not writable: {exc.strerror or exc}") from None
+        raise CobenchError(f"{what} {str(results_dir)!r} is not writable: {exc.strerror or exc}") from None
 
 
 #: files cobench keeps beside or under results (checkpoints, weights, claims): never an output path

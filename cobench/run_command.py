@@ -31,7 +31,7 @@ RUN_OPTIONS = (
     click.option("--keep-checkpoints", is_flag=True, help="Keep each cell's checkpoint after it finished."),
     click.option("--executor", default="local", show_default=True,
                  help="How cells are scheduled (see `cobench list executors`)."),
-    click.option("--workers", type=int, help="Worker processes for parallel executors."),
+    click.option("--workers", type=click.IntRange(min=1), help="Worker processes for parallel executors."),
     click.option("--cells-per-device", type=click.IntRange(min=1),
                  help="Cells sharing one GPU (local-parallel, ray); on CPU, cells splitting the cores."),
     click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise."),
@@ -120,6 +120,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 checkpoints: bool, checkpoint_dir: str, keep_checkpoints: bool, executor: str, workers: int | None,
                 cells_per_device: int | None, ray_address: str | None, loggers: str | None,
                 executor_params: tuple[str, ...], **kwargs: Any) -> Any:
+        from .device import parse_device
         from .errors import CobenchError
         from .grid import parse_list
         from .plugins import get_plugin_manager
@@ -127,6 +128,13 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
         if not data_dir.strip():
             raise CobenchError("--data-dir is empty; name a directory, e.g. --data-dir data")
+        parse_device(device)  # its form, before anything else; availability is checked before training
+        if not checkpoints and (keep_checkpoints or checkpoint_dir):
+            raise click.UsageError(f"{'--keep-checkpoints' if keep_checkpoints else '--checkpoint-dir'} needs "
+                                   "checkpoints, which --no-checkpoints turns off; give one or the other")
+        if loggers is not None and not loggers.strip():
+            raise CobenchError("--loggers is empty; name run loggers, e.g. --loggers tensorboard "
+                               "(see `cobench list loggers`), or leave it out")
 
         logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
         options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,

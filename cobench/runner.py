@@ -23,6 +23,7 @@ from .evaluation import run_evaluators
 from .grid import GridSpec
 from .kinds import GRID_KINDS, singular
 from .options import NoProgress, Progress, RunOptions
+from .params import component_problems
 from .plugins import Registry, get_plugin_manager
 from .provenance import cobench_record, components_record, fingerprint, machine_record
 from .weights import weights_bytes, weights_path, weights_record
@@ -241,8 +242,9 @@ class RunSummary:
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
-#: executor options the command line offers every executor; those an executor does not take are ignored
-SHARED_EXECUTOR_OPTIONS = ("workers", "address", "cells_per_device")
+#: executor options the command line offers every executor, and their flags; one that the chosen
+#: executor does not take is an error (it would be ignored)
+SHARED_EXECUTOR_OPTIONS = {"workers": "--workers", "address": "--ray-address", "cells_per_device": "--cells-per-device"}
 
 
 class Runner:
@@ -250,7 +252,7 @@ class Runner:
 
     ``options`` say how cells run (:class:`~cobench.options.RunOptions`; a mapping of its
     fields is accepted); ``executor`` names the executor plugin and ``executor_options``
-    its parameters (those it does not take are ignored).
+    its parameters (one it does not take is an error).
     """
 
     def __init__(self, spec: GridSpec, results_dir: Path | str, *,
@@ -271,7 +273,8 @@ class Runner:
     def preflight(self, cells: list[Cell]) -> None:
         """Fail fast, before any training, on problems every cell would hit."""
         check_writable(self.results_dir)
-        resolve_device(self.options.device)
+        if self.options.checkpoints:
+            check_writable(Path(self.options.checkpoint_dir), "checkpoint dir")
         check_loggers(self.options.loggers, get_plugin_manager().registry)
         for spec in {json.dumps(c.dataset, sort_keys=True): c.dataset for c in cells}.values():
             load_dataset(spec, self.options)
@@ -285,11 +288,22 @@ class Runner:
         if unknown:
             raise ConfigError(f"executor {self.executor_name!r} has no parameter(s) {', '.join(unknown)}; valid: "
                               + (", ".join(valid) or "(none)"))
-        executor = executor_cls(**{k: v for k, v in self.executor_options.items() if k in valid})
+        for key, flag in SHARED_EXECUTOR_OPTIONS.items():
+            if key in self.executor_options and key not in valid:
+                takers = sorted(n for n, c in get_plugin_manager().registry.components["executors"].items()
+                                if key in c.parameters())
+                raise ConfigError(f"{flag} does not apply to executor {self.executor_name!r} (it would be ignored); "
+                                  f"executors that take it: {', '.join(takers) or '(none)'}")
+        given = {k: v for k, v in self.executor_options.items() if k in valid}
+        problems = component_problems(executor_cls, "executors", {**valid, **given})
+        if problems:
+            raise ConfigError(f"{len(problems)} invalid executor parameter value(s):\n  " + "\n  ".join(problems))
+        executor = executor_cls(**given)
         summary = RunSummary()
         todo = [cell for cell, _, done in plan if done is None]
         by_id = {cell.cell_id: done for cell, _, done in plan if done is not None}
         summary.skipped = len(by_id)
+        resolve_device(self.options.device)  # even with nothing to train: a device that is not there is an error
         if todo:
             self.preflight(todo)
         progress.start_grid(len(plan), summary.skipped)
