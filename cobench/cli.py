@@ -79,7 +79,7 @@ def stderr() -> Console:
 @grid_options
 @run_options
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or with --dry-run, the plan) as JSON.")
 def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, executor_options: dict[str, Any],
         dry_run: bool, as_json: bool) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
@@ -95,11 +95,20 @@ def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, ex
         from .claims import live_holder
 
         plan = runner.plan()
+        states = []
         for cell, path, done in plan:
             holder = None if done else live_holder(path)
-            state = "done" if done else f"busy ({holder})" if holder else "todo"
-            out.print(f"{state}  {cell.label}  {path}", soft_wrap=True)  # one line per cell, for grep
-        out.print(f"{len(plan)} cells, {sum(1 for *_, d in plan if d)} finished")
+            states.append(("done" if done else "busy" if holder else "todo", holder))
+        finished = sum(1 for *_, d in plan if d)
+        if as_json:
+            click.echo(json.dumps({"cells": [{"state": state, "holder": holder, "cell_id": cell.cell_id, "label": cell.label,
+                                              "path": str(path)} for (cell, path, _), (state, holder) in zip(plan, states)],
+                                   "total": len(plan), "finished": finished}, indent=2))
+            return
+        for (cell, path, _), (state, holder) in zip(plan, states):
+            shown = f"busy ({holder})" if holder else state
+            out.print(f"{shown}  {cell.label}  {path}", soft_wrap=True)  # one line per cell, for grep
+        out.print(f"{len(plan)} cells, {finished} finished")
         return
     summary = runner.run(progress=GridProgress(err))
     rows = summary.rows()
@@ -258,6 +267,8 @@ def list_protocols(as_json: bool) -> None:
 def _load_plugin_commands() -> None:
     try:
         get_plugin_manager().pm.hook.register_commands(cli=cli)
+    except CobenchError:  # a bad COBENCH_LOAD_PLUGINS: the command reports it, once
+        return
     except Exception as exc:  # a broken plugin must not break the CLI
         click.echo(f"warning: a plugin's register_commands failed: {type(exc).__name__}: {exc}", err=True)
 

@@ -53,7 +53,20 @@ def load_dataset(spec: dict[str, Any], options: RunOptions) -> DataSplits:
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
             raise CobenchError(f"dataset {spec['name']!r} returned a malformed {split} split: x {tuple(x.shape)}, y {tuple(y.shape)}")
+    name = spec["name"]
+    if data.num_classes < 2:
+        raise CobenchError(f"dataset {name!r} has {data.num_classes} class(es); classification needs at least 2")
+    if len(data.train_x) < 2:
+        raise CobenchError(f"dataset {name!r} has {len(data.train_x)} training image(s); training needs at least 2")
+    if min(data.train_x.shape[-2:]) < MIN_IMAGE_SIDE:
+        raise CobenchError(f"dataset {name!r} has {data.train_x.shape[-2]}x{data.train_x.shape[-1]}-pixel images; "
+                           f"cobench needs at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (the injections' carriers need "
+                           "frequencies, attacks need pixels)")
     return data
+
+
+#: the smallest image side a dataset may have
+MIN_IMAGE_SIDE = 4
 
 
 @lru_cache(maxsize=4)
