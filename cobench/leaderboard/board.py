@@ -15,7 +15,7 @@ from ..plugins import Registry, get_plugin_manager
 from ..tables import METRICS, aggregate
 from .collect import Collection, ProtocolError, collect
 from .trust import annotate, noise_aware_ranks, plugin_label
-from .spec import TABLE_METRICS, Leaderboard
+from .spec import DEFAULT_RANK_BY, TABLE_METRICS, Leaderboard
 
 METRIC_LABELS = {
     "clean_acc": "clean",
@@ -162,13 +162,18 @@ def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
 
 
 def check_metrics(lb: Leaderboard, coll: Collection) -> None:
-    """Every ``[leaderboard] metrics`` name must be reported by one of the board's results."""
+    """Every ``[leaderboard] metrics`` name, and every ``rank_by`` name beyond the defaults, must be
+    reported by one of the board's results, and some ``rank_by`` metric must be (else nothing ranks)."""
     reported = {k for _, r in coll.ok for k in (r.get("metrics") or {})}
-    unknown = [m for m in lb.metrics if m not in reported]
-    if coll.ok and unknown:
-        accuracies = sorted(k for k in reported if k.endswith("_acc"))
-        raise ProtocolError(f"{lb.path}: [leaderboard] metrics {', '.join(unknown)} reported by none of its results; "
-                            f"they report: {', '.join(accuracies) or '(no accuracy)'}")
+    accuracies = ", ".join(sorted(k for k in reported if k.endswith("_acc"))) or "(no accuracy)"
+    for key, names in (("metrics", lb.metrics), ("rank_by", [m for m in lb.rank_by if m not in DEFAULT_RANK_BY])):
+        unknown = [m for m in names if m not in reported]
+        if coll.ok and unknown:
+            raise ProtocolError(f"{lb.path}: [leaderboard] {key} {', '.join(unknown)} reported by none of its results; "
+                                f"they report: {accuracies}")
+    if coll.ok and not reported & set(lb.rank_by):
+        raise ProtocolError(f"{lb.path}: [leaderboard] rank_by {', '.join(lb.rank_by)}: none is reported by its "
+                            f"results, so nothing can be ranked; they report: {accuracies}")
 
 
 def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:
