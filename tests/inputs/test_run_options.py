@@ -112,3 +112,20 @@ def test_a_corrupt_checkpoint_is_set_aside_and_named(tmp_path, capsys, content):
     assert f"checkpoint {path} cannot be read" in err and "restarts from its first epoch" in err
     save_checkpoint(path, {"cell_id": "abc", "epoch": 1})  # a good one still loads
     assert load_checkpoint(path, "abc")["epoch"] == 1
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_unreachable_ray_address_is_named_instead_of_hanging(address):
+    from cobench.errors import CobenchError
+    from cobench.executors.ray_executor import check_reachable
+
+    with pytest.raises(CobenchError) as info:  # port 1 on loopback refuses at once
+        check_reachable(address, timeout=5.0)
+    assert f"--ray-address {address!r}: cannot reach the Ray cluster" in info.value.message
+
+
+def test_an_unreachable_ray_address_fails_the_run_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = cli_run([*TINY, "--executor", "ray", "--ray-address", "127.0.0.1:1"])
+    assert out.exit_code == 2 and "cannot reach the Ray cluster" in out.output, out.output
+    assert not list(tmp_path.rglob("*.json"))
