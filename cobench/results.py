@@ -118,8 +118,8 @@ def check_writable(results_dir: Path, what: str = "results dir") -> None:
         raise CobenchError(f"{what} {str(results_dir)!r} is not writable: {exc.strerror or exc}") from None
 
 
-#: files cobench keeps beside or under results (checkpoints, weights, claims): never an output path
-PROTECTED_SUFFIXES = (".pt", ".safetensors", ".claim")
+#: files cobench keeps beside or under results, by suffix: never an output path
+PROTECTED_SUFFIXES = {".pt": "checkpoint", ".safetensors": "weights", ".claim": "claim"}
 
 
 def check_output_path(output: str | Path, option: str = "-o", results_dir: str | Path | None = None) -> Path:
@@ -133,8 +133,8 @@ def check_output_path(output: str | Path, option: str = "-o", results_dir: str |
     if path.is_dir():
         raise CobenchError(f"{option} {str(path)!r} is a directory; name a file in it, e.g. {path / 'table.csv'}")
     if path.suffix in PROTECTED_SUFFIXES and path.exists():
-        raise CobenchError(f"{option} {str(path)!r} is a cobench {path.suffix[1:]} file (checkpoint, weights or "
-                           "claim); writing there would destroy it: name another file")
+        raise CobenchError(f"{option} {str(path)!r} is a cobench {PROTECTED_SUFFIXES[path.suffix]} file; writing "
+                           "there would destroy it: name another file")
     if path.is_file() and _is_result(path):
         raise CobenchError(f"{option} {str(path)!r} is a cobench result file; writing there would destroy the "
                            "result: name another file")

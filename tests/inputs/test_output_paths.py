@@ -48,8 +48,8 @@ CASES = [
     (["results", "r", "-o", "{result}"], 2, ["-o", "is a cobench result file"]),
     (["results", "r", "--format", "csv", "-o", "{result}"], 2, ["is a cobench result file"]),
     (["results", "r", "--format", "json", "-o", "{result}"], 2, ["is a cobench result file"]),
-    (["results", "r", "--format", "csv", "-o", "{ckpt}"], 2, ["is a cobench pt file"]),
-    (["results", "r", "--format", "csv", "-o", "{weights}"], 2, ["is a cobench safetensors file"]),
+    (["results", "r", "--format", "csv", "-o", "{ckpt}"], 2, ["is a cobench checkpoint file"]),
+    (["results", "r", "--format", "csv", "-o", "{weights}"], 2, ["is a cobench weights file"]),
     (["results", "r", "--format", "csv", "-o", "{claim}"], 2, ["is a cobench claim file"]),
     (["results", "r", "--format", "json", "-o", "r/all.json"], 2, ["inside the results directory", "read as a result"]),
     (["results", "r", "--format", "csv", "-o", "{dir}"], 2, ["is a directory"]),
@@ -59,7 +59,7 @@ CASES = [
     (["boundary", "--results-dir", "r", "-o", "r/thresholds.json"], 2, ["inside the results directory"]),
     (["boundary", "--results-dir", "r", "--plot", "{result}"], 2, ["--plot", "is a cobench result file"]),
     (["boundary", "--results-dir", "elsewhere", "-o", "{result}"], 2, ["is a cobench result file"]),
-    (["boundary", "--results-dir", "r", "--plot", "{ckpt}"], 2, ["is a cobench pt file"]),
+    (["boundary", "--results-dir", "r", "--plot", "{ckpt}"], 2, ["is a cobench checkpoint file"]),
 ]
 
 
