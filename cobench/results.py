@@ -109,7 +109,7 @@ def write_summary(results_dir: Path, rows: list[dict[str, Any]]) -> None:
 def check_writable(results_dir: Path, what: str = "results dir") -> None:
     """``results_dir`` exists (or is made) and takes a file; else one line naming it as ``what``."""
     if results_dir.exists() and not results_dir.is_dir():
-        raise CobenchError(f"{what} {str(results_dir)!r} is a file, not a directory")
+        raise CobenchError(f"{what} {str(results_dir)!r} is not writable: it is a file, not a directory")
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=results_dir, prefix=".write-test-", delete=True)
@@ -325,10 +325,10 @@ def schema_errors(data: Any, limit: int = 3, lenient: bool = False) -> list[str]
     """Up to ``limit`` readable schema violations of ``data`` (empty when it is valid).
 
     ``lenient`` (reading a results folder, not admitting a result to a leaderboard) checks the
-    type and range of every field present but tolerates missing top-level fields (an older
+    type and range of every field present but tolerates missing ones and empty lists (an older
     or a failed result without curves or cost is still listed)."""
     errors = [e for e in _validator().iter_errors(data)
-              if not (lenient and e.validator == "required" and not e.absolute_path)]
+              if not (lenient and e.validator in ("required", "minItems"))]
     errors.sort(key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [f"at {'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}" for e in errors[:limit]]
 
@@ -406,7 +406,7 @@ def flat_row(result: dict[str, Any]) -> dict[str, Any]:
         "injection": cfg["injection"]["name"],
         "beta": cfg["beta"],
         "seed": cfg["seed"],
-        "epochs": cfg["training"]["epochs"],
+        "epochs": cfg["training"].get("epochs"),
     }
     row.update({k: v for k, v in (result.get("metrics") or {}).items() if not isinstance(v, (dict, list))})
     for k, v in (result.get("cost") or {}).items():

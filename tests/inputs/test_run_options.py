@@ -40,7 +40,7 @@ CASES = [
     (["--executor", "local-parallel", "--executor-param", "workers=-1"], 2, ["executors.local-parallel.workers = -1"]),
     (["--no-checkpoints", "--keep-checkpoints"], 2, ["--keep-checkpoints needs checkpoints", "--no-checkpoints"]),
     (["--no-checkpoints", "--checkpoint-dir", "ck"], 2, ["--checkpoint-dir needs checkpoints"]),
-    (["--checkpoint-dir", "afile"], 2, ["checkpoint dir 'afile' is a file, not a directory"]),
+    (["--checkpoint-dir", "afile"], 2, ["checkpoint dir 'afile' is not writable: it is a file, not a directory"]),
     (["--checkpoint-dir", "afile/sub"], 2, ["checkpoint dir 'afile/sub' is not writable"]),
     (["--loggers", ""], 2, ["--loggers is empty", "cobench list loggers"]),
 ]
