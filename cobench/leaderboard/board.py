@@ -162,8 +162,9 @@ def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
 
 
 def check_metrics(lb: Leaderboard, coll: Collection) -> None:
-    """Every ``[leaderboard] metrics`` name, and every ``rank_by`` name beyond the defaults, must be
-    reported by one of the board's results, and some ``rank_by`` metric must be (else nothing ranks)."""
+    """Every ``[leaderboard] metrics`` name, and every ``rank_by`` name beyond the defaults
+    (``autoattack_acc``, ``pgd_acc``: a board may report neither, then its rows are not ranked),
+    must be reported by one of the board's results."""
     reported = {k for _, r in coll.ok for k in (r.get("metrics") or {})}
     accuracies = ", ".join(sorted(k for k in reported if k.endswith("_acc"))) or "(no accuracy)"
     for key, names in (("metrics", lb.metrics), ("rank_by", [m for m in lb.rank_by if m not in DEFAULT_RANK_BY])):
@@ -171,9 +172,6 @@ def check_metrics(lb: Leaderboard, coll: Collection) -> None:
         if coll.ok and unknown:
             raise ProtocolError(f"{lb.path}: [leaderboard] {key} {', '.join(unknown)} reported by none of its results; "
                                 f"they report: {accuracies}")
-    if coll.ok and not reported & set(lb.rank_by):
-        raise ProtocolError(f"{lb.path}: [leaderboard] rank_by {', '.join(lb.rank_by)}: none is reported by its "
-                            f"results, so nothing can be ranked; they report: {accuracies}")
 
 
 def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:
