@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,28 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
+#: what a checkpoint that cannot be read is renamed to (kept for inspection; the cell restarts)
+CORRUPT_SUFFIX = ".corrupt"
+
+
 def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
-    """The checkpoint of this cell at ``path``, or None when there is none (or it is another cell's)."""
+    """The checkpoint of this cell at ``path``, or None when there is none (or it is another cell's).
+
+    A file that cannot be read as a checkpoint (truncated, garbage, not a dict) is set aside as
+    ``<name>.corrupt`` with a one-line message naming it, and the cell starts from scratch:
+    retrying would hit the same file every time."""
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"holds a {type(state).__name__}, not a checkpoint")
+    except Exception as exc:
+        aside = path.with_name(path.name + CORRUPT_SUFFIX)
+        os.replace(path, aside)
+        print(f"warning: checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+              f"moved to {aside}, the cell restarts from its first epoch", file=sys.stderr, flush=True)
+        return None
     return state if state.get("cell_id") == cell_id else None
 
 

@@ -33,6 +33,8 @@ HEARTBEAT_INTERVAL_S = 30.0
 #: a claim whose heartbeat is older than this is stale whatever its host (ten missed heartbeats)
 STALE_AFTER_S = 10 * HEARTBEAT_INTERVAL_S
 CLAIM_SUFFIX = ".claim"
+#: a claim file that does not read as one is being written for at most this long; after it, it is stale
+WRITE_GRACE_S = 2.0
 #: a cell whose process ended during training this many times in a row is recorded as failed, not retried
 MAX_INTERRUPTIONS = 2
 
@@ -57,6 +59,8 @@ class Claim:
     heartbeat: float  # the file's mtime (seconds since the epoch)
     #: how many claims on this cell before this one ended with their process (taken over)
     interruptions: int = 0
+    #: why the file is not a claim cobench wrote (garbage, cut short), or "" when it is one
+    unreadable: str = ""
 
     @property
     def owner(self) -> str:
@@ -68,6 +72,8 @@ class Claim:
     def stale_reason(self, now: float | None = None, stale_after: float = STALE_AFTER_S) -> str | None:
         """Why this claim no longer protects its cell, or ``None`` while its owner lives."""
         age = (time.time() if now is None else now) - self.heartbeat
+        if self.unreadable and age > WRITE_GRACE_S:  # not one being written right now: nobody holds it
+            return f"its claim file {self.path} cannot be read ({self.unreadable}), so it is treated as stale"
         if self.host == this_host() and self.pid and not pid_alive(self.pid):
             return f"process {self.pid} on {self.host} ended during training"
         if age > stale_after:
@@ -96,14 +102,18 @@ def read_claim(path: Path) -> Claim | None:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return None
+    unreadable = ""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:  # being written right now, or cut short: only the heartbeat tells
-        data = {}
-    data = data if isinstance(data, dict) else {}
+    except json.JSONDecodeError as exc:  # being written right now (for WRITE_GRACE_S at most), or garbage
+        data, unreadable = {}, f"not JSON: {exc.msg}" if text.strip() else "empty"
+    if not isinstance(data, dict) or not isinstance(data.get("host"), str) or not isinstance(data.get("pid"), int):
+        unreadable = unreadable or "no host and pid"
+        data = data if isinstance(data, dict) else {}
     pid, interruptions = data.get("pid"), data.get("interruptions")
     return Claim(path, str(data.get("host", "")), pid if isinstance(pid, int) else 0,
-                 str(data.get("started_at", "")), heartbeat, interruptions if isinstance(interruptions, int) else 0)
+                 str(data.get("started_at", "")), heartbeat, interruptions if isinstance(interruptions, int) else 0,
+                 unreadable)
 
 
 def create_claim(path: Path, interruptions: int = 0) -> bool:

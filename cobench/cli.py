@@ -21,7 +21,7 @@ from .kinds import KIND_NAMES
 from .options import RunOptions
 from .plugins import get_plugin_manager
 from .progress import GridProgress
-from .results import csv_text, flat_row, iter_results, write_atomic, write_summary
+from .results import check_output_path, csv_text, flat_row, iter_results, write_output, write_summary
 from .run_command import grid_options, report_run, run_options
 from .tables import aggregate, summary_tables
 
@@ -79,7 +79,7 @@ def stderr() -> Console:
 @grid_options
 @run_options
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or with --dry-run, the plan) as JSON.")
 def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, executor_options: dict[str, Any],
         dry_run: bool, as_json: bool) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
@@ -95,11 +95,20 @@ def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, ex
         from .claims import live_holder
 
         plan = runner.plan()
+        states = []
         for cell, path, done in plan:
             holder = None if done else live_holder(path)
-            state = "done" if done else f"busy ({holder})" if holder else "todo"
-            out.print(f"{state}  {cell.label}  {path}", soft_wrap=True)  # one line per cell, for grep
-        out.print(f"{len(plan)} cells, {sum(1 for *_, d in plan if d)} finished")
+            states.append(("done" if done else "busy" if holder else "todo", holder))
+        finished = sum(1 for *_, d in plan if d)
+        if as_json:
+            click.echo(json.dumps({"cells": [{"state": state, "holder": holder, "cell_id": cell.cell_id, "label": cell.label,
+                                              "path": str(path)} for (cell, path, _), (state, holder) in zip(plan, states)],
+                                   "total": len(plan), "finished": finished}, indent=2))
+            return
+        for (cell, path, _), (state, holder) in zip(plan, states):
+            shown = f"busy ({holder})" if holder else state
+            out.print(f"{shown}  {cell.label}  {path}", soft_wrap=True)  # one line per cell, for grep
+        out.print(f"{len(plan)} cells, {finished} finished")
         return
     summary = runner.run(progress=GridProgress(err))
     rows = summary.rows()
@@ -123,6 +132,7 @@ def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, ex
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 def results(results_dir: str, fmt: str, output: str | None) -> None:
     """Summarise or export every result under RESULTS_DIR (CSV/JSON load straight into pandas)."""
+    out_path = check_output_path(output, "-o", results_dir) if output is not None else None
     found = list(iter_results(Path(results_dir), warn=lambda m: click.echo(f"warning: {m}", err=True)))
     rows = [flat_row(r) for _, r in found]
     if not rows:
@@ -131,21 +141,31 @@ def results(results_dir: str, fmt: str, output: str | None) -> None:
         if row.get("problems"):
             stderr().print(f"[yellow]inconsistent result[/yellow] {escape(str(path))}: {escape(row['problems'])}")
     if fmt == "table":
-        for table in summary_tables(aggregate(rows)):
-            stdout().print(table)
-        stdout().print(provenance_table(rows))
-        return
-    if fmt == "csv":
-        if output:
-            write_atomic(Path(output), csv_text(rows))
-        else:
-            click.echo(csv_text(rows), nl=False)
-        return
-    text = json.dumps(rows, indent=2)
-    if output:
-        write_atomic(Path(output), text + "\n")
+        tables = [*summary_tables(aggregate(rows)), provenance_table(rows)]
+        if out_path is None:
+            for table in tables:
+                stdout().print(table)
+            return
+        text = render_text(tables)
+    elif fmt == "csv":
+        text = csv_text(rows)
     else:
-        click.echo(text)
+        text = json.dumps(rows, indent=2) + "\n"
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    write_output(out_path, text)
+    click.echo(f"wrote {out_path} ({len(rows)} results, {fmt})", err=True)
+
+
+def render_text(tables: list[Table]) -> str:
+    """Rich tables as plain text (no colour codes), as ``cobench results`` prints them to a pipe."""
+    import io
+
+    console = Console(file=io.StringIO(), highlight=False, soft_wrap=False, width=120, color_system=None)
+    for table in tables:
+        console.print(table)
+    return console.file.getvalue()
 
 
 def provenance_table(rows: list[dict[str, Any]]) -> Table:
@@ -247,6 +267,8 @@ def list_protocols(as_json: bool) -> None:
 def _load_plugin_commands() -> None:
     try:
         get_plugin_manager().pm.hook.register_commands(cli=cli)
+    except CobenchError:  # a bad COBENCH_LOAD_PLUGINS: the command reports it, once
+        return
     except Exception as exc:  # a broken plugin must not break the CLI
         click.echo(f"warning: a plugin's register_commands failed: {type(exc).__name__}: {exc}", err=True)
 

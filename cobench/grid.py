@@ -104,7 +104,9 @@ class GridSpec:
     methods: list[str] = field(default_factory=lambda: ["fgsm", "n-fgsm", "pgd"])
     eps: list[float] = field(default_factory=lambda: [16.0, 40.0])
     injections: list[str] = field(default_factory=lambda: [NO_INJECTION])
-    betas: list[float] = field(default_factory=lambda: [0.0])
+    #: ``None``: not given. Injections that ignore beta (``none``) run at beta 0; one that adds
+    #: ``beta * V[y]`` refuses to run without a strength (see :func:`cobench.resolve.grid_betas`)
+    betas: list[float] | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     evaluators: list[str] = field(default_factory=lambda: ["clean", "fgsm", "pgd", "co"])
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -119,7 +121,7 @@ class GridSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "grid") -> "GridSpec":
         data = copy.deepcopy(data)
-        grid = data.pop("grid", {})
+        grid = dict(table(data.pop("grid", {}), "[grid]", source))
         grid.update({k: data.pop(k) for k in list(data) if k not in ("training", "params", "leaderboard", "evaluation")})
         spec = cls()
         aliases = {singular(kind): kind for kind in GRID_KINDS} | {"beta": "betas", "seed": "seeds"}
@@ -128,12 +130,19 @@ class GridSpec:
             if key not in cls.__dataclass_fields__ or key in ("training", "params"):
                 raise ConfigError(f"{source}: unknown grid key {key!r}; valid keys: "
                                   + ", ".join(k for k in cls.__dataclass_fields__ if k not in ("training", "params")))
-            setattr(spec, key, value if isinstance(value, list) else [value])
+            value = value if isinstance(value, list) else [value]
+            if not value:
+                raise ConfigError(f"{source}: {key} = [] is empty, so the grid has no cells; give at least one value "
+                                  f"or leave {key} out for its default")
+            setattr(spec, key, value)
         training = {**table(data.get("training", {}), "[training]", source),
                     **table(data.get("evaluation", {}), "[evaluation]", source)}
         spec.training = make_training(training, source)
         spec.params = data.get("params", {})
-        spec.normalize()
+        try:
+            spec.normalize()
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc.message}") from None
         return spec
 
     def override(self, **values: Any) -> None:
@@ -148,17 +157,17 @@ class GridSpec:
         self.normalize()
 
     def normalize(self) -> None:
-        self.eps = [parse_level(e, "eps") for e in self.eps]
-        self.betas = [parse_level(b, "beta") for b in self.betas]
-        self.seeds = [parse_seed(s) for s in self.seeds]
+        """Parse and check every axis. A value listed twice (``8`` and ``"8/255"`` are the same eps)
+        is an error, not silently merged: the grid would not be what was written."""
+        self.eps = unique([parse_level(e, "eps") for e in self.eps], "eps", self.eps, level=True)
+        if self.betas is not None:
+            self.betas = unique([parse_level(b, "beta") for b in self.betas], "betas", self.betas, level=True)
+        self.seeds = unique([parse_seed(s) for s in self.seeds], "seeds", self.seeds)
         for key in GRID_KINDS:
             names = [str(n).strip() for n in getattr(self, key)]
             if not names or any(not n for n in names):
                 raise ConfigError(f"{key} must name at least one component, got {getattr(self, key)!r}")
-            setattr(self, key, list(dict.fromkeys(names)))
-        self.eps = list(dict.fromkeys(self.eps))
-        self.betas = list(dict.fromkeys(self.betas))
-        self.seeds = list(dict.fromkeys(self.seeds))
+            setattr(self, key, unique(names, key, names))
         self.training.validate()
         if self.training.stop_after_collapse and "co" not in [str(e).split(":")[0] for e in self.evaluators]:
             raise ConfigError("stop_after_collapse needs the 'co' evaluator (it detects the collapse); add it to evaluators")
@@ -172,17 +181,52 @@ class GridSpec:
 
     def set_param(self, assignment: str) -> None:
         """Apply ``kind.component.param=value`` (value parsed as TOML, else kept as a string)."""
-        if "=" not in assignment:
-            raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM=VALUE, e.g. methods.pgd.steps=5")
-        key, raw = assignment.split("=", 1)
-        parts = key.strip().split(".")
-        if len(parts) != 3 or parts[0] not in GRID_KINDS:
-            raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM with KIND one of {', '.join(GRID_KINDS)}")
-        try:
-            value = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw.strip()
-        self.params.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = value
+        kind, comp, param, value = parse_param(assignment)
+        self.params.setdefault(kind, {}).setdefault(comp, {})[param] = value
+
+    def set_params(self, assignments: "typing.Iterable[str]") -> None:
+        """Apply the command line's ``--param`` flags: each must name a component of the grid, and
+        one parameter given twice with different values is an error (which one was meant?)."""
+        given: dict[tuple[str, str, str], Any] = {}
+        for assignment in assignments:
+            kind, comp, param, value = parse_param(assignment)
+            key = (kind, comp, param)
+            if key in given and given[key] != value:
+                raise ConfigError(f"--param {kind}.{comp}.{param} is given twice with different values "
+                                  f"({given[key]!r} and {value!r}); give it once")
+            given[key] = value
+            names = getattr(self, kind)
+            if comp not in names and comp not in {split_spec(n)[0] for n in names}:
+                raise ConfigError(f"--param {assignment!r}: {singular(kind)} {comp!r} is not in the grid, so the "
+                                  f"value would be ignored; the grid's {kind}: {', '.join(names)}")
+            self.set_param(assignment)
+
+
+def parse_param(assignment: str) -> tuple[str, str, str, Any]:
+    """``kind.component.param=value`` as its parts (value parsed as TOML, else kept as a string)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM=VALUE, e.g. methods.pgd.steps=5")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 3 or parts[0] not in GRID_KINDS or not all(p.strip() for p in parts):
+        raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM with KIND one of {', '.join(GRID_KINDS)}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts[0], parts[1], parts[2], value
+
+
+def unique(values: list[Any], key: str, raw: list[Any], level: bool = False) -> list[Any]:
+    """``values`` (parsed from ``raw``), or an error naming the first value listed twice."""
+    seen: dict[Any, Any] = {}
+    for value, written in zip(values, raw):
+        if value in seen:
+            how = (f" (written {seen[value]!r} and {written!r})" if level and seen[value] != written else "")
+            shown = f"{value:g}/255" if level else repr(value)
+            raise ConfigError(f"{key} lists {shown} twice{how}; give each value once")
+        seen[value] = written
+    return values
 
 
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:

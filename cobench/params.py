@@ -8,6 +8,7 @@ them all (see :func:`cobench.resolve.resolve`).
 from __future__ import annotations
 
 import inspect
+import math
 import operator
 import types
 import typing
@@ -52,8 +53,9 @@ def type_problem(value: Any, hint: Any) -> str | None:
     if hint is int:
         return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
     if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-        return None if ok else "expected a number"
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+            return "expected a number"
+        return None if isinstance(value, int) or math.isfinite(value) else "expected a finite number"
     if hint is str:
         return None if isinstance(value, str) else "expected a string"
     if isinstance(hint, type):

@@ -288,7 +288,11 @@ def get_plugin_manager() -> PluginManager:
     if _manager is None:
         manager = PluginManager()
         manager.load_builtins()
-        if os.environ.get("COBENCH_LOAD_PLUGINS", "").lower() != "none":
+        setting = os.environ.get("COBENCH_LOAD_PLUGINS", "").strip().lower()
+        if setting not in ("", "none"):
+            raise PluginError(f"COBENCH_LOAD_PLUGINS={os.environ['COBENCH_LOAD_PLUGINS']!r} is not valid: set it to "
+                              "none (built-ins only) or leave it unset (every installed plugin)")
+        if setting != "none":
             manager.load_entry_points()
         _manager = manager
     return _manager

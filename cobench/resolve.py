@@ -27,6 +27,8 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
     """The full cartesian grid of ``spec``; an injection that ignores beta (``none``, and any
     with ``uses_beta = False``) collapses the beta axis to 0."""
     check_names(spec, registry)
+    for injection in spec.injections:
+        grid_betas(spec, registry, injection)  # before any other problem: the most likely one
     resolved = {kind: {name: resolve_component(registry, kind, name, spec.params) for name in getattr(spec, kind)}
                 for kind in ("datasets", "models", "injections", "evaluators")}
     problems = [p for kind, parts in resolved.items() for part in parts.values()
@@ -39,7 +41,7 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
         spec.datasets, spec.models, spec.methods, spec.eps, spec.injections
     ):
         injection_part = resolved["injections"][injection]
-        betas = spec.betas if registry.get("injections", injection_part["name"]).uses_beta else [0.0]
+        betas = grid_betas(spec, registry, injection)
         method_part = resolve_component(registry, "methods", method, spec.params, eps255=eps,
                                         protocol=spec.training.protocol)
         method_problems = component_problems(registry.get("methods", method_part["name"]), "methods",
@@ -54,6 +56,18 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
     if problems:
         raise ConfigError(f"{len(problems)} invalid parameter value(s):\n  " + "\n  ".join(problems))
     return cells
+
+
+def grid_betas(spec: GridSpec, registry: Registry, injection: str) -> list[float]:
+    """The betas ``injection``'s cells run at: ``[0.0]`` for one that ignores beta (``none``,
+    ``low-pass``); the grid's betas for one that adds ``beta * V[y]``, which refuses to run when
+    no beta was given (the old default, beta 0, injected nothing without a word)."""
+    if not registry.get("injections", split_spec(injection)[0]).uses_beta:
+        return [0.0]
+    if spec.betas is None:
+        raise ConfigError(f"injection {injection!r} adds beta * V[y] but no strength was given: add --beta "
+                          "(in /255 units, e.g. --beta 8) or betas = [8] to the grid file")
+    return spec.betas
 
 
 def protocol_evaluator(spec: GridSpec, part: dict[str, Any], name: str, eps255: float) -> dict[str, Any]:

@@ -73,7 +73,12 @@ def _umask() -> int:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """``data`` as strict, sorted, indented JSON (tensors and numpy scalars become numbers)."""
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n")
+    write_atomic(path, json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """``data`` as write_json writes it."""
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n"
 
 
 def _json_default(obj: Any) -> Any:
@@ -101,13 +106,80 @@ def write_summary(results_dir: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(results_dir / "summary.csv", csv_text(rows))
 
 
-def check_writable(results_dir: Path) -> None:
+def check_writable(results_dir: Path, what: str = "results dir") -> None:
+    """``results_dir`` exists (or is made) and takes a file; else one line naming it as ``what``."""
+    if results_dir.exists() and not results_dir.is_dir():
+        raise CobenchError(f"{what} {str(results_dir)!r} is not writable: it is a file, not a directory")
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=results_dir, prefix=".write-test-", delete=True)
         probe.close()
     except OSError as exc:
-        raise CobenchError(f"results dir {str(results_dir)!r} is not writable: {exc.strerror or exc}") from None
+        raise CobenchError(f"{what} {str(results_dir)!r} is not writable: {exc.strerror or exc}") from None
+
+
+#: files cobench keeps beside or under results, by suffix: never an output path
+PROTECTED_SUFFIXES = {".pt": "checkpoint", ".safetensors": "weights", ".claim": "claim"}
+
+
+def check_output_path(output: str | Path, option: str = "-o", results_dir: str | Path | None = None) -> Path:
+    """The file an ``-o``/``--plot`` option may write, checked before any work is done: not a
+    directory, not a result, checkpoint, weights or claim file (anywhere), not a path that a
+    listing of ``results_dir`` would read as a result, and in a directory that can be written.
+    Every command that writes a report goes through this one check (then :func:`write_output`)."""
+    path = Path(output)
+    if not str(output).strip():
+        raise CobenchError(f"{option} is empty; name a file, e.g. {option} table.csv")
+    if path.is_dir():
+        raise CobenchError(f"{option} {str(path)!r} is a directory; name a file in it, e.g. {path / 'table.csv'}")
+    if path.suffix in PROTECTED_SUFFIXES and path.exists():
+        raise CobenchError(f"{option} {str(path)!r} is a cobench {PROTECTED_SUFFIXES[path.suffix]} file; writing "
+                           "there would destroy it: name another file")
+    if path.is_file() and _is_result(path):
+        raise CobenchError(f"{option} {str(path)!r} is a cobench result file; writing there would destroy the "
+                           "result: name another file")
+    if results_dir is not None and Path(results_dir).is_dir() and _listed_as_result(path, Path(results_dir)):
+        raise CobenchError(f"{option} {str(path)!r} is inside the results directory {str(results_dir)!r}, where "
+                           "every .json file is read as a result; write it elsewhere or use another extension")
+    parent = _existing_parent(path)
+    if not parent.is_dir():
+        raise CobenchError(f"{option} {str(path)!r}: {str(parent)!r} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CobenchError(f"{option} {str(path)!r}: directory {str(parent)!r} is not writable")
+    return path
+
+
+def write_output(path: Path, data: str | bytes, option: str = "-o") -> None:
+    """Write a checked output file atomically; a failure is one line naming ``path``."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise CobenchError(f"{option} {str(path)!r} could not be written: {exc.strerror or exc}") from None
+
+
+def _is_result(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(50_000_000))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "config" in data and ("cell_id" in data or "status" in data)
+
+
+def _listed_as_result(path: Path, results_dir: Path) -> bool:
+    try:
+        rel = path.resolve().relative_to(results_dir.resolve())
+    except ValueError:
+        return False
+    return (path.suffix == ".json" and rel.name not in SUMMARY_FILES
+            and not any(part.startswith(".") for part in rel.parts))
+
+
+def _existing_parent(path: Path) -> Path:
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
 
 
 # --------------------------------------------------------------------------- making results
@@ -196,6 +268,11 @@ def read_result(path: Path, validate: bool = False) -> dict[str, Any]:
     if missing or not all(isinstance(config[k], dict) and "name" in config[k] for k in COMPONENT_FIELDS):
         raise ResultValidationError(f"result file {str(path)!r} is not a cobench result of this schema: its config "
                                     + (f"lacks {', '.join(missing)}" if missing else "names no component"))
+    check_schema_version(data, path)
+    problems = schema_errors(data, lenient=True)
+    if problems:
+        raise ResultValidationError(f"result file {str(path)!r} has a malformed field "
+                                    f"(cobench/{SCHEMA_FILE}): " + "; ".join(problems))
     return data
 
 
@@ -244,19 +321,29 @@ def _validator() -> Any:
     return Draft202012Validator(result_schema())
 
 
-def schema_errors(data: Any, limit: int = 3) -> list[str]:
-    """Up to ``limit`` readable schema violations of ``data`` (empty when it is valid)."""
-    errors = sorted(_validator().iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+def schema_errors(data: Any, limit: int = 3, lenient: bool = False) -> list[str]:
+    """Up to ``limit`` readable schema violations of ``data`` (empty when it is valid).
+
+    ``lenient`` (reading a results folder, not admitting a result to a leaderboard) checks the
+    type and range of every field present but tolerates missing ones and empty lists (an older
+    or a failed result without curves or cost is still listed)."""
+    errors = [e for e in _validator().iter_errors(data)
+              if not (lenient and e.validator in ("required", "minItems"))]
+    errors.sort(key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [f"at {'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}" for e in errors[:limit]]
+
+
+def check_schema_version(data: Any, source: str | Path) -> None:
+    if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
+        raise ResultValidationError(
+            f"result file {str(source)!r} has schema_version {data['schema_version']!r}; "
+            f"this cobench reads schema_version {SCHEMA_VERSION}")
 
 
 def validate_result(data: Any, source: str | Path) -> dict[str, Any]:
     """``data`` if it is a schema-valid result whose id is the hash of its config, else raise
     naming ``source`` and the violations."""
-    if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
-        raise ResultValidationError(
-            f"result file {str(source)!r} has schema_version {data['schema_version']!r}; "
-            f"this cobench reads schema_version {SCHEMA_VERSION}")
+    check_schema_version(data, source)
     problems = schema_errors(data)
     if problems:
         total = sum(1 for _ in _validator().iter_errors(data))
@@ -323,7 +410,7 @@ def flat_row(result: dict[str, Any]) -> dict[str, Any]:
         "injection": cfg["injection"]["name"],
         "beta": cfg["beta"],
         "seed": cfg["seed"],
-        "epochs": cfg["training"]["epochs"],
+        "epochs": cfg["training"].get("epochs"),
     }
     row.update({k: v for k, v in (result.get("metrics") or {}).items() if not isinstance(v, (dict, list))})
     for k, v in (result.get("cost") or {}).items():

@@ -33,7 +33,7 @@ RUN_OPTIONS = (
                  help="Deterministic algorithms, cuDNN and cuBLAS (slower on GPUs; see docs/reproducibility.md)."),
     click.option("--executor", default="local", show_default=True,
                  help="How cells are scheduled (see `cobench list executors`)."),
-    click.option("--workers", type=int, help="Worker processes for parallel executors."),
+    click.option("--workers", type=click.IntRange(min=1), help="Worker processes for parallel executors."),
     click.option("--cells-per-device", type=click.IntRange(min=1),
                  help="Cells sharing one GPU (local-parallel, ray); on CPU, cells splitting the cores."),
     click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise."),
@@ -88,8 +88,7 @@ def grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
         values = {field: parse_list(kwargs.pop(field), what=flag) for field, flag in _LIST_FLAGS.items()}
         values.update({field: kwargs.pop(field) for field in _VALUE_FLAGS})
         spec.override(**values)
-        for p in params:
-            spec.set_param(p)
+        spec.set_params(params)
         return command(*args, spec=spec, results_dir=results_dir, **kwargs)
 
     for option in reversed(GRID_OPTIONS):
@@ -124,6 +123,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 workers: int | None,
                 cells_per_device: int | None, ray_address: str | None, loggers: str | None,
                 executor_params: tuple[str, ...], **kwargs: Any) -> Any:
+        from .device import parse_device
         from .errors import CobenchError
         from .grid import parse_list
         from .plugins import get_plugin_manager
@@ -131,6 +131,13 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
         if not data_dir.strip():
             raise CobenchError("--data-dir is empty; name a directory, e.g. --data-dir data")
+        parse_device(device)  # its form, before anything else; availability is checked before training
+        if not checkpoints and (keep_checkpoints or checkpoint_dir):
+            raise click.UsageError(f"{'--keep-checkpoints' if keep_checkpoints else '--checkpoint-dir'} needs "
+                                   "checkpoints, which --no-checkpoints turns off; give one or the other")
+        if loggers is not None and not loggers.strip():
+            raise CobenchError("--loggers is empty; name run loggers, e.g. --loggers tensorboard "
+                               "(see `cobench list loggers`), or leave it out")
 
         if deterministic:  # cuBLAS reads it when it starts: set before any CUDA work here or in workers
             import os

@@ -24,6 +24,7 @@ from .evaluation import run_evaluators
 from .grid import GridSpec
 from .kinds import GRID_KINDS, singular
 from .options import NoProgress, Progress, RunOptions
+from .params import component_problems
 from .plugins import Registry, get_plugin_manager
 from .provenance import cobench_record, components_record, fingerprint, machine_record
 from .weights import weights_bytes, weights_path, weights_record
@@ -86,7 +87,20 @@ def load_dataset(spec: dict[str, Any], options: RunOptions) -> DataSplits:
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
             raise CobenchError(f"dataset {spec['name']!r} returned a malformed {split} split: x {tuple(x.shape)}, y {tuple(y.shape)}")
+    name = spec["name"]
+    if data.num_classes < 2:
+        raise CobenchError(f"dataset {name!r} has {data.num_classes} class(es); classification needs at least 2")
+    if len(data.train_x) < 2:
+        raise CobenchError(f"dataset {name!r} has {len(data.train_x)} training image(s); training needs at least 2")
+    if min(data.train_x.shape[-2:]) < MIN_IMAGE_SIDE:
+        raise CobenchError(f"dataset {name!r} has {data.train_x.shape[-2]}x{data.train_x.shape[-1]}-pixel images; "
+                           f"cobench needs at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (the injections' carriers need "
+                           "frequencies, attacks need pixels)")
     return data
+
+
+#: the smallest image side a dataset may have
+MIN_IMAGE_SIDE = 4
 
 
 @lru_cache(maxsize=4)
@@ -297,8 +311,9 @@ class RunSummary:
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
-#: executor options the command line offers every executor; those an executor does not take are ignored
-SHARED_EXECUTOR_OPTIONS = ("workers", "address", "cells_per_device")
+#: executor options the command line offers every executor, and their flags; one that the chosen
+#: executor does not take is an error (it would be ignored)
+SHARED_EXECUTOR_OPTIONS = {"workers": "--workers", "address": "--ray-address", "cells_per_device": "--cells-per-device"}
 
 
 class Runner:
@@ -306,7 +321,7 @@ class Runner:
 
     ``options`` say how cells run (:class:`~cobench.options.RunOptions`; a mapping of its
     fields is accepted); ``executor`` names the executor plugin and ``executor_options``
-    its parameters (those it does not take are ignored).
+    its parameters (one it does not take is an error).
     """
 
     def __init__(self, spec: GridSpec, results_dir: Path | str, *,
@@ -324,13 +339,12 @@ class Runner:
         cells = resolve(self.spec, get_plugin_manager().registry)
         return [(c, result_path(self.results_dir, c), finished_result(self.results_dir, c)) for c in cells]
 
-    def preflight(self, cells: list[Cell], remote: bool = False) -> None:
-        """Fail fast, before any training, on problems every cell would hit. ``remote``: the cells
-        run on other machines (a cluster), whose devices this one (a login or head node, perhaps
-        without a GPU) cannot check; each cell checks its own where it runs."""
+    def preflight(self, cells: list[Cell]) -> None:
+        """Fail fast, before any training, on problems every cell would hit (the device is checked
+        by :meth:`run`, except for remote executors, whose cells check their own where they run)."""
         check_writable(self.results_dir)
-        if not remote:
-            resolve_device(self.options.device)
+        if self.options.checkpoints:
+            check_writable(Path(self.options.checkpoint_dir), "checkpoint dir")
         if self.options.compile:
             registry = get_plugin_manager().registry
             for name in sorted({c.method["name"] for c in cells}):
@@ -349,13 +363,25 @@ class Runner:
         if unknown:
             raise ConfigError(f"executor {self.executor_name!r} has no parameter(s) {', '.join(unknown)}; valid: "
                               + (", ".join(valid) or "(none)"))
-        executor = executor_cls(**{k: v for k, v in self.executor_options.items() if k in valid})
+        for key, flag in SHARED_EXECUTOR_OPTIONS.items():
+            if key in self.executor_options and key not in valid:
+                takers = sorted(n for n, c in get_plugin_manager().registry.components["executors"].items()
+                                if key in c.parameters())
+                raise ConfigError(f"{flag} does not apply to executor {self.executor_name!r} (it would be ignored); "
+                                  f"executors that take it: {', '.join(takers) or '(none)'}")
+        given = {k: v for k, v in self.executor_options.items() if k in valid}
+        problems = component_problems(executor_cls, "executors", {**valid, **given})
+        if problems:
+            raise ConfigError(f"{len(problems)} invalid executor parameter value(s):\n  " + "\n  ".join(problems))
+        executor = executor_cls(**given)
         summary = RunSummary()
         todo = [cell for cell, _, done in plan if done is None]
         by_id = {cell.cell_id: done for cell, _, done in plan if done is not None}
         summary.skipped = len(by_id)
+        if not executor.remote():  # even with nothing to train: a device that is not there is an error
+            resolve_device(self.options.device)
         if todo:
-            self.preflight(todo, remote=executor.remote())
+            self.preflight(todo)
             if not executor.in_process:  # the cells load their data where they run: drop the driver's copy
                 _load_dataset.cache_clear()
         progress.start_grid(len(plan), summary.skipped)

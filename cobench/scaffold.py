@@ -33,6 +33,12 @@ def placeholders(name: str) -> dict[str, str]:
 def write_plugin(name: str, parent: Path) -> Path:
     """Write the package for method ``name`` under ``parent``; returns its directory."""
     values = placeholders(name)
+    from .plugins import get_plugin_manager
+
+    registry = get_plugin_manager().registry
+    if name in registry.components["methods"]:  # its plugin would clash with it on install
+        raise ConfigError(f"a method named {name!r} is already installed (plugin {registry.owner('methods', name)}); "
+                          f"a plugin registering it would clash: choose another NAME, e.g. my-{name}")
     target = parent / values["__dist__"]
     if target.exists():
         raise ConfigError(f"{target} already exists; choose another NAME or --dir")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -16,7 +15,7 @@ from cobench.run_command import grid_options, run_options
 @click.option("--min-rate", default=0.5, show_default=True, type=float,
               help="A point is CO when at least this fraction of its seeds collapsed.")
 @click.option("--eps-step", default=1.0, show_default=True, type=float, help="Finest eps spacing the search refines to (/255).")
-@click.option("--beta-step", default=1.0, show_default=True, type=float, help="Finest beta spacing with --2d (/255).")
+@click.option("--beta-step", type=float, help="Finest beta spacing with --2d (/255)  [default: 1.0].")
 @click.option("--2d", "two_d", is_flag=True, help="Refine over eps x beta together (else each beta is its own eps search).")
 @run_options
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the thresholds as JSON to this file.")
@@ -34,23 +33,30 @@ def boundary(spec, results_dir, min_rate, eps_step, beta_step, two_d, options, e
     from cobench.plugins import get_plugin_manager
     from cobench.progress import GridProgress
     from cobench.resolve import check_names
-    from cobench.results import write_json
+    from cobench.results import check_output_path, json_text, write_output
 
     from .driver import search_boundaries, validate
     from .plot import phase_diagram
     from .report import rows, table
 
+    if beta_step is not None and not two_d:
+        raise click.UsageError("--beta-step refines beta, which only --2d searches; add --2d or drop --beta-step")
+    beta_step = 1.0 if beta_step is None else beta_step
     validate(spec, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d)
     check_names(spec, get_plugin_manager().registry)
+    # checked before anything trains: neither may be a result, or a file a listing reads as one
+    output = check_output_path(output, "-o", results_dir) if output is not None else None
+    plot = check_output_path(plot, "--plot", results_dir) if plot is not None else None
     runs = search_boundaries(spec, results_dir, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d,
                              options=options, executor=executor, executor_options=executor_options,
                              progress=GridProgress(stderr()))
     out_rows = rows(runs)
-    if output:
-        write_json(Path(output), {"thresholds": out_rows})
-    if plot:
-        Path(plot).parent.mkdir(parents=True, exist_ok=True)
-        Path(plot).write_bytes(phase_diagram(runs))
+    if output is not None:
+        write_output(output, json_text({"thresholds": out_rows}))
+        stderr().print(f"wrote {output}", markup=False)
+    if plot is not None:
+        write_output(plot, phase_diagram(runs), "--plot")
+        stderr().print(f"wrote {plot}", markup=False)
     if as_json:
         click.echo(json.dumps({"thresholds": out_rows}, indent=2))
     else:

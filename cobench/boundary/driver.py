@@ -8,6 +8,7 @@ that ``cobench results`` and the leaderboards read like any others.
 from __future__ import annotations
 
 import copy
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +58,9 @@ def planes(spec: GridSpec, two_d: bool) -> list[Plane]:
                     if injection == NO_INJECTION:
                         out.append(Plane(dataset, model, method, injection, (0.0,)))
                     elif two_d:
-                        out.append(Plane(dataset, model, method, injection, tuple(sorted(spec.betas))))
+                        out.append(Plane(dataset, model, method, injection, tuple(sorted(spec.betas or [0.0]))))
                     else:
-                        out.extend(Plane(dataset, model, method, injection, (b,)) for b in sorted(spec.betas))
+                        out.extend(Plane(dataset, model, method, injection, (b,)) for b in sorted(spec.betas or [0.0]))
     return out
 
 
@@ -70,11 +71,14 @@ def validate(spec: GridSpec, *, min_rate: float, eps_step: float, beta_step: flo
                           f"--evaluators (got {','.join(spec.evaluators)})")
     if not 0 < min_rate <= 1:
         raise ConfigError(f"--min-rate must be in (0, 1] (the fraction of seeds that must collapse), got {min_rate}")
+    if not (math.isfinite(eps_step) and math.isfinite(beta_step)):
+        raise ConfigError(f"--eps-step and --beta-step must be finite numbers (/255 units), got {eps_step:g} and "
+                          f"{beta_step:g}")
     if eps_step <= 0 or beta_step <= 0:
         raise ConfigError(f"--eps-step and --beta-step must be > 0 (/255 units), got {eps_step:g} and {beta_step:g}")
     if len(spec.eps) < 2:
         raise ConfigError(f"give at least two coarse eps values to search between, got {spec.eps}")
-    if two_d and (len(spec.betas) < 2 or spec.injections == [NO_INJECTION]):
+    if two_d and (len(spec.betas or []) < 2 or spec.injections == [NO_INJECTION]):
         raise ConfigError("--2d refines over eps x beta: give an injection other than 'none' and at least two --beta values")
 
 
@@ -85,7 +89,12 @@ def search_boundaries(spec: GridSpec, results_dir: Path | str, *, min_rate: floa
     """Search every plane of ``spec`` to the end, training only the cells the searches ask for."""
     from ..runner import Runner
 
+    from ..plugins import get_plugin_manager
+    from ..resolve import grid_betas
+
     validate(spec, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d)
+    for injection in spec.injections:  # planes() reads beta 0 for an injection given no --beta: refuse it first
+        grid_betas(spec, get_plugin_manager().registry, injection)
     runs = [PlaneSearch(p, BoundarySearch(spec.eps, p.betas, min_rate=min_rate, eps_step=eps_step,
                                           beta_step=beta_step), seeds=len(spec.seeds)) for p in planes(spec, two_d)]
     while not all(r.search.done for r in runs):

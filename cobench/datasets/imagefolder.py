@@ -26,7 +26,7 @@ class ImageFolderDataset(Dataset):
     """Any ImageFolder tree (imagefolder:PATH with train/ and test/ sub-folders of class folders)."""
 
     name = "imagefolder"
-    ranges = {"size": ">= 0", "channels": ">= 0"}
+    ranges = {"size": ">= 0", "channels": ">= 0", "crop_padding": ">= -1"}  # crop_padding -1: the default (size // 8)
     spec_arg = "path"
 
     def __init__(self, path: str | None = None, size: int = 0, channels: int = 0, augment: bool = True,

@@ -30,6 +30,27 @@ def import_ray() -> Any:
     return ray
 
 
+#: seconds to wait for a cluster's head to accept a connection before giving up (ray.init waits minutes)
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A ``HOST:PORT`` or ``ray://HOST:PORT`` address must accept a TCP connection within ``timeout``;
+    else one line naming it (``auto`` and other forms are left to Ray)."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise CobenchError(f"--ray-address {address!r}: cannot reach the Ray cluster ({why}); "
+                           "check the head node's address and port, or leave --ray-address out for a local "
+                           "instance") from None
+
+
 class RayExecutor(Executor):
     """Ray tasks: one GPU per cell where the cluster has GPUs; --ray-address joins a cluster."""
 
@@ -61,6 +82,7 @@ class RayExecutor(Executor):
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if self.address:
+            check_reachable(self.address)
             ray.init(address=self.address, ignore_reinit_error=True)
             return True
         # local workers are fresh interpreters: give them the driver's import path

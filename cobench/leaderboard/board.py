@@ -16,7 +16,7 @@ from ..tables import METRICS, aggregate
 from .collect import Collection, ProtocolError, collect
 from .published import attach
 from .trust import annotate, noise_aware_ranks, plugin_label
-from .spec import TABLE_METRICS, Leaderboard
+from .spec import DEFAULT_RANK_BY, TABLE_METRICS, Leaderboard
 
 METRIC_LABELS = {
     "clean_acc": "clean",
@@ -168,13 +168,16 @@ def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
 
 
 def check_metrics(lb: Leaderboard, coll: Collection) -> None:
-    """Every ``[leaderboard] metrics`` name must be reported by one of the board's results."""
+    """Every ``[leaderboard] metrics`` name, and every ``rank_by`` name beyond the defaults
+    (``autoattack_acc``, ``pgd_acc``: a board may report neither, then its rows are not ranked),
+    must be reported by one of the board's results."""
     reported = {k for _, r in coll.ok for k in (r.get("metrics") or {})}
-    unknown = [m for m in lb.metrics if m not in reported]
-    if coll.ok and unknown:
-        accuracies = sorted(k for k in reported if k.endswith("_acc"))
-        raise ProtocolError(f"{lb.path}: [leaderboard] metrics {', '.join(unknown)} reported by none of its results; "
-                            f"they report: {', '.join(accuracies) or '(no accuracy)'}")
+    accuracies = ", ".join(sorted(k for k in reported if k.endswith("_acc"))) or "(no accuracy)"
+    for key, names in (("metrics", lb.metrics), ("rank_by", [m for m in lb.rank_by if m not in DEFAULT_RANK_BY])):
+        unknown = [m for m in names if m not in reported]
+        if coll.ok and unknown:
+            raise ProtocolError(f"{lb.path}: [leaderboard] {key} {', '.join(unknown)} reported by none of its results; "
+                                f"they report: {accuracies}")
 
 
 def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:

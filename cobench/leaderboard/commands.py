@@ -24,6 +24,9 @@ def _render(lb) -> None:
 
     board, outputs = render_outputs(lb)
     write_outputs(lb, outputs)
+    flagged = [problem for row in board.rows if row.get("flagged") for problem in row["problems"]]
+    for problem in flagged:  # the table marks the rows (⚠, not ranked); the console names each file
+        _console(err=True).print(f"warning: {lb.name}: row not ranked, {problem}", markup=False)
     cov = board.coll.coverage()
     tables = ", ".join(str(lb.output(ext)) for ext in ("md", "csv", "json", "html"))
     _console().print(f"{lb.name}: {len(board.rows)} rows from {cov['grid_cells_finished']}/{cov['grid_cells']} grid "
@@ -126,8 +129,9 @@ def check(toml_files: tuple[str, ...]) -> None:
 @click.option("--leaderboard", "toml_file", type=click.Path(dir_okay=False),
               help="Also check the results against this leaderboard's protocol and its stored results.")
 def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
-    """Check result files (or folders of them) against the result JSON schema."""
-    from cobench.results import read_result, result_files as files_under
+    """Check result files (or folders of them) against the result JSON schema and for
+    self-contradiction; exit 1 when any file is invalid or inconsistent (a summary line counts them)."""
+    from cobench.results import ResultValidationError, read_result, result_files as files_under, result_problems
 
     paths: list[Path] = []
     for f in result_files:
@@ -135,16 +139,28 @@ def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
         paths += files_under(p) if p.is_dir() else [p]
     if not paths:
         raise CobenchError(f"no result files in {', '.join(result_files)}")
-    from cobench.results import result_problems
-
+    err = _console(err=True)
+    invalid = inconsistent = 0
     for p in paths:
-        for problem in result_problems(read_result(p, validate=True)):
-            _console(err=True).print(f"inconsistent {p}: {problem}", markup=False)
-    if toml_file:
+        try:
+            problems = result_problems(read_result(p, validate=True))
+        except ResultValidationError as exc:
+            invalid += 1
+            err.print(f"invalid {exc.message}", markup=False)
+            continue
+        inconsistent += bool(problems)
+        for problem in problems:
+            err.print(f"inconsistent {p}: {problem}", markup=False)
+    valid = len(paths) - invalid - inconsistent
+    if toml_file and not invalid:
         from .collect import collect
         from .spec import load_leaderboard
 
         collect(load_leaderboard(toml_file), extra=paths)
+    if invalid or inconsistent:
+        err.print(f"{len(paths)} result file(s): {valid} valid, {inconsistent} inconsistent, {invalid} invalid",
+                  markup=False)
+        sys.exit(1)
     _console().print(f"{len(paths)} result file(s) valid" + (f"; they follow {toml_file}'s protocol" if toml_file else ""))
 
 

@@ -359,15 +359,16 @@ def test_injection_with_too_many_classes_fails_the_cell_with_a_clear_message(pm,
 
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (20, 2, 2, 1), dtype=np.uint8), y_train=np.arange(20) % 5,
-             x_test=rng.integers(0, 256, (5, 2, 2, 1), dtype=np.uint8), y_test=np.arange(5))
+    # 5x5 (cobench takes 4x4 and up): 24 non-DC frequencies for 25 classes
+    np.savez(path, x_train=rng.integers(0, 256, (50, 5, 5, 1), dtype=np.uint8), y_train=np.arange(50) % 25,
+             x_test=rng.integers(0, 256, (25, 5, 5, 1), dtype=np.uint8), y_test=np.arange(25))
     spec = GridSpec(datasets=[f"npz:{path}"], methods=["fgsm"], eps=[8], injections=["low-freq"], betas=[8],
                     evaluators=["clean"])
     spec.override(epochs=1, batch_size=8)
     (cell,) = resolve(spec, pm.registry)
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "failed"
-    assert "2x2 image has only 3 DCT frequencies for 5 classes" in result["error"]["message"]
+    assert "5x5 image has only 24 DCT frequencies for 25 classes" in result["error"]["message"]
 
 
 def test_cobench_list_injections_shows_them_all_with_readable_descriptions(pm):

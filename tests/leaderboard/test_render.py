@@ -172,7 +172,7 @@ def test_submissions_under_another_protocol_are_rejected(tiny, mutate, fragment)
     mutate(data["config"])
     data["cell_id"] = data["config_hash"] = Cell.from_config(data["config"]).cell_id
     outside = tiny.parent / "other.json"
-    outside.write_text(json.dumps(data))
+    outside.write_text(json.dumps(with_digest(data)))  # re-signed: an edit without it fails validate on its own
     assert lb_cli(["validate", str(outside)]).exit_code == 0  # schema-valid ...
     out = lb_cli(["validate", str(outside), "--leaderboard", str(tiny)])
     assert out.exit_code == 2 and fragment in out.output, out.output  # ... but not this leaderboard's protocol

@@ -104,4 +104,5 @@ def test_validate_command(tiny, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"schema_version": 1, "status": "ok"}))
     out = lb_cli(["validate", str(bad)])
-    assert out.exit_code == 2 and "bad.json" in out.output and "'cell_id' is a required property" in out.output
+    assert out.exit_code == 1 and "bad.json" in out.output and "'cell_id' is a required property" in out.output
+    assert "1 result file(s): 0 valid, 0 inconsistent, 1 invalid" in out.output

@@ -75,6 +75,8 @@ def test_an_in_place_edit_of_a_committed_pgd_acc_is_marked_and_not_ranked(tiny):
     row = rows_of(tiny)[("fgsm", 8.0)]
     assert row["flagged"] and row["rank"] is None and row["source"] == "built here"
     assert any(str(path) in p and "edited after the run" in p for p in row["problems"])
+    # the console names the file too, not only the table's ⚠
+    assert f"warning: tiny: row not ranked, {path}: its digest does not match its content" in out.output, out.output
     md = tiny.with_suffix(".md").read_text()
     assert "| - | fgsm | 8/255 |" in md and "built here ⚠ inconsistent, not ranked" in md
 
