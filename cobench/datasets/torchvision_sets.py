@@ -216,7 +216,12 @@ class CIFAR10(TorchvisionDataset):
         """(uint8 data (n, 3072), int64 labels (n,)) of one batch file, cut to ``first_per_file`` and
         checked against its expected fingerprint."""
         entry = self.parse_file(path)
-        data = np.asarray(entry["data"], dtype=np.uint8)
+        data = np.asarray(entry["data"])
+        if data.dtype != np.uint8:  # a re-packed copy (read unverified): refuse what a cast would wrap
+            if data.size and (data.dtype.kind not in "iu" or data.min() < 0 or data.max() > 255):
+                raise CobenchError(f"{self.name}: {str(path)!r} holds pixel values of type {data.dtype} outside "
+                                   f"0..255; CIFAR images are uint8 ({self.layout})")
+            data = data.astype(np.uint8)
         labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
             raise CobenchError(f"{self.name}: {str(path)!r} holds data of shape {data.shape} and {len(labels)} labels; "

@@ -4,7 +4,7 @@ different selection or a damaged copy is refused naming the file."""
 from __future__ import annotations
 
 import pickle
-import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +139,22 @@ def test_the_shared_prefix_copy_matches_its_own_fingerprints(pm):
         params = load_leaderboard(board).grid.params["datasets"]["cifar10"]
         data = load(pm, "cifar10", root, **params)
         assert len(data.train_x) == 5000 and len(data.test_x) == 1000
+
+
+@pytest.mark.parametrize("data, fragment", [
+    (lambda x: x.astype(np.int64) + 300, "holds pixel values of type int64 outside 0..255"),
+    (lambda x: x.astype(np.float32) / 255, "holds pixel values of type float32 outside 0..255"),
+    (lambda x: x[:3], "holds data of shape (3, 3072) and 4 labels"),
+])
+def test_a_copy_with_bad_pixels_or_counts_is_named(pm, full_and_prefix, data, fragment):
+    """Read unverified, a re-packed file whose pixels a uint8 cast would wrap, or whose image and
+    label counts differ, is refused naming the file."""
+    _, copy = full_and_prefix
+    path = copy / "cifar-10-batches-py" / "data_batch_2"
+    with open(path, "rb") as f:
+        entry = pickle.load(f)
+    entry["data"] = data(entry["data"])
+    with open(path, "wb") as f:
+        pickle.dump(entry, f, protocol=4)
+    with pytest.raises(CobenchError, match=r"cifar10: '.*data_batch_2' " + re.escape(fragment)):
+        load(pm, "cifar10", copy, verify_checksums=False)
