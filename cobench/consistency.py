@@ -79,7 +79,7 @@ def check_co_against_curves(result: dict[str, Any]) -> list[str]:
         return []
     try:
         detector = CODetector(**{**CODetector.parameters(), **spec.get("params", {})})
-        history = [dict(zip(curves, values)) for values in zip(*curves.values())]
+        history = CODetector.history_of(curves)
         first = detector.first_collapse(history)
     except (TypeError, ValueError, KeyError, CobenchError):
         return ["its co detector parameters or probe curves cannot be read"]

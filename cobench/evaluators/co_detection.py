@@ -122,6 +122,11 @@ class CODetector(Evaluator):
                     min_peak=self.min_peak)
 
     @staticmethod
+    def history_of(curves: dict[str, list[Any]]) -> list[dict[str, Any]]:
+        """A stored result's ``curves`` (metric -> per-epoch values) as per-epoch records."""
+        return [dict(zip(curves, values)) for values in zip(*curves.values())]
+
+    @staticmethod
     def probe_curves(history: list[dict[str, Any]]) -> tuple[list[float], list[float], list[float] | None]:
         """(PGD, FGSM, clean) probe accuracies per epoch; clean is None where a result predates it."""
         rows = [h for h in history if h.get("probe_pgd_acc") is not None and h.get("probe_fgsm_acc") is not None]

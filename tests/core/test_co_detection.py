@@ -146,7 +146,7 @@ def test_the_relative_rule_moves_no_verdict_of_the_recorded_digits_curves():
     for f in files:
         result = json.loads(f.read_text())
         curves = result["curves"]
-        history = [dict(zip(curves, values)) for values in zip(*curves.values())]
+        history = CODetector.history_of(curves)
         first = CODetector().first_collapse(history)
         assert (first is not None, None if first is None else first + 1) == (
             bool(result["metrics"]["co"]), result["metrics"]["co_epoch"]), f.name
@@ -176,7 +176,7 @@ def test_on_real_images_the_rule_flags_the_collapsed_models_only():
     absolute = CODetector(relative_gap=None)
     for key, r in by_cell.items():
         curves, m = r["curves"], r["metrics"]
-        history = [dict(zip(curves, values)) for values in zip(*curves.values())]
+        history = CODetector.history_of(curves)
         first = CODetector().first_collapse(history)
         assert (first is not None) == bool(m["co"]), key
         if m["co"]:
