@@ -13,7 +13,7 @@ from cobench.errors import ConfigError
 
 
 #: FGSM-PGD probe gap, as a fraction of probe clean accuracy, that counts as the single-step attack
-#: gone blind (the relative rule of :func:`collapsed_epochs`)
+#: gone blind (:func:`relative_rule`)
 RELATIVE_GAP = 0.25
 #: the PGD probe accuracy a model must have reached before the relative rule sees it fall
 MIN_PEAK = 0.05
