@@ -176,6 +176,13 @@ def published_html(board: Board) -> list[str]:
     return out
 
 
+def figure_html(png: bytes, alt: str, caption_html: str, attrs: str = "") -> str:
+    """A PNG embedded in the page (it works offline), with its caption."""
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure{attrs}><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+            f"<figcaption>{caption_html}</figcaption></figure>")
+
+
 def render_html(board: Board, plots: dict[str, bytes]) -> str:
     """The page; ``plots`` maps the names of :func:`plots.planned_plots` to PNG bytes."""
     from .plots import planned_plots
@@ -234,16 +241,12 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
     if planned:
         out.append('<section id="plots"><h2>Plots</h2>')
         for name, title in planned:
-            data = base64.b64encode(plots[name]).decode("ascii")
-            out.append(f'<figure id="plot-{esc(name[:-4])}"><img src="data:image/png;base64,{data}" alt="{esc(title)}">'
-                       f"<figcaption>{esc(title)}</figcaption></figure>")
+            out.append(figure_html(plots[name], title, esc(title), f' id="plot-{esc(name[:-4])}"'))
         out.append("</section>")
     if lb.figures:
         out.append('<section id="figures"><h2>Figures</h2>')
         for fig_path, caption in lb.figures:
-            data = base64.b64encode((lb.root / fig_path).read_bytes()).decode("ascii")
-            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
-                       f"<figcaption>{inline_markdown(caption)}</figcaption></figure>")
+            out.append(figure_html((lb.root / fig_path).read_bytes(), caption, inline_markdown(caption)))
         out.append("</section>")
     out.append(f"<footer>cobench leaderboard <code>{esc(lb.name)}</code>; results in "
                f"<code>{esc(lb.results_rel)}/</code>. Works offline.</footer>")
