@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the machine-load recorder
 
 from cobench.api import EvalContext, StepContext, TrainSetup  # noqa: E402
-from cobench.grid import TrainingConfig  # noqa: E402
+from cobench.grid.spec import TrainingConfig  # noqa: E402
 from cobench.methods import cure, elle, llr  # noqa: E402
 from cobench.attacks import clamp_delta, sample_gradients  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.runner import load_dataset  # noqa: E402
-from cobench.training import CellParts, Normalize, train  # noqa: E402
+from cobench.run.runner import load_dataset  # noqa: E402
+from cobench.run.training import CellParts, Normalize, train  # noqa: E402
 from machine_load import LoadRecorder  # noqa: E402
 
 

@@ -25,9 +25,9 @@ from cobench.boundary.driver import PlaneSearch, outcomes, search_boundaries
 from cobench.boundary.plot import phase_diagram
 from cobench.boundary.report import rows, table as boundary_table
 from cobench.boundary.search import BoundarySearch, lattice_size
-from cobench.grid import GridSpec, parse_list
-from cobench.progress import GridProgress
-from cobench.runner import Runner
+from cobench.grid.spec import GridSpec, parse_list
+from cobench.run.progress import GridProgress
+from cobench.run.runner import Runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the machine-load recorder
 from machine_load import LoadRecorder  # noqa: E402

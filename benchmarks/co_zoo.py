@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the machine-load recorder
 
-from cobench.grid import GridSpec  # noqa: E402
+from cobench.grid.spec import GridSpec  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.progress import GridProgress  # noqa: E402
-from cobench.runner import Runner  # noqa: E402
-from cobench.tables import aggregate, summary_tables  # noqa: E402
+from cobench.run.progress import GridProgress  # noqa: E402
+from cobench.run.runner import Runner  # noqa: E402
+from cobench.store.tables import aggregate, summary_tables  # noqa: E402
 from machine_load import LoadRecorder  # noqa: E402
 
 SHOULD_COLLAPSE = ("fgsm",)

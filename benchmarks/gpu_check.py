@@ -42,11 +42,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # run from a source checkout too
 sys.path.insert(0, str(HERE))  # speed.py, pgd_eval.py, the machine-load recorder
 
-from cobench.device import CUBLAS_WORKSPACE, resolve_device  # noqa: E402
-from cobench.grid import GridSpec  # noqa: E402
+from cobench.run.device import CUBLAS_WORKSPACE, resolve_device  # noqa: E402
+from cobench.grid.spec import GridSpec  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.resolve import resolve  # noqa: E402
-from cobench.runner import Runner, execute_cell, load_dataset  # noqa: E402
+from cobench.grid.resolve import resolve  # noqa: E402
+from cobench.run.runner import Runner, execute_cell, load_dataset  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
 from machine_load import LoadRecorder  # noqa: E402
 

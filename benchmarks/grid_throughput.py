@@ -13,7 +13,7 @@ seeds, trained for ``--epochs`` and evaluated with clean accuracy and PGD-50-10 
   ``backward()``, ``CyclicLR``, ``loss.item()`` every step), and PGD-50-10 as in the CO
   paper's gortizji/co_features ``attacks.RestartPGD`` (every sample, every step, every restart;
   the highest-loss restart kept).
-* **cobench**: ``cobench.runner.Runner`` over the same cells, with the options given
+* **cobench**: ``cobench.run.runner.Runner`` over the same cells, with the options given
   (``--executor``, ``--workers``, ``--channels-last``, ``--amp``): data resident on the
   device, one process for the grid, pruned PGD evaluation.
 
@@ -40,14 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a source checkout too
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the shared reference attacks
 
-from cobench.device import resolve_device  # noqa: E402
-from cobench.cell import Cell  # noqa: E402
-from cobench.grid import GridSpec  # noqa: E402
+from cobench.run.device import resolve_device  # noqa: E402
+from cobench.grid.cell import Cell  # noqa: E402
+from cobench.grid.spec import GridSpec  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.resolve import resolve  # noqa: E402
-from cobench.runner import Runner, load_dataset  # noqa: E402
-from cobench.training import Normalize  # noqa: E402
+from cobench.grid.resolve import resolve  # noqa: E402
+from cobench.run.runner import Runner, load_dataset  # noqa: E402
+from cobench.run.training import Normalize  # noqa: E402
 from machine_load import LoadRecorder  # noqa: E402
 from reference_attacks import reference_fgsm_step, reference_restart_pgd  # noqa: E402
 

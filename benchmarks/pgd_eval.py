@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the machine-load rec
 from cobench import hookimpl  # noqa: E402
 from cobench.api import EvalContext, Evaluator  # noqa: E402
 from cobench.attacks import pgd_until_fooled  # noqa: E402
-from cobench.device import resolve_device  # noqa: E402
-from cobench.grid import GridSpec  # noqa: E402
+from cobench.run.device import resolve_device  # noqa: E402
+from cobench.grid.spec import GridSpec  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.resolve import resolve  # noqa: E402
-from cobench.runner import execute_cell  # noqa: E402
+from cobench.grid.resolve import resolve  # noqa: E402
+from cobench.run.runner import execute_cell  # noqa: E402
 from machine_load import LoadRecorder  # noqa: E402
 
 TRAINED: dict[str, Any] = {}

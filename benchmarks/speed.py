@@ -5,7 +5,7 @@ The reference follows locuslab/fast_adversarial (Wong, Rice & Kolter, ICLR 2020,
 ``CIFAR10/train_fgsm.py``, zero init): a ``DataLoader`` over CPU tensors with a per-batch
 ``.to(device)``, a normalisation layer, fp32, a full ``backward()`` to get the input
 gradient, ``CyclicLR``, and ``loss.item()`` bookkeeping every step. cobench's loop is
-``cobench.training.train`` on device-resident data. The data are synthetic CIFAR-shaped
+``cobench.run.training.train`` on device-resident data. The data are synthetic CIFAR-shaped
 tensors (no download) and augmentation is off in both, so both loops do the same work.
 
 Variants of cobench's loop (``--variants``), each measured in the same run, interleaved
@@ -43,11 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared reference
 
 from cobench.api import NO_INJECTION, DataSplits, EvalContext, Method  # noqa: E402
 from cobench.attacks import accuracy, fgsm  # noqa: E402
-from cobench.device import resolve_device  # noqa: E402
-from cobench.grid import TrainingConfig  # noqa: E402
+from cobench.run.device import resolve_device  # noqa: E402
+from cobench.grid.spec import TrainingConfig  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
-from cobench.training import CellParts, Normalize, train  # noqa: E402
+from cobench.run.training import CellParts, Normalize, train  # noqa: E402
 from machine_load import LoadRecorder  # noqa: E402
 from reference_attacks import reference_fgsm_step  # noqa: E402
 
@@ -120,7 +120,7 @@ def cobench_epoch(model: nn.Module, method: Method, data: DataSplits, device: to
 
 def measure_cobench(args: argparse.Namespace, x: Tensor, y: Tensor, device: torch.device,
                     flags: set[str]) -> tuple[float, float | None]:
-    """Steps/s of ``cobench.training.train`` (a warm-up epoch first); also the compile time
+    """Steps/s of ``cobench.run.training.train`` (a warm-up epoch first); also the compile time
     (``compile``: cobench's ``--compile`` option, whose warm-up epoch compiles)."""
     model = build_model(args.model, args.width, device)
     method: Method = get_plugin_manager().registry.get("methods", "fgsm")()

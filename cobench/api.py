@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from .options import Progress, RunOptions
+    from cobench.options import Progress, RunOptions
 
 
 class Component:
@@ -192,7 +192,7 @@ class StepContext:
         self.setup = setup
         self._update = update
         self.lower, self.upper = lower, upper
-        #: the protocol's eps warm-up factor for this step (1 = full eps; cobench.training.eps_warmup_scale)
+        #: the protocol's eps warm-up factor for this step (1 = full eps; cobench.run.training.eps_warmup_scale)
         self.eps_scale = 1.0
         self.epoch = 0
         self.step = 0
@@ -213,13 +213,13 @@ class StepContext:
 
     def clamp_delta(self, x: Tensor, delta: Tensor) -> Tensor:
         """Clamp ``delta`` so that ``x + delta`` stays in the valid image range."""
-        from .attacks import clamp_delta
+        from cobench.attacks import clamp_delta
 
         return clamp_delta(x, delta, self.lower, self.upper)
 
     def uniform(self, like: Tensor, low: float, high: float) -> Tensor:
         """Uniform noise drawn from the cell's seeded generator."""
-        from .attacks import uniform_like
+        from cobench.attacks import uniform_like
 
         return uniform_like(like, low, high, self.generator)
 
@@ -262,14 +262,10 @@ class Method(Component):
         container of them, or a plain object whose attributes all are); override it when
         the method keeps state in another form.
         """
-        from .checkpoints import plain_state
-
         return plain_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` on a method that ran ``setup`` (a resumed cell)."""
-        from .checkpoints import load_plain_state
-
         load_plain_state(self, state)
 
 
@@ -330,11 +326,11 @@ class Executor(Component):
 
     ``cells`` is an iterable with ``len()`` (an upper bound): iterate it only when about to
     start a cell, because the runner claims each cell as it is handed out and leaves out
-    cells another run is training (:mod:`cobench.claims`); an executor that submits
+    cells another run is training (:mod:`cobench.run.claims`); an executor that submits
     everything at once may take ``list(cells)``.
     ``run`` calls ``work(cell.config(), options[, on_epoch])`` for each cell, wherever it
     likes (in-process, a process pool, a cluster): ``work`` is a picklable module-level
-    function (:func:`cobench.runner.execute_cell`) that never raises for a failing cell but
+    function (:func:`cobench.run.runner.execute_cell`) that never raises for a failing cell but
     returns a ``failed`` result. ``options`` is the run's frozen
     :class:`~cobench.options.RunOptions` (an executor may hand a worker a copy with another
     ``device``); ``progress`` is the driver's :class:`~cobench.options.Progress`, whose
@@ -382,3 +378,40 @@ class RunLogger(Component):
 
     def finish(self, result: dict[str, Any]) -> None:
         raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- component state
+#: the values a checkpoint holds as they are (see :meth:`Method.state_dict`)
+PLAIN = (Tensor, int, float, bool, str, type(None))
+
+
+def is_plain(value: Any) -> bool:
+    if isinstance(value, PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
+    return False
+
+
+def plain_state(obj: Any) -> dict[str, Any]:
+    """The attributes of ``obj`` a checkpoint can hold: tensors, numbers, strings, None and
+    containers of them, and (nested) plain objects whose attributes are all such values.
+    Anything else (modules, generators, the run's setup) is rebuilt by ``setup`` instead."""
+    out: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if is_plain(value):
+            out[name] = value
+        elif hasattr(value, "__dict__") and not callable(value) and vars(value) and all(is_plain(v) for v in vars(value).values()):
+            out[name] = {"__object__": dict(vars(value))}
+    return out
+
+
+def load_plain_state(obj: Any, state: dict[str, Any]) -> None:
+    """Inverse of :func:`plain_state`: sets the attributes back (nested objects in place)."""
+    for name, value in state.items():
+        if isinstance(value, dict) and "__object__" in value:
+            vars(getattr(obj, name)).update(value["__object__"])
+        else:
+            setattr(obj, name, value)

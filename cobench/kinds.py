@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import hookspecs
-from .api import Component, Dataset, Evaluator, Executor, Injection, Method, Model, RunLogger
+from cobench import hookspecs
+from cobench.api import Component, Dataset, Evaluator, Executor, Injection, Method, Model, RunLogger
 
 
 @dataclass(frozen=True)

@@ -15,26 +15,26 @@ from typing import Any, Mapping, Protocol
 class RunOptions:
     """Options of a run that change where and how fast cells run, never what they compute."""
 
-    #: auto, cpu, cuda, cuda:N or mps (see :func:`cobench.device.resolve_device`)
+    #: auto, cpu, cuda, cuda:N or mps (see :func:`cobench.run.device.resolve_device`)
     device: str = "auto"
     #: where datasets are read from (and downloaded to)
     data_dir: str = "data"
     download: bool = False
     #: channels-last memory format for model and batches (same arithmetic, see benchmarks/speed.py)
     channels_last: bool = False
-    #: keep each cell's final weights beside its result (safetensors; see :mod:`cobench.weights`)
+    #: keep each cell's final weights beside its result (safetensors; see :mod:`cobench.store.weights`)
     save_models: bool = False
-    #: run loggers as resolved component specs ({name, params}; see cobench.tracking.resolve_loggers)
+    #: run loggers as resolved component specs ({name, params}; see cobench.loggers.tracking.resolve_loggers)
     loggers: tuple[dict[str, Any], ...] = ()
     #: torch.compile the model for the training steps (evaluators run the model itself); see benchmarks/speed.py
     compile: bool = False
-    #: per-epoch mid-cell checkpoints, so a killed cell resumes after its last epoch (cobench.checkpoints)
+    #: per-epoch mid-cell checkpoints, so a killed cell resumes after its last epoch (cobench.run.checkpoints)
     checkpoints: bool = True
     #: where they go ("" = ``checkpoints/`` under the results directory); shared storage on a cluster
     checkpoint_dir: str = ""
     #: keep a cell's checkpoint once it finished (by default it is removed)
     keep_checkpoints: bool = False
-    #: deterministic algorithms, deterministic cuDNN and cuBLAS (see cobench.device.configure_numerics)
+    #: deterministic algorithms, deterministic cuDNN and cuBLAS (see cobench.run.device.configure_numerics)
     deterministic: bool = False
     #: the executor running the cell and how many cells share its device at once, recorded in each
     #: result's provenance so that times per step taken under different sharing are never compared
@@ -56,7 +56,7 @@ class RunOptions:
 
 
 class Progress(Protocol):
-    """What the driver is told while a grid runs (see :class:`cobench.progress.GridProgress`)."""
+    """What the driver is told while a grid runs (see :class:`cobench.run.progress.GridProgress`)."""
 
     def start_grid(self, total: int, skipped: int) -> None: ...
     def on_cell_start(self, cell: Any) -> None: ...

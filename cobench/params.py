@@ -3,7 +3,7 @@ type hints and declared ranges, so that a wrong value fails before any cell star
 
 A component declares ranges as ``ranges = {"steps": ">= 1", "alpha": ("> 0", "<= 255")}``:
 each condition is an operator and a number. Every problem is collected, so one error lists
-them all (see :func:`cobench.resolve.resolve`).
+them all (see :func:`cobench.grid.resolve.resolve`).
 """
 from __future__ import annotations
 

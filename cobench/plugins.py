@@ -18,11 +18,11 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .api import Component
-from .errors import PluginError, UnknownComponentError
-from .kinds import KIND_NAMES, KINDS, singular
-from .kinds import kind as kind_named
+from cobench import hookspecs
+from cobench.api import Component
+from cobench.errors import PluginError, UnknownComponentError
+from cobench.kinds import KIND_NAMES, KINDS, singular
+from cobench.kinds import kind as kind_named
 
 ENTRY_POINT_GROUP = "cobench"
 

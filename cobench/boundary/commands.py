@@ -7,7 +7,7 @@ import sys
 import click
 
 from cobench import hookimpl
-from cobench.run_command import grid_options, run_options
+from cobench.cli.run_flags import grid_options, run_options
 
 
 @click.command("boundary")
@@ -31,13 +31,13 @@ def boundary(spec, results_dir, min_rate, eps_step, beta_step, two_d, options, e
     """
     from cobench.cli import stderr, stdout
     from cobench.plugins import get_plugin_manager
-    from cobench.progress import GridProgress
-    from cobench.resolve import check_names
-    from cobench.results import check_output_path, json_text, write_output
+    from cobench.run.progress import GridProgress
+    from cobench.grid.resolve import check_names
+    from cobench.store.results import check_output_path, json_text, write_output
 
-    from .driver import search_boundaries, validate
-    from .plot import phase_diagram
-    from .report import rows, table
+    from cobench.boundary.driver import search_boundaries, validate
+    from cobench.boundary.plot import phase_diagram
+    from cobench.boundary.report import rows, table
 
     if beta_step is not None and not two_d:
         raise click.UsageError("--beta-step refines beta, which only --2d searches; add --2d or drop --beta-step")

@@ -1,7 +1,7 @@
 """Drive boundary searches with the ordinary runner.
 
 Each point the search asks for becomes ordinary grid cells (one per seed) trained by
-:class:`cobench.runner.Runner` into the results directory, so a search resumes where it
+:class:`cobench.run.runner.Runner` into the results directory, so a search resumes where it
 stopped, reuses cells that ``cobench run`` or a leaderboard already trained, and leaves cells
 that ``cobench results`` and the leaderboards read like any others.
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..api import NO_INJECTION
-from ..errors import ConfigError, CobenchError
-from ..grid import GridSpec
-from .search import BoundarySearch, Outcome, Point
+from cobench.api import NO_INJECTION
+from cobench.errors import ConfigError, CobenchError
+from cobench.grid.spec import GridSpec
+from cobench.boundary.search import BoundarySearch, Outcome, Point
 
 CO_EVALUATOR = "co"
 
@@ -87,10 +87,10 @@ def search_boundaries(spec: GridSpec, results_dir: Path | str, *, min_rate: floa
                       executor: str = "local", executor_options: dict[str, Any] | None = None,
                       progress: Any | None = None) -> list[PlaneSearch]:
     """Search every plane of ``spec`` to the end, training only the cells the searches ask for."""
-    from ..runner import Runner
+    from cobench.run.runner import Runner
 
-    from ..plugins import get_plugin_manager
-    from ..resolve import grid_betas
+    from cobench.plugins import get_plugin_manager
+    from cobench.grid.resolve import grid_betas
 
     validate(spec, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d)
     for injection in spec.injections:  # planes() reads beta 0 for an injection given no --beta: refuse it first

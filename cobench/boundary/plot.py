@@ -10,9 +10,9 @@ from collections import defaultdict
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..api import NO_INJECTION
-from .driver import PlaneSearch
-from .search import Outcome, Point, Threshold
+from cobench.api import NO_INJECTION
+from cobench.boundary.driver import PlaneSearch
+from cobench.boundary.search import Outcome, Point, Threshold
 
 
 def _edges(values: list[float]) -> list[float]:

@@ -6,9 +6,9 @@ from typing import Any
 
 from rich.table import Table
 
-from ..api import NO_INJECTION
-from .driver import PlaneSearch
-from .search import Outcome, lattice_size
+from cobench.api import NO_INJECTION
+from cobench.boundary.driver import PlaneSearch
+from cobench.boundary.search import Outcome, lattice_size
 
 
 def dense_cells(run: PlaneSearch) -> int:

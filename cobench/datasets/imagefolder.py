@@ -17,7 +17,7 @@ from cobench import hookimpl
 from cobench.api import DataContext, DataSplits, Dataset
 from cobench.errors import CobenchError, ConfigError
 
-from .common import channel_stats, resolve_path, to_tensor_images
+from cobench.datasets.common import channel_stats, resolve_path, to_tensor_images
 
 LAYOUT = "PATH/train/<class>/<image> and PATH/test/<class>/<image> (png, jpg, bmp, ...)"
 

@@ -17,7 +17,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from ..errors import CobenchError
+from cobench.errors import CobenchError
 
 #: the globals a pickled numpy array (and a Python 2 pickle's byte strings) reference; nothing else
 ARRAY_GLOBALS = frozenset({

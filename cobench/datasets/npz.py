@@ -18,7 +18,7 @@ from cobench import hookimpl
 from cobench.api import DataContext, DataSplits, Dataset
 from cobench.errors import CobenchError, ConfigError
 
-from .common import channel_stats, resolve_path
+from cobench.datasets.common import channel_stats, resolve_path
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 LAYOUTS = ("auto", "nhwc", "nchw")

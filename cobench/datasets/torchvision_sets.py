@@ -31,10 +31,11 @@ import torch
 
 from cobench import hookimpl
 from cobench.api import DataContext, DataSplits, Dataset
+from cobench.atomic import write_atomic
 from cobench.errors import CobenchError, ConfigError
 
-from .common import to_tensor_images
-from .integrity import ChecksumError, load_array_pickle, opt_out_hint, verify_gunzipped, verify_md5
+from cobench.datasets.common import to_tensor_images
+from cobench.datasets.integrity import ChecksumError, load_array_pickle, opt_out_hint, verify_gunzipped, verify_md5
 
 __all__ = ["to_tensor_images", "CIFAR10", "CIFAR100", "SVHN", "MNIST", "FashionMNIST"]
 
@@ -410,17 +411,12 @@ class MNIST(TorchvisionDataset):
 
 
 def _gunzip(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.partial")
     try:
-        with open(tmp, "wb") as fout:
-            with gzip.open(src, "rb") as fin:
-                shutil.copyfileobj(fin, fout)
-        os.replace(tmp, dst)
+        with gzip.open(src, "rb") as fin:
+            write_atomic(dst, lambda fout: shutil.copyfileobj(fin, fout))
     except PermissionError as exc:
         raise CobenchError(f"cannot decompress {str(src)!r} next to itself ({exc.strerror}); "
                            f"decompress it yourself (gunzip -k) or make {str(src.parent)!r} writable") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class FashionMNIST(MNIST):

@@ -22,10 +22,10 @@ import torch
 
 from cobench import hookimpl
 from cobench.api import CellsToRun, Executor
-from cobench.device import resolve_device
+from cobench.run.device import resolve_device
 from cobench.errors import ConfigError
 from cobench.options import Progress, RunOptions
-from cobench.results import failed_result
+from cobench.store.results import failed_result
 
 
 @dataclass(frozen=True)

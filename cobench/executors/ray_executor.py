@@ -19,7 +19,7 @@ from cobench import hookimpl
 from cobench.api import CellsToRun, Executor
 from cobench.errors import CobenchError, ConfigError
 from cobench.options import Progress, RunOptions
-from cobench.results import failed_result
+from cobench.store.results import failed_result
 
 
 def import_ray() -> Any:

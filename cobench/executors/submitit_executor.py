@@ -31,7 +31,7 @@ from cobench import hookimpl
 from cobench.api import CellsToRun, Executor
 from cobench.errors import CobenchError, ConfigError
 from cobench.options import Progress, RunOptions
-from cobench.results import failed_result
+from cobench.store.results import failed_result
 
 try:  # optional: the executor reports how to install it when it is missing
     from submitit.helpers import Checkpointable

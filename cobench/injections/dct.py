@@ -12,9 +12,9 @@ from torch import Tensor
 
 from cobench import hookimpl
 from cobench.api import InjectionContext
-from cobench.carriers import dct_carriers, pm_carriers
+from cobench.injections.carriers import dct_carriers, pm_carriers
 
-from .base import CarrierInjection
+from cobench.injections.base import CarrierInjection
 
 PAPER = "Ortiz-Jimenez, de Jorge, Sanyal, Bibi, Dokania, Frossard, Rogez & Torr, TMLR 2023"
 

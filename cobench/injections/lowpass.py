@@ -5,7 +5,7 @@ Follows ``low_pass_fgsm_train.py`` / ``low_pass_pgd_train.py`` of gortizji/co_fe
 so every input it sees -- clean, perturbed during training, attacked during evaluation -- is
 low-pass filtered first; the data themselves are untouched, and training perturbations are not
 clamped to the image box (``clip_box: False``). Per channel: 2-D orthonormal DCT, keep the
-coefficients of :func:`cobench.carriers.low_pass_mask`, inverse DCT. Beta is ignored.
+coefficients of :func:`cobench.injections.carriers.low_pass_mask`, inverse DCT. Beta is ignored.
 
 Knowingly differs from the reference:
 
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from cobench import hookimpl
 from cobench.api import Injection, InjectionContext
-from cobench.carriers import LOW_PASS_SHAPES, dct_matrix, low_pass_mask
+from cobench.injections.carriers import LOW_PASS_SHAPES, dct_matrix, low_pass_mask
 from cobench.errors import ConfigError
 
 

@@ -20,10 +20,10 @@ from torch import Tensor
 
 from cobench import hookimpl
 from cobench.api import InjectionContext
-from cobench.carriers import CARRIER_KINDS, PROJECTIONS, named_carriers, orthonormal_basis, project_out, qr_basis
+from cobench.injections.carriers import CARRIER_KINDS, PROJECTIONS, named_carriers, orthonormal_basis, project_out, qr_basis
 from cobench.errors import ConfigError
 
-from .base import CarrierInjection
+from cobench.injections.base import CarrierInjection
 
 
 class Perpendicular(CarrierInjection):

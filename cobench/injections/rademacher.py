@@ -10,9 +10,9 @@ from torch import Tensor
 
 from cobench import hookimpl
 from cobench.api import InjectionContext
-from cobench.carriers import random_carriers
+from cobench.injections.carriers import random_carriers
 
-from .base import CarrierInjection
+from cobench.injections.base import CarrierInjection
 
 
 class RandomSign(CarrierInjection):

@@ -5,6 +5,6 @@ schema, and deterministic Markdown/CSV/JSON tables, plots and an offline HTML pa
 """
 from __future__ import annotations
 
-from .spec import Leaderboard, load_leaderboard
+from cobench.leaderboard.spec import Leaderboard, load_leaderboard
 
 __all__ = ["Leaderboard", "load_leaderboard"]

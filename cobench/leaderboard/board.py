@@ -1,7 +1,7 @@
 """The rendered content of a leaderboard, independent of the output format: ranked rows per
 setting (injection, beta) and eps, the protocol, coverage and the methods' parameters.
 
-Rows come from :func:`cobench.tables.aggregate` (mean/std over seeds, CO rate, median CO
+Rows come from :func:`cobench.store.tables.aggregate` (mean/std over seeds, CO rate, median CO
 epoch, training cost relative to FGSM); this module only orders and ranks them.
 """
 from __future__ import annotations
@@ -10,13 +10,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api import NO_INJECTION
-from ..plugins import Registry, get_plugin_manager
-from ..tables import METRICS, aggregate
-from .collect import Collection, ProtocolError, collect
-from .published import attach
-from .trust import annotate, noise_aware_ranks, plugin_label
-from .spec import DEFAULT_RANK_BY, TABLE_METRICS, Leaderboard
+from cobench.api import NO_INJECTION
+from cobench.plugins import Registry, get_plugin_manager
+from cobench.store.tables import METRICS, aggregate
+from cobench.leaderboard.collect import Collection, ProtocolError, collect
+from cobench.leaderboard.published import attach
+from cobench.leaderboard.trust import annotate, noise_aware_ranks, plugin_label
+from cobench.leaderboard.spec import DEFAULT_RANK_BY, TABLE_METRICS, Leaderboard
 
 METRIC_LABELS = {
     "clean_acc": "clean",

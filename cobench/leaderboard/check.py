@@ -10,10 +10,10 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..plugins import Registry
-from .html import normalise
-from .outputs import render_outputs
-from .spec import Leaderboard
+from cobench.plugins import Registry
+from cobench.leaderboard.html import normalise
+from cobench.leaderboard.outputs import render_outputs
+from cobench.leaderboard.spec import Leaderboard
 
 
 @dataclass

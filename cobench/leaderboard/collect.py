@@ -1,7 +1,7 @@
 """Gather a leaderboard's results: schema-validate every file, then check it follows the
 leaderboard's protocol, so a table only ever compares like with like.
 
-A result enters the table when it is schema-valid (see :func:`cobench.results.validate_result`) and
+A result enters the table when it is schema-valid (see :func:`cobench.store.results.validate_result`) and
 
 * it is one of the leaderboard's grid cells (same config hash), or
 * it is a method the leaderboard does not define (a third-party submission) trained and
@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cell import Cell
-from ..plugins import Registry, get_plugin_manager
-from ..resolve import resolve
-from ..results import ResultValidationError, flat_row, iter_results, read_result
-from .spec import Leaderboard
+from cobench.grid.cell import Cell
+from cobench.plugins import Registry, get_plugin_manager
+from cobench.grid.resolve import resolve
+from cobench.store.results import ResultValidationError, flat_row, iter_results, read_result
+from cobench.leaderboard.spec import Leaderboard
 
 PROTOCOL_KEYS = ("dataset", "model", "training", "evaluators")
 

@@ -10,7 +10,7 @@ import click
 from cobench import hookimpl
 from cobench.errors import CobenchError
 from cobench.options import RunOptions
-from cobench.run_command import report_run, run_options
+from cobench.cli.run_flags import report_run, run_options
 
 
 def _console(err: bool = False):
@@ -20,7 +20,7 @@ def _console(err: bool = False):
 
 
 def _render(lb) -> None:
-    from .outputs import render_outputs, write_outputs
+    from cobench.leaderboard.outputs import render_outputs, write_outputs
 
     board, outputs = render_outputs(lb)
     write_outputs(lb, outputs)
@@ -49,10 +49,10 @@ def leaderboard() -> None:
 def build(toml_files: tuple[str, ...], options: RunOptions, executor: str, executor_options: dict, dry_run: bool,
           measure_steps: int) -> None:
     """Train the leaderboard's missing cells (finished ones are kept), then render it."""
-    from cobench.progress import GridProgress
-    from cobench.runner import Runner
+    from cobench.run.progress import GridProgress
+    from cobench.run.runner import Runner
 
-    from .spec import load_leaderboard
+    from cobench.leaderboard.spec import load_leaderboard
 
     if len(toml_files) > 1 and not dry_run:
         raise click.UsageError(f"build trains one leaderboard at a time, got {len(toml_files)} files; "
@@ -61,7 +61,7 @@ def build(toml_files: tuple[str, ...], options: RunOptions, executor: str, execu
     runners = [Runner(lb.grid, lb.results_dir, options=options, executor=executor, executor_options=executor_options)
                for lb in boards]
     if dry_run:
-        from .estimate import StepCosts, estimate_board
+        from cobench.leaderboard.estimate import StepCosts, estimate_board
 
         costs = StepCosts()
         for lb, runner in zip(boards, runners):
@@ -82,7 +82,7 @@ def build(toml_files: tuple[str, ...], options: RunOptions, executor: str, execu
 @click.argument("toml_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def render(toml_files: tuple[str, ...]) -> None:
     """Re-render tables, plots and the HTML page from the stored results (no training)."""
-    from .spec import load_leaderboard
+    from cobench.leaderboard.spec import load_leaderboard
 
     for f in toml_files:
         lb = load_leaderboard(f)
@@ -100,8 +100,8 @@ def not_built(lb) -> str:
 @click.argument("toml_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def check(toml_files: tuple[str, ...]) -> None:
     """Fail (exit 1) when a committed table, page or plot is stale or missing."""
-    from .check import stale_files
-    from .spec import load_leaderboard
+    from cobench.leaderboard.check import stale_files
+    from cobench.leaderboard.spec import load_leaderboard
 
     out, err = _console(), _console(err=True)
     stale_all = []
@@ -131,7 +131,7 @@ def check(toml_files: tuple[str, ...]) -> None:
 def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
     """Check result files (or folders of them) against the result JSON schema and for
     self-contradiction; exit 1 when any file is invalid or inconsistent (a summary line counts them)."""
-    from cobench.results import ResultValidationError, read_result, result_files as files_under, result_problems
+    from cobench.store.results import ResultValidationError, read_result, result_files as files_under, result_problems
 
     paths: list[Path] = []
     for f in result_files:
@@ -153,8 +153,8 @@ def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
             err.print(f"inconsistent {p}: {problem}", markup=False)
     valid = len(paths) - invalid - inconsistent
     if toml_file and not invalid:
-        from .collect import collect
-        from .spec import load_leaderboard
+        from cobench.leaderboard.collect import collect
+        from cobench.leaderboard.spec import load_leaderboard
 
         collect(load_leaderboard(toml_file), extra=paths)
     if invalid or inconsistent:
@@ -172,11 +172,11 @@ def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
 def verify(toml_file: str, device: str, data_dir: str, include_built: bool) -> None:
     """Re-evaluate submitted results' saved weights under the leaderboard's evaluators; exit 1
     naming each result whose accuracies are not reproduced within verify_tolerance."""
-    from cobench.device import resolve_device
+    from cobench.run.device import resolve_device
 
-    from .collect import collect
-    from .reevaluate import reevaluate, write_record
-    from .spec import load_leaderboard
+    from cobench.leaderboard.collect import collect
+    from cobench.leaderboard.reevaluate import reevaluate, write_record
+    from cobench.leaderboard.spec import load_leaderboard
 
     lb = load_leaderboard(toml_file)
     options = RunOptions(device=device, data_dir=data_dir)

@@ -19,18 +19,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 
-from ..api import DataSplits, EvalContext
-from ..attacks import input_gradient
-from ..device import resolve_device, seed_everything, true_fp32
-from ..errors import CobenchError
-from ..cell import Cell
-from ..options import RunOptions
-from ..plugins import get_plugin_manager
-from ..runner import load_dataset
-from ..training import CellParts, Normalize, sync, train
-from .spec import Leaderboard
+from cobench.api import DataSplits, EvalContext
+from cobench.attacks import input_gradient
+from cobench.run.device import resolve_device, seed_everything, true_fp32
+from cobench.errors import CobenchError
+from cobench.grid.cell import Cell
+from cobench.options import RunOptions
+from cobench.plugins import get_plugin_manager
+from cobench.run.runner import load_dataset
+from cobench.run.training import CellParts, Normalize, sync, train
+from cobench.leaderboard.spec import Leaderboard
 
 #: evaluators whose final attack is timed, and the parameters that give (steps, restarts, samples)
 PGD_EVALUATORS = ("pgd", "pgd-50-10")

@@ -10,10 +10,8 @@ import base64
 import html
 import re
 
-from .board import Board
-from .render import (COLUMN_NOTE, GENERATED_NOTE, PUBLISHED_NOTE, TABLE_METRICS, cells_of, main_device,
-                     method_params_text, protocol_lines, provenance_lines, published_cells, published_columns,
-                     table_columns)
+from cobench.leaderboard.board import Board
+from cobench.leaderboard.render import COLUMN_NOTE, GENERATED_NOTE, PUBLISHED_NOTE, TABLE_METRICS, cells_of, main_device, method_params_text, protocol_lines, provenance_lines, published_cells, published_columns, table_columns
 
 #: data URIs of embedded images; ``check`` blanks them out before comparing pages
 IMAGE_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]*")
@@ -185,7 +183,7 @@ def figure_html(png: bytes, alt: str, caption_html: str, attrs: str = "") -> str
 
 def render_html(board: Board, plots: dict[str, bytes]) -> str:
     """The page; ``plots`` maps the names of :func:`plots.planned_plots` to PNG bytes."""
-    from .plots import planned_plots
+    from cobench.leaderboard.plots import planned_plots
 
     lb, cov = board.lb, board.coll.coverage()
     out = [
@@ -209,7 +207,7 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
     out.append("</ul>")
     ranked = board.rank_metric or "method name"
     out.append(
-        f'<p class="note">Accuracies in % on the test set (with the setting\'s injection), mean ± std over seeds. '
+        '<p class="note">Accuracies in % on the test set (with the setting\'s injection), mean ± std over seeds. '
         + inline_markdown(COLUMN_NOTE.format(ranked=f"`{ranked}`")) + " Click a column header to sort.</p>")
     out.append(
         f'<p class="note" id="coverage">Coverage: {cov["grid_cells_finished"]} of {cov["grid_cells"]} grid cells '

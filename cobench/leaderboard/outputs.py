@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plugins import Registry
-from ..results import write_atomic
-from .board import Board, build_board
-from .html import render_html
-from .plots import render_plots
-from .render import render_tables
-from .spec import Leaderboard
+from cobench.plugins import Registry
+from cobench.atomic import write_atomic
+from cobench.leaderboard.board import Board, build_board
+from cobench.leaderboard.html import render_html
+from cobench.leaderboard.plots import render_plots
+from cobench.leaderboard.render import render_tables
+from cobench.leaderboard.spec import Leaderboard
 
 
 def render_outputs(lb: Leaderboard, registry: Registry | None = None) -> tuple[Board, dict[Path, str | bytes]]:

@@ -16,8 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..api import NO_INJECTION
-from .board import METRIC_LABELS, Board, Setting
+from cobench.api import NO_INJECTION
+from cobench.leaderboard.board import METRIC_LABELS, Board, Setting
 
 DPI = 100
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import NO_INJECTION
-from ..errors import ConfigError
+from cobench.api import NO_INJECTION
+from cobench.errors import ConfigError
 
 CHECKPOINTS = ("last", "best", "n/s")
 KEYS = ("method", "eps", "metric", "value", "std", "seeds", "checkpoint", "approximate", "source", "differs",

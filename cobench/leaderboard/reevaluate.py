@@ -17,17 +17,17 @@ from typing import Any
 
 import torch
 
-from ..weights import load_weights
-from ..cell import Cell
-from ..device import resolve_device, seed_everything
-from ..errors import CobenchError
-from ..evaluation import run_evaluators
-from ..options import RunOptions
-from ..plugins import get_plugin_manager
-from ..provenance import machine_record
-from ..runner import build_parts
-from .spec import Leaderboard
-from .verification import record_path
+from cobench.store.weights import load_weights
+from cobench.grid.cell import Cell
+from cobench.run.device import resolve_device, seed_everything
+from cobench.errors import CobenchError
+from cobench.run.evaluation import run_evaluators
+from cobench.options import RunOptions
+from cobench.plugins import get_plugin_manager
+from cobench.store.provenance import machine_record
+from cobench.run.runner import build_parts
+from cobench.leaderboard.spec import Leaderboard
+from cobench.leaderboard.verification import record_path
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Verdict:
         return all(abs(d) <= self.tolerance for d in self.differences.values())
 
     def record(self, device: torch.device) -> dict[str, Any]:
-        from .. import __version__
+        from cobench import __version__
 
         return {
             "cell_id": self.result["cell_id"],
@@ -89,7 +89,7 @@ def reevaluate(path: Path, result: dict[str, Any], lb: Leaderboard, options: Run
 
 
 def write_record(lb: Leaderboard, verdict: Verdict, device: torch.device) -> Path:
-    from ..results import write_json
+    from cobench.store.results import write_json
 
     path = record_path(lb, verdict.result["cell_id"])
     write_json(path, verdict.record(device))

@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..api import NO_INJECTION
-from .board import METRIC_LABELS, Board
-from .spec import TABLE_METRICS
+from cobench.api import NO_INJECTION
+from cobench.leaderboard.board import METRIC_LABELS, Board
+from cobench.leaderboard.spec import TABLE_METRICS
 
 
 def csv_columns(metrics: tuple[str, ...] = TABLE_METRICS, published: bool = False) -> list[str]:
@@ -253,7 +253,7 @@ def published_columns() -> list[tuple[str, str]]:
 
 def published_cells(rec: dict[str, Any]) -> dict[str, str]:
     """The human-readable cells of one published figure, shared by the Markdown and HTML pages."""
-    from .published import KEYS, Published
+    from cobench.leaderboard.published import KEYS, Published
 
     fig = Published(**{k: rec[k] for k in KEYS})
     return {
@@ -282,7 +282,7 @@ def published_markdown(board: Board) -> list[str]:
 
 
 def plot_names(board: Board) -> list[tuple[str, str]]:
-    from .plots import planned_plots
+    from cobench.leaderboard.plots import planned_plots
 
     return planned_plots(board)
 

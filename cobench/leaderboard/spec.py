@@ -1,7 +1,7 @@
 """A leaderboard definition: ``leaderboards/<name>.toml``.
 
 The file is a grid file (``[grid]``, ``[training]``, ``[evaluation]``, ``[params.*]``, read by
-:meth:`cobench.grid.GridSpec.from_dict`) plus a ``[leaderboard]`` table of metadata::
+:meth:`cobench.grid.spec.GridSpec.from_dict`) plus a ``[leaderboard]`` table of metadata::
 
     [leaderboard]
     title = "..."            # heading of the rendered page (default: the file name)
@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..grid import GridSpec, read_toml
-from ..kinds import singular
-from .published import Published, parse_published
+from cobench.errors import ConfigError
+from cobench.grid.spec import GridSpec, read_toml
+from cobench.kinds import singular
+from cobench.leaderboard.published import Published, parse_published
 
 LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by", "metrics", "require_verification",
                     "verify_tolerance", "figures", "published")
@@ -79,7 +79,7 @@ class Leaderboard:
     @property
     def built(self) -> bool:
         """Whether any result or rendered table exists yet (a board defined ahead of its GPU run has neither)."""
-        from ..results import result_files
+        from cobench.store.results import result_files
 
         has_results = self.results_dir.is_dir() and bool(result_files(self.results_dir))
         return has_results or any(self.output(ext).exists() for ext in ("md", "csv", "json", "html"))

@@ -2,7 +2,7 @@
 contradict themselves, whether their weights were re-evaluated, whether its cost ratio
 compares like with like, and which rows the seeds' noise cannot separate.
 
-Everything here annotates the aggregated rows of :func:`cobench.tables.aggregate`; the
+Everything here annotates the aggregated rows of :func:`cobench.store.tables.aggregate`; the
 renderers only display the annotations.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..consistency import problems
-from ..tables import GROUP_KEYS
-from .collect import Collection
-from .verification import FAILED, RECORDS_DIR, verification_status
+from cobench.store.consistency import problems
+from cobench.store.tables import GROUP_KEYS
+from cobench.leaderboard.collect import Collection
+from cobench.leaderboard.verification import FAILED, RECORDS_DIR, verification_status
 
 #: confidence level of the CO-rate interval over seeds
 CO_CI_LEVEL = 0.95

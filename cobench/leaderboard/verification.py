@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .spec import Leaderboard
+from cobench.leaderboard.spec import Leaderboard
 
 RECORDS_DIR = ".verified"
 

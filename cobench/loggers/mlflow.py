@@ -8,7 +8,7 @@ from typing import Any
 from cobench import hookimpl
 from cobench.api import RunLogger
 from cobench.errors import ConfigError
-from cobench.tracking import numeric
+from cobench.loggers.tracking import numeric
 
 
 class MLflowLogger(RunLogger):

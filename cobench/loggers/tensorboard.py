@@ -8,7 +8,7 @@ from typing import Any
 from cobench import hookimpl
 from cobench.api import RunLogger
 from cobench.errors import ConfigError
-from cobench.tracking import numeric, run_path
+from cobench.loggers.tracking import numeric, run_path
 
 
 class TensorBoardLogger(RunLogger):

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from cobench import hookimpl
 from cobench.api import Batch, Method, StepContext
 from cobench.attacks import clamp_delta, full_precision, sample_gradients
-from cobench.batchnorm import BatchStatistics
+from cobench.methods.batchnorm import BatchStatistics
 from cobench.errors import ConfigError
 
 
@@ -59,7 +59,7 @@ class LLR(Method):
     paper's text quotes mu = 3 for CIFAR-10; we follow the released code. BatchNorm as in the
     release (``regularizers.py``, ``batchnorm.py``): only the nominal pass updates the running
     statistics; the inner steps and the final perturbed pass are normalised with the clean
-    minibatch's batch statistics (:class:`cobench.batchnorm.BatchStatistics`). Not reproduced:
+    minibatch's batch statistics (:class:`cobench.methods.batchnorm.BatchStatistics`). Not reproduced:
     the release's linear warm-up of the regularizer's eps over the first 500 steps. Per-sample
     losses and gradients are used throughout (as in the TensorFlow code). No eps-scaling rule is
     published (the CO literature's per-eps lambdas, e.g. Abad Rocamora et al. 2024, belong to a

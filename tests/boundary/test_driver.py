@@ -8,9 +8,9 @@ from cobench.boundary.driver import search_boundaries
 from cobench.boundary.plot import phase_diagram
 from cobench.boundary.report import rows, table
 from cobench.errors import ConfigError
-from cobench.grid import GridSpec
-from cobench.results import iter_results
-from cobench.runner import Runner
+from cobench.grid.spec import GridSpec
+from cobench.store.results import iter_results
+from cobench.run.runner import Runner
 from cobench.testing import tiny_grid_spec
 
 from . import oracle_plugin

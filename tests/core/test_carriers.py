@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from cobench.api import InjectionContext
-from cobench.carriers import dct_basis, dct_carriers, dct_matrix, zigzag
+from cobench.injections.carriers import dct_basis, dct_carriers, dct_matrix, zigzag
 from cobench.injections.dct import LowFrequency
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from rich.console import Console
 
 from cobench.api import Method
-from cobench.claims import (ClaimKeeper, claim_path, create_claim, read_claim, release, take_over, this_host)
+from cobench.run.claims import (ClaimKeeper, claim_path, create_claim, read_claim, release, take_over, this_host)
 from cobench.options import NoProgress
-from cobench.resolve import resolve
-from cobench.results import iter_results, result_path
-from cobench.run_command import report_run
-from cobench.runner import Runner
+from cobench.grid.resolve import resolve
+from cobench.store.results import iter_results, result_path
+from cobench.cli.run_flags import report_run
+from cobench.run.runner import Runner
 from cobench.testing import tiny_grid_spec
 
 

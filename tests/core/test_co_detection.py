@@ -92,8 +92,8 @@ def test_default_rule_on_every_recorded_curve_flags_exactly_the_collapsed_models
 def test_fgsm_collapses_where_n_fgsm_holds_on_digits(tmp_path):
     """The paper's core phenomenon, on the embedded dataset (about a minute on 2 cores: a
     width-16 CNN, which collapses at 40/255 like the boards' width 32 at a third of the cost)."""
-    from cobench.grid import GridSpec
-    from cobench.runner import Runner
+    from cobench.grid.spec import GridSpec
+    from cobench.run.runner import Runner
 
     spec = GridSpec(methods=["fgsm", "n-fgsm"], eps=[40], evaluators=["pgd", "co"])
     spec.set_param("evaluators.pgd.steps=10")
@@ -153,7 +153,7 @@ def test_the_relative_rule_moves_no_verdict_of_the_recorded_digits_curves():
 
 
 def test_new_detector_parameters_stay_out_of_stored_cells_at_their_default(pm):
-    from cobench.resolve import resolve_component
+    from cobench.grid.resolve import resolve_component
 
     part = resolve_component(pm.registry, "evaluators", "co", {})
     assert "relative_gap" not in part["params"] and "min_peak" not in part["params"]

@@ -9,11 +9,11 @@ import json
 import torch
 
 from cobench.api import DataSplits
-from cobench.early_stopping import split_validation
-from cobench.grid import GridSpec
+from cobench.run.early_stopping import split_validation
+from cobench.grid.spec import GridSpec
 from cobench.leaderboard.spec import load_leaderboard
-from cobench.results import iter_results
-from cobench.runner import Runner
+from cobench.store.results import iter_results
+from cobench.run.runner import Runner
 from tests.leaderboard.conftest import lb_cli
 
 
@@ -40,7 +40,7 @@ def test_the_split_is_held_out_of_the_training_set_and_reproducible():
 
 
 def test_without_val_size_nothing_changes_in_the_cell(pm):
-    from cobench.resolve import resolve
+    from cobench.grid.resolve import resolve
 
     cell = resolve(tiny_spec(), pm.registry)[0]
     assert "val_size" not in cell.training

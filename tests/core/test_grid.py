@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from cobench.errors import ConfigError, UnknownComponentError
-from cobench.grid import GridSpec, parse_level
-from cobench.resolve import resolve
+from cobench.grid.spec import GridSpec, parse_level
+from cobench.grid.resolve import resolve
 
 
 def test_expansion_is_the_cartesian_product_with_none_collapsing_beta(pm):

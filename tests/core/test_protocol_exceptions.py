@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from cobench.api import DataSplits, EvalContext, Evaluator, Method
-from cobench.cell import Cell
+from cobench.grid.cell import Cell
 from cobench.errors import ConfigError
-from cobench.grid import GridSpec, TrainingConfig
+from cobench.grid.spec import GridSpec, TrainingConfig
 from cobench.leaderboard.spec import load_leaderboard
 from cobench.options import RunOptions
-from cobench.protocols import PROTOCOLS, eval_step_at
-from cobench.resolve import resolve
-from cobench.training import CellParts, eps_warmup_scale, train
+from cobench.grid.protocols import PROTOCOLS, eval_step_at
+from cobench.grid.resolve import resolve
+from cobench.run.training import CellParts, eps_warmup_scale, train
 from tests.conftest import cli_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,7 +175,7 @@ def test_a_submission_follows_the_boards_protocol_at_its_own_eps(pm, tmp_path):
     from cobench.leaderboard.board import Board
     from cobench.leaderboard.collect import ProtocolError, collect
     from cobench.leaderboard.render import protocol_lines
-    from cobench.result_digest import with_digest
+    from cobench.store.digest import with_digest
 
     toml = tmp_path / "board.toml"
     toml.write_text('[leaderboard]\ntitle = "t"\ndescription = "d"\n[grid]\ndatasets = ["digits"]\n'

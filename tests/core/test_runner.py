@@ -7,9 +7,9 @@ import os
 import pytest
 
 from cobench.errors import CobenchError
-from cobench.grid import GridSpec
-from cobench.results import SCHEMA_VERSION, flat_row, iter_results
-from cobench.runner import Runner
+from cobench.grid.spec import GridSpec
+from cobench.store.results import SCHEMA_VERSION, flat_row, iter_results
+from cobench.run.runner import Runner
 
 
 def tiny_spec(**kw) -> GridSpec:
@@ -129,8 +129,8 @@ def test_unreadable_data_dir_fails_before_training(tmp_path, pm):
 
 
 def test_result_files_lists_results_only_and_failed_results_carry_the_cell(tmp_path):
-    from cobench.cell import Cell
-    from cobench.results import failed_result, read_result, result_files, write_json, write_summary
+    from cobench.grid.cell import Cell
+    from cobench.store.results import failed_result, read_result, result_files, write_json, write_summary
 
     cell = Cell({"name": "d", "params": {}}, {"name": "m", "params": {}}, {"name": "fgsm", "params": {}}, 8.0,
                 {"name": "none", "params": {}}, 0.0, 3, {"epochs": 1}, [])

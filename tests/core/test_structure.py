@@ -13,13 +13,13 @@ from torch import nn
 from cobench import hookspecs
 from cobench.api import Component, Evaluator, Method
 from cobench.errors import CobenchError, ConfigError
-from cobench.evaluation import run_evaluators
-from cobench.grid import GridSpec
+from cobench.run.evaluation import run_evaluators
+from cobench.grid.spec import GridSpec
 from cobench.kinds import GRID_KINDS, KINDS, kind, singular
 from cobench.options import RunOptions
-from cobench.resolve import resolve, resolved_params
-from cobench.run_command import report_run
-from cobench.runner import RunSummary
+from cobench.grid.resolve import resolve, resolved_params
+from cobench.cli.run_flags import report_run
+from cobench.run.runner import RunSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from cobench.tables import aggregate, summary_tables
+from cobench.store.tables import aggregate, summary_tables
 
 
 def row(seed: int, **metrics: float) -> dict:

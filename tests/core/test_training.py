@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cobench.grid import GridSpec
-from cobench.runner import execute_cell
-from cobench.protocols import get_protocol
-from cobench.resolve import resolve
-from cobench.training import make_scheduler, random_crop_flip
+from cobench.grid.spec import GridSpec
+from cobench.run.runner import execute_cell
+from cobench.grid.protocols import get_protocol
+from cobench.grid.resolve import resolve
+from cobench.run.training import make_scheduler, random_crop_flip
 
 TINY = {"epochs": 1, "batch_size": 128, "lr_max": 0.1, "probe_size": 64}
 

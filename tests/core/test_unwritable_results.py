@@ -9,12 +9,12 @@ import tempfile
 
 import pytest
 
-import cobench.claims
-import cobench.runner
+import cobench.run.claims
+import cobench.run.runner
 from cobench.errors import CobenchError
 from cobench.options import NoProgress
-from cobench.results import iter_results
-from cobench.runner import Runner
+from cobench.store.results import iter_results
+from cobench.run.runner import Runner
 from cobench.testing import tiny_grid_spec
 from tests.conftest import cli_run
 
@@ -32,14 +32,14 @@ def spare_dir(tmp_path, monkeypatch):
 def full_disk(tmp_path, monkeypatch):
     """Writing anything under tmp_path/res fails with ENOSPC."""
     res = tmp_path / "res"
-    real = cobench.runner.write_json
+    real = cobench.run.runner.write_json
 
     def write_json(path, data):
         if res in path.parents:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(path, data)
 
-    monkeypatch.setattr(cobench.runner, "write_json", write_json)
+    monkeypatch.setattr(cobench.run.runner, "write_json", write_json)
     return res
 
 
@@ -85,7 +85,7 @@ def test_a_results_dir_that_turns_read_only_mid_run(tmp_path, spare_dir, pm):
 
 
 def test_a_claim_that_cannot_be_written_is_a_clear_error_and_keeps_finished_cells(tmp_path, monkeypatch, pm):
-    real = cobench.claims.create_claim
+    real = cobench.run.claims.create_claim
     made = []
 
     def create_claim(path, interruptions=0):
@@ -94,7 +94,7 @@ def test_a_claim_that_cannot_be_written_is_a_clear_error_and_keeps_finished_cell
         made.append(path)
         return real(path, interruptions)
 
-    monkeypatch.setattr(cobench.claims, "create_claim", create_claim)
+    monkeypatch.setattr(cobench.run.claims, "create_claim", create_claim)
     with pytest.raises(CobenchError, match=r"cannot claim eps8-.*: No space left on device \(errno 28\); the results "
                                            r"directory must be writable"):
         Runner(tiny_grid_spec(["fgsm"], seeds=[0, 1]), tmp_path, options={"device": "cpu"}).run()

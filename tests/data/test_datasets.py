@@ -9,9 +9,9 @@ import torch
 
 from cobench.api import DataContext
 from cobench.errors import CobenchError
-from cobench.grid import GridSpec
-from cobench.runner import execute_cell
-from cobench.resolve import resolve
+from cobench.grid.spec import GridSpec
+from cobench.run.runner import execute_cell
+from cobench.grid.resolve import resolve
 
 from . import formats
 
@@ -19,7 +19,7 @@ from . import formats
 def load(pm, spec: str, data_dir, download: bool = False, **params):
     """Load a dataset component; the tiny files written here are not the published ones, so the
     torchvision formats load them with checksum verification off unless a test asks for it."""
-    from cobench.grid import split_spec
+    from cobench.grid.spec import split_spec
 
     name, arg = split_spec(spec)
     cls = pm.registry.get("datasets", name)
@@ -35,7 +35,7 @@ def train_one_epoch(pm, dataset: str, data_dir, **training) -> dict:
                     evaluators=["clean", "no-injection-acc"])
     spec.override(epochs=1, batch_size=8, probe_size=8, **training)
     spec.set_param("models.small-cnn.width=4")
-    from cobench.grid import split_spec
+    from cobench.grid.spec import split_spec
 
     name = split_spec(dataset)[0]
     if "verify_checksums" in pm.registry.get("datasets", name).parameters():

@@ -11,8 +11,8 @@ from torch import nn
 from cobench.api import EvalContext, InjectionContext
 from cobench.attacks import accuracy, uniform_like
 from cobench.evaluators.linearity import elle_error, gradient_alignment, linearity_error, llr_gamma
-from cobench.evaluation import evaluation_mode
-from cobench.resolve import resolve
+from cobench.run.evaluation import evaluation_mode
+from cobench.grid.resolve import resolve
 
 
 class MatchedFilter(nn.Module):
@@ -68,7 +68,7 @@ def test_carrier_accuracy_is_none_without_carriers(pm):
 def test_no_injection_accuracy_scores_the_test_set_before_injection(pm):
     k, shape, beta = 10, (1, 8, 8), 8 / 255
     y = torch.arange(30) % k
-    from cobench.carriers import dct_carriers
+    from cobench.injections.carriers import dct_carriers
 
     v = dct_carriers(k, shape)
     clean = 0.5 - beta * v[y]  # the clean images carry the opposite feature...
@@ -251,9 +251,9 @@ def test_autoattack_rejects_unknown_versions(pm):
 
 # --------------------------------------------------------------------------- through the runner
 def test_analyses_run_per_epoch_and_at_the_end_in_a_cell(pm, tmp_path):
-    from cobench.grid import GridSpec
-    from cobench.results import flat_row
-    from cobench.runner import execute_cell
+    from cobench.grid.spec import GridSpec
+    from cobench.store.results import flat_row
+    from cobench.run.runner import execute_cell
 
     from . import formats
 

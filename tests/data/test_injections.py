@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from cobench.api import InjectionContext
-from cobench.carriers import (
+from cobench.injections.carriers import (
     CarrierError, PAPER_PM_FREQUENCIES, dct2, dct_basis, dct_carriers, dct_matrix, idct2, low_pass, low_pass_mask,
     orthonormal_basis, pm_carriers, project_out, random_carriers, sign_pattern, zigzag,
 )
 from cobench.errors import CobenchError, ConfigError
-from cobench.resolve import resolve
+from cobench.grid.resolve import resolve
 
 SHAPES = [(3, 32, 32), (1, 28, 28), (3, 9, 7), (4, 5, 6), (1, 4, 4)]
 
@@ -300,7 +300,7 @@ class ReferenceDCTLowPasser(torch.nn.Module):
 
 @pytest.mark.parametrize("bandwidth", [3, 5])
 def test_low_pass_model_matches_the_reference_composition(pm, bandwidth):
-    from cobench.training import Normalize
+    from cobench.run.training import Normalize
 
     mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
     inj, x, y = make(pm, "low-pass", (3, 8, 8), 4, bandwidth=bandwidth)
@@ -322,9 +322,9 @@ def test_low_pass_trains_without_a_box_clamp_unless_asked(pm):
 
 def test_low_pass_cell_trains_unclamped_fgsm_through_the_filter(pm):
     from cobench.attacks import fgsm
-    from cobench.grid import GridSpec
-    from cobench.resolve import resolve
-    from cobench.runner import execute_cell
+    from cobench.grid.spec import GridSpec
+    from cobench.grid.resolve import resolve
+    from cobench.run.runner import execute_cell
 
     spec = GridSpec(methods=["fgsm"], eps=[16], injections=["low-pass"], evaluators=["clean"])
     spec.override(epochs=1, batch_size=64, probe_size=8)
@@ -354,8 +354,8 @@ def test_low_pass_injection_rejects_bad_bandwidth(pm):
 def test_injection_with_too_many_classes_fails_the_cell_with_a_clear_message(pm, tmp_path):
     import numpy as np
 
-    from cobench.grid import GridSpec
-    from cobench.runner import execute_cell
+    from cobench.grid.spec import GridSpec
+    from cobench.run.runner import execute_cell
 
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from cobench.errors import ConfigError
-from cobench.grid import GridSpec
-from cobench.resolve import resolve
+from cobench.grid.spec import GridSpec
+from cobench.grid.resolve import resolve
 
 
 def build(pm, spec: str, classes: int, shape, **params):
-    from cobench.grid import split_spec
+    from cobench.grid.spec import split_spec
 
     name, arg = split_spec(spec)
     cls = pm.registry.get("models", name)
@@ -62,7 +62,7 @@ def test_wide_resnet_has_the_standard_size_and_rejects_bad_depths(pm):
 
 
 def test_timm_model_trains_one_epoch_through_the_runner(pm):
-    from cobench.runner import execute_cell
+    from cobench.run.runner import execute_cell
 
     spec = GridSpec(models=["timm:test_resnet"], methods=["fgsm"], eps=[8], evaluators=["clean"])
     spec.override(epochs=1, batch_size=64, probe_size=8)

@@ -14,10 +14,10 @@ from torch import nn
 
 from cobench.api import DataSplits, EvalContext
 from cobench.plugins import get_plugin_manager
-from cobench.protocols import get_protocol
+from cobench.grid.protocols import get_protocol
 from cobench.options import RunOptions
-from cobench.resolve import resolved_params
-from cobench.training import CellParts, Normalize, train
+from cobench.grid.resolve import resolved_params
+from cobench.run.training import CellParts, Normalize, train
 
 from . import reference_loops as ref
 

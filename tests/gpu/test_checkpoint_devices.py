@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cobench.checkpoints import (CellCheckpoint, CheckpointDeviceError, check_resume_device, restore_rng_states,
+from cobench.run.checkpoints import (CellCheckpoint, CheckpointDeviceError, check_resume_device, restore_rng_states,
                                  rng_states)
-from cobench.grid import TrainingConfig
+from cobench.grid.spec import TrainingConfig
 from cobench.methods.fgsm import FGSM
 from cobench.options import RunOptions
-from cobench.training import train
+from cobench.run.training import train
 from tests.gpu.test_precision import tiny_parts
 
 
@@ -108,7 +108,7 @@ class SlowCheckpoint:
 
 
 def test_a_slow_checkpoint_is_written_less_often_and_its_cost_recorded(monkeypatch):
-    from cobench import training as loop
+    from cobench.run import training as loop
     from cobench.methods.fgsm_pgi import FGSMPGI
 
     config = TrainingConfig(epochs=8, batch_size=32, lr_max=0.1).as_config()
@@ -124,7 +124,7 @@ def test_a_slow_checkpoint_is_written_less_often_and_its_cost_recorded(monkeypat
 
 
 def test_checkpoints_are_due_every_epoch_while_quick_and_by_overhead_when_slow():
-    from cobench.training import checkpoint_due
+    from cobench.run.training import checkpoint_due
 
     assert checkpoint_due(0.0, 0.0) and checkpoint_due(0.9, 0.1)
     assert not checkpoint_due(5.0, 60.0) and checkpoint_due(5.0, 100.0)

@@ -7,7 +7,7 @@ import torch
 
 from cobench.leaderboard import estimate
 from cobench.options import RunOptions
-from cobench.resolve import resolve
+from cobench.grid.resolve import resolve
 from cobench.testing import tiny_grid_spec
 
 

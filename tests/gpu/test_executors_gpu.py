@@ -15,7 +15,7 @@ from cobench.executors.local_parallel import Slot, _init_worker, pin_device, pla
 from cobench.executors.ray_executor import RayExecutor
 from cobench.executors.submitit_executor import SubmititExecutor
 from cobench.options import NoProgress, RunOptions
-from cobench.runner import Runner
+from cobench.run.runner import Runner
 from cobench.testing import tiny_grid_spec
 from tests.scale.test_executors import cells
 
@@ -239,7 +239,7 @@ def test_the_driver_still_refuses_cuda_without_a_gpu_for_local_executors(tmp_pat
 
 def test_the_driver_keeps_no_copy_of_the_data_when_cells_run_elsewhere(monkeypatch, tmp_path):
     """Each worker loads (and holds) the data it trains on; the driver only checks it loads."""
-    from cobench import runner as runner_module
+    from cobench.run import runner as runner_module
     from cobench.executors.local import LocalExecutor
 
     from cobench.datasets.digits import Digits

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from cobench.grid import TrainingConfig
+from cobench.grid.spec import TrainingConfig
 from cobench.options import RunOptions
-from cobench.training import train
+from cobench.run.training import train
 from tests.gpu.test_precision import tiny_parts
 
 #: tensor methods that make the host wait for the device

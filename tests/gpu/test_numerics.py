@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from cobench.device import configure_numerics, fp32_precision, numerics_record, true_fp32
-from cobench.evaluation import evaluation_mode
+from cobench.run.device import configure_numerics, fp32_precision, numerics_record, true_fp32
+from cobench.run.evaluation import evaluation_mode
 from cobench.leaderboard.trust import timing_key
-from cobench.tables import aggregate
+from cobench.store.tables import aggregate
 from tests.conftest import cli_run
 
 

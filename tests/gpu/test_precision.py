@@ -7,12 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cobench.api import EvalContext
-from cobench.grid import TrainingConfig
+from cobench.grid.spec import TrainingConfig
 from cobench.injections.none import NoInjection
 from cobench.methods.free import FreeAT
 from cobench.options import RunOptions
 from cobench.testing import tiny_splits
-from cobench.training import CellParts, Normalize, train
+from cobench.run.training import CellParts, Normalize, train
 
 
 def test_free_at_replays_under_bf16_see_the_weights_of_the_previous_update():
@@ -112,7 +112,7 @@ def test_the_run_command_refuses_compile_for_grad_align_before_any_cell(tmp_path
 @pytest.mark.parametrize("capability,ok", [((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)])
 def test_bf16_needs_native_support_on_the_cells_own_gpu(monkeypatch, capability, ok):
     from cobench.errors import ConfigError
-    from cobench.training import check_amp
+    from cobench.run.training import check_amp
 
     asked = []
     monkeypatch.setattr(torch.version, "hip", None)

@@ -6,7 +6,7 @@ import torch
 
 from cobench.api import Evaluator
 from cobench.errors import CobenchError
-from cobench.evaluation import run_evaluators
+from cobench.run.evaluation import run_evaluators
 
 
 class Reports(Evaluator):

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from cobench.grid import GridSpec
-from cobench.resolve import resolve
-from cobench.results import result_header, result_path, write_json
+from cobench.grid.spec import GridSpec
+from cobench.grid.resolve import resolve
+from cobench.store.results import result_header, result_path, write_json
 from tests.conftest import cli_run
 
 

@@ -5,9 +5,9 @@ import io
 
 from rich.console import Console
 
-from cobench.grid import GridSpec
-from cobench.progress import GridProgress
-from cobench.resolve import resolve
+from cobench.grid.spec import GridSpec
+from cobench.run.progress import GridProgress
+from cobench.grid.resolve import resolve
 
 
 def test_not_a_terminal_prints_epoch_lines_unwrapped(pm):

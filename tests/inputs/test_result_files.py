@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from cobench.grid import GridSpec
-from cobench.resolve import resolve
-from cobench.result_digest import with_digest
-from cobench.results import result_header, result_path, write_json
+from cobench.grid.spec import GridSpec
+from cobench.grid.resolve import resolve
+from cobench.store.digest import with_digest
+from cobench.store.results import result_header, result_path, write_json
 from tests.conftest import cli_run
 
 

@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from cobench.errors import ConfigError
-from cobench.grid import GridSpec
+from cobench.grid.spec import GridSpec
 from cobench.leaderboard.spec import load_leaderboard
-from cobench.resolve import resolve
-from cobench.results import result_header, result_path, write_json
+from cobench.grid.resolve import resolve
+from cobench.store.results import result_header, result_path, write_json
 from tests.conftest import cli_run
 
 

@@ -1,5 +1,5 @@
 """Run options that do not apply or cannot work fail before training with one line naming the
-option and what is valid (issue 21): device strings (parsed in one place, cobench.device),
+option and what is valid (issue 21): device strings (parsed in one place, cobench.run.device),
 executor options, checkpoint flags and directory, an empty --loggers. A claim file that is
 not a claim, and a checkpoint that cannot be read, are named and set aside instead of
 blocking or failing the cell."""
@@ -11,13 +11,13 @@ import time
 import pytest
 import torch
 
-from cobench.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
-from cobench.claims import ClaimKeeper, claim_path, read_claim
-from cobench.device import parse_device
+from cobench.run.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from cobench.run.claims import ClaimKeeper, claim_path, read_claim
+from cobench.run.device import parse_device
 from cobench.errors import ConfigError
-from cobench.grid import GridSpec
-from cobench.resolve import resolve
-from cobench.results import result_header, result_path, write_json
+from cobench.grid.spec import GridSpec
+from cobench.grid.resolve import resolve
+from cobench.store.results import result_header, result_path, write_json
 from tests.conftest import cli_run
 
 #: a grid that trains in seconds, should a check below ever let it through

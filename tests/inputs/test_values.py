@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from cobench.errors import ConfigError
-from cobench.grid import GridSpec
+from cobench.grid.spec import GridSpec
 from cobench.kinds import GRID_KINDS, KIND_NAMES
 from cobench.params import check_range_declarations, component_problems, type_problem
-from cobench.resolve import resolve
+from cobench.grid.resolve import resolve
 from tests.conftest import cli_run
 
 

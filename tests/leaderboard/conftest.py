@@ -88,7 +88,7 @@ def find_result(toml: Path, method: str, eps: float, injection: str = "none", se
 def edit_result(path: Path, fn) -> None:
     """Change a stored result as if cobench had written it so (its digest recomputed): for tests
     of aggregation and rendering; tests of the edit detection write the file themselves."""
-    from cobench.result_digest import with_digest
+    from cobench.store.digest import with_digest
 
     data = json.loads(path.read_text())
     fn(data)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from cobench.leaderboard.spec import load_leaderboard
-from cobench.protocols import get_protocol
-from cobench.resolve import resolve
+from cobench.grid.protocols import get_protocol
+from cobench.grid.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARDS = sorted((ROOT / "leaderboards").glob("cifar10-*.toml"))

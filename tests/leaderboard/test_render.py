@@ -12,9 +12,9 @@ import statistics
 import pytest
 
 from cobench.errors import ConfigError
-from cobench.cell import Cell
+from cobench.grid.cell import Cell
 from cobench.leaderboard.check import stale_files
-from cobench.result_digest import with_digest
+from cobench.store.digest import with_digest
 from cobench.leaderboard.spec import load_leaderboard
 from tests.leaderboard.conftest import edit_result, find_result, lb_cli, result_paths
 

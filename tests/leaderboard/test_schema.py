@@ -7,8 +7,8 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
-from cobench.cell import Cell
-from cobench.results import ResultValidationError, read_result, result_schema, validate_result
+from cobench.grid.cell import Cell
+from cobench.store.results import ResultValidationError, read_result, result_schema, validate_result
 from tests.leaderboard.conftest import edit_result, lb_cli, result_paths
 
 

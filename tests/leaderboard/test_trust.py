@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from cobench.cell import Cell
+from cobench.grid.cell import Cell
 from cobench.leaderboard.trust import co_interval, noise_aware_ranks
-from cobench.result_digest import with_digest
+from cobench.store.digest import with_digest
 from tests.leaderboard.conftest import find_result, lb_cli
 
 
@@ -105,7 +105,7 @@ def test_submitted_names_are_escaped_in_markdown_and_html(tiny):
 
 
 def test_pgd_is_compared_with_clean_accuracy_only_on_the_same_images():
-    from cobench.consistency import check_accuracies
+    from cobench.store.consistency import check_accuracies
 
     def result(max_samples: int, **metrics) -> dict:
         return {"config": {"evaluators": [{"name": "pgd", "params": {"max_samples": max_samples}}]}, "metrics": metrics}

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cobench.api import Batch
-from cobench.batchnorm import BatchStatistics
+from cobench.methods.batchnorm import BatchStatistics
 from cobench.methods.kim import KimCheckpoints
 from cobench.methods.llr import LLR
 

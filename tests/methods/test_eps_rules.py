@@ -5,10 +5,10 @@ import math
 
 import pytest
 
-from cobench.grid import GridSpec
+from cobench.grid.spec import GridSpec
 from cobench.methods.elle import ELLE
 from cobench.methods.grad_align import GradAlign
-from cobench.resolve import resolve
+from cobench.grid.resolve import resolve
 
 # grad_align_cos_lambda for eps = 1..16 in tml-epfl/understanding-fast-adv-training sh/exps_diff_eps_cifar10.sh
 GRAD_ALIGN_SCRIPT = [0.027, 0.036, 0.047, 0.063, 0.084, 0.112, 0.150, 0.200,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cobench.checkpoints import checkpoint_path, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from cobench.run.checkpoints import checkpoint_path, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from cobench.methods.elle import ELLEA
 from cobench.methods.free import FreeAT
 

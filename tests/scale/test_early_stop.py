@@ -6,12 +6,12 @@ from rich.console import Console
 
 from cobench.errors import ConfigError
 from cobench.evaluators.co_detection import CODetector
-from cobench.grid import GridSpec
+from cobench.grid.spec import GridSpec
 from cobench.plugins import get_plugin_manager
-from cobench.resolve import resolve
-from cobench.results import flat_row, schema_errors
-from cobench.runner import execute_cell
-from cobench.tables import aggregate, summary_tables
+from cobench.grid.resolve import resolve
+from cobench.store.results import flat_row, schema_errors
+from cobench.run.runner import execute_cell
+from cobench.store.tables import aggregate, summary_tables
 from cobench.testing import tiny_grid_spec
 
 

@@ -11,9 +11,9 @@ import torch
 from cobench.errors import CobenchError, ConfigError
 from cobench.executors.local_parallel import LocalParallelExecutor, Slot, plan_slots
 from cobench.options import NoProgress, RunOptions
-from cobench.cell import Cell
-from cobench.results import iter_results
-from cobench.runner import Runner
+from cobench.grid.cell import Cell
+from cobench.store.results import iter_results
+from cobench.run.runner import Runner
 from cobench.testing import tiny_grid_spec
 
 

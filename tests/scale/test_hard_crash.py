@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from cobench.api import Method
-from cobench.claims import claim_path, read_claim, this_host
+from cobench.run.claims import claim_path, read_claim, this_host
 from cobench.options import NoProgress
-from cobench.resolve import resolve
-from cobench.results import iter_results, result_path
-from cobench.runner import Runner
+from cobench.grid.resolve import resolve
+from cobench.store.results import iter_results, result_path
+from cobench.run.runner import Runner
 from cobench.testing import tiny_grid_spec
 
 

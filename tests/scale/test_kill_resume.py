@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cobench.results import iter_results
+from cobench.store.results import iter_results
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ["--methods", "fgsm,n-fgsm", "--eps", "4,8", "--epochs", "2", "--evaluators", "clean",

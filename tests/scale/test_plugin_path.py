@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cobench.plugins import reset_plugin_manager
-from cobench.results import iter_results
+from cobench.store.results import iter_results
 from cobench.testing import MethodContract
 from tests.conftest import cli_run
 

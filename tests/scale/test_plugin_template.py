@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cobench.errors import ConfigError
-from cobench.scaffold import write_plugin
+from cobench.cli.scaffold import write_plugin
 from tests.conftest import cli_run
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,10 +11,10 @@ import time
 import pytest
 import torch
 
-from cobench.checkpoints import checkpoint_path
+from cobench.run.checkpoints import checkpoint_path
 from cobench.plugins import get_plugin_manager
-from cobench.resolve import resolve
-from cobench.runner import execute_cell
+from cobench.grid.resolve import resolve
+from cobench.run.runner import execute_cell
 from cobench.testing import tiny_grid_spec
 from tests.scale.test_kill_resume import env, results
 

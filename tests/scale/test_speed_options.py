@@ -12,12 +12,12 @@ from torch import nn
 from cobench.api import EvalContext, Evaluator
 from cobench.attacks import fgsm
 from cobench.errors import ConfigError
-from cobench.grid import GridSpec, TrainingConfig
-from cobench.runner import execute_cell
+from cobench.grid.spec import GridSpec, TrainingConfig
+from cobench.run.runner import execute_cell
 from cobench.testing import tiny_grid_spec, tiny_splits
 from cobench.options import RunOptions
-from cobench.training import CellParts, Normalize, train
-from cobench.resolve import resolve
+from cobench.run.training import CellParts, Normalize, train
+from cobench.grid.resolve import resolve
 from tests.conftest import cli_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from cobench.errors import CobenchError, ConfigError
 from cobench.executors.submitit_executor import CellBatch, SubmititExecutor, batches
 from cobench.options import NoProgress, RunOptions
-from cobench.runner import Runner
+from cobench.run.runner import Runner
 from cobench.testing import tiny_grid_spec
 from tests.scale.test_executors import cells, curves, local_reference, sleepy_work  # noqa: F401 (fixture)
 

@@ -10,8 +10,8 @@ from cobench.api import Method
 from cobench.executors.local_parallel import LocalParallelExecutor
 from cobench.options import NoProgress, RunOptions
 from cobench.plugins import get_plugin_manager
-from cobench.resolve import resolve
-from cobench.runner import execute_cell
+from cobench.grid.resolve import resolve
+from cobench.run.runner import execute_cell
 from cobench.testing import tiny_grid_spec
 
 from .test_executors import cells

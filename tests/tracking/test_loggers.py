@@ -9,11 +9,11 @@ import pytest
 from cobench import hookimpl
 from cobench.api import RunLogger
 from cobench.errors import ConfigError
-from cobench.results import iter_results
-from cobench.runner import Runner
-from cobench.grid import GridSpec
+from cobench.store.results import iter_results
+from cobench.run.runner import Runner
+from cobench.grid.spec import GridSpec
 from cobench.testing import tiny_grid_spec
-from cobench.tracking import cell_tags, resolve_loggers
+from cobench.loggers.tracking import cell_tags, resolve_loggers
 
 from ..boundary.oracle_plugin import TinyParts
 

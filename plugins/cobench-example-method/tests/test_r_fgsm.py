@@ -48,7 +48,7 @@ def test_alpha_out_of_range_is_a_clear_error(cobench_pm):
 
 
 def test_grid_with_the_plugin_records_it_as_the_owner(cobench_pm, cobench_tiny_grid, tmp_path):
-    from cobench.runner import Runner
+    from cobench.run.runner import Runner
 
     summary = Runner(cobench_tiny_grid(["r-fgsm", "fgsm"]), tmp_path, options={"device": "cpu"}).run()
     assert summary.ran == 2 and not summary.failed
