@@ -12,36 +12,43 @@ between its weight gradient and the fp32 one. ELLE's and CURE-ELLE's terms are d
 nearly equal losses (or gradients), which bf16 logits round away; lambda (up to 10^4 and 5 x 10^4)
 then multiplies the rounding noise. A benchmark, not a test: nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout too
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the machine-load recorder
 
-from cobench.api import EvalContext, StepContext, TrainSetup  # noqa: E402
-from cobench.grid.spec import TrainingConfig  # noqa: E402
-from cobench.methods import cure, elle, llr  # noqa: E402
-from cobench.attacks import clamp_delta, sample_gradients  # noqa: E402
-from cobench.options import RunOptions  # noqa: E402
-from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.run.runner import load_dataset  # noqa: E402
-from cobench.run.training import CellParts, Normalize, train  # noqa: E402
-from machine_load import LoadRecorder  # noqa: E402
+from machine_load import LoadRecorder
+
+from cobench.api import EvalContext, StepContext, TrainSetup
+from cobench.attacks import clamp_delta, sample_gradients
+from cobench.grid.spec import TrainingConfig
+from cobench.methods import cure, elle, llr
+from cobench.options import RunOptions
+from cobench.plugins import get_plugin_manager
+from cobench.run.runner import load_dataset
+from cobench.run.training import CellParts, Normalize, train
 
 
 def build(data, width: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    net = get_plugin_manager().registry.get("models", "small-cnn")(width=width).build(
-        num_classes=data.num_classes, image_shape=data.image_shape)
+    net = (
+        get_plugin_manager()
+        .registry.get("models", "small-cnn")(width=width)
+        .build(num_classes=data.num_classes, image_shape=data.image_shape)
+    )
     return torch.nn.Sequential(Normalize(data.mean, data.std), net)
 
 
@@ -49,19 +56,37 @@ def trained_model(data, width: int, epochs: int, eps: float) -> torch.nn.Module:
     model = build(data, width)
     reg = get_plugin_manager().registry
     injection = reg.get("injections", "none")()
-    ctx = EvalContext(eps=eps, test_x=data.test_x, test_y=data.test_y, clean_test_x=data.test_x, injection=injection,
-                      num_classes=data.num_classes, device=torch.device("cpu"), batch_size=512, seed=0,
-                      probe_x=data.test_x[:64], probe_y=data.test_y[:64])
-    parts = CellParts(model=model, method=reg.get("methods", "fgsm")(), data=data, injection=injection, evaluators=[],
-                      eval_ctx=ctx)
+    ctx = EvalContext(
+        eps=eps,
+        test_x=data.test_x,
+        test_y=data.test_y,
+        clean_test_x=data.test_x,
+        injection=injection,
+        num_classes=data.num_classes,
+        device=torch.device("cpu"),
+        batch_size=512,
+        seed=0,
+        probe_x=data.test_x[:64],
+        probe_y=data.test_y[:64],
+    )
+    parts = CellParts(
+        model=model, method=reg.get("methods", "fgsm")(), data=data, injection=injection, evaluators=[], eval_ctx=ctx
+    )
     train(parts, TrainingConfig(epochs=epochs, batch_size=128).as_config(), RunOptions(device="cpu"))
     return model.train()
 
 
 def step_ctx(model, data, eps: float, seed: int) -> StepContext:
-    setup = TrainSetup(eps=eps, n_train=len(data.train_x), num_classes=data.num_classes, image_shape=data.image_shape,
-                       device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed), epochs=1,
-                       steps_per_epoch=1)
+    setup = TrainSetup(
+        eps=eps,
+        n_train=len(data.train_x),
+        num_classes=data.num_classes,
+        image_shape=data.image_shape,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(seed),
+        epochs=1,
+        steps_per_epoch=1,
+    )
     return StepContext(model, setup, lambda *a: None)
 
 
@@ -122,8 +147,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     data = load_dataset({"name": "digits", "params": {}}, RunOptions())
     eps = args.eps / 255
-    report: dict[str, Any] = {"setting": f"digits / small-cnn width {args.width}, FGSM-AT {args.epochs} epochs, "
-                                         f"eps {args.eps:g}/255, {args.batches} batches of 128", "terms": {}}
+    report: dict[str, Any] = {
+        "setting": f"digits / small-cnn width {args.width}, FGSM-AT {args.epochs} epochs, "
+        f"eps {args.eps:g}/255, {args.batches} batches of 128",
+        "terms": {},
+    }
     with LoadRecorder() as load:
         model = trained_model(data, args.width, args.epochs, eps)
         for name, (term, lam) in TERMS.items():
@@ -131,14 +159,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cos: dict[str, list[float]] = {"bf16": [], "bf16, term in fp32": []}
             for b in range(args.batches):
                 x, y = data.train_x[b * 128 : (b + 1) * 128], data.train_y[b * 128 : (b + 1) * 128]
-                ctx_fn = lambda: step_ctx(model, data, eps, seed=b)  # noqa: E731 (same draws in every mode)
+                ctx_fn = functools.partial(step_ctx, model, data, eps, seed=b)  # the same draws in every mode
                 ref_value, ref_grad = measure(model, term, lam, x, y, ctx_fn, "fp32")
                 for mode in rel:
                     value, grad = measure(model, term, lam, x, y, ctx_fn, mode)
                     rel[mode].append(abs(value - ref_value) / max(abs(ref_value), 1e-30))
                     cos[mode].append(float(torch.nn.functional.cosine_similarity(grad, ref_grad, dim=0)))
-            report["terms"][name] = {mode: {"median_relative_error": statistics.median(rel[mode]),
-                                            "median_gradient_cosine": statistics.median(cos[mode])} for mode in rel}
+            report["terms"][name] = {
+                mode: {
+                    "median_relative_error": statistics.median(rel[mode]),
+                    "median_gradient_cosine": statistics.median(cos[mode]),
+                }
+                for mode in rel
+            }
     report["machine_load"] = load.record
     print(report["setting"])
     print(f"{'term':<30}{'mode':<22}{'rel. error':>12}{'grad cosine':>13}")

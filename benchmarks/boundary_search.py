@@ -10,6 +10,7 @@ width 32, 30 epochs), where FGSM-AT does collapse; one seed keeps it to about 30
 
     python benchmarks/boundary_search.py --results-dir results/boundary-bench
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,14 +24,15 @@ from rich.table import Table
 
 from cobench.boundary.driver import PlaneSearch, outcomes, search_boundaries
 from cobench.boundary.plot import phase_diagram
-from cobench.boundary.report import rows, table as boundary_table
+from cobench.boundary.report import rows
+from cobench.boundary.report import table as boundary_table
 from cobench.boundary.search import BoundarySearch, lattice_size
 from cobench.grid.spec import GridSpec, parse_list
 from cobench.run.progress import GridProgress
 from cobench.run.runner import Runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the machine-load recorder
-from machine_load import LoadRecorder  # noqa: E402
+from machine_load import LoadRecorder
 
 
 def main() -> None:
@@ -48,8 +50,14 @@ def main() -> None:
     ap.add_argument("--plot", default=None, help="phase diagram PNG (default: RESULTS_DIR/phase-diagram.png)")
     args = ap.parse_args()
 
-    spec = GridSpec(methods=["fgsm"], eps=parse_list(args.eps), injections=["none", "low-freq"], betas=[args.beta],
-                    seeds=parse_list(args.seeds), evaluators=["clean", "co"])
+    spec = GridSpec(
+        methods=["fgsm"],
+        eps=parse_list(args.eps),
+        injections=["none", "low-freq"],
+        betas=[args.beta],
+        seeds=parse_list(args.seeds),
+        evaluators=["clean", "co"],
+    )
     spec.override(epochs=args.epochs, probe_size=128)
     spec.set_param(f"datasets.digits.size={args.size}")
     spec.set_param(f"models.small-cnn.width={args.width}")
@@ -58,8 +66,14 @@ def main() -> None:
 
     load = LoadRecorder().__enter__()  # warns when the machine was not idle (the wall times below)
     t0 = time.perf_counter()
-    runs = search_boundaries(spec, args.results_dir, min_rate=args.min_rate, eps_step=args.eps_step,
-                             options=options, progress=GridProgress(err, enabled=False))
+    runs = search_boundaries(
+        spec,
+        args.results_dir,
+        min_rate=args.min_rate,
+        eps_step=args.eps_step,
+        options=options,
+        progress=GridProgress(err, enabled=False),
+    )
     search_s = time.perf_counter() - t0
     print(f"search finished in {search_s:.0f} s:", flush=True)
     Console(width=200).print(boundary_table(rows(runs)))
@@ -73,12 +87,24 @@ def main() -> None:
     dense_summary = Runner(dense_spec, args.results_dir, options=options).run(GridProgress(err, enabled=False))
     dense_extra_s = time.perf_counter() - t0
     if dense_summary.failed:
-        raise SystemExit(f"{len(dense_summary.failed)} dense cells failed: {dense_summary.failed[0]['error']['message']}")
+        raise SystemExit(
+            f"{len(dense_summary.failed)} dense cells failed: {dense_summary.failed[0]['error']['message']}"
+        )
 
-    table = Table(title=f"FGSM-AT on digits {args.size}x{args.size}, small-cnn width {args.width}, {args.epochs} epochs, "
-                        f"seeds {args.seeds}, CO when >= {args.min_rate:.0%} of seeds; eps step {args.eps_step:g}/255")
-    for col in ("setting", "search: threshold (bracket)", "dense grid: threshold (bracket)", "CO/no-CO edges",
-                "same answer", "cells: search", "cells: dense", "search / dense"):
+    table = Table(
+        title=f"FGSM-AT on digits {args.size}x{args.size}, small-cnn width {args.width}, {args.epochs} epochs, "
+        f"seeds {args.seeds}, CO when >= {args.min_rate:.0%} of seeds; eps step {args.eps_step:g}/255"
+    )
+    for col in (
+        "setting",
+        "search: threshold (bracket)",
+        "dense grid: threshold (bracket)",
+        "CO/no-CO edges",
+        "same answer",
+        "cells: search",
+        "cells: dense",
+        "search / dense",
+    ):
         table.add_column(col)
     for run in runs:
         dense = dense_answer(run, dense_summary.results, dense_eps, args)
@@ -86,11 +112,21 @@ def main() -> None:
         same = (s.eps, s.below, s.transitions) == (d.eps, d.below, d.transitions)
         searched = len(run.search.outcomes) * run.seeds
         dense_cells = len(dense.outcomes) * run.seeds
-        table.add_row(run.plane.label, bracket(s), bracket(d), ", ".join(f"{a:g}|{b:g}" for a, b in d.transitions) or "-",
-                      "yes" if same else "NO", str(searched), str(dense_cells), f"{searched / dense_cells:.2f}")
+        table.add_row(
+            run.plane.label,
+            bracket(s),
+            bracket(d),
+            ", ".join(f"{a:g}|{b:g}" for a, b in d.transitions) or "-",
+            "yes" if same else "NO",
+            str(searched),
+            str(dense_cells),
+            f"{searched / dense_cells:.2f}",
+        )
     Console(width=200).print(table)
-    print(f"wall time: search {search_s:.0f} s, remaining dense cells {dense_extra_s:.0f} s "
-          f"({dense_summary.ran} trained, {dense_summary.skipped} reused from the search)")
+    print(
+        f"wall time: search {search_s:.0f} s, remaining dense cells {dense_extra_s:.0f} s "
+        f"({dense_summary.ran} trained, {dense_summary.skipped} reused from the search)"
+    )
     load.__exit__(None, None, None)
     print(f"machine idle throughout: {'yes' if load.record['idle'] else 'no'}")
     plot = Path(args.plot or Path(args.results_dir) / "phase-diagram.png")
@@ -101,8 +137,13 @@ def main() -> None:
 def dense_answer(run: PlaneSearch, results: list[dict], dense_eps: list[float], args) -> BoundarySearch:
     """A search whose coarse pass is the whole dense lattice, fed from the dense grid's results."""
     beta = run.plane.betas[0]
-    mine = [r for r in results if r["config"]["injection"]["name"] == run.plane.injection
-            and r["config"]["method"]["name"] == run.plane.method and float(r["config"]["beta"]) == beta]
+    mine = [
+        r
+        for r in results
+        if r["config"]["injection"]["name"] == run.plane.injection
+        and r["config"]["method"]["name"] == run.plane.method
+        and float(r["config"]["beta"]) == beta
+    ]
     dense = BoundarySearch(dense_eps, [beta], min_rate=args.min_rate, eps_step=args.eps_step)
     found = outcomes(mine, beta)
     for point in dense.pending():

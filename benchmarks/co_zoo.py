@@ -9,6 +9,7 @@ per step, time per step relative to FGSM) and whether the expected pattern holds
 collapses; N-FGSM, GradAlign, ELLE and PGD-AT do not). Finished cells are skipped, so an
 interrupted run resumes where it stopped. A benchmark, not a test: nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,12 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the machine-load recorder
 
+from machine_load import LoadRecorder  # noqa: E402
+
 from cobench.grid.spec import GridSpec  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.run.progress import GridProgress  # noqa: E402
 from cobench.run.runner import Runner  # noqa: E402
 from cobench.store.tables import aggregate, summary_tables  # noqa: E402
-from machine_load import LoadRecorder  # noqa: E402
 
 SHOULD_COLLAPSE = ("fgsm",)
 SHOULD_HOLD = ("n-fgsm", "grad-align", "elle", "pgd")
@@ -46,8 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def cost_table(agg: list[dict], rows: list[dict]) -> Table:
-    table = Table(title="training cost per minibatch step (Free-AT replays each minibatch m times over 1/m of the "
-                        "epochs, so compare its total train time)", title_justify="left")
+    table = Table(
+        title="training cost per minibatch step (Free-AT replays each minibatch m times over 1/m of the "
+        "epochs, so compare its total train time)",
+        title_justify="left",
+    )
     for col in ("method", "forward passes", "backward passes", "ms / step", "time / FGSM", "train time (s)"):
         table.add_column(col, justify="left" if col == "method" else "right")
     by_method: dict[str, list[dict]] = {}
@@ -56,11 +61,18 @@ def cost_table(agg: list[dict], rows: list[dict]) -> Table:
             by_method.setdefault(r["method"], []).append(r)
     for a in sorted(agg, key=lambda a: a.get("cost_vs_fgsm") or 0.0):
         rs = by_method.get(a["method"], [])
-        mean = lambda k: sum(r[k] for r in rs) / len(rs) if rs else float("nan")  # noqa: E731
-        table.add_row(a["method"], f"{mean('cost_forward_passes_per_step'):.1f}",
-                      f"{mean('cost_backward_passes_per_step'):.1f}", f"{1000 * mean('cost_time_per_step_s'):.1f}",
-                      "-" if a["cost_vs_fgsm"] is None else f"{a['cost_vs_fgsm']:.1f}x",
-                      f"{mean('cost_train_time_s'):.0f}")
+
+        def mean(k: str, rs: list = rs) -> float:
+            return sum(r[k] for r in rs) / len(rs) if rs else float("nan")
+
+        table.add_row(
+            a["method"],
+            f"{mean('cost_forward_passes_per_step'):.1f}",
+            f"{mean('cost_backward_passes_per_step'):.1f}",
+            f"{1000 * mean('cost_time_per_step_s'):.1f}",
+            "-" if a["cost_vs_fgsm"] is None else f"{a['cost_vs_fgsm']:.1f}x",
+            f"{mean('cost_train_time_s'):.0f}",
+        )
     return table
 
 
@@ -75,8 +87,10 @@ def verdict(agg: list[dict]) -> list[str]:
         collapsed = a["co_rate"] > 0.5
         pgd = a.get("pgd_acc_mean")
         ok = collapsed == want
-        lines.append(f"{name:11s} {'collapsed' if collapsed else 'held     '} (PGD {100 * pgd:.1f}%) "
-                     f"{'as expected' if ok else 'NOT as expected'}")
+        lines.append(
+            f"{name:11s} {'collapsed' if collapsed else 'held     '} (PGD {100 * pgd:.1f}%) "
+            f"{'as expected' if ok else 'NOT as expected'}"
+        )
     return lines
 
 
@@ -84,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pm = get_plugin_manager()
     methods = args.methods.split(",") if args.methods else pm.registry.names("methods")
-    spec = GridSpec(datasets=["digits"], models=["small-cnn"], methods=methods, eps=[args.eps],
-                    seeds=[int(s) for s in args.seeds.split(",")], evaluators=["clean", "fgsm", "pgd", "co"])
+    spec = GridSpec(
+        datasets=["digits"],
+        models=["small-cnn"],
+        methods=methods,
+        eps=[args.eps],
+        seeds=[int(s) for s in args.seeds.split(",")],
+        evaluators=["clean", "fgsm", "pgd", "co"],
+    )
     spec.override(epochs=args.epochs, lr_max=args.lr_max)
     out, err = Console(width=140), Console(stderr=True)
     runner = Runner(spec, args.results_dir, options={"device": args.device})

@@ -22,6 +22,7 @@ Everything is printed and written to ``--out-dir`` (default ``benchmarks/results
 printed when it was not idle). A section that would overrun ``--budget-s`` is skipped and
 recorded as skipped, so the command always finishes and writes what it measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -42,24 +44,49 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # run from a source checkout too
 sys.path.insert(0, str(HERE))  # speed.py, pgd_eval.py, the machine-load recorder
 
-from cobench.run.device import CUBLAS_WORKSPACE, resolve_device  # noqa: E402
-from cobench.grid.spec import GridSpec  # noqa: E402
-from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.grid.resolve import resolve  # noqa: E402
-from cobench.run.runner import Runner, execute_cell, load_dataset  # noqa: E402
-from cobench.options import RunOptions  # noqa: E402
 from machine_load import LoadRecorder  # noqa: E402
+
+from cobench.grid.resolve import resolve  # noqa: E402
+from cobench.grid.spec import GridSpec  # noqa: E402
+from cobench.options import RunOptions  # noqa: E402
+from cobench.plugins import get_plugin_manager  # noqa: E402
+from cobench.run.device import CUBLAS_WORKSPACE, resolve_device  # noqa: E402
+from cobench.run.runner import Runner, execute_cell, load_dataset  # noqa: E402
 
 DATASET = "cifar10"
 DATASET_PARAMS = ("datasets.cifar10.verify_checksums=false",)
 #: the full setting (a GPU) and the tiny one (the CPU test)
 SETTINGS = {
-    "full": {"model": "preact-resnet18", "width": None, "steps": 100, "warmup": 10, "grid_seeds": 8, "grid_epochs": 2,
-             "cells_per_device": (1, 2, 4, 8), "pgd_epochs": 3, "pgd_steps": 50, "pgd_restarts": 10,
-             "pgd_samples": 1000, "det_epochs": 1, "variants": "reference,cobench,bf16,channels_last,compile"},
-    "tiny": {"model": "small-cnn", "width": 4, "steps": 2, "warmup": 1, "grid_seeds": 2, "grid_epochs": 1,
-             "cells_per_device": (1, 2), "pgd_epochs": 1, "pgd_steps": 3, "pgd_restarts": 2, "pgd_samples": 16,
-             "det_epochs": 1, "variants": "reference,cobench,bf16,channels_last"},
+    "full": {
+        "model": "preact-resnet18",
+        "width": None,
+        "steps": 100,
+        "warmup": 10,
+        "grid_seeds": 8,
+        "grid_epochs": 2,
+        "cells_per_device": (1, 2, 4, 8),
+        "pgd_epochs": 3,
+        "pgd_steps": 50,
+        "pgd_restarts": 10,
+        "pgd_samples": 1000,
+        "det_epochs": 1,
+        "variants": "reference,cobench,bf16,channels_last,compile",
+    },
+    "tiny": {
+        "model": "small-cnn",
+        "width": 4,
+        "steps": 2,
+        "warmup": 1,
+        "grid_seeds": 2,
+        "grid_epochs": 1,
+        "cells_per_device": (1, 2),
+        "pgd_epochs": 1,
+        "pgd_steps": 3,
+        "pgd_restarts": 2,
+        "pgd_samples": 16,
+        "det_epochs": 1,
+        "variants": "reference,cobench,bf16,channels_last",
+    },
 }
 
 
@@ -78,8 +105,14 @@ def cifar(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def grid_spec(args: argparse.Namespace, seeds: list[int], epochs: int, evaluators: list[str]) -> GridSpec:
-    spec = GridSpec(datasets=[DATASET], models=[args.setting["model"]], methods=["fgsm"], eps=[8.0], seeds=seeds,
-                    evaluators=evaluators)
+    spec = GridSpec(
+        datasets=[DATASET],
+        models=[args.setting["model"]],
+        methods=["fgsm"],
+        eps=[8.0],
+        seeds=seeds,
+        evaluators=evaluators,
+    )
     spec.override(epochs=epochs, probe_size=64)
     for p in DATASET_PARAMS:
         spec.set_param(p)
@@ -98,11 +131,31 @@ def check_speed(args: argparse.Namespace, device: torch.device) -> dict[str, Any
     x, y = x.repeat(reps, 1, 1, 1)[:n], y.repeat(reps)[:n]  # real images, cycled to the steps measured
     if x.shape[1:] != (3, 32, 32):
         raise SystemExit(f"--data-dir holds images of shape {tuple(x.shape[1:])}, not CIFAR-10's (3, 32, 32)")
-    sargs = speed.parse_args(["--model", s["model"], "--device", str(device), "--steps", str(s["steps"]),
-                              "--warmup", str(s["warmup"]), "--repeats", "1", "--variants", s["variants"]]
-                             + (["--width", str(s["width"])] if s["width"] else []))
-    out: dict[str, Any] = {"model": s["model"], "batch_size": 128, "steps": s["steps"], "steps_per_s": {},
-                           "compile_s": {}, "errors": {}}
+    sargs = speed.parse_args(
+        [
+            "--model",
+            s["model"],
+            "--device",
+            str(device),
+            "--steps",
+            str(s["steps"]),
+            "--warmup",
+            str(s["warmup"]),
+            "--repeats",
+            "1",
+            "--variants",
+            s["variants"],
+        ]
+        + (["--width", str(s["width"])] if s["width"] else [])
+    )
+    out: dict[str, Any] = {
+        "model": s["model"],
+        "batch_size": 128,
+        "steps": s["steps"],
+        "steps_per_s": {},
+        "compile_s": {},
+        "errors": {},
+    }
     for variant in [v.strip() for v in s["variants"].split(",")]:
         try:
             if variant == "reference":
@@ -127,9 +180,13 @@ def check_cells_per_device(args: argparse.Namespace, device: torch.device) -> di
     for k in s["cells_per_device"]:
         with tempfile.TemporaryDirectory(prefix=f"gpu-check-k{k}-") as tmp:
             t0 = time.perf_counter()
-            summary = Runner(spec, tmp, options=RunOptions(device=str(device), data_dir=args.data_dir,
-                                                           checkpoints=False),
-                             executor="local-parallel", executor_options={"cells_per_device": k}).run()
+            summary = Runner(
+                spec,
+                tmp,
+                options=RunOptions(device=str(device), data_dir=args.data_dir, checkpoints=False),
+                executor="local-parallel",
+                executor_options={"cells_per_device": k},
+            ).run()
             seconds = time.perf_counter() - t0
         out["cells_per_hour"][str(k)] = 3600 * summary.ran / seconds
         if summary.failed:
@@ -154,10 +211,17 @@ def check_pgd(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     pargs = argparse.Namespace(eps=8.0, step_size=2.0, steps=s["pgd_steps"], restarts=s["pgd_restarts"], batch_size=512)
     naive_s, naive = pgd_eval.attack(model, x, y, pargs, prune=False, device=device)
     pruned_s, pruned = pgd_eval.attack(model, x, y, pargs, prune=True, device=device)
-    return {"attack": f"PGD-{s['pgd_steps']}-{s['pgd_restarts']}, eps 8/255, step 2/255", "samples": len(x),
-            "clean_acc": result["metrics"]["clean_acc"], "naive_s": naive_s, "pruned_s": pruned_s,
-            "speedup": naive_s / pruned_s, "robust_acc_naive": naive.float().mean().item(),
-            "robust_acc_pruned": pruned.float().mean().item(), "decisions_differ": int((naive != pruned).sum())}
+    return {
+        "attack": f"PGD-{s['pgd_steps']}-{s['pgd_restarts']}, eps 8/255, step 2/255",
+        "samples": len(x),
+        "clean_acc": result["metrics"]["clean_acc"],
+        "naive_s": naive_s,
+        "pruned_s": pruned_s,
+        "speedup": naive_s / pruned_s,
+        "robust_acc_naive": naive.float().mean().item(),
+        "robust_acc_pruned": pruned.float().mean().item(),
+        "decisions_differ": int((naive != pruned).sum()),
+    }
 
 
 # --------------------------------------------------------------------------- 4. determinism
@@ -168,18 +232,23 @@ def check_determinism(args: argparse.Namespace, device: torch.device) -> dict[st
     for deterministic in (True, False):
         runs = []
         for _ in range(2):
-            r = execute_cell(cell.config(), RunOptions(device=str(device), data_dir=args.data_dir, checkpoints=False,
-                                                       deterministic=deterministic))
+            r = execute_cell(
+                cell.config(),
+                RunOptions(device=str(device), data_dir=args.data_dir, checkpoints=False, deterministic=deterministic),
+            )
             if r["status"] != "ok":
                 raise RuntimeError(r["error"]["message"])
             runs.append(r)
         same_metrics = runs[0]["metrics"] == runs[1]["metrics"]
-        same_curves = {k: v for k, v in runs[0]["curves"].items() if not k.endswith("_time_s")} == \
-                      {k: v for k, v in runs[1]["curves"].items() if not k.endswith("_time_s")}
+        same_curves = {k: v for k, v in runs[0]["curves"].items() if not k.endswith("_time_s")} == {
+            k: v for k, v in runs[1]["curves"].items() if not k.endswith("_time_s")
+        }
         out["deterministic" if deterministic else "default"] = {
-            "identical_metrics": same_metrics, "identical_curves": same_curves,
+            "identical_metrics": same_metrics,
+            "identical_curves": same_curves,
             "metrics": [runs[0]["metrics"], runs[1]["metrics"]],
-            "numerics": runs[0]["provenance"]["numerics"]}
+            "numerics": runs[0]["provenance"]["numerics"],
+        }
     return out
 
 
@@ -194,15 +263,23 @@ SECTIONS: tuple[tuple[str, Callable[[argparse.Namespace, torch.device], dict[str
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "cifar10-prefix"),
-                   help="CIFAR-10 in the official python layout (default: ../shared/data/cifar10-prefix)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data-dir",
+        default=str(ROOT.parent / "shared" / "data" / "cifar10-prefix"),
+        help="CIFAR-10 in the official python layout (default: ../shared/data/cifar10-prefix)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out-dir", default=str(HERE / "results"), help="where gpu_check-<device>.json/.txt go")
     p.add_argument("--tiny", action="store_true", help="a tiny setting (small-cnn width 4, a few steps): the CPU test")
     p.add_argument("--budget-s", type=float, default=450.0, help="skip sections that would overrun this (seconds)")
-    p.add_argument("--sections", default=",".join(name for name, _, _ in SECTIONS),
-                   help="comma-separated subset of " + ", ".join(name for name, _, _ in SECTIONS))
+    p.add_argument(
+        "--sections",
+        default=",".join(name for name, _, _ in SECTIONS),
+        help="comma-separated subset of " + ", ".join(name for name, _, _ in SECTIONS),
+    )
     args = p.parse_args(argv)
     args.setting = SETTINGS["tiny" if args.tiny else "full"]
     return args
@@ -213,10 +290,12 @@ def device_label(device: torch.device) -> str:
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:
-    lines = [f"cobench device check on {report['device_name']} (torch {report['torch']}, CUDA {report['cuda']}), "
-             f"{report['setting']} setting, data {report['data_dir']} ({report['train_images']} train / "
-             f"{report['test_images']} test images); machine idle throughout: "
-             f"{'yes' if report['machine_load'].get('idle') else 'NO'}"]
+    lines = [
+        f"cobench device check on {report['device_name']} (torch {report['torch']}, CUDA {report['cuda']}), "
+        f"{report['setting']} setting, data {report['data_dir']} ({report['train_images']} train / "
+        f"{report['test_images']} test images); machine idle throughout: "
+        f"{'yes' if report['machine_load'].get('idle') else 'NO'}"
+    ]
     sections = report["sections"]
     if "speed" in sections and "steps_per_s" in sections["speed"]:
         sp = sections["speed"]
@@ -230,19 +309,25 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         cp = sections["cells_per_device"]
         lines.append(f"2. cells per hour, {cp['cells']} FGSM-AT cells x {cp['epochs']} epochs, local-parallel:")
         for k, v in cp["cells_per_hour"].items():
-            lines.append(f"   --cells-per-device {k:<3}{v:>9.0f} cells/h ({cp['ratio_to_one'].get(k, 0):.2f}x K=1)"
-                         + (f"  failed: {cp['failed'][k]}" if k in cp["failed"] else ""))
+            lines.append(
+                f"   --cells-per-device {k:<3}{v:>9.0f} cells/h ({cp['ratio_to_one'].get(k, 0):.2f}x K=1)"
+                + (f"  failed: {cp['failed'][k]}" if k in cp["failed"] else "")
+            )
     if "pgd" in sections and "naive_s" in sections["pgd"]:
         pg = sections["pgd"]
-        lines.append(f"3. {pg['attack']} on {pg['samples']} images (clean {pg['clean_acc']:.3f}): naive "
-                     f"{pg['naive_s']:.1f} s, pruned {pg['pruned_s']:.1f} s ({pg['speedup']:.1f}x); robust acc "
-                     f"{pg['robust_acc_naive']:.3f} / {pg['robust_acc_pruned']:.3f}, decisions differing: "
-                     f"{pg['decisions_differ']}")
+        lines.append(
+            f"3. {pg['attack']} on {pg['samples']} images (clean {pg['clean_acc']:.3f}): naive "
+            f"{pg['naive_s']:.1f} s, pruned {pg['pruned_s']:.1f} s ({pg['speedup']:.1f}x); robust acc "
+            f"{pg['robust_acc_naive']:.3f} / {pg['robust_acc_pruned']:.3f}, decisions differing: "
+            f"{pg['decisions_differ']}"
+        )
     if "determinism" in sections and "deterministic" in sections["determinism"]:
         de = sections["determinism"]
         for mode in ("deterministic", "default"):
-            lines.append(f"4. two identical runs, {'--deterministic' if mode == 'deterministic' else 'default settings'}: "
-                         f"metrics identical {de[mode]['identical_metrics']}, curves identical {de[mode]['identical_curves']}")
+            lines.append(
+                f"4. two identical runs, {'--deterministic' if mode == 'deterministic' else 'default settings'}: "
+                f"metrics identical {de[mode]['identical_metrics']}, curves identical {de[mode]['identical_curves']}"
+            )
     for name, section in sections.items():
         if "skipped" in section or "error" in section:
             lines.append(f"{name}: " + section.get("skipped", section.get("error", "")))
@@ -257,14 +342,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     device = resolve_device(args.device)
     if not Path(args.data_dir).is_dir():
-        raise SystemExit(f"--data-dir {args.data_dir!r} does not exist: point it at CIFAR-10's python layout "
-                         "(cifar-10-batches-py/), e.g. ../shared/data/cifar10-prefix")
+        raise SystemExit(
+            f"--data-dir {args.data_dir!r} does not exist: point it at CIFAR-10's python layout "
+            "(cifar-10-batches-py/), e.g. ../shared/data/cifar10-prefix"
+        )
     x, _, tx, _ = cifar(args)
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
-    report: dict[str, Any] = {"device": str(device), "device_name": device_label(device), "torch": torch.__version__,
-                              "cuda": torch.version.cuda, "setting": "tiny" if args.tiny else "full",
-                              "data_dir": args.data_dir, "train_images": len(x), "test_images": len(tx),
-                              "budget_s": args.budget_s, "sections": {}}
+    report: dict[str, Any] = {
+        "device": str(device),
+        "device_name": device_label(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "setting": "tiny" if args.tiny else "full",
+        "data_dir": args.data_dir,
+        "train_images": len(x),
+        "test_images": len(tx),
+        "budget_s": args.budget_s,
+        "sections": {},
+    }
     t_start = time.perf_counter()
     with LoadRecorder() as load:
         for name, fn, share in SECTIONS:
@@ -272,7 +367,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 continue
             elapsed = time.perf_counter() - t_start
             if elapsed + share * args.budget_s > args.budget_s:
-                report["sections"][name] = {"skipped": f"skipped: {elapsed:.0f} s of the {args.budget_s:.0f} s budget used"}
+                report["sections"][name] = {
+                    "skipped": f"skipped: {elapsed:.0f} s of the {args.budget_s:.0f} s budget used"
+                }
                 continue
             t0 = time.perf_counter()
             try:
@@ -287,7 +384,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(text)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "gpu_check-" + re.sub(r"[^A-Za-z0-9]+", "-", device.type if device.type == "cpu" else report["device_name"]).strip("-").lower()
+    stem = (
+        "gpu_check-"
+        + re.sub(r"[^A-Za-z0-9]+", "-", device.type if device.type == "cpu" else report["device_name"])
+        .strip("-")
+        .lower()
+    )
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / f"{stem}.txt").write_text(text + "\n")
     print(f"written: {out / stem}.json, .txt")

@@ -21,6 +21,7 @@ Same models (cobench's registry builds both), same data, same batch sizes, same 
 augmentation off in both. Prints seconds, cells per hour and the ratio. A benchmark, not a
 test: nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,16 +41,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a source checkout too
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the shared reference attacks
 
-from cobench.run.device import resolve_device  # noqa: E402
+from machine_load import LoadRecorder  # noqa: E402
+from reference_attacks import reference_fgsm_step, reference_restart_pgd  # noqa: E402
+
 from cobench.grid.cell import Cell  # noqa: E402
+from cobench.grid.resolve import resolve  # noqa: E402
 from cobench.grid.spec import GridSpec  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.grid.resolve import resolve  # noqa: E402
+from cobench.run.device import resolve_device  # noqa: E402
 from cobench.run.runner import Runner, load_dataset  # noqa: E402
 from cobench.run.training import Normalize  # noqa: E402
-from machine_load import LoadRecorder  # noqa: E402
-from reference_attacks import reference_fgsm_step, reference_restart_pgd  # noqa: E402
 
 
 # --------------------------------------------------------------------------- the reference way
@@ -60,17 +62,24 @@ def reference_cell(config: dict[str, Any], device: torch.device, data_dir: str) 
     data = load_dataset(cell.dataset, RunOptions(data_dir=data_dir))
     reg = get_plugin_manager().registry
     net = reg.get("models", cell.model["name"])(**cell.model["params"]).build(
-        num_classes=data.num_classes, image_shape=data.image_shape)
+        num_classes=data.num_classes, image_shape=data.image_shape
+    )
     model = nn.Sequential(Normalize(data.mean, data.std), net).to(device)
     tr = cell.training
     eps = cell.eps / 255
-    train_loader = DataLoader(TensorDataset(data.train_x, data.train_y), batch_size=tr["batch_size"], shuffle=True,
-                              drop_last=True, pin_memory=device.type == "cuda")
+    train_loader = DataLoader(
+        TensorDataset(data.train_x, data.train_y),
+        batch_size=tr["batch_size"],
+        shuffle=True,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+    )
     test_loader = DataLoader(TensorDataset(data.test_x, data.test_y), batch_size=tr["eval_batch_size"], shuffle=False)
     opt = torch.optim.SGD(model.parameters(), lr=tr["lr_max"], momentum=tr["momentum"], weight_decay=tr["weight_decay"])
     total = tr["epochs"] * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.0, max_lr=tr["lr_max"], step_size_up=total / 2,
-                                                  step_size_down=total / 2)
+    scheduler = torch.optim.lr_scheduler.CyclicLR(
+        opt, base_lr=0.0, max_lr=tr["lr_max"], step_size_up=total / 2, step_size_down=total / 2
+    )
     for _ in range(tr["epochs"]):
         model.train()
         for X, y in train_loader:
@@ -91,8 +100,14 @@ def reference_cell(config: dict[str, Any], device: torch.device, data_dir: str) 
 
 # --------------------------------------------------------------------------- the driver
 def grid(args: argparse.Namespace) -> GridSpec:
-    spec = GridSpec(datasets=[args.dataset], models=[args.model], methods=["fgsm"], eps=args.eps, seeds=args.seeds,
-                    evaluators=["clean", "pgd-50-10"])
+    spec = GridSpec(
+        datasets=[args.dataset],
+        models=[args.model],
+        methods=["fgsm"],
+        eps=args.eps,
+        seeds=args.seeds,
+        evaluators=["clean", "pgd-50-10"],
+    )
     spec.override(epochs=args.epochs, lr_max=args.lr_max, amp=args.amp)
     spec.training.augment = False
     spec.params["evaluators"] = {"pgd-50-10": {"steps": args.steps, "restarts": args.restarts}}
@@ -103,9 +118,21 @@ def run_reference(cells: list[Cell], args: argparse.Namespace) -> tuple[float, l
     t0 = time.perf_counter()
     results = []
     for cell in cells:
-        out = subprocess.run([sys.executable, __file__, "--reference-cell", json.dumps(cell.config()),
-                              "--device", args.device, "--data-dir", args.data_dir],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--reference-cell",
+                json.dumps(cell.config()),
+                "--device",
+                args.device,
+                "--data-dir",
+                args.data_dir,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return time.perf_counter() - t0, results
 
@@ -114,8 +141,9 @@ def run_cobench(spec: GridSpec, args: argparse.Namespace) -> tuple[float, list[d
     with tempfile.TemporaryDirectory() as results_dir:
         options = {"device": args.device, "data_dir": args.data_dir, "channels_last": args.channels_last}
         t0 = time.perf_counter()
-        summary = Runner(spec, results_dir, options=options, executor=args.executor,
-                         executor_options={"workers": args.workers}).run()
+        summary = Runner(
+            spec, results_dir, options=options, executor=args.executor, executor_options={"workers": args.workers}
+        ).run()
         seconds = time.perf_counter() - t0
     if summary.failed:
         raise SystemExit(f"cobench cell failed: {summary.failed[0]['error']['message']}")
@@ -157,16 +185,31 @@ def main(argv: list[str] | None = None) -> None:
     spec = grid(args)
     cells = resolve(spec, get_plugin_manager().registry)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"{len(cells)} cells: {args.dataset} / {args.model}, FGSM-AT, eps {args.eps}, seeds {args.seeds}, "
-          f"{args.epochs} epochs, clean + PGD-50-10; {name}")
+    print(
+        f"{len(cells)} cells: {args.dataset} / {args.model}, FGSM-AT, eps {args.eps}, seeds {args.seeds}, "
+        f"{args.epochs} epochs, clean + PGD-50-10; {name}"
+    )
     with LoadRecorder() as load:  # recorded beside the figures; warns when the machine was not idle
         ref_s, ref = run_reference(cells, args)
         cob_s, cob = run_cobench(spec, args)
-    report = {"device": name, "cells": len(cells), "reference_s": ref_s, "cobench_s": cob_s,
-              "reference_cells_per_hour": 3600 * len(cells) / ref_s, "cobench_cells_per_hour": 3600 * len(cells) / cob_s,
-              "ratio": ref_s / cob_s, "cobench_options": {"executor": args.executor, "workers": args.workers,
-                                                          "channels_last": args.channels_last, "amp": args.amp},
-              "reference_metrics": ref, "cobench_metrics": cob, "machine_load": load.record}
+    report = {
+        "device": name,
+        "cells": len(cells),
+        "reference_s": ref_s,
+        "cobench_s": cob_s,
+        "reference_cells_per_hour": 3600 * len(cells) / ref_s,
+        "cobench_cells_per_hour": 3600 * len(cells) / cob_s,
+        "ratio": ref_s / cob_s,
+        "cobench_options": {
+            "executor": args.executor,
+            "workers": args.workers,
+            "channels_last": args.channels_last,
+            "amp": args.amp,
+        },
+        "reference_metrics": ref,
+        "cobench_metrics": cob,
+        "machine_load": load.record,
+    }
     print(f"{'way':<12}{'seconds':>9}{'cells/hour':>12}")
     print(f"{'reference':<12}{ref_s:>9.0f}{report['reference_cells_per_hour']:>12.0f}")
     print(f"{'cobench':<12}{cob_s:>9.0f}{report['cobench_cells_per_hour']:>12.0f}")

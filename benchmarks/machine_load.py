@@ -7,6 +7,7 @@ taken while other jobs share the cores (or the GPU) are inflated, and their rati
 
     python benchmarks/machine_load.py        # what the machine is doing now
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 #: a process counts as busy above this share of one core over the sample
 BUSY_CPU_PERCENT = 20.0
@@ -69,8 +71,12 @@ def gpu_load() -> list[dict[str, Any]] | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        text = subprocess.run(["nvidia-smi", "--query-gpu=index,name,utilization.gpu,memory.used",
-                               "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10).stdout
+        text = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name,utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     gpus = []
@@ -78,8 +84,14 @@ def gpu_load() -> list[dict[str, Any]] | None:
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 4:
             try:
-                gpus.append({"index": int(parts[0]), "name": parts[1], "utilization_percent": float(parts[2]),
-                             "memory_used_mib": float(parts[3])})
+                gpus.append(
+                    {
+                        "index": int(parts[0]),
+                        "name": parts[1],
+                        "utilization_percent": float(parts[2]),
+                        "memory_used_mib": float(parts[3]),
+                    }
+                )
             except ValueError:
                 continue
     return gpus
@@ -98,21 +110,33 @@ def machine_load(sample_s: float = 1.0) -> dict[str, Any]:
     if load is not None and load[0] > IDLE_LOAD_PER_CORE * cores:
         reasons.append(f"1-minute load average {load[0]:.2f} on {cores} cores")
     if busy:
-        reasons.append("other busy processes: " + ", ".join(f"{p['name']} (pid {p['pid']}, {p['cpu_percent']:.0f}% "
-                                                           "of a core)" for p in busy[:5]))
+        reasons.append(
+            "other busy processes: "
+            + ", ".join(f"{p['name']} (pid {p['pid']}, {p['cpu_percent']:.0f}% of a core)" for p in busy[:5])
+        )
     for g in gpus or []:
         if g["utilization_percent"] > BUSY_GPU_PERCENT:
             reasons.append(f"GPU {g['index']} ({g['name']}) {g['utilization_percent']:.0f}% busy")
-    return {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cores": cores, "loadavg": load,
-            "busy_processes": busy, "gpus": gpus, "idle": not reasons, "not_idle_because": reasons}
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cores": cores,
+        "loadavg": load,
+        "busy_processes": busy,
+        "gpus": gpus,
+        "idle": not reasons,
+        "not_idle_because": reasons,
+    }
 
 
 def warn_if_busy(record: dict[str, Any], when: str, echo: Callable[[str], None] = print) -> bool:
     """Print a warning naming why the machine was not idle ``when``; returns whether it warned."""
     if record.get("idle", True):
         return False
-    echo(f"WARNING: the machine was not idle {when}: " + "; ".join(record["not_idle_because"])
-         + ". Timings are inflated and ratios less exact; re-run on an idle machine for figures to publish.")
+    echo(
+        f"WARNING: the machine was not idle {when}: "
+        + "; ".join(record["not_idle_because"])
+        + ". Timings are inflated and ratios less exact; re-run on an idle machine for figures to publish."
+    )
     return True
 
 
@@ -124,7 +148,7 @@ class LoadRecorder:
         self.sample_s, self.echo = sample_s, echo
         self.record: dict[str, Any] = {}
 
-    def __enter__(self) -> "LoadRecorder":
+    def __enter__(self) -> LoadRecorder:
         self.record["before"] = machine_load(self.sample_s)
         warn_if_busy(self.record["before"], "before the benchmark", self.echo)
         return self

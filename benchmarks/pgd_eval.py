@@ -11,6 +11,7 @@ later restarts attack only the samples still standing). Prints both times, the r
 robust accuracies and how many per-sample decisions differ (0 expected). A benchmark, not a
 test: nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,15 +27,16 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout too
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the machine-load recorder
 
-from cobench import hookimpl  # noqa: E402
-from cobench.api import EvalContext, Evaluator  # noqa: E402
-from cobench.attacks import pgd_until_fooled  # noqa: E402
-from cobench.run.device import resolve_device  # noqa: E402
-from cobench.grid.spec import GridSpec  # noqa: E402
-from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.grid.resolve import resolve  # noqa: E402
-from cobench.run.runner import execute_cell  # noqa: E402
-from machine_load import LoadRecorder  # noqa: E402
+from machine_load import LoadRecorder
+
+from cobench import hookimpl
+from cobench.api import EvalContext, Evaluator
+from cobench.attacks import pgd_until_fooled
+from cobench.grid.resolve import resolve
+from cobench.grid.spec import GridSpec
+from cobench.plugins import get_plugin_manager
+from cobench.run.device import resolve_device
+from cobench.run.runner import execute_cell
 
 TRAINED: dict[str, Any] = {}
 
@@ -57,8 +59,14 @@ class KeepModelPlugin:
 
 def train_model(args: argparse.Namespace, method: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor, dict]:
     """One cell trained by cobench's runner on this process's device; returns model, test set, metrics."""
-    spec = GridSpec(datasets=[args.dataset], models=[args.model], methods=[method], eps=[args.eps],
-                    evaluators=["clean", "fgsm", "benchmark-keep-model"], seeds=[args.seed])
+    spec = GridSpec(
+        datasets=[args.dataset],
+        models=[args.model],
+        methods=[method],
+        eps=[args.eps],
+        evaluators=["clean", "fgsm", "benchmark-keep-model"],
+        seeds=[args.seed],
+    )
     spec.override(epochs=args.epochs, lr_max=args.lr_max)
     (cell,) = resolve(spec, get_plugin_manager().registry)
     result = execute_cell(cell.config(), {"device": args.device, "data_dir": args.data_dir})
@@ -68,8 +76,9 @@ def train_model(args: argparse.Namespace, method: str) -> tuple[nn.Module, torch
     return model, TRAINED.pop("x"), TRAINED.pop("y"), result["metrics"]
 
 
-def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, prune: bool,
-           device: torch.device) -> tuple[float, torch.Tensor]:
+def attack(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, prune: bool, device: torch.device
+) -> tuple[float, torch.Tensor]:
     """Seconds for PGD-steps-restarts over the test set, and the per-sample 'robust' decisions."""
     g = torch.Generator(device=device).manual_seed(1)
     robust = []
@@ -78,8 +87,17 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Na
     t0 = time.perf_counter()
     for i in range(0, len(x), args.batch_size):
         xb, yb = x[i : i + args.batch_size], y[i : i + args.batch_size]
-        delta = pgd_until_fooled(model, xb, yb, args.eps / 255, alpha=args.step_size / 255, steps=args.steps,
-                                 restarts=args.restarts, generator=g, prune=prune)
+        delta = pgd_until_fooled(
+            model,
+            xb,
+            yb,
+            args.eps / 255,
+            alpha=args.step_size / 255,
+            steps=args.steps,
+            restarts=args.restarts,
+            generator=g,
+            prune=prune,
+        )
         with torch.no_grad():
             robust.append(model(xb + delta).argmax(1) == yb)
     if device.type == "cuda":
@@ -111,14 +129,19 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     args.device = str(device)
     get_plugin_manager().register(KeepModelPlugin(), "benchmark-keep-model")
-    report: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                              "threads": torch.get_num_threads(), "torch": torch.__version__,
-                              "setting": f"{args.dataset} / {args.model}, eps {args.eps:g}/255, "
-                                         f"PGD-{args.steps}-{args.restarts} step {args.step_size:g}/255",
-                              "models": {}}
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "setting": f"{args.dataset} / {args.model}, eps {args.eps:g}/255, "
+        f"PGD-{args.steps}-{args.restarts} step {args.step_size:g}/255",
+        "models": {},
+    }
     print(report["setting"], f"on {report['device']} ({report['threads']} threads)")
-    print(f"{'model':<22}{'clean':>7}{'naive s':>9}{'pruned s':>10}{'speed-up':>10}{'naive acc':>11}"
-          f"{'pruned acc':>12}{'differ':>8}")
+    print(
+        f"{'model':<22}{'clean':>7}{'naive s':>9}{'pruned s':>10}{'speed-up':>10}{'naive acc':>11}"
+        f"{'pruned acc':>12}{'differ':>8}"
+    )
     load = LoadRecorder().__enter__()  # recorded beside the figures; warns when the machine was not idle
     for method, label in (("fgsm", "FGSM-AT"), ("pgd", "PGD-AT")):
         model, x, y, metrics = train_model(args, method)
@@ -126,13 +149,22 @@ def main(argv: list[str] | None = None) -> None:
             x, y = x[: args.samples], y[: args.samples]
         naive_s, naive = attack(model, x, y, args, prune=False, device=device)
         pruned_s, pruned = attack(model, x, y, args, prune=True, device=device)
-        row = {"clean_acc": metrics["clean_acc"], "fgsm_acc": metrics["fgsm_acc"], "naive_s": naive_s,
-               "pruned_s": pruned_s, "speedup": naive_s / pruned_s, "naive_acc": naive.float().mean().item(),
-               "pruned_acc": pruned.float().mean().item(), "decisions_differ": int((naive != pruned).sum()),
-               "samples": len(x)}
+        row = {
+            "clean_acc": metrics["clean_acc"],
+            "fgsm_acc": metrics["fgsm_acc"],
+            "naive_s": naive_s,
+            "pruned_s": pruned_s,
+            "speedup": naive_s / pruned_s,
+            "naive_acc": naive.float().mean().item(),
+            "pruned_acc": pruned.float().mean().item(),
+            "decisions_differ": int((naive != pruned).sum()),
+            "samples": len(x),
+        }
         report["models"][label] = row
-        print(f"{label:<22}{row['clean_acc']:>7.3f}{naive_s:>9.1f}{pruned_s:>10.1f}{row['speedup']:>9.1f}x"
-              f"{row['naive_acc']:>11.3f}{row['pruned_acc']:>12.3f}{row['decisions_differ']:>8}")
+        print(
+            f"{label:<22}{row['clean_acc']:>7.3f}{naive_s:>9.1f}{pruned_s:>10.1f}{row['speedup']:>9.1f}x"
+            f"{row['naive_acc']:>11.3f}{row['pruned_acc']:>12.3f}{row['decisions_differ']:>8}"
+        )
     load.__exit__(None, None, None)
     report["machine_load"] = load.record
     if args.json_out:

@@ -1,5 +1,6 @@
 """The reference way's FGSM-AT training step and its evaluation attack, written as the reference
 repositories write them; shared by ``speed.py`` and ``grid_throughput.py`` so both time the same code."""
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,9 @@ def reference_fgsm(model: nn.Module, X: Tensor, y: Tensor, eps: float) -> Tensor
     return delta.detach()
 
 
-def reference_fgsm_step(model: nn.Module, opt: torch.optim.Optimizer, scheduler, X: Tensor, y: Tensor,
-                        eps: float) -> tuple[float, int]:
+def reference_fgsm_step(
+    model: nn.Module, opt: torch.optim.Optimizer, scheduler, X: Tensor, y: Tensor, eps: float
+) -> tuple[float, int]:
     """One iteration of ``train_fgsm.py``'s training loop: the attack, the update, the scheduler
     step and its per-step ``.item()`` bookkeeping (part of the cost being timed). Returns the
     batch's summed loss and correct count, as that loop accumulates them."""
@@ -38,8 +40,9 @@ def reference_fgsm_step(model: nn.Module, opt: torch.optim.Optimizer, scheduler,
     return loss_sum, correct
 
 
-def reference_restart_pgd(model: nn.Module, X: Tensor, y: Tensor, eps: float, alpha: float, steps: int,
-                          restarts: int) -> Tensor:
+def reference_restart_pgd(
+    model: nn.Module, X: Tensor, y: Tensor, eps: float, alpha: float, steps: int, restarts: int
+) -> Tensor:
     """gortizji/co_features' ``RestartPGD``: every restart attacks every sample at every step; the
     highest-loss delta is kept."""
     max_loss = torch.zeros(len(y), device=X.device)

@@ -24,6 +24,7 @@ Usage::
     python benchmarks/speed.py --model small-cnn --device cpu --steps 30
     python benchmarks/speed.py --eval                          # also evaluation throughput by batch size
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,15 +42,16 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout too
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared reference attacks
 
-from cobench.api import NO_INJECTION, DataSplits, EvalContext, Method  # noqa: E402
-from cobench.attacks import accuracy, fgsm  # noqa: E402
-from cobench.run.device import resolve_device  # noqa: E402
-from cobench.grid.spec import TrainingConfig  # noqa: E402
-from cobench.plugins import get_plugin_manager  # noqa: E402
-from cobench.options import RunOptions  # noqa: E402
-from cobench.run.training import CellParts, Normalize, train  # noqa: E402
-from machine_load import LoadRecorder  # noqa: E402
-from reference_attacks import reference_fgsm_step  # noqa: E402
+from machine_load import LoadRecorder
+from reference_attacks import reference_fgsm_step
+
+from cobench.api import NO_INJECTION, DataSplits, EvalContext, Method
+from cobench.attacks import accuracy, fgsm
+from cobench.grid.spec import TrainingConfig
+from cobench.options import RunOptions
+from cobench.plugins import get_plugin_manager
+from cobench.run.device import resolve_device
+from cobench.run.training import CellParts, Normalize, train
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)  # CIFAR-10's
 EPS = 8 / 255
@@ -69,13 +71,15 @@ def build_model(name: str, width: int | None, device: torch.device) -> nn.Module
 
 
 # --------------------------------------------------------------------------- the reference loop
-def reference_loop(model: nn.Module, loader: DataLoader, device: torch.device, steps: int, warmup: int,
-                   lr_max: float = 0.2) -> float:
+def reference_loop(
+    model: nn.Module, loader: DataLoader, device: torch.device, steps: int, warmup: int, lr_max: float = 0.2
+) -> float:
     """locuslab/fast_adversarial's FGSM-AT epoch (zero init, alpha = eps); returns steps/s."""
     opt = torch.optim.SGD(model.parameters(), lr=lr_max, momentum=0.9, weight_decay=5e-4)
     total = steps + warmup
-    scheduler = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.0, max_lr=lr_max, step_size_up=total / 2,
-                                                  step_size_down=total / 2)
+    scheduler = torch.optim.lr_scheduler.CyclicLR(
+        opt, base_lr=0.0, max_lr=lr_max, step_size_up=total / 2, step_size_down=total / 2
+    )
     t0 = None
     model.train()
     for i, (X, y) in enumerate(loader):
@@ -92,8 +96,9 @@ def reference_loop(model: nn.Module, loader: DataLoader, device: torch.device, s
 
 def measure_reference(args: argparse.Namespace, x: Tensor, y: Tensor, device: torch.device) -> float:
     model = build_model(args.model, args.width, device)
-    loader = DataLoader(TensorDataset(x, y), batch_size=args.batch_size, shuffle=True, drop_last=True,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        TensorDataset(x, y), batch_size=args.batch_size, shuffle=True, drop_last=True, pin_memory=device.type == "cuda"
+    )
     return reference_loop(model, loader, device, args.steps, args.warmup)
 
 
@@ -103,23 +108,38 @@ def splits(x: Tensor, y: Tensor, device: torch.device) -> DataSplits:
     return DataSplits(x, y, x[:256], y[:256], 10, MEAN, STD)
 
 
-def cobench_epoch(model: nn.Module, method: Method, data: DataSplits, device: torch.device, bs: int,
-                  flags: set[str]) -> None:
+def cobench_epoch(
+    model: nn.Module, method: Method, data: DataSplits, device: torch.device, bs: int, flags: set[str]
+) -> None:
     """One epoch of cobench's own loop, with the variant's flags as the runner would pass them."""
     reg = get_plugin_manager().registry
     injection = reg.get("injections", NO_INJECTION)()
     config = TrainingConfig(epochs=1, batch_size=bs, augment=False, amp="bf16" if "bf16" in flags else "off")
     config.validate()
-    eval_ctx = EvalContext(eps=EPS, test_x=data.test_x, test_y=data.test_y, clean_test_x=data.test_x,
-                           injection=injection, num_classes=10, device=device, batch_size=512, seed=0,
-                           probe_x=data.test_x, probe_y=data.test_y)
+    eval_ctx = EvalContext(
+        eps=EPS,
+        test_x=data.test_x,
+        test_y=data.test_y,
+        clean_test_x=data.test_x,
+        injection=injection,
+        num_classes=10,
+        device=device,
+        batch_size=512,
+        seed=0,
+        probe_x=data.test_x,
+        probe_y=data.test_y,
+    )
     parts = CellParts(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=eval_ctx)
-    train(parts, config.as_config(), RunOptions(device=str(device), channels_last="channels_last" in flags,
-                                                compile="compile" in flags))
+    train(
+        parts,
+        config.as_config(),
+        RunOptions(device=str(device), channels_last="channels_last" in flags, compile="compile" in flags),
+    )
 
 
-def measure_cobench(args: argparse.Namespace, x: Tensor, y: Tensor, device: torch.device,
-                    flags: set[str]) -> tuple[float, float | None]:
+def measure_cobench(
+    args: argparse.Namespace, x: Tensor, y: Tensor, device: torch.device, flags: set[str]
+) -> tuple[float, float | None]:
     """Steps/s of ``cobench.run.training.train`` (a warm-up epoch first); also the compile time
     (``compile``: cobench's ``--compile`` option, whose warm-up epoch compiles)."""
     model = build_model(args.model, args.width, device)
@@ -163,7 +183,9 @@ def measure_eval(args: argparse.Namespace, x: Tensor, y: Tensor, device: torch.d
 
 # --------------------------------------------------------------------------- driver
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="preact-resnet18", help="a cobench model (preact-resnet18, small-cnn, ...)")
     p.add_argument("--width", type=int, help="the model's width parameter (default: the model's own)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -171,8 +193,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="measured steps per loop (default 30 on CPU, 200 on GPU)")
     p.add_argument("--warmup", type=int, help="unmeasured warm-up steps (default 3 on CPU, 20 on GPU)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
-    p.add_argument("--variants", default="reference,cobench,channels_last,bf16,channels_last+bf16",
-                   help="comma-separated: reference, cobench, or '+'-joined flags from " + ", ".join(VARIANT_FLAGS))
+    p.add_argument(
+        "--variants",
+        default="reference,cobench,channels_last,bf16,channels_last+bf16",
+        help="comma-separated: reference, cobench, or '+'-joined flags from " + ", ".join(VARIANT_FLAGS),
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--eval", action="store_true", help="also measure evaluation throughput by batch size")
     p.add_argument("--eval-batch-sizes", default="128,512,1024")
@@ -189,7 +214,9 @@ def parse_variant(name: str) -> set[str]:
     flags = set(name.split("+"))
     unknown = flags - set(VARIANT_FLAGS)
     if unknown:
-        raise SystemExit(f"unknown variant flag(s) {sorted(unknown)}; valid: reference, cobench, {', '.join(VARIANT_FLAGS)}")
+        raise SystemExit(
+            f"unknown variant flag(s) {sorted(unknown)}; valid: reference, cobench, {', '.join(VARIANT_FLAGS)}"
+        )
     return flags
 
 
@@ -217,10 +244,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if c is not None:
                     compile_s.setdefault(v, c)
     report: dict[str, Any] = {
-        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "model": args.model,
-        "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
-        "steps_per_s": {v: statistics.median(r) for v, r in runs.items()}, "all_runs": runs,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "steps_per_s": {v: statistics.median(r) for v, r in runs.items()},
+        "all_runs": runs,
         "compile_s": compile_s,
     }
     ref = report["steps_per_s"].get("reference")
@@ -232,16 +266,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"{report['model']}, FGSM-AT, batch {report['batch_size']}, {report['device_name']} "
-          f"({report['threads']} threads), torch {report['torch']}; median of {report['repeats']} x "
-          f"{report['steps']} steps after {report['warmup']} warm-up")
+    print(
+        f"{report['model']}, FGSM-AT, batch {report['batch_size']}, {report['device_name']} "
+        f"({report['threads']} threads), torch {report['torch']}; median of {report['repeats']} x "
+        f"{report['steps']} steps after {report['warmup']} warm-up"
+    )
     print(f"{'variant':<24}{'steps/s':>10}{'x reference':>14}")
     for v, sps in report["steps_per_s"].items():
         ratio = report.get("ratio_to_reference", {}).get(v)
         extra = f"  (compile {report['compile_s'][v]:.0f}s)" if v in report["compile_s"] else ""
         print(f"{v:<24}{sps:>10.2f}{'' if ratio is None else f'{ratio:>14.2f}'}{extra}")
     for bs, e in report.get("eval", {}).items():
-        print(f"eval batch {bs:>5}: clean {e['clean_images_per_s']:>9.0f} img/s, FGSM {e['fgsm_images_per_s']:>9.0f} img/s")
+        print(
+            f"eval batch {bs:>5}: clean {e['clean_images_per_s']:>9.0f} img/s, FGSM {e['fgsm_images_per_s']:>9.0f} img/s"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 Plugin authors need only ``from cobench import hookimpl`` and the base classes in
 :mod:`cobench.api`.
 """
+
 from __future__ import annotations
 
 import pluggy

@@ -5,11 +5,13 @@ arguments of ``__init__`` (with defaults), so ``cobench list`` can show them and
 can override them. Runtime facts (eps, beta, data shapes, device) arrive through the
 context objects below, never through the constructor.
 """
+
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -72,10 +74,17 @@ class DataSplits:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
 
-    def to(self, device: torch.device | str) -> "DataSplits":
+    def to(self, device: torch.device | str) -> DataSplits:
         return DataSplits(
-            self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
-            self.test_y.to(device), self.num_classes, self.mean, self.std, self.crop_padding, self.flip,
+            self.train_x.to(device),
+            self.train_y.to(device),
+            self.test_x.to(device),
+            self.test_y.to(device),
+            self.num_classes,
+            self.mean,
+            self.std,
+            self.crop_padding,
+            self.flip,
         )
 
 
@@ -102,6 +111,9 @@ class InjectionContext:
     num_classes: int
     image_shape: tuple[int, int, int]
     seed: int
+    #: the device ``apply`` will see training batches on: put carriers there (None: ``train_x``'s device;
+    #: the training set may stay on the host when it is too large for the device, see cobench.run.placement)
+    device: torch.device | None = None
 
 
 #: the name of the identity injection (no injected feature, so its cells have no beta axis)
@@ -185,8 +197,12 @@ class StepContext:
     """
 
     def __init__(
-        self, model: nn.Module, setup: TrainSetup, update: Callable[[Tensor, Tensor, Tensor], None],
-        lower: float = 0.0, upper: float = 1.0,
+        self,
+        model: nn.Module,
+        setup: TrainSetup,
+        update: Callable[[Tensor, Tensor, Tensor], None],
+        lower: float = 0.0,
+        upper: float = 1.0,
     ):
         self.model = model
         self.setup = setup
@@ -350,8 +366,9 @@ class Executor(Component):
         """Whether cells run on other machines than the driver (then ``--device`` is checked there)."""
         return False
 
-    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
-            progress: Progress) -> Iterable[tuple[Any, dict]]:
+    def run(
+        self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions, progress: Progress
+    ) -> Iterable[tuple[Any, dict]]:
         raise NotImplementedError
 
 
@@ -403,7 +420,12 @@ def plain_state(obj: Any) -> dict[str, Any]:
     for name, value in vars(obj).items():
         if is_plain(value):
             out[name] = value
-        elif hasattr(value, "__dict__") and not callable(value) and vars(value) and all(is_plain(v) for v in vars(value).values()):
+        elif (
+            hasattr(value, "__dict__")
+            and not callable(value)
+            and vars(value)
+            and all(is_plain(v) for v in vars(value).values())
+        ):
             out[name] = {"__object__": dict(vars(value))}
     return out
 

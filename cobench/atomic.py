@@ -1,12 +1,14 @@
 """The one way cobench writes a file: results, rendered leaderboards, weights, checkpoints and
 decompressed data all go through :func:`write_atomic`, so a reader (or a crash) sees the old
 file or the new one, never half of one."""
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 #: what to write: text (UTF-8), bytes, or a function that writes to the open binary file
 Contents = str | bytes | Callable[[BinaryIO], None]

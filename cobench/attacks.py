@@ -4,10 +4,11 @@ They never change the model's train/eval mode: training methods craft perturbati
 BatchNorm in train mode (as the fast-AT reference code does), evaluators call them on a
 model in eval mode. ``x + delta`` is always kept inside [lower, upper].
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +48,13 @@ def sample_gradients(
 
 
 def sign_step(
-    x: Tensor, delta: Tensor, grad: Tensor, alpha: float, eps: float | None = None,
-    lower: float = 0.0, upper: float = 1.0,
+    x: Tensor,
+    delta: Tensor,
+    grad: Tensor,
+    alpha: float,
+    eps: float | None = None,
+    lower: float = 0.0,
+    upper: float = 1.0,
 ) -> Tensor:
     """``delta + alpha * sign(grad)``, clipped to the eps-ball (unless ``eps`` is None) and to the image range.
 
@@ -91,8 +97,16 @@ def uniform_like(x: Tensor, low: float, high: float, generator: torch.Generator 
 
 
 def fgsm(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, alpha: float | None = None,
-    init: Tensor | None = None, project: bool = True, lower: float = 0.0, upper: float = 1.0,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    alpha: float | None = None,
+    init: Tensor | None = None,
+    project: bool = True,
+    lower: float = 0.0,
+    upper: float = 1.0,
 ) -> Tensor:
     """One signed-gradient step from ``init`` (zero by default); returns the perturbation.
 
@@ -109,8 +123,18 @@ def fgsm(
 
 
 def pgd(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, alpha: float, steps: int, restarts: int = 1,
-    random_init: bool = True, generator: torch.Generator | None = None, lower: float = 0.0, upper: float = 1.0,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    alpha: float,
+    steps: int,
+    restarts: int = 1,
+    random_init: bool = True,
+    generator: torch.Generator | None = None,
+    lower: float = 0.0,
+    upper: float = 1.0,
 ) -> Tensor:
     """L-inf PGD with restarts (Madry et al. 2018); returns the worst perturbation found.
 
@@ -145,8 +169,18 @@ def pgd(
 
 
 def pgd_until_fooled(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, alpha: float, steps: int, restarts: int = 1,
-    generator: torch.Generator | None = None, lower: float = 0.0, upper: float = 1.0, prune: bool = True,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    alpha: float,
+    steps: int,
+    restarts: int = 1,
+    generator: torch.Generator | None = None,
+    lower: float = 0.0,
+    upper: float = 1.0,
+    prune: bool = True,
 ) -> Tensor:
     """L-inf PGD for evaluation (model in eval mode): a sample stops once it is fooled.
 

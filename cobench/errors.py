@@ -1,7 +1,8 @@
 """Exceptions whose messages are meant for the user, not for a traceback."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import click
 
@@ -15,9 +16,7 @@ class CobenchError(click.ClickException):
 class UnknownComponentError(CobenchError):
     def __init__(self, kind: str, name: str, valid: Iterable[str]):
         valid = sorted(valid)
-        super().__init__(
-            f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid) if valid else '(none installed)'}"
-        )
+        super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid) if valid else '(none installed)'}")
         self.kind, self.name, self.valid = kind, name, valid
 
 

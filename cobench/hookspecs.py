@@ -5,9 +5,10 @@ component it contributes, passing the component *class* (a subclass of the match
 base in :mod:`cobench.api`). Registration is attributed to the plugin that made it, so
 ``cobench list methods`` can show who owns what and a name clash names both plugins.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import click
 import pluggy

@@ -6,10 +6,11 @@ the singular used in messages), the hook specification that registers it, and wh
 grid cell names one. Everything else (the registry, grid parsing, the CLI, result
 attribution) reads this table.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from cobench import hookspecs
 from cobench.api import Component, Dataset, Evaluator, Executor, Injection, Method, Model, RunLogger

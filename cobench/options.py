@@ -5,10 +5,12 @@ executors to every worker (it is frozen and picklable); none of it enters a cell
 or its hash. Progress reporting is not an option: it is passed separately, because it
 only exists in the driver process (:class:`Progress`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class RunOptions:
     checkpoint_dir: str = ""
     #: keep a cell's checkpoint once it finished (by default it is removed)
     keep_checkpoints: bool = False
+    #: GB of device memory the data set may take there; past it the training set stays on the host and
+    #: minibatches are copied over (0 = half the device's free memory on CUDA; see cobench.run.placement)
+    data_budget_gb: float = 0.0
     #: deterministic algorithms, deterministic cuDNN and cuBLAS (see cobench.run.device.configure_numerics)
     deterministic: bool = False
     #: the executor running the cell and how many cells share its device at once, recorded in each
@@ -43,7 +48,7 @@ class RunOptions:
     cells_per_device: int = 1
 
     @classmethod
-    def of(cls, options: "RunOptions | Mapping[str, Any] | None") -> "RunOptions":
+    def of(cls, options: RunOptions | Mapping[str, Any] | None) -> RunOptions:
         """``options`` as a :class:`RunOptions` (a mapping names its fields; unknown names are an error)."""
         if options is None:
             return cls()
@@ -51,7 +56,9 @@ class RunOptions:
             return options
         unknown = sorted(set(options) - {f.name for f in fields(cls)})
         if unknown:
-            raise TypeError(f"unknown run option(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(cls))}")
+            raise TypeError(
+                f"unknown run option(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(cls))}"
+            )
         return cls(**options)
 
 

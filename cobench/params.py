@@ -5,6 +5,7 @@ A component declares ranges as ``ranges = {"steps": ">= 1", "alpha": ("> 0", "<=
 each condition is an operator and a number. Every problem is collected, so one error lists
 them all (see :func:`cobench.grid.resolve.resolve`).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -12,10 +13,15 @@ import math
 import operator
 import types
 import typing
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
 
 
 def init_hints(cls: type) -> dict[str, Any]:
@@ -67,14 +73,15 @@ def type_name(hint: Any) -> str:
     if hint is type(None):
         return "None"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
-        hint, getattr(hint, "__name__", None) or str(hint))
+        hint, getattr(hint, "__name__", None) or str(hint)
+    )
 
 
-def range_problem(value: Any, conditions: "str | tuple[str, ...]") -> str | None:
+def range_problem(value: Any, conditions: str | tuple[str, ...]) -> str | None:
     """The first condition (``">= 1"``) that ``value`` breaks, as ``"expected >= 1"``."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None  # None (an optional value) or a type already reported
-    for condition in ([conditions] if isinstance(conditions, str) else conditions):
+    for condition in [conditions] if isinstance(conditions, str) else conditions:
         op, _, bound = condition.strip().partition(" ")
         if not _OPERATORS[op](value, float(bound)):
             return f"expected {condition.strip()}"
@@ -86,19 +93,25 @@ def check_range_declarations(owner: str, ranges: Mapping[str, Any], valid: Mappi
     for name, conditions in ranges.items():
         if name not in valid:
             raise ValueError(f"{owner}: ranges names {name!r}, which is not a parameter")
-        for condition in ([conditions] if isinstance(conditions, str) else conditions):
+        for condition in [conditions] if isinstance(conditions, str) else conditions:
             op, _, bound = condition.strip().partition(" ")
             try:
                 float(bound)
             except ValueError:
                 op = ""
             if op not in _OPERATORS:
-                raise ValueError(f"{owner}: range {condition!r} of {name!r} is not OP NUMBER with OP one of "
-                                 + ", ".join(_OPERATORS))
+                raise ValueError(
+                    f"{owner}: range {condition!r} of {name!r} is not OP NUMBER with OP one of " + ", ".join(_OPERATORS)
+                )
 
 
-def value_problems(where: str, values: Mapping[str, Any], hints: Mapping[str, Any],
-                   ranges: Mapping[str, Any], required: tuple[str, ...] = ()) -> list[str]:
+def value_problems(
+    where: str,
+    values: Mapping[str, Any],
+    hints: Mapping[str, Any],
+    ranges: Mapping[str, Any],
+    required: tuple[str, ...] = (),
+) -> list[str]:
     """One line per bad value: ``where.key = value: expected ...``."""
     problems = []
     for key in required:
@@ -118,7 +131,12 @@ def value_problems(where: str, values: Mapping[str, Any], hints: Mapping[str, An
 def component_problems(cls: Any, plural: str, values: Mapping[str, Any]) -> list[str]:
     """The problems of component ``cls`` (of kind ``plural``) run with ``values``."""
     signature = inspect.signature(cls.__init__).parameters
-    required = tuple(n for n, p in signature.items()
-                     if n != "self" and p.default is inspect.Parameter.empty
-                     and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n != cls.spec_arg)
+    required = tuple(
+        n
+        for n, p in signature.items()
+        if n != "self"
+        and p.default is inspect.Parameter.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and n != cls.spec_arg
+    )
     return value_problems(f"{plural}.{cls.name}", values, init_hints(cls), getattr(cls, "ranges", {}), required)

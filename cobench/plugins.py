@@ -6,6 +6,7 @@ registered the same way as third-party plugins, through the same hooks, but need
 installed metadata. Each plugin is loaded on its own, so one broken plugin is reported,
 not fatal.
 """
+
 from __future__ import annotations
 
 import functools
@@ -108,7 +109,8 @@ class Registry:
         error = UnknownComponentError(singular(kind), name, self.components[kind])
         if self.failures:
             error.message += "; " + "; ".join(
-                f"plugin {plugin!r} failed to load and may provide it: {msg}" for plugin, msg in self.failures.items())
+                f"plugin {plugin!r} failed to load and may provide it: {msg}" for plugin, msg in self.failures.items()
+            )
         raise error
 
     def owner(self, kind: str, name: str) -> str:
@@ -163,8 +165,11 @@ class PluginManager:
         except pluggy.PluginValidationError as exc:
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
-            raise PluginError(f"plugin {name!r} is invalid: {exc} (hooks: "
-                              + ", ".join(k.hook for k in KINDS) + ", register_commands)") from None
+            raise PluginError(
+                f"plugin {name!r} is invalid: {exc} (hooks: "
+                + ", ".join(k.hook for k in KINDS)
+                + ", register_commands)"
+            ) from None
         self.dists[name] = dist
         self._registry = None
 
@@ -189,8 +194,12 @@ class PluginManager:
         hookimpls = {k.plural: {i.plugin_name: i for i in getattr(self.pm.hook, k.hook).get_hookimpls()} for k in KINDS}
         for plugin_name, _ in list(self.pm.list_name_plugin()):
             try:
-                staged = [(kind, cls) for kind in KIND_NAMES if plugin_name in hookimpls[kind]
-                          for cls in _registrations(hookimpls[kind][plugin_name], kind, plugin_name)]
+                staged = [
+                    (kind, cls)
+                    for kind in KIND_NAMES
+                    if plugin_name in hookimpls[kind]
+                    for cls in _registrations(hookimpls[kind][plugin_name], kind, plugin_name)
+                ]
             except PluginError as exc:
                 if plugin_name in BUILTIN_PLUGINS:
                     raise
@@ -208,8 +217,10 @@ class PluginManager:
             reg.components[kind][cls.name] = cls
             reg.owners[kind][cls.name] = plugin_name
             return
-        message = (f"{singular(kind)} name {cls.name!r} is registered by both plugin {prior!r} and plugin {plugin_name!r}; "
-                   f"{cls.name!r} means {prior!r}'s, write '{plugin_name}{QUALIFIER}{cls.name}' for the other")
+        message = (
+            f"{singular(kind)} name {cls.name!r} is registered by both plugin {prior!r} and plugin {plugin_name!r}; "
+            f"{cls.name!r} means {prior!r}'s, write '{plugin_name}{QUALIFIER}{cls.name}' for the other"
+        )
         if plugin_name in BUILTIN_PLUGINS:
             raise PluginError(message)
         self.clashes.append(message)
@@ -242,13 +253,15 @@ class PluginManager:
         rows = []
         for name in reg.names(kind):
             cls = reg.components[kind][name]
-            rows.append({
-                "name": name,
-                "plugin": reg.owners[kind][name],
-                "summary": cls.summary(),
-                "parameters": cls.parameters(),
-                "paper": cls.paper,
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "plugin": reg.owners[kind][name],
+                    "summary": cls.summary(),
+                    "parameters": cls.parameters(),
+                    "paper": cls.paper,
+                }
+            )
         return rows
 
 
@@ -261,8 +274,10 @@ def _registrations(impl: Any, kind: str, plugin_name: str) -> list[type[Componen
         if not (isinstance(cls, type) and issubclass(cls, expected.base)):
             actual = next((k for k in KINDS if isinstance(cls, type) and issubclass(cls, k.base)), None)
             hint = f" (it is a {actual.base.__name__}: register it from {actual.hook})" if actual else ""
-            raise PluginError(f"plugin {plugin_name!r} registered {cls!r} from {expected.hook}, "
-                              f"which is not a {expected.base.__name__} subclass{hint}")
+            raise PluginError(
+                f"plugin {plugin_name!r} registered {cls!r} from {expected.hook}, "
+                f"which is not a {expected.base.__name__} subclass{hint}"
+            )
         if not cls.name:
             raise PluginError(f"plugin {plugin_name!r} registered {cls.__name__} without a name")
         out.append(cls)
@@ -272,7 +287,9 @@ def _registrations(impl: Any, kind: str, plugin_name: str) -> list[type[Componen
     except PluginError:
         raise
     except Exception as exc:
-        raise PluginError(f"plugin {plugin_name!r} raised while registering {kind}: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"plugin {plugin_name!r} raised while registering {kind}: {type(exc).__name__}: {exc}"
+        ) from exc
     return out
 
 
@@ -290,8 +307,10 @@ def get_plugin_manager() -> PluginManager:
         manager.load_builtins()
         setting = os.environ.get("COBENCH_LOAD_PLUGINS", "").strip().lower()
         if setting not in ("", "none"):
-            raise PluginError(f"COBENCH_LOAD_PLUGINS={os.environ['COBENCH_LOAD_PLUGINS']!r} is not valid: set it to "
-                              "none (built-ins only) or leave it unset (every installed plugin)")
+            raise PluginError(
+                f"COBENCH_LOAD_PLUGINS={os.environ['COBENCH_LOAD_PLUGINS']!r} is not valid: set it to "
+                "none (built-ins only) or leave it unset (every installed plugin)"
+            )
         if setting != "none":
             manager.load_entry_points()
         _manager = manager

@@ -1,5 +1,6 @@
 """Shared fixtures: a fresh plugin manager per test, and the cobench.testing fixtures
 (tiny data, tiny models, a StepContext that records updates)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,9 +8,14 @@ from typing import Any
 import pytest
 
 from cobench.plugins import PluginManager, reset_plugin_manager
+
 # the plugin-author fixtures (cobench.testing is also a pytest11 plugin once cobench is installed)
 from cobench.testing import (  # noqa: F401
-    cobench_pm, cobench_step_ctx, cobench_tiny_data, cobench_tiny_grid, cobench_tiny_model,
+    cobench_pm,
+    cobench_step_ctx,
+    cobench_tiny_data,
+    cobench_tiny_grid,
+    cobench_tiny_model,
 )
 
 

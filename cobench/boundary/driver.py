@@ -5,6 +5,7 @@ Each point the search asks for becomes ordinary grid cells (one per seed) traine
 stopped, reuses cells that ``cobench run`` or a leaderboard already trained, and leaves cells
 that ``cobench results`` and the leaderboards read like any others.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from cobench.api import NO_INJECTION
-from cobench.errors import ConfigError, CobenchError
-from cobench.grid.spec import GridSpec
 from cobench.boundary.search import BoundarySearch, Outcome, Point
+from cobench.errors import CobenchError, ConfigError
+from cobench.grid.spec import GridSpec
 
 CO_EVALUATOR = "co"
 
@@ -34,7 +35,11 @@ class Plane:
 
     @property
     def label(self) -> str:
-        inj = self.injection if self.injection == NO_INJECTION else f"{self.injection} beta={','.join(f'{b:g}' for b in self.betas)}"
+        inj = (
+            self.injection
+            if self.injection == NO_INJECTION
+            else f"{self.injection} beta={','.join(f'{b:g}' for b in self.betas)}"
+        )
         return f"{self.dataset}/{self.model} {self.method} {inj}"
 
 
@@ -67,50 +72,76 @@ def planes(spec: GridSpec, two_d: bool) -> list[Plane]:
 def validate(spec: GridSpec, *, min_rate: float, eps_step: float, beta_step: float, two_d: bool) -> None:
     """Reject a search that cannot work, before anything trains."""
     if CO_EVALUATOR not in spec.evaluators:
-        raise ConfigError(f"the boundary search reads the {CO_EVALUATOR!r} evaluator's verdicts; add it to "
-                          f"--evaluators (got {','.join(spec.evaluators)})")
+        raise ConfigError(
+            f"the boundary search reads the {CO_EVALUATOR!r} evaluator's verdicts; add it to "
+            f"--evaluators (got {','.join(spec.evaluators)})"
+        )
     if not 0 < min_rate <= 1:
         raise ConfigError(f"--min-rate must be in (0, 1] (the fraction of seeds that must collapse), got {min_rate}")
     if not (math.isfinite(eps_step) and math.isfinite(beta_step)):
-        raise ConfigError(f"--eps-step and --beta-step must be finite numbers (/255 units), got {eps_step:g} and "
-                          f"{beta_step:g}")
+        raise ConfigError(
+            f"--eps-step and --beta-step must be finite numbers (/255 units), got {eps_step:g} and {beta_step:g}"
+        )
     if eps_step <= 0 or beta_step <= 0:
         raise ConfigError(f"--eps-step and --beta-step must be > 0 (/255 units), got {eps_step:g} and {beta_step:g}")
     if len(spec.eps) < 2:
         raise ConfigError(f"give at least two coarse eps values to search between, got {spec.eps}")
     if two_d and (len(spec.betas or []) < 2 or spec.injections == [NO_INJECTION]):
-        raise ConfigError("--2d refines over eps x beta: give an injection other than 'none' and at least two --beta values")
+        raise ConfigError(
+            "--2d refines over eps x beta: give an injection other than 'none' and at least two --beta values"
+        )
 
 
-def search_boundaries(spec: GridSpec, results_dir: Path | str, *, min_rate: float = 0.5, eps_step: float = 1.0,
-                      beta_step: float = 1.0, two_d: bool = False, options: dict[str, Any] | None = None,
-                      executor: str = "local", executor_options: dict[str, Any] | None = None,
-                      progress: Any | None = None) -> list[PlaneSearch]:
+def search_boundaries(
+    spec: GridSpec,
+    results_dir: Path | str,
+    *,
+    min_rate: float = 0.5,
+    eps_step: float = 1.0,
+    beta_step: float = 1.0,
+    two_d: bool = False,
+    options: dict[str, Any] | None = None,
+    executor: str = "local",
+    executor_options: dict[str, Any] | None = None,
+    progress: Any | None = None,
+) -> list[PlaneSearch]:
     """Search every plane of ``spec`` to the end, training only the cells the searches ask for."""
-    from cobench.run.runner import Runner
-
-    from cobench.plugins import get_plugin_manager
     from cobench.grid.resolve import grid_betas
+    from cobench.plugins import get_plugin_manager
+    from cobench.run.runner import Runner
 
     validate(spec, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d)
     for injection in spec.injections:  # planes() reads beta 0 for an injection given no --beta: refuse it first
         grid_betas(spec, get_plugin_manager().registry, injection)
-    runs = [PlaneSearch(p, BoundarySearch(spec.eps, p.betas, min_rate=min_rate, eps_step=eps_step,
-                                          beta_step=beta_step), seeds=len(spec.seeds)) for p in planes(spec, two_d)]
+    runs = [
+        PlaneSearch(
+            p,
+            BoundarySearch(spec.eps, p.betas, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step),
+            seeds=len(spec.seeds),
+        )
+        for p in planes(spec, two_d)
+    ]
     while not all(r.search.done for r in runs):
         for run in runs:
             by_beta: dict[float, list[float]] = defaultdict(list)
             for eps, beta in run.search.pending():
                 by_beta[beta].append(eps)
             for beta, eps_values in sorted(by_beta.items()):
-                summary = Runner(plane_spec(spec, run.plane, eps_values, beta), results_dir, options=options,
-                                 executor=executor, executor_options=executor_options).run(progress)
+                summary = Runner(
+                    plane_spec(spec, run.plane, eps_values, beta),
+                    results_dir,
+                    options=options,
+                    executor=executor,
+                    executor_options=executor_options,
+                ).run(progress)
                 if summary.interrupted:
                     raise KeyboardInterrupt
                 if summary.failed:
                     first = summary.failed[0]
-                    raise CobenchError(f"{len(summary.failed)} cell(s) of the search failed, e.g. "
-                                       f"{first['cell_id']}: {first['error']['message']}")
+                    raise CobenchError(
+                        f"{len(summary.failed)} cell(s) of the search failed, e.g. "
+                        f"{first['cell_id']}: {first['error']['message']}"
+                    )
                 run.cells_trained += summary.ran
                 run.cells_reused += summary.skipped
                 run.results.extend(summary.results)
@@ -122,7 +153,12 @@ def search_boundaries(spec: GridSpec, results_dir: Path | str, *, min_rate: floa
 def plane_spec(spec: GridSpec, plane: Plane, eps: list[float], beta: float) -> GridSpec:
     """``spec`` narrowed to one plane, one beta and the given eps values (seeds and the rest kept)."""
     sub = copy.deepcopy(spec)
-    sub.datasets, sub.models, sub.methods, sub.injections = [plane.dataset], [plane.model], [plane.method], [plane.injection]
+    sub.datasets, sub.models, sub.methods, sub.injections = (
+        [plane.dataset],
+        [plane.model],
+        [plane.method],
+        [plane.injection],
+    )
     sub.eps, sub.betas = sorted(eps), [beta]
     sub.normalize()
     return sub
@@ -134,7 +170,9 @@ def outcomes(results: list[dict[str, Any]], beta: float) -> dict[Point, Outcome]
     for r in results:
         co = (r.get("metrics") or {}).get("co")
         if co is None:
-            raise CobenchError(f"result {r.get('cell_id')} has no 'co' metric; the boundary search needs the "
-                               f"{CO_EVALUATOR!r} evaluator")
+            raise CobenchError(
+                f"result {r.get('cell_id')} has no 'co' metric; the boundary search needs the "
+                f"{CO_EVALUATOR!r} evaluator"
+            )
         per_point[(float(r["config"]["eps"]), beta)].append((r["config"]["seed"], int(co)))
     return {p: Outcome(tuple(c for _, c in sorted(v))) for p, v in per_point.items()}

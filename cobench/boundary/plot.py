@@ -1,6 +1,7 @@
 """The phase diagram of a boundary search: CO rate over eps x beta per method and injection,
 every evaluated point marked, the threshold (mid-bracket of each beta's smallest CO eps) drawn
 as a line and every other CO/no-CO edge (band edges) as a tick."""
+
 from __future__ import annotations
 
 import io
@@ -31,7 +32,9 @@ def _nearest_rate(outcomes: dict[Point, Outcome], eps: float, beta: float, span:
 
 def phase_diagram(runs: list[PlaneSearch], dpi: int = 100) -> bytes:
     """PNG bytes: one panel per (dataset, model, method, injection); beta on x, eps on y."""
-    panels: dict[tuple[str, str, str, str], tuple[dict[Point, Outcome], list[Threshold]]] = defaultdict(lambda: ({}, []))
+    panels: dict[tuple[str, str, str, str], tuple[dict[Point, Outcome], list[Threshold]]] = defaultdict(
+        lambda: ({}, [])
+    )
     for run in runs:
         p = run.plane
         outcomes, thresholds = panels[(p.dataset, p.model, p.method, p.injection)]
@@ -48,23 +51,39 @@ def phase_diagram(runs: list[PlaneSearch], dpi: int = 100) -> bytes:
         span = (max(eps) - min(eps) or 1.0, max(betas) - min(betas) or 1.0)
         grid = [[_nearest_rate(outcomes, e, b, span) for b in betas] for e in eps]
         mesh = ax.pcolormesh(_edges(betas), _edges(eps), grid, cmap="Reds", vmin=0, vmax=1)
-        ax.scatter([b for _, b in outcomes], [e for e, _ in outcomes], s=9, c="black", marker=".",
-                   label="evaluated point")
+        ax.scatter(
+            [b for _, b in outcomes], [e for e, _ in outcomes], s=9, c="black", marker=".", label="evaluated point"
+        )
         edges = [(t.beta, (a + b) / 2) for t in thresholds for a, b in t.transitions]
         if edges:
-            ax.scatter([b for b, _ in edges], [e for _, e in edges], s=22, marker="_", color="royalblue",
-                       linewidths=1.5, label="CO/no-CO edge")
-        line = sorted((t.beta, (t.eps + t.below) / 2 if t.below is not None else t.eps)
-                      for t in thresholds if t.eps is not None)
+            ax.scatter(
+                [b for b, _ in edges],
+                [e for _, e in edges],
+                s=22,
+                marker="_",
+                color="royalblue",
+                linewidths=1.5,
+                label="CO/no-CO edge",
+            )
+        line = sorted(
+            (t.beta, (t.eps + t.below) / 2 if t.below is not None else t.eps) for t in thresholds if t.eps is not None
+        )
         if line:
-            ax.plot([b for b, _ in line], [e for _, e in line], "-o", color="royalblue", markersize=4, linewidth=2,
-                    label="CO threshold (mid-bracket)")
+            ax.plot(
+                [b for b, _ in line],
+                [e for _, e in line],
+                "-o",
+                color="royalblue",
+                markersize=4,
+                linewidth=2,
+                label="CO threshold (mid-bracket)",
+            )
         ax.set_xlabel("beta (/255)" if injection != NO_INJECTION else "beta (/255; no injection)")
         ax.set_ylabel("eps (/255)")
         ax.set_title(f"{method}, {injection}\n{dataset}/{model}", fontsize=10)
         if len(betas) == 1:
             ax.set_xticks(betas)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if mesh is not None:
         fig.colorbar(mesh, ax=axes, label="CO rate over seeds", shrink=0.8)

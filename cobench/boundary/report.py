@@ -1,5 +1,6 @@
 """What a boundary search found: one flat row per (plane, beta), a rich table, and the cost of
 the search next to the dense grid at the same resolution."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,15 +30,28 @@ def rows(runs: list[PlaneSearch]) -> list[dict[str, Any]]:
         p = run.plane
         for t in run.search.thresholds():
             row: dict[str, Any] = {
-                "dataset": p.dataset, "model": p.model, "method": p.method, "injection": p.injection, "beta": t.beta,
-                "min_rate": run.search.min_rate, "threshold_eps": t.eps, "below_eps": t.below,
+                "dataset": p.dataset,
+                "model": p.model,
+                "method": p.method,
+                "injection": p.injection,
+                "beta": t.beta,
+                "min_rate": run.search.min_rate,
+                "threshold_eps": t.eps,
+                "below_eps": t.below,
                 "transitions": [list(tr) for tr in t.transitions],
             }
             row.update(_rate("threshold", t.outcome))
             row.update(_rate("below", t.below_outcome))
-            row.update({"points": len(run.search.outcomes), "coarse_points": run.search.coarse_points,
-                        "cells_trained": run.cells_trained, "cells_reused": run.cells_reused,
-                        "cells_searched": len(run.search.outcomes) * run.seeds, "dense_cells": dense_cells(run)})
+            row.update(
+                {
+                    "points": len(run.search.outcomes),
+                    "coarse_points": run.search.coarse_points,
+                    "cells_trained": run.cells_trained,
+                    "cells_reused": run.cells_reused,
+                    "cells_searched": len(run.search.outcomes) * run.seeds,
+                    "dense_cells": dense_cells(run),
+                }
+            )
             out.append(row)
     return out
 
@@ -64,15 +78,33 @@ def threshold_text(row: dict[str, Any]) -> str:
 
 
 def table(out_rows: list[dict[str, Any]]) -> Table:
-    t = Table(title="Smallest eps (/255) with CO in at least "
-              + ", ".join(sorted({f"{100 * r['min_rate']:.0f}%" for r in out_rows})) + " of seeds",
-              title_justify="left")
-    for col in ("setting", "method", "beta", "CO threshold eps", "CO seeds there [95% CI]", "CO seeds below",
-                "CO/no-CO edges", "cells searched / dense"):
+    t = Table(
+        title="Smallest eps (/255) with CO in at least "
+        + ", ".join(sorted({f"{100 * r['min_rate']:.0f}%" for r in out_rows}))
+        + " of seeds",
+        title_justify="left",
+    )
+    for col in (
+        "setting",
+        "method",
+        "beta",
+        "CO threshold eps",
+        "CO seeds there [95% CI]",
+        "CO seeds below",
+        "CO/no-CO edges",
+        "cells searched / dense",
+    ):
         t.add_column(col, justify="left" if col in ("setting", "method", "CO/no-CO edges") else "right")
     for r in out_rows:
         edges = ", ".join(f"{a:g}|{b:g}" for a, b in r["transitions"]) or "-"
-        t.add_row(f"{r['dataset']}/{r['model']} {r['injection']}", r["method"],
-                  "-" if r["injection"] == NO_INJECTION else f"{r['beta']:g}", threshold_text(r), _fmt_rate(r, "threshold"),
-                  _fmt_rate(r, "below"), edges, f"{r['cells_searched']} / {r['dense_cells']}")
+        t.add_row(
+            f"{r['dataset']}/{r['model']} {r['injection']}",
+            r["method"],
+            "-" if r["injection"] == NO_INJECTION else f"{r['beta']:g}",
+            threshold_text(r),
+            _fmt_rate(r, "threshold"),
+            _fmt_rate(r, "below"),
+            edges,
+            f"{r['cells_searched']} / {r['dense_cells']}",
+        )
     return t

@@ -17,11 +17,12 @@ the search cannot see is a band (or a hole) narrower than the coarse spacing tha
 between two coarse points that agree: choose the coarse spacing below the narrowest feature
 you want found.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 Point = tuple[float, float]  # (eps, beta) in /255 units
 
@@ -91,8 +92,15 @@ class BoundarySearch:
     """The search state of one plane (dataset, model, method, injection); drive it with
     :meth:`pending` and :meth:`record` until :attr:`done`."""
 
-    def __init__(self, eps: Iterable[float], betas: Iterable[float], *, min_rate: float = 0.5,
-                 eps_step: float = 1.0, beta_step: float = 1.0):
+    def __init__(
+        self,
+        eps: Iterable[float],
+        betas: Iterable[float],
+        *,
+        min_rate: float = 0.5,
+        eps_step: float = 1.0,
+        beta_step: float = 1.0,
+    ):
         self.eps_step, self.beta_step = eps_step, beta_step
         self.min_rate = min_rate
         coarse_eps = sorted({snap(e, eps_step) for e in eps})

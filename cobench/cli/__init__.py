@@ -1,4 +1,5 @@
 """The ``cobench`` command line."""
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cobench import __version__
+from cobench.cli.run_flags import grid_options, report_run, run_options
 from cobench.errors import CobenchError
 from cobench.grid.spec import GridSpec
 from cobench.kinds import KIND_NAMES
@@ -22,9 +24,7 @@ from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
 from cobench.run.progress import GridProgress
 from cobench.store.results import check_output_path, csv_text, flat_row, iter_results, write_output, write_summary
-from cobench.cli.run_flags import grid_options, report_run, run_options
 from cobench.store.tables import aggregate, summary_tables
-
 
 #: the status of a process ended by SIGPIPE, as shells report it
 SIGPIPE_EXIT = 128 + signal.SIGPIPE
@@ -80,8 +80,15 @@ def stderr() -> Console:
 @run_options
 @click.option("--dry-run", is_flag=True, help="List the cells and which are finished; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or with --dry-run, the plan) as JSON.")
-def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, executor_options: dict[str, Any],
-        dry_run: bool, as_json: bool) -> None:
+def run(
+    spec: GridSpec,
+    results_dir: str,
+    options: RunOptions,
+    executor: str,
+    executor_options: dict[str, Any],
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Run a method x eps x injection x beta x seed grid; finished cells are skipped.
 
     With no arguments, runs the default grid on the embedded digits dataset and prints
@@ -96,14 +103,30 @@ def run(spec: GridSpec, results_dir: str, options: RunOptions, executor: str, ex
 
         plan = runner.plan()
         states = []
-        for cell, path, done in plan:
+        for _cell, path, done in plan:
             holder = None if done else live_holder(path)
             states.append(("done" if done else "busy" if holder else "todo", holder))
         finished = sum(1 for *_, d in plan if d)
         if as_json:
-            click.echo(json.dumps({"cells": [{"state": state, "holder": holder, "cell_id": cell.cell_id, "label": cell.label,
-                                              "path": str(path)} for (cell, path, _), (state, holder) in zip(plan, states)],
-                                   "total": len(plan), "finished": finished}, indent=2))
+            click.echo(
+                json.dumps(
+                    {
+                        "cells": [
+                            {
+                                "state": state,
+                                "holder": holder,
+                                "cell_id": cell.cell_id,
+                                "label": cell.label,
+                                "path": str(path),
+                            }
+                            for (cell, path, _), (state, holder) in zip(plan, states)
+                        ],
+                        "total": len(plan),
+                        "finished": finished,
+                    },
+                    indent=2,
+                )
+            )
             return
         for (cell, path, _), (state, holder) in zip(plan, states):
             shown = f"busy ({holder})" if holder else state
@@ -170,8 +193,17 @@ def render_text(tables: list[Table]) -> str:
 
 def provenance_table(rows: list[dict[str, Any]]) -> Table:
     """One line per distinct (method, plugin distribution, cobench, data, device) behind the results."""
-    keys = ("method", "method_distribution", "method_version", "method_commit", "cobench_version",
-            "data_fingerprint", "device_name", "torch", "cuda")
+    keys = (
+        "method",
+        "method_distribution",
+        "method_version",
+        "method_commit",
+        "cobench_version",
+        "data_fingerprint",
+        "device_name",
+        "torch",
+        "cuda",
+    )
     table = Table(title="provenance", title_justify="left")
     for col in ("method", "plugin distribution", "cobench", "data (sha256)", "device", "torch / CUDA", "cells"):
         table.add_column(col)
@@ -180,9 +212,15 @@ def provenance_table(rows: list[dict[str, Any]]) -> Table:
         key = tuple(r.get(k) for k in keys)
         seen[key] = seen.get(key, 0) + 1
     for (method, dist, version, commit, cob, data, device, torch_v, cuda), n in sorted(seen.items(), key=str):
-        table.add_row(escape(str(method)), escape(f"{dist or '-'} {version or ''}" + (f" @{commit[:10]}" if commit else "")),
-                      escape(str(cob or "-")), escape(str(data or "-").removeprefix("sha256:")[:16]), escape(str(device or "-")),
-                      escape(f"{torch_v or '-'}" + (f" / {cuda}" if cuda else "")), str(n))
+        table.add_row(
+            escape(str(method)),
+            escape(f"{dist or '-'} {version or ''}" + (f" @{commit[:10]}" if commit else "")),
+            escape(str(cob or "-")),
+            escape(str(data or "-").removeprefix("sha256:")[:16]),
+            escape(str(device or "-")),
+            escape(f"{torch_v or '-'}" + (f" / {cuda}" if cuda else "")),
+            str(n),
+        )
     return table
 
 
@@ -195,17 +233,20 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     pm = get_plugin_manager()
-    pm.registry  # collect first: a plugin that breaks while registering is listed as failed
+    _ = pm.registry  # collect first: a plugin that breaks while registering is listed as failed
     infos = pm.plugins()
     if as_json:
-        click.echo(json.dumps({"plugins": [vars(i) for i in infos], "failures": pm.failures, "clashes": pm.clashes},
-                              indent=2))
+        click.echo(
+            json.dumps({"plugins": [vars(i) for i in infos], "failures": pm.failures, "clashes": pm.clashes}, indent=2)
+        )
         return
     table = Table(title="cobench plugins")
     for col in ("plugin", "version", "distribution", "hooks", "status"):
         table.add_column(col, overflow="fold")
     for i in infos:
-        table.add_row(i.name, i.version or "-", i.distribution or "-", ", ".join(i.hooks), "built-in" if i.builtin else "ok")
+        table.add_row(
+            i.name, i.version or "-", i.distribution or "-", ", ".join(i.hooks), "built-in" if i.builtin else "ok"
+        )
     for name, msg in pm.failures.items():
         table.add_row(name, "-", "-", "-", escape(f"failed: {msg}"))
     stdout().print(table)
@@ -213,8 +254,14 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 
 @plugins.command("new")
 @click.argument("name")
-@click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Where to write the package directory cobench-NAME.")
+@click.option(
+    "--dir",
+    "parent",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to write the package directory cobench-NAME.",
+)
 def plugins_new(name: str, parent: str) -> None:
     """Write a working plugin package for a method NAME, with its tests (the method contract)."""
     from cobench.cli.scaffold import write_plugin
@@ -241,7 +288,9 @@ def list_(kind: str, as_json: bool) -> None:
         table.add_column(col, overflow="fold")
     for r in rows:
         params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "-"
-        table.add_row(r["name"], r["plugin"], escape(params), escape(r["summary"]), escape(r["paper"] or "-"))  # V[y] is not markup
+        table.add_row(
+            r["name"], r["plugin"], escape(params), escape(r["summary"]), escape(r["paper"] or "-")
+        )  # V[y] is not markup
     stdout().print(table)
 
 
@@ -257,9 +306,11 @@ def list_protocols(as_json: bool) -> None:
     for p in PROTOCOLS.values():
         training = ", ".join(f"{k}={getattr(p, k)!r}" for k in TRAINING_FIELDS)
         step = p.eval_step_size
-        evaluation = f"PGD-{p.eval_steps}-{p.eval_restarts}, step " + (
-            f"{step:g}/255" if isinstance(step, (int, float)) else step) + (
-            f", {p.eval_samples} samples" if p.eval_samples else "")
+        evaluation = (
+            f"PGD-{p.eval_steps}-{p.eval_restarts}, step "
+            + (f"{step:g}/255" if isinstance(step, (int, float)) else step)
+            + (f", {p.eval_samples} samples" if p.eval_samples else "")
+        )
         table.add_row(p.name, escape(training), evaluation, escape(p.summary))
     stdout().print(table)
 

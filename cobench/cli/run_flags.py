@@ -1,14 +1,16 @@
 """What the two commands that run grids (``cobench run`` and ``cobench leaderboard build``)
 share: their run options and their closing report."""
+
 from __future__ import annotations
 
 import functools
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cobench.grid.spec import AMP_MODES
+from cobench.grid.spec import AMP_MODES, toml_value
 from cobench.options import RunOptions
 
 if TYPE_CHECKING:
@@ -21,26 +23,59 @@ RUN_OPTIONS = (
     click.option("--download/--no-download", default=False, help="Download datasets missing from --data-dir."),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
     click.option("--channels-last", is_flag=True, help="Channels-last memory format (same results, faster on CPU)."),
-    click.option("--save-models", is_flag=True,
-                 help="Keep each cell's final weights beside its result (safetensors, hash in the result)."),
-    click.option("--compile", "compile_model", is_flag=True,
-                 help="torch.compile the model for training steps (off by default: see benchmarks/speed.py)."),
-    click.option("--checkpoints/--no-checkpoints", default=True, show_default=True,
-                 help="Per-epoch mid-cell checkpoints: a killed cell resumes after its last epoch."),
+    click.option(
+        "--save-models",
+        is_flag=True,
+        help="Keep each cell's final weights beside its result (safetensors, hash in the result).",
+    ),
+    click.option(
+        "--compile",
+        "compile_model",
+        is_flag=True,
+        help="torch.compile the model for training steps (off by default: see benchmarks/speed.py).",
+    ),
+    click.option(
+        "--checkpoints/--no-checkpoints",
+        default=True,
+        show_default=True,
+        help="Per-epoch mid-cell checkpoints: a killed cell resumes after its last epoch.",
+    ),
     click.option("--checkpoint-dir", default="", help="Where checkpoints go [default: RESULTS_DIR/checkpoints]."),
     click.option("--keep-checkpoints", is_flag=True, help="Keep each cell's checkpoint after it finished."),
-    click.option("--deterministic", is_flag=True,
-                 help="Deterministic algorithms, cuDNN and cuBLAS (slower on GPUs; see docs/reproducibility.md)."),
-    click.option("--executor", default="local", show_default=True,
-                 help="How cells are scheduled (see `cobench list executors`)."),
+    click.option(
+        "--data-budget-gb",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        help="GB of device memory the data may take; a larger training set stays on the host and "
+        "its minibatches are copied over [default: 0 = half the GPU's free memory].",
+    ),
+    click.option(
+        "--deterministic",
+        is_flag=True,
+        help="Deterministic algorithms, cuDNN and cuBLAS (slower on GPUs; see docs/reproducibility.md).",
+    ),
+    click.option(
+        "--executor", default="local", show_default=True, help="How cells are scheduled (see `cobench list executors`)."
+    ),
     click.option("--workers", type=click.IntRange(min=1), help="Worker processes for parallel executors."),
-    click.option("--cells-per-device", type=click.IntRange(min=1),
-                 help="Cells sharing one GPU (local-parallel, ray); on CPU, cells splitting the cores."),
+    click.option(
+        "--cells-per-device",
+        type=click.IntRange(min=1),
+        help="Cells sharing one GPU (local-parallel, ray); on CPU, cells splitting the cores.",
+    ),
     click.option("--ray-address", help="Ray cluster to join (ray executor); a local instance otherwise."),
-    click.option("--loggers", help="Comma-separated run loggers, e.g. tensorboard,mlflow; name:ARG sets the log dir "
-                                   "or tracking URI (see `cobench list loggers`)."),
-    click.option("--executor-param", "executor_params", multiple=True, metavar="NAME=VALUE",
-                 help="An executor parameter, e.g. partition=gpu for submitit (see `cobench list executors`)."),
+    click.option(
+        "--loggers",
+        help="Comma-separated run loggers, e.g. tensorboard,mlflow; name:ARG sets the log dir "
+        "or tracking URI (see `cobench list loggers`).",
+    ),
+    click.option(
+        "--executor-param",
+        "executor_params",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="An executor parameter, e.g. partition=gpu for submitit (see `cobench list executors`).",
+    ),
 )
 
 
@@ -55,21 +90,40 @@ GRID_OPTIONS = (
     click.option("--datasets", "--dataset", "datasets", help="Comma-separated datasets (name or name:ARG)."),
     click.option("--models", "--model", "models", help="Comma-separated models (name or name:ARG)."),
     click.option("--evaluators", help="Comma-separated evaluators, e.g. clean,fgsm,pgd,co."),
-    click.option("--protocol", help="Training protocol preset, e.g. co-features, fast-at (see `cobench list protocols`)."),
+    click.option(
+        "--protocol", help="Training protocol preset, e.g. co-features, fast-at (see `cobench list protocols`)."
+    ),
     click.option("--epochs", type=int),
     click.option("--batch-size", type=int),
     click.option("--lr-max", type=float),
     click.option("--amp", type=click.Choice(AMP_MODES), help="Training-step precision (evaluation is always fp32)."),
-    click.option("--stop-after-collapse", type=click.IntRange(min=0), metavar="P",
-                 help="End a cell once CO persisted for P epochs (needs the co evaluator; 0 = never, the default)."),
-    click.option("--param", "params", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
-                 help="Override a hyperparameter, e.g. methods.pgd.steps=5 (repeatable)."),
+    click.option(
+        "--stop-after-collapse",
+        type=click.IntRange(min=0),
+        metavar="P",
+        help="End a cell once CO persisted for P epochs (needs the co evaluator; 0 = never, the default).",
+    ),
+    click.option(
+        "--param",
+        "params",
+        multiple=True,
+        metavar="KIND.NAME.PARAM=VALUE",
+        help="Override a hyperparameter, e.g. methods.pgd.steps=5 (repeatable).",
+    ),
     click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False)),
 )
 
 #: the list flags of GRID_OPTIONS and the GridSpec field each sets
-_LIST_FLAGS = {"methods": "--methods", "eps": "--eps", "injections": "--injections", "betas": "--beta",
-               "seeds": "--seeds", "datasets": "--datasets", "models": "--models", "evaluators": "--evaluators"}
+_LIST_FLAGS = {
+    "methods": "--methods",
+    "eps": "--eps",
+    "injections": "--injections",
+    "betas": "--beta",
+    "seeds": "--seeds",
+    "datasets": "--datasets",
+    "models": "--models",
+    "evaluators": "--evaluators",
+}
 _VALUE_FLAGS = ("protocol", "epochs", "batch_size", "lr_max", "amp", "stop_after_collapse")
 
 
@@ -98,17 +152,14 @@ def grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def parse_executor_params(assignments: tuple[str, ...]) -> dict[str, Any]:
     """``NAME=VALUE`` pairs, values read as TOML (``4``, ``true``, ``"x"``), else kept as strings."""
-    import tomllib
-
     out: dict[str, Any] = {}
     for assignment in assignments:
         name, sep, raw = assignment.partition("=")
         if not sep or not name.strip():
-            raise click.BadParameter(f"{assignment!r}: expected NAME=VALUE, e.g. partition=gpu", param_hint="--executor-param")
-        try:
-            out[name.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[name.strip()] = raw.strip()
+            raise click.BadParameter(
+                f"{assignment!r}: expected NAME=VALUE, e.g. partition=gpu", param_hint="--executor-param"
+            )
+        out[name.strip()] = toml_value(raw)
     return out
 
 
@@ -117,27 +168,46 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     (:class:`RunOptions`), ``executor`` (a name) and ``executor_options`` (its parameters)."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, data_dir: str, download: bool, device: str, channels_last: bool, save_models: bool,
-                compile_model: bool,
-                checkpoints: bool, checkpoint_dir: str, keep_checkpoints: bool, deterministic: bool, executor: str,
-                workers: int | None,
-                cells_per_device: int | None, ray_address: str | None, loggers: str | None,
-                executor_params: tuple[str, ...], **kwargs: Any) -> Any:
-        from cobench.run.device import parse_device
+    def wrapper(
+        *args: Any,
+        data_dir: str,
+        download: bool,
+        device: str,
+        channels_last: bool,
+        save_models: bool,
+        compile_model: bool,
+        checkpoints: bool,
+        checkpoint_dir: str,
+        keep_checkpoints: bool,
+        data_budget_gb: float,
+        deterministic: bool,
+        executor: str,
+        workers: int | None,
+        cells_per_device: int | None,
+        ray_address: str | None,
+        loggers: str | None,
+        executor_params: tuple[str, ...],
+        **kwargs: Any,
+    ) -> Any:
         from cobench.errors import CobenchError
         from cobench.grid.spec import parse_list
-        from cobench.plugins import get_plugin_manager
         from cobench.loggers.tracking import resolve_loggers
+        from cobench.plugins import get_plugin_manager
+        from cobench.run.device import parse_device
 
         if not data_dir.strip():
             raise CobenchError("--data-dir is empty; name a directory, e.g. --data-dir data")
         parse_device(device)  # its form, before anything else; availability is checked before training
         if not checkpoints and (keep_checkpoints or checkpoint_dir):
-            raise click.UsageError(f"{'--keep-checkpoints' if keep_checkpoints else '--checkpoint-dir'} needs "
-                                   "checkpoints, which --no-checkpoints turns off; give one or the other")
+            raise click.UsageError(
+                f"{'--keep-checkpoints' if keep_checkpoints else '--checkpoint-dir'} needs "
+                "checkpoints, which --no-checkpoints turns off; give one or the other"
+            )
         if loggers is not None and not loggers.strip():
-            raise CobenchError("--loggers is empty; name run loggers, e.g. --loggers tensorboard "
-                               "(see `cobench list loggers`), or leave it out")
+            raise CobenchError(
+                "--loggers is empty; name run loggers, e.g. --loggers tensorboard "
+                "(see `cobench list loggers`), or leave it out"
+            )
 
         if deterministic:  # cuBLAS reads it when it starts: set before any CUDA work here or in workers
             import os
@@ -146,12 +216,25 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         logger_specs = tuple(resolve_loggers(parse_list(loggers) or [], get_plugin_manager().registry))
-        options = RunOptions(device=device, data_dir=data_dir, download=download, channels_last=channels_last,
-                             compile=compile_model, checkpoints=checkpoints, checkpoint_dir=checkpoint_dir,
-                             keep_checkpoints=keep_checkpoints, loggers=logger_specs, save_models=save_models,
-                             deterministic=deterministic)
-        executor_options = {k: v for k, v in {"workers": workers, "address": ray_address,
-                                              "cells_per_device": cells_per_device}.items() if v is not None}
+        options = RunOptions(
+            device=device,
+            data_dir=data_dir,
+            download=download,
+            channels_last=channels_last,
+            compile=compile_model,
+            checkpoints=checkpoints,
+            checkpoint_dir=checkpoint_dir,
+            keep_checkpoints=keep_checkpoints,
+            loggers=logger_specs,
+            save_models=save_models,
+            data_budget_gb=data_budget_gb,
+            deterministic=deterministic,
+        )
+        executor_options = {
+            k: v
+            for k, v in {"workers": workers, "address": ray_address, "cells_per_device": cells_per_device}.items()
+            if v is not None
+        }
         executor_options.update(parse_executor_params(executor_params))
         return command(*args, options=options, executor=executor, executor_options=executor_options, **kwargs)
 
@@ -160,24 +243,31 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def report_run(summary: "RunSummary", where: str, err: "Console", note: str = "") -> int:
+def report_run(summary: RunSummary, where: str, err: Console, note: str = "") -> int:
     """Print how a grid run went; returns the exit status the command ends with: 130 when it
     was interrupted, 1 when a cell failed (each failure is listed), else 0."""
-    err.print(f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
-              f"results in {where}/{note}")
+    err.print(
+        f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
+        f"results in {where}/{note}"
+    )
     if summary.busy:
         holders = Counter(skipped.holder for skipped in summary.busy)
         n = len(summary.busy)
-        err.print(f"{n} {'cell' if n == 1 else 'cells'} being trained by another run: "
-                  + ", ".join(f"{holder} ({n})" for holder, n in holders.items())
-                  + "; run the same command again once it finished to include them", markup=False, soft_wrap=True)
+        err.print(
+            f"{n} {'cell' if n == 1 else 'cells'} being trained by another run: "
+            + ", ".join(f"{holder} ({n})" for holder, n in holders.items())
+            + "; run the same command again once it finished to include them",
+            markup=False,
+            soft_wrap=True,
+        )
     if summary.interrupted:
         err.print("[yellow]interrupted: finished cells are saved; run the same command again to resume[/yellow]")
         return 130
     for result in summary.failed:
         err.print(f"[red]failed[/red] {result['cell_id']}: {result['error']['message']}")
     if summary.unsaved:
-        err.print(f"stopped: {summary.unsaved}; the remaining cells would fail the same way", markup=False,
-                  soft_wrap=True)
+        err.print(
+            f"stopped: {summary.unsaved}; the remaining cells would fail the same way", markup=False, soft_wrap=True
+        )
         return 1
     return 1 if summary.failed else 0

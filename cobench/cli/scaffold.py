@@ -5,6 +5,7 @@ Template files are copied with five placeholders replaced: ``__name__`` (the met
 ``my-method``), ``__module__`` (its import name, ``cobench_my_method``), ``__class__``
 (``MyMethod``), ``__dist__`` (``cobench-my-method``) and ``__cobench_version__``.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,10 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 
 def placeholders(name: str) -> dict[str, str]:
     if not NAME_PATTERN.fullmatch(name):
-        raise ConfigError(f"plugin name {name!r} is not valid: use lower-case letters, digits and single dashes, "
-                          "starting with a letter (e.g. my-method)")
+        raise ConfigError(
+            f"plugin name {name!r} is not valid: use lower-case letters, digits and single dashes, "
+            "starting with a letter (e.g. my-method)"
+        )
     return {
         "__module__": "cobench_" + name.replace("-", "_"),
         "__class__": "".join(part.capitalize() for part in name.split("-")),
@@ -37,8 +40,10 @@ def write_plugin(name: str, parent: Path) -> Path:
 
     registry = get_plugin_manager().registry
     if name in registry.components["methods"]:  # its plugin would clash with it on install
-        raise ConfigError(f"a method named {name!r} is already installed (plugin {registry.owner('methods', name)}); "
-                          f"a plugin registering it would clash: choose another NAME, e.g. my-{name}")
+        raise ConfigError(
+            f"a method named {name!r} is already installed (plugin {registry.owner('methods', name)}); "
+            f"a plugin registering it would clash: choose another NAME, e.g. my-{name}"
+        )
     target = parent / values["__dist__"]
     if target.exists():
         raise ConfigError(f"{target} already exists; choose another NAME or --dir")

@@ -1,4 +1,5 @@
 """Helpers shared by the dataset plugins (not a plugin itself)."""
+
 from __future__ import annotations
 
 import os

@@ -1,12 +1,13 @@
 """The embedded default dataset: scikit-learn's bundled handwritten digits (no download)."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from cobench import hookimpl
+from cobench.api import DataContext, Dataset, DataSplits
 from cobench.errors import ConfigError
-from cobench.api import DataContext, DataSplits, Dataset
 
 
 class Digits(Dataset):
@@ -33,11 +34,22 @@ class Digits(Dataset):
         n_test = int(round(len(x) * self.test_fraction))
         test, train = perm[:n_test], perm[n_test:]
         if len(test) == 0 or len(train) < 2:
-            raise ConfigError(f"datasets.digits.test_fraction = {self.test_fraction!r} leaves {len(train)} training and "
-                              f"{len(test)} test images of {len(x)}; choose a fraction that leaves both (e.g. 0.25)")
+            raise ConfigError(
+                f"datasets.digits.test_fraction = {self.test_fraction!r} leaves {len(train)} training and "
+                f"{len(test)} test images of {len(x)}; choose a fraction that leaves both (e.g. 0.25)"
+            )
         mean, std = x[train].mean().item(), x[train].std().item()
-        return DataSplits(x[train], y[train], x[test], y[test], 10, (mean,), (std,),
-                          crop_padding=max(1, self.size // 8) if self.augment else 0, flip=False)
+        return DataSplits(
+            x[train],
+            y[train],
+            x[test],
+            y[test],
+            10,
+            (mean,),
+            (std,),
+            crop_padding=max(1, self.size // 8) if self.augment else 0,
+            flip=False,
+        )
 
 
 @hookimpl

@@ -6,6 +6,7 @@ unless ``size`` is given (then every image is resized to size x size, bilinear).
 3 (RGB) unless every training image is greyscale, or as forced by ``channels`` (1 or 3).
 A relative PATH is looked up from the working directory, then under ``--data-dir``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,10 +15,9 @@ import numpy as np
 import torch
 
 from cobench import hookimpl
-from cobench.api import DataContext, DataSplits, Dataset
-from cobench.errors import CobenchError, ConfigError
-
+from cobench.api import DataContext, Dataset, DataSplits
 from cobench.datasets.common import channel_stats, resolve_path, to_tensor_images
+from cobench.errors import CobenchError, ConfigError
 
 LAYOUT = "PATH/train/<class>/<image> and PATH/test/<class>/<image> (png, jpg, bmp, ...)"
 
@@ -29,8 +29,15 @@ class ImageFolderDataset(Dataset):
     ranges = {"size": ">= 0", "channels": ">= 0", "crop_padding": ">= -1"}  # crop_padding -1: the default (size // 8)
     spec_arg = "path"
 
-    def __init__(self, path: str | None = None, size: int = 0, channels: int = 0, augment: bool = True,
-                 crop_padding: int = -1, flip: bool = True):
+    def __init__(
+        self,
+        path: str | None = None,
+        size: int = 0,
+        channels: int = 0,
+        augment: bool = True,
+        crop_padding: int = -1,
+        flip: bool = True,
+    ):
         if channels not in (0, 1, 3):
             raise ConfigError(f"imagefolder: channels must be 0 (auto), 1 or 3, got {channels!r}")
         if size < 0:
@@ -47,7 +54,9 @@ class ImageFolderDataset(Dataset):
         train_dir, test_dir = root / "train", root / "test"
         for d in (train_dir, test_dir):
             if not d.is_dir():
-                raise CobenchError(f"cannot read imagefolder {str(root)!r}: no {d.name}/ folder (expected layout: {LAYOUT})")
+                raise CobenchError(
+                    f"cannot read imagefolder {str(root)!r}: no {d.name}/ folder (expected layout: {LAYOUT})"
+                )
         try:
             classes, class_to_idx = find_classes(str(train_dir))
         except FileNotFoundError as exc:
@@ -63,7 +72,9 @@ class ImageFolderDataset(Dataset):
             except FileNotFoundError as exc:
                 raise CobenchError(f"imagefolder {str(root)!r}: {exc}") from None
             if not samples[split]:
-                raise CobenchError(f"imagefolder {str(root)!r}: no images in {split}/ (extensions: {', '.join(IMG_EXTENSIONS)})")
+                raise CobenchError(
+                    f"imagefolder {str(root)!r}: no images in {split}/ (extensions: {', '.join(IMG_EXTENSIONS)})"
+                )
         mode = {1: "L", 3: "RGB"}.get(self.channels) or self._auto_mode(samples["train"], root)
         tensors, first = {}, None
         for split in ("train", "test"):
@@ -74,8 +85,15 @@ class ImageFolderDataset(Dataset):
         mean, std = channel_stats(tensors["train"][0])
         h = tensors["train"][0].shape[-1]
         padding = (max(1, h // 8) if self.crop_padding < 0 else self.crop_padding) if self.augment else 0
-        return DataSplits(*tensors["train"], *tensors["test"], len(classes), mean, std,
-                          crop_padding=padding, flip=self.flip and self.augment)
+        return DataSplits(
+            *tensors["train"],
+            *tensors["test"],
+            len(classes),
+            mean,
+            std,
+            crop_padding=padding,
+            flip=self.flip and self.augment,
+        )
 
     @staticmethod
     def _auto_mode(samples: list[tuple[str, int]], root: Path) -> str:
@@ -90,8 +108,9 @@ class ImageFolderDataset(Dataset):
                 raise CobenchError(f"imagefolder {str(root)!r}: cannot read image {path!r}: {exc}") from None
         return "L"
 
-    def _read_all(self, samples: list[tuple[str, int]], mode: str, root: Path,
-                  first: tuple[int, ...] | None) -> list[np.ndarray]:
+    def _read_all(
+        self, samples: list[tuple[str, int]], mode: str, root: Path, first: tuple[int, ...] | None
+    ) -> list[np.ndarray]:
         from PIL import Image, UnidentifiedImageError
 
         out = []
@@ -109,7 +128,8 @@ class ImageFolderDataset(Dataset):
             elif arr.shape != first:
                 raise CobenchError(
                     f"imagefolder {str(root)!r}: {path!r} is {arr.shape[1]}x{arr.shape[0]} but earlier images are "
-                    f"{first[1]}x{first[0]}; pass size=N (e.g. --param datasets.imagefolder.size=32) to resize all images")
+                    f"{first[1]}x{first[0]}; pass size=N (e.g. --param datasets.imagefolder.size=32) to resize all images"
+                )
             out.append(arr)
         return out
 

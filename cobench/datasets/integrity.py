@@ -9,6 +9,7 @@ defences, used together by :mod:`cobench.datasets.torchvision_sets`:
 * :func:`load_array_pickle` unpickles with an allow-list of the numpy globals an array
   needs, so even a file the user chose not to verify (a subset) cannot name ``os.system``.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -20,15 +21,17 @@ from typing import Any
 from cobench.errors import CobenchError
 
 #: the globals a pickled numpy array (and a Python 2 pickle's byte strings) reference; nothing else
-ARRAY_GLOBALS = frozenset({
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
-})
+ARRAY_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
 
 
 class ChecksumError(CobenchError):
@@ -42,8 +45,10 @@ def md5_of(path: Path) -> str:
 
 
 def opt_out_hint(dataset: str) -> str:
-    return (f"for a deliberate subset or re-packed copy, pass --param datasets.{dataset}.verify_checksums=false "
-            "(pickles are then read with an arrays-only unpickler)")
+    return (
+        f"for a deliberate subset or re-packed copy, pass --param datasets.{dataset}.verify_checksums=false "
+        "(pickles are then read with an arrays-only unpickler)"
+    )
 
 
 def verify_md5(dataset: str, path: Path, expected: str) -> None:
@@ -53,7 +58,8 @@ def verify_md5(dataset: str, path: Path, expected: str) -> None:
         raise ChecksumError(
             f"{dataset}: {str(path)!r} does not match torchvision's published MD5 (expected {expected}, got {got}), "
             f"so it was not loaded; replace it with the official file (or delete it and pass --download), or, "
-            + opt_out_hint(dataset))
+            + opt_out_hint(dataset)
+        )
 
 
 def verify_gunzipped(dataset: str, plain: Path, archive: Path) -> None:
@@ -66,7 +72,8 @@ def verify_gunzipped(dataset: str, plain: Path, archive: Path) -> None:
         raise ChecksumError(
             f"{dataset}: {str(plain)!r} differs from the decompressed content of its verified archive "
             f"{str(archive)!r}, so it was not loaded; delete it (cobench decompresses the archive again), or, "
-            + opt_out_hint(dataset))
+            + opt_out_hint(dataset)
+        )
 
 
 class ArrayUnpickler(pickle.Unpickler):
@@ -75,8 +82,9 @@ class ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ARRAY_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing global {module}.{name}: a dataset pickle holds only arrays, "
-                                     "lists, strings and numbers")
+        raise pickle.UnpicklingError(
+            f"refusing global {module}.{name}: a dataset pickle holds only arrays, lists, strings and numbers"
+        )
 
 
 def load_array_pickle(path: Path) -> Any:

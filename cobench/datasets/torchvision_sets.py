@@ -17,6 +17,7 @@ are then still read with an arrays-only unpickler (:mod:`cobench.datasets.integr
 with ``pickle.load``. Gzipped MNIST idx files are decompressed next to themselves (as
 torchvision's download does).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -30,12 +31,11 @@ import numpy as np
 import torch
 
 from cobench import hookimpl
-from cobench.api import DataContext, DataSplits, Dataset
+from cobench.api import DataContext, Dataset, DataSplits
 from cobench.atomic import write_atomic
-from cobench.errors import CobenchError, ConfigError
-
 from cobench.datasets.common import to_tensor_images
 from cobench.datasets.integrity import ChecksumError, load_array_pickle, opt_out_hint, verify_gunzipped, verify_md5
+from cobench.errors import CobenchError, ConfigError
 
 __all__ = ["to_tensor_images", "CIFAR10", "CIFAR100", "SVHN", "MNIST", "FashionMNIST"]
 
@@ -43,10 +43,14 @@ __all__ = ["to_tensor_images", "CIFAR10", "CIFAR100", "SVHN", "MNIST", "FashionM
 def missing_error(label: str, data_dir: str, missing: list[Path], layout: str, download: bool) -> CobenchError:
     hint = "" if download else "; pass --download to fetch it where the network allows"
     shown = ", ".join(str(m) for m in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-    return CobenchError(f"cannot read {label} from data dir {data_dir!r}: missing {shown} (expected layout: {layout}){hint}")
+    return CobenchError(
+        f"cannot read {label} from data dir {data_dir!r}: missing {shown} (expected layout: {layout}){hint}"
+    )
 
 
-def corrupt_error(label: str, data_dir: str, exc: BaseException, layout: str, culprit: Path | None = None) -> CobenchError:
+def corrupt_error(
+    label: str, data_dir: str, exc: BaseException, layout: str, culprit: Path | None = None
+) -> CobenchError:
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     which = f" ({str(culprit)!r} fails to parse)" if culprit is not None else ""
     return CobenchError(
@@ -101,7 +105,9 @@ class TorchvisionDataset(Dataset):
         except CobenchError:
             raise
         except Exception as exc:
-            raise CobenchError(f"downloading {self.name} into {data_dir!r} failed: {type(exc).__name__}: {exc}") from None
+            raise CobenchError(
+                f"downloading {self.name} into {data_dir!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
 
     def split_files(self, root: str, train: bool) -> list[Path]:
         """The files of one split, each parseable on its own by :meth:`parse_file` (error reporting only)."""
@@ -138,14 +144,21 @@ class TorchvisionDataset(Dataset):
                 raise corrupt_error(self.name, ctx.data_dir, exc, self.layout, self.culprit(root, train)) from None
             xt, yt = to_tensor_images(x), torch.as_tensor(np.asarray(y), dtype=torch.long).reshape(-1)
             if len(xt) != len(yt) or len(xt) == 0:
-                raise CobenchError(f"{self.name} {'train' if train else 'test'} split in {ctx.data_dir!r} has "
-                                   f"{len(xt)} images but {len(yt)} labels (expected layout: {self.layout})")
+                raise CobenchError(
+                    f"{self.name} {'train' if train else 'test'} split in {ctx.data_dir!r} has "
+                    f"{len(xt)} images but {len(yt)} labels (expected layout: {self.layout})"
+                )
             if yt.min() < 0 or yt.max() >= self.num_classes:
-                raise CobenchError(f"{self.name} labels in {ctx.data_dir!r} must be in 0..{self.num_classes - 1}, "
-                                   f"found {yt.min().item()}..{yt.max().item()}")
+                raise CobenchError(
+                    f"{self.name} labels in {ctx.data_dir!r} must be in 0..{self.num_classes - 1}, "
+                    f"found {yt.min().item()}..{yt.max().item()}"
+                )
             splits += [xt, yt]
         return DataSplits(
-            *splits, self.num_classes, self.mean, self.std,
+            *splits,
+            self.num_classes,
+            self.mean,
+            self.std,
             crop_padding=self.crop_padding_default if self.augment else 0,
             flip=self.flip_default and self.augment,
         )
@@ -174,8 +187,13 @@ class CIFAR10(TorchvisionDataset):
     layout = "DIR/cifar-10-batches-py/{data_batch_1..5, test_batch} (CIFAR-10 python version)"
     ranges = {"first_per_file": ">= 1"}
 
-    def __init__(self, augment: bool = True, verify_checksums: bool = True, first_per_file: int | None = None,
-                 fingerprints: dict[str, str] | None = None):
+    def __init__(
+        self,
+        augment: bool = True,
+        verify_checksums: bool = True,
+        first_per_file: int | None = None,
+        fingerprints: dict[str, str] | None = None,
+    ):
         super().__init__(augment=augment, verify_checksums=verify_checksums)
         self.first_per_file = first_per_file
         self.fingerprints = self.checked_fingerprints(fingerprints)
@@ -185,10 +203,15 @@ class CIFAR10(TorchvisionDataset):
             return None
         tv = self.tv_class()
         names = [f for f, _ in tv.train_list + tv.test_list]
-        if (not isinstance(fingerprints, dict) or sorted(fingerprints) != sorted(names)
-                or not all(isinstance(v, str) and v.startswith("sha256:") for v in fingerprints.values())):
-            raise ConfigError(f"{self.name}: fingerprints must map every file ({', '.join(names)}) to a "
-                              f"'sha256:...' fingerprint of its selected rows, got {fingerprints!r}")
+        if (
+            not isinstance(fingerprints, dict)
+            or sorted(fingerprints) != sorted(names)
+            or not all(isinstance(v, str) and v.startswith("sha256:") for v in fingerprints.values())
+        ):
+            raise ConfigError(
+                f"{self.name}: fingerprints must map every file ({', '.join(names)}) to a "
+                f"'sha256:...' fingerprint of its selected rows, got {fingerprints!r}"
+            )
         return dict(fingerprints)
 
     def tv_class(self) -> type:
@@ -220,18 +243,24 @@ class CIFAR10(TorchvisionDataset):
         data = np.asarray(entry["data"])
         if data.dtype != np.uint8:  # a re-packed copy (read unverified): refuse what a cast would wrap
             if data.size and (data.dtype.kind not in "iu" or data.min() < 0 or data.max() > 255):
-                raise CobenchError(f"{self.name}: {str(path)!r} holds pixel values of type {data.dtype} outside "
-                                   f"0..255; CIFAR images are uint8 ({self.layout})")
+                raise CobenchError(
+                    f"{self.name}: {str(path)!r} holds pixel values of type {data.dtype} outside "
+                    f"0..255; CIFAR images are uint8 ({self.layout})"
+                )
             data = data.astype(np.uint8)
         labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-            raise CobenchError(f"{self.name}: {str(path)!r} holds data of shape {data.shape} and {len(labels)} labels; "
-                               f"expected N x 3072 uint8 images and N labels ({self.layout})")
+            raise CobenchError(
+                f"{self.name}: {str(path)!r} holds data of shape {data.shape} and {len(labels)} labels; "
+                f"expected N x 3072 uint8 images and N labels ({self.layout})"
+            )
         n = self.first_per_file
         if n is not None:
             if len(data) < n:
-                raise CobenchError(f"{self.name}: {str(path)!r} holds {len(data)} images, fewer than "
-                                   f"first_per_file = {n}; use the official file or a smaller first_per_file")
+                raise CobenchError(
+                    f"{self.name}: {str(path)!r} holds {len(data)} images, fewer than "
+                    f"first_per_file = {n}; use the official file or a smaller first_per_file"
+                )
             data, labels = data[:n], labels[:n]
         if self.fingerprints is not None:
             expected, got = self.fingerprints[path.name], selection_fingerprint(data, labels)
@@ -240,7 +269,8 @@ class CIFAR10(TorchvisionDataset):
                 raise ChecksumError(
                     f"{self.name}: {str(path)!r}: {which} and labels have fingerprint {got}, but the definition "
                     f"expects {expected}: a different selection or a damaged copy, so it was not used; "
-                    "replace it with the official file (or a true prefix of it)")
+                    "replace it with the official file (or a true prefix of it)"
+                )
         return data, labels
 
     def split_files(self, root: str, train: bool) -> list[Path]:
@@ -269,8 +299,10 @@ def prefix_fingerprints(dataset: CIFAR10, data_dir: str) -> dict[str, str]:
     ``[params.datasets.cifar10] fingerprints`` records."""
     root = dataset.root(data_dir)
     unchecked = type(dataset)(verify_checksums=False, first_per_file=dataset.first_per_file)  # no expected prints
-    return {path.name: selection_fingerprint(*unchecked.selected_rows(path))
-            for path in dataset.split_files(root, True) + dataset.split_files(root, False)}
+    return {
+        path.name: selection_fingerprint(*unchecked.selected_rows(path))
+        for path in dataset.split_files(root, True) + dataset.split_files(root, False)
+    }
 
 
 class CIFAR100(CIFAR10):
@@ -383,7 +415,9 @@ class MNIST(TorchvisionDataset):
             if not archive.is_file():
                 raise ChecksumError(
                     f"{self.name}: {str(plain)!r} cannot be verified: torchvision publishes MD5 sums for the "
-                    f"archive {archive.name!r} only, and it is not in {str(raw)!r}; put it there, or, " + opt_out_hint(self.name))
+                    f"archive {archive.name!r} only, and it is not in {str(raw)!r}; put it there, or, "
+                    + opt_out_hint(self.name)
+                )
             verify_md5(self.name, archive, md5)
             if plain.is_file():
                 verify_gunzipped(self.name, plain, archive)
@@ -415,8 +449,10 @@ def _gunzip(src: Path, dst: Path) -> None:
         with gzip.open(src, "rb") as fin:
             write_atomic(dst, lambda fout: shutil.copyfileobj(fin, fout))
     except PermissionError as exc:
-        raise CobenchError(f"cannot decompress {str(src)!r} next to itself ({exc.strerror}); "
-                           f"decompress it yourself (gunzip -k) or make {str(src.parent)!r} writable") from None
+        raise CobenchError(
+            f"cannot decompress {str(src)!r} next to itself ({exc.strerror}); "
+            f"decompress it yourself (gunzip -k) or make {str(src.parent)!r} writable"
+        ) from None
 
 
 class FashionMNIST(MNIST):

@@ -1,4 +1,5 @@
 """Clean, FGSM and PGD accuracy on the (injected) test set."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -65,8 +66,16 @@ class PGDAccuracy(Evaluator):
         g = torch.Generator(device=ctx.device).manual_seed(ctx.seed + 1)
         correct = 0
         for xb, yb in ctx.batches(x, y):
-            delta = pgd_until_fooled(model, xb, yb, ctx.eps, alpha=self.alpha * ctx.eps, steps=self.steps,
-                                     restarts=self.restarts, generator=g)
+            delta = pgd_until_fooled(
+                model,
+                xb,
+                yb,
+                ctx.eps,
+                alpha=self.alpha * ctx.eps,
+                steps=self.steps,
+                restarts=self.restarts,
+                generator=g,
+            )
             with torch.no_grad():
                 correct += (model(xb + delta).argmax(1) == yb).sum().item()
         return {self.metric: correct / len(x)}

@@ -7,6 +7,7 @@ is None for injections without carriers (``none``, ``low-pass``).
 ``no-injection-acc``: accuracy on the original test set, before injection.
 (Ortiz-Jimenez, de Jorge et al., TMLR 2023, the ``carrier_loader`` and clean-test analyses.)
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,7 @@ non-obfuscated models at a fraction of the cost. Targeted attacks use min(9, K-1
 APGD-T needs K >= 4 classes and is dropped (and recorded as dropped) below that.
 Backend, package version, attacks, seed and sample count are recorded under ``autoattack_info``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,14 @@ class AutoAttackAccuracy(Evaluator):
     ranges = {"n_samples": ">= 0", "batch_size": ">= 1", "n_iter": ">= 1"}
     paper = "Croce & Hein, 'Reliable evaluation of adversarial robustness...', ICML 2020"
 
-    def __init__(self, version: str = "standard", n_samples: int = 1000, seed: int | None = None,
-                 batch_size: int = 500, n_iter: int = 100):
+    def __init__(
+        self,
+        version: str = "standard",
+        n_samples: int = 1000,
+        seed: int | None = None,
+        batch_size: int = 500,
+        n_iter: int = 100,
+    ):
         if version not in VERSIONS:
             raise ConfigError(f"autoattack version must be one of {', '.join(VERSIONS)}, got {version!r}")
         if n_iter < 1 or batch_size < 1 or n_samples < 0:
@@ -50,7 +57,9 @@ class AutoAttackAccuracy(Evaluator):
         x, y = ctx.test_x[:n].contiguous(), ctx.test_y[:n].contiguous()
         seed = ctx.seed if self.seed is None else self.seed
         attacks, dropped = self.attacks(ctx.num_classes)
-        aa = AutoAttack(model, attacks=attacks, device=ctx.device, eps=ctx.eps, norm="Linf", seed=seed, version="custom")
+        aa = AutoAttack(
+            model, attacks=attacks, device=ctx.device, eps=ctx.eps, norm="Linf", seed=seed, version="custom"
+        )
         aa.verbose = False
         targets = min(9, ctx.num_classes - 1)
         aa.apgd.n_restarts = 1  # the standard version's setting for Linf

@@ -1,4 +1,5 @@
 """Catastrophic-overfitting detection from a per-epoch PGD/FGSM probe."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,7 +12,6 @@ from cobench.api import EvalContext, Evaluator
 from cobench.attacks import accuracy, fgsm, pgd
 from cobench.errors import ConfigError
 
-
 #: FGSM-PGD probe gap, as a fraction of probe clean accuracy, that counts as the single-step attack
 #: gone blind (:func:`relative_rule`)
 RELATIVE_GAP = 0.25
@@ -19,9 +19,17 @@ RELATIVE_GAP = 0.25
 MIN_PEAK = 0.05
 
 
-def collapsed_epochs(pgd_acc: list[float], fgsm_acc: list[float], clean_acc: list[float] | None = None, *,
-                     gap: float, drop: float, floor: float, relative_gap: float | None = None,
-                     min_peak: float = 0.0) -> list[bool]:
+def collapsed_epochs(
+    pgd_acc: list[float],
+    fgsm_acc: list[float],
+    clean_acc: list[float] | None = None,
+    *,
+    gap: float,
+    drop: float,
+    floor: float,
+    relative_gap: float | None = None,
+    min_peak: float = 0.0,
+) -> list[bool]:
     """Per epoch, whether the probe shows a collapse there by either rule (before persistence)."""
     absolute, _ = absolute_rule(pgd_acc, fgsm_acc, gap=gap, drop=drop, floor=floor)
     if clean_acc is None or relative_gap is None:
@@ -30,8 +38,9 @@ def collapsed_epochs(pgd_acc: list[float], fgsm_acc: list[float], clean_acc: lis
     return [a or r for a, r in zip(absolute, relative)]
 
 
-def absolute_rule(pgd_acc: list[float], fgsm_acc: list[float], *, gap: float, drop: float,
-                  floor: float) -> tuple[list[bool], list[bool]]:
+def absolute_rule(
+    pgd_acc: list[float], fgsm_acc: list[float], *, gap: float, drop: float, floor: float
+) -> tuple[list[bool], list[bool]]:
     """(collapsed, gap open) per epoch, by the rule of cobench's first boards: FGSM accuracy
     exceeds PGD accuracy by at least ``gap``, and PGD accuracy fell to at most
     ``max(floor, (1 - drop) * best earlier PGD accuracy)``; the gap stays open while it is ``gap``."""
@@ -42,8 +51,15 @@ def absolute_rule(pgd_acc: list[float], fgsm_acc: list[float], *, gap: float, dr
     return collapsed, [f - p >= gap for p, f in zip(pgd_acc, fgsm_acc)]
 
 
-def relative_rule(pgd_acc: list[float], fgsm_acc: list[float], clean_acc: list[float], *, relative_gap: float,
-                  drop: float, min_peak: float) -> tuple[list[bool], list[bool]]:
+def relative_rule(
+    pgd_acc: list[float],
+    fgsm_acc: list[float],
+    clean_acc: list[float],
+    *,
+    relative_gap: float,
+    drop: float,
+    min_peak: float,
+) -> tuple[list[bool], list[bool]]:
     """(collapsed, gap open) per epoch, relative to the model's own accuracy: FGSM accuracy
     exceeds PGD accuracy by at least ``relative_gap`` times the probe's clean accuracy, and PGD
     accuracy fell to at most ``(1 - drop)`` times its own best earlier value, which must have
@@ -64,12 +80,21 @@ def first_persistent(collapsed: list[bool], still_open: list[bool], persist: int
     """The first collapsed epoch whose gap stays open ``persist`` epochs (or until training ends)."""
     if persist < 1:
         raise ValueError(f"persist must be >= 1 epochs, got {persist}")
-    return next((e for e, hit in enumerate(collapsed) if hit and all(still_open[e:e + persist])), None)
+    return next((e for e, hit in enumerate(collapsed) if hit and all(still_open[e : e + persist])), None)
 
 
-def detect_collapse(pgd_acc: list[float], fgsm_acc: list[float], clean_acc: list[float] | None = None, *,
-                    gap: float, drop: float, floor: float, persist: int = 1,
-                    relative_gap: float | None = None, min_peak: float = 0.0) -> int | None:
+def detect_collapse(
+    pgd_acc: list[float],
+    fgsm_acc: list[float],
+    clean_acc: list[float] | None = None,
+    *,
+    gap: float,
+    drop: float,
+    floor: float,
+    persist: int = 1,
+    relative_gap: float | None = None,
+    min_peak: float = 0.0,
+) -> int | None:
     """Index of the first epoch at which robust accuracy collapsed, else None.
 
     An epoch has collapsed by :func:`absolute_rule` or, given ``clean_acc`` and ``relative_gap``,
@@ -80,8 +105,12 @@ def detect_collapse(pgd_acc: list[float], fgsm_acc: list[float], clean_acc: list
     """
     onsets = [first_persistent(*absolute_rule(pgd_acc, fgsm_acc, gap=gap, drop=drop, floor=floor), persist)]
     if clean_acc is not None and relative_gap is not None:
-        onsets.append(first_persistent(*relative_rule(pgd_acc, fgsm_acc, clean_acc, relative_gap=relative_gap,
-                                                      drop=drop, min_peak=min_peak), persist))
+        onsets.append(
+            first_persistent(
+                *relative_rule(pgd_acc, fgsm_acc, clean_acc, relative_gap=relative_gap, drop=drop, min_peak=min_peak),
+                persist,
+            )
+        )
     found = [e for e in onsets if e is not None]
     return min(found) if found else None
 
@@ -91,17 +120,35 @@ class CODetector(Evaluator):
     (:func:`detect_collapse`: the absolute rule, or the FGSM-PGD gap relative to clean accuracy)."""
 
     name = "co"
-    ranges = {"steps": ">= 1", "alpha": "> 0", "gap": (">= 0", "<= 1"), "drop": (">= 0", "<= 1"),
-              "floor": (">= 0", "<= 1"), "relative_gap": (">= 0", "<= 1"), "min_peak": (">= 0", "<= 1")}
+    ranges = {
+        "steps": ">= 1",
+        "alpha": "> 0",
+        "gap": (">= 0", "<= 1"),
+        "drop": (">= 0", "<= 1"),
+        "floor": (">= 0", "<= 1"),
+        "relative_gap": (">= 0", "<= 1"),
+        "min_peak": (">= 0", "<= 1"),
+    }
     #: the relative rule came after the digits boards were built; the consistency check shows that
     #: their stored verdicts are what it gives on their curves, so those cells keep their identity
     recorded_when_set = ("relative_gap", "min_peak")
     paper = "Wong, Rice & Kolter, ICLR 2020 (CO); Ortiz-Jimenez, de Jorge et al., TMLR 2023"
 
-    def __init__(self, steps: int = 10, alpha: float = 0.25, gap: float = 0.3, drop: float = 0.5, floor: float = 0.1,
-                 persist: int = 3, relative_gap: float | None = RELATIVE_GAP, min_peak: float = MIN_PEAK):
+    def __init__(
+        self,
+        steps: int = 10,
+        alpha: float = 0.25,
+        gap: float = 0.3,
+        drop: float = 0.5,
+        floor: float = 0.1,
+        persist: int = 3,
+        relative_gap: float | None = RELATIVE_GAP,
+        min_peak: float = MIN_PEAK,
+    ):
         if not isinstance(persist, int) or persist < 1:
-            raise ConfigError(f"co: persist must be an integer >= 1 (epochs the FGSM-PGD gap must last), got {persist!r}")
+            raise ConfigError(
+                f"co: persist must be an integer >= 1 (epochs the FGSM-PGD gap must last), got {persist!r}"
+            )
         self.steps, self.alpha = steps, alpha
         self.gap, self.drop, self.floor, self.persist = gap, drop, floor, persist
         self.relative_gap, self.min_peak = relative_gap, min_peak
@@ -118,8 +165,9 @@ class CODetector(Evaluator):
         }
 
     def rule(self) -> dict[str, Any]:
-        return dict(gap=self.gap, drop=self.drop, floor=self.floor, relative_gap=self.relative_gap,
-                    min_peak=self.min_peak)
+        return dict(
+            gap=self.gap, drop=self.drop, floor=self.floor, relative_gap=self.relative_gap, min_peak=self.min_peak
+        )
 
     @staticmethod
     def history_of(curves: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -131,8 +179,11 @@ class CODetector(Evaluator):
         """(PGD, FGSM, clean) probe accuracies per epoch; clean is None where a result predates it."""
         rows = [h for h in history if h.get("probe_pgd_acc") is not None and h.get("probe_fgsm_acc") is not None]
         clean = [h.get("probe_clean_acc") for h in rows]
-        return ([h["probe_pgd_acc"] for h in rows], [h["probe_fgsm_acc"] for h in rows],
-                None if None in clean else clean)  # type: ignore[return-value]
+        return (
+            [h["probe_pgd_acc"] for h in rows],
+            [h["probe_fgsm_acc"] for h in rows],
+            None if None in clean else clean,
+        )  # type: ignore[return-value]
 
     def first_collapse(self, history: list[dict[str, Any]]) -> int | None:
         """0-based index of the first collapsed epoch of ``history`` (per-epoch probe records)."""
@@ -152,9 +203,13 @@ class CODetector(Evaluator):
         pgd_curve, fgsm_curve, _ = self.probe_curves(ctx.history)
         first = self.first_collapse(ctx.history)
         final = (
-            detect_collapse(pgd_curve[-1:], fgsm_curve[-1:], gap=self.gap, drop=1.0, floor=self.floor) is not None
-            or (first is not None and pgd_curve[-1] <= max(self.floor, (1 - self.drop) * max(pgd_curve)))
-        ) if pgd_curve else False
+            (
+                detect_collapse(pgd_curve[-1:], fgsm_curve[-1:], gap=self.gap, drop=1.0, floor=self.floor) is not None
+                or (first is not None and pgd_curve[-1] <= max(self.floor, (1 - self.drop) * max(pgd_curve)))
+            )
+            if pgd_curve
+            else False
+        )
         return {
             "co": 1 if first is not None else 0,
             "co_epoch": None if first is None else first + 1,  # 1-based, as papers count epochs

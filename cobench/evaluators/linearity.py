@@ -13,9 +13,11 @@
 The noisy points are not clamped to [0, 1], as in the reference implementations. l is the
 per-sample cross-entropy of the model in eval mode.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,8 +57,9 @@ def linearity_error(loss_fn: LossFn, x_a: Tensor, x_b: Tensor, alpha: Tensor) ->
         return loss_fn(x_c) - (1 - alpha) * loss_fn(x_a) - alpha * loss_fn(x_b)
 
 
-def elle_error(loss_fn: LossFn, x: Tensor, eps: float, generator: torch.Generator | None = None,
-               draws: int = 1) -> Tensor:
+def elle_error(
+    loss_fn: LossFn, x: Tensor, eps: float, generator: torch.Generator | None = None, draws: int = 1
+) -> Tensor:
     """Per-sample squared linearity error averaged over ``draws`` random triplets in the eps-ball.
 
     Draw order per triplet: x_a noise, x_b noise, then a (so tests can replay it)."""
@@ -69,8 +72,14 @@ def elle_error(loss_fn: LossFn, x: Tensor, eps: float, generator: torch.Generato
     return total / max(1, draws)
 
 
-def llr_gamma(loss_fn: LossFn, x: Tensor, eps: float, steps: int = 10, step_size: float = 0.25,
-              generator: torch.Generator | None = None) -> Tensor:
+def llr_gamma(
+    loss_fn: LossFn,
+    x: Tensor,
+    eps: float,
+    steps: int = 10,
+    step_size: float = 0.25,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Per-sample max over the L-inf eps-ball of |l(x + d) - l(x) - d . grad l(x)| (Qin et al. 2019)."""
     grad = input_gradients(loss_fn, x).detach()
     with torch.no_grad():
@@ -132,8 +141,9 @@ class LocalLinearityError(Evaluator):
     ranges = {"draws": ">= 1", "steps": ">= 1", "max_samples": ">= 1"}
     paper = "Abad Rocamora et al., ICLR 2024 (elle); Qin et al., NeurIPS 2019 (llr)"
 
-    def __init__(self, kind: str = "elle", draws: int = 4, steps: int = 10, max_samples: int = 1000,
-                 per_epoch: bool = True):
+    def __init__(
+        self, kind: str = "elle", draws: int = 4, steps: int = 10, max_samples: int = 1000, per_epoch: bool = True
+    ):
         if kind not in ("elle", "llr"):
             raise ConfigError(f"lle kind must be 'elle' or 'llr', got {kind!r}")
         self.kind, self.draws, self.steps = kind, draws, steps

@@ -1,7 +1,9 @@
 """Run cells one after another in this process (the default)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from cobench import hookimpl
 from cobench.api import CellsToRun, Executor
@@ -14,8 +16,9 @@ class LocalExecutor(Executor):
     name = "local"
     in_process = True
 
-    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
-            progress: Progress) -> Iterable[tuple[Any, dict]]:
+    def run(
+        self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions, progress: Progress
+    ) -> Iterable[tuple[Any, dict]]:
         for cell in cells:
             progress.on_cell_start(cell)
             yield cell, work(cell.config(), options, progress.on_epoch)

@@ -5,6 +5,7 @@ the plugins afresh when it first resolves a component. Results come back to the 
 each cell finishes, so the driver writes them one by one and an interrupted grid keeps
 every finished cell.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -13,18 +14,19 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Generator, Iterable, Iterator
+from typing import Any
 
 import torch
 
 from cobench import hookimpl
 from cobench.api import CellsToRun, Executor
-from cobench.run.device import resolve_device
 from cobench.errors import ConfigError
 from cobench.options import Progress, RunOptions
+from cobench.run.device import resolve_device
 from cobench.store.results import failed_result
 
 
@@ -43,8 +45,14 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def plan_slots(device: torch.device, n_cells: int, workers: int = 0, cores: int | None = None,
-               gpu_count: int | None = None, cells_per_device: int = 0) -> list[Slot]:
+def plan_slots(
+    device: torch.device,
+    n_cells: int,
+    workers: int = 0,
+    cores: int | None = None,
+    gpu_count: int | None = None,
+    cells_per_device: int = 0,
+) -> list[Slot]:
     """One slot per worker process.
 
     CUDA given as ``auto``/``cuda``: ``cells_per_device`` workers per visible GPU (default
@@ -88,7 +96,7 @@ def sharing(slots: list[Slot]) -> int:
     return max(Counter(slot.device for slot in slots).values(), default=1)
 
 
-def _init_worker(slots: "mp.Queue[Slot]", started: Any, parent_pid: int) -> None:
+def _init_worker(slots: mp.Queue[Slot], started: Any, parent_pid: int) -> None:
     global _slot, _started
     _slot, _started = slots.get(timeout=60), started
     torch.set_num_threads(_slot.threads)
@@ -131,8 +139,12 @@ class WorkerPool:
         for slot in slots[:max_workers]:
             self.queue.put(slot)
         self.started = ctx.SimpleQueue()
-        self.pool = ProcessPoolExecutor(max_workers=max_workers, mp_context=ctx, initializer=_init_worker,
-                                        initargs=(self.queue, self.started, os.getpid()))
+        self.pool = ProcessPoolExecutor(
+            max_workers=max_workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(self.queue, self.started, os.getpid()),
+        )
         self.processes: dict[int, Any] = {}  # pid -> multiprocessing.Process, kept after the pool forgets them
         self.running: dict[int, str] = {}  # pid -> the cell_id it started last
 
@@ -151,8 +163,11 @@ class WorkerPool:
         """After the pool broke and shut down: cell_id -> why its process died, for each worker
         that ended on its own (the pool terminates the others with SIGTERM)."""
         self.note_started()
-        return {self.running[pid]: death_message(p.exitcode) for pid, p in self.processes.items()
-                if pid in self.running and p.exitcode not in (None, 0, -signal.SIGTERM)}
+        return {
+            self.running[pid]: death_message(p.exitcode)
+            for pid, p in self.processes.items()
+            if pid in self.running and p.exitcode not in (None, 0, -signal.SIGTERM)
+        }
 
     def exitcode_of(self, cell_id: str) -> int | None:
         """The exit code of the worker that ran ``cell_id`` last (``None``: not known)."""
@@ -177,12 +192,15 @@ class LocalParallelExecutor(Executor):
     def __init__(self, workers: int = 0, cells_per_device: int = 0):
         for key, value in (("workers", workers), ("cells_per_device", cells_per_device)):
             if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"local-parallel: {key} must be a non-negative integer (0 = automatic), got {value!r}")
+                raise ConfigError(
+                    f"local-parallel: {key} must be a non-negative integer (0 = automatic), got {value!r}"
+                )
         self.workers = workers
         self.cells_per_device = cells_per_device
 
-    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
-            progress: Progress) -> Iterable[tuple[Any, dict]]:
+    def run(
+        self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions, progress: Progress
+    ) -> Iterable[tuple[Any, dict]]:
         """Per-epoch progress stays in the workers; the driver reports each cell as it finishes.
 
         At most one cell per worker is submitted at a time, each taken from ``cells`` only
@@ -193,8 +211,9 @@ class LocalParallelExecutor(Executor):
         """
         if not cells:
             return
-        slots = plan_slots(resolve_device(options.device), len(cells), self.workers,
-                           cells_per_device=self.cells_per_device)
+        slots = plan_slots(
+            resolve_device(options.device), len(cells), self.workers, cells_per_device=self.cells_per_device
+        )
         options = replace(options, cells_per_device=sharing(slots))
         ctx = mp.get_context("spawn")
         fresh = iter(cells)
@@ -209,8 +228,9 @@ class LocalParallelExecutor(Executor):
             workers = WorkerPool(ctx, slots, width)
             finished = False
             try:
-                broken = yield from self._drain(workers, iter([alone.pop(0)]) if solo else _chain(retry, fresh),
-                                                work, options, width)
+                broken = yield from self._drain(
+                    workers, iter([alone.pop(0)]) if solo else _chain(retry, fresh), work, options, width
+                )
                 finished = True
             finally:
                 workers.close(terminate=not finished)
@@ -226,8 +246,9 @@ class LocalParallelExecutor(Executor):
                     (retry if why else alone).append(cell)
 
     @staticmethod
-    def _drain(workers: WorkerPool, source: Iterator[Any], work: Callable[..., dict], options: RunOptions,
-               width: int) -> Generator[tuple[Any, dict], None, tuple[list[Any], dict[str, str]] | None]:
+    def _drain(
+        workers: WorkerPool, source: Iterator[Any], work: Callable[..., dict], options: RunOptions, width: int
+    ) -> Generator[tuple[Any, dict], None, tuple[list[Any], dict[str, str]] | None]:
         """Run ``source``'s cells, ``width`` at a time, yielding results; returns ``None`` when
         all ran, else the cells in flight when the pool broke and who died (cell_id -> why)."""
         pending: dict[Future, Any] = {}
@@ -253,8 +274,11 @@ class LocalParallelExecutor(Executor):
                     lost.append(cell)
                     continue
                 except Exception as exc:  # the result could not come back (e.g. not picklable)
-                    result = failed_result(cell, exc, f"a local-parallel worker could not return this cell's "
-                                                        f"result: {type(exc).__name__}: {exc}")
+                    result = failed_result(
+                        cell,
+                        exc,
+                        f"a local-parallel worker could not return this cell's result: {type(exc).__name__}: {exc}",
+                    )
                 yield cell, result
         workers.pool.shutdown(wait=True)
         return lost, workers.culprits()

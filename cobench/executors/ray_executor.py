@@ -8,12 +8,14 @@ driver, which writes them as each task finishes, so nothing is written on worker
 an interrupted grid keeps every finished cell. Workers must have cobench and the same
 plugins installed (on a local instance they share this environment).
 """
+
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from cobench import hookimpl
 from cobench.api import CellsToRun, Executor
@@ -46,9 +48,11 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
         why = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-        raise CobenchError(f"--ray-address {address!r}: cannot reach the Ray cluster ({why}); "
-                           "check the head node's address and port, or leave --ray-address out for a local "
-                           "instance") from None
+        raise CobenchError(
+            f"--ray-address {address!r}: cannot reach the Ray cluster ({why}); "
+            "check the head node's address and port, or leave --ray-address out for a local "
+            "instance"
+        ) from None
 
 
 class RayExecutor(Executor):
@@ -57,12 +61,15 @@ class RayExecutor(Executor):
     name = "ray"
     ranges = {"workers": ">= 0", "gpus_per_cell": ">= 0"}
 
-    def __init__(self, address: str | None = None, workers: int = 0, gpus_per_cell: float = 1.0,
-                 cells_per_device: int = 0):
+    def __init__(
+        self, address: str | None = None, workers: int = 0, gpus_per_cell: float = 1.0, cells_per_device: int = 0
+    ):
         if not isinstance(workers, int) or workers < 0:
             raise ConfigError(f"ray: workers must be a non-negative integer (0 = all cores), got {workers!r}")
         if not isinstance(cells_per_device, int) or cells_per_device < 0:
-            raise ConfigError(f"ray: cells_per_device must be a non-negative integer (0 = unset), got {cells_per_device!r}")
+            raise ConfigError(
+                f"ray: cells_per_device must be a non-negative integer (0 = unset), got {cells_per_device!r}"
+            )
         if not (0 < gpus_per_cell <= 8):
             raise ConfigError(f"ray: gpus_per_cell must be in (0, 8], got {gpus_per_cell!r}")
         self.address = address  # e.g. "auto" or "ray://head:10001"; None starts a local instance
@@ -91,12 +98,18 @@ class RayExecutor(Executor):
 
         # --cells-per-device K caps CPU-only runs at K cells; with GPUs it is K per GPU, on every GPU
         cpus = self.workers or (self.cells_per_device if torch.cuda.device_count() == 0 else 0)
-        ray.init(num_cpus=cpus or None, include_dashboard=False, ignore_reinit_error=True,
-                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+        ray.init(
+            num_cpus=cpus or None,
+            include_dashboard=False,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+        )
         return True
 
-    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
-            progress: Progress) -> Iterable[tuple[Any, dict]]:
+    def run(
+        self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions, progress: Progress
+    ) -> Iterable[tuple[Any, dict]]:
         """Per-epoch progress stays in the tasks; the driver reports each cell as it finishes."""
         if not cells:
             return
@@ -122,8 +135,9 @@ class RayExecutor(Executor):
                     try:
                         result = ray.get(done[0])
                     except Exception as exc:  # worker or node lost; cell errors come back as results
-                        result = failed_result(cell, exc, f"a Ray worker died while running this cell: "
-                                                            f"{type(exc).__name__}: {exc}")
+                        result = failed_result(
+                            cell, exc, f"a Ray worker died while running this cell: {type(exc).__name__}: {exc}"
+                        )
                     yield cell, result
             finally:
                 for ref in pending:  # interrupted: abandon what is still queued or running

@@ -18,14 +18,16 @@ of the cells it already finished, and requeues it; the requeued task skips those
 the cell that was in flight resumes from its last per-epoch checkpoint (results written
 under ``checkpoint_dir`` on shared storage), so only the epoch in progress is redone.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from cobench import hookimpl
 from cobench.api import CellsToRun, Executor
@@ -65,7 +67,7 @@ class CellBatch(Checkpointable):
         self.done: list[dict[str, Any]] = []
 
     def __call__(self) -> list[dict[str, Any]]:
-        for config in self.configs[len(self.done):]:
+        for config in self.configs[len(self.done) :]:
             self.done.append(self.work(config, self.options))
         return self.done
 
@@ -75,20 +77,43 @@ class SubmititExecutor(Executor):
 
     name = "submitit"
 
-    def __init__(self, folder: str = "submitit-logs", cluster: str | None = None, cells_per_job: int = 1,
-                 max_parallel_jobs: int = 64, timeout_min: int = 240, partition: str | None = None,
-                 gpus_per_job: int = 1, cpus_per_job: int = 4, mem_gb: int = 32, max_requeues: int = 3,
-                 poll_s: float = 5.0, cells_per_device: int = 0):
+    def __init__(
+        self,
+        folder: str = "submitit-logs",
+        cluster: str | None = None,
+        cells_per_job: int = 1,
+        max_parallel_jobs: int = 64,
+        timeout_min: int = 240,
+        partition: str | None = None,
+        gpus_per_job: int = 1,
+        cpus_per_job: int = 4,
+        mem_gb: int = 32,
+        max_requeues: int = 3,
+        poll_s: float = 5.0,
+        cells_per_device: int = 0,
+    ):
         if cluster is not None and cluster not in CLUSTERS:
             raise ConfigError(f"submitit: cluster must be one of {', '.join(CLUSTERS)} (or unset), got {cluster!r}")
-        for key, value in (("cells_per_job", cells_per_job), ("max_parallel_jobs", max_parallel_jobs),
-                           ("timeout_min", timeout_min), ("cpus_per_job", cpus_per_job), ("mem_gb", mem_gb)):
+        for key, value in (
+            ("cells_per_job", cells_per_job),
+            ("max_parallel_jobs", max_parallel_jobs),
+            ("timeout_min", timeout_min),
+            ("cpus_per_job", cpus_per_job),
+            ("mem_gb", mem_gb),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"submitit: {key} must be a positive integer, got {value!r}")
-        if not isinstance(gpus_per_job, int) or gpus_per_job < 0 or not isinstance(max_requeues, int) or max_requeues < 0:
+        if (
+            not isinstance(gpus_per_job, int)
+            or gpus_per_job < 0
+            or not isinstance(max_requeues, int)
+            or max_requeues < 0
+        ):
             raise ConfigError("submitit: gpus_per_job and max_requeues must be non-negative integers")
         if not isinstance(cells_per_device, int) or cells_per_device < 0:
-            raise ConfigError(f"submitit: cells_per_device must be a non-negative integer (0 = one), got {cells_per_device!r}")
+            raise ConfigError(
+                f"submitit: cells_per_device must be a non-negative integer (0 = one), got {cells_per_device!r}"
+            )
         #: jobs sharing one GPU (set of GPUs) at once on the local cluster
         self.cells_per_device = cells_per_device
         self.folder, self.cluster, self.cells_per_job = folder, cluster, cells_per_job
@@ -97,13 +122,26 @@ class SubmititExecutor(Executor):
         self.max_requeues, self.poll_s = max_requeues, poll_s
 
     def executor(self, submitit: Any) -> Any:
-        ex = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster, slurm_max_num_timeout=self.max_requeues,
-                                   local_max_num_timeout=self.max_requeues)
-        params: dict[str, Any] = {"timeout_min": self.timeout_min, "cpus_per_task": self.cpus_per_job,
-                                  "tasks_per_node": 1, "nodes": 1, "name": "cobench"}
+        ex = submitit.AutoExecutor(
+            folder=self.folder,
+            cluster=self.cluster,
+            slurm_max_num_timeout=self.max_requeues,
+            local_max_num_timeout=self.max_requeues,
+        )
+        params: dict[str, Any] = {
+            "timeout_min": self.timeout_min,
+            "cpus_per_task": self.cpus_per_job,
+            "tasks_per_node": 1,
+            "nodes": 1,
+            "name": "cobench",
+        }
         if ex.cluster == "slurm":
-            params.update(gpus_per_node=self.gpus_per_job, mem_gb=self.mem_gb,
-                          slurm_array_parallelism=self.max_parallel_jobs, slurm_signal_delay_s=120)
+            params.update(
+                gpus_per_node=self.gpus_per_job,
+                mem_gb=self.mem_gb,
+                slurm_array_parallelism=self.max_parallel_jobs,
+                slurm_signal_delay_s=120,
+            )
             if self.partition:
                 params["slurm_partition"] = self.partition
         ex.update_parameters(**params)
@@ -127,8 +165,9 @@ class SubmititExecutor(Executor):
         groups = [tuple(ids[i : i + per]) for i in range(0, len(ids) - per + 1, per)]
         return [g for g in groups for _ in range(k)][: self.max_parallel_jobs]
 
-    def run(self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions,
-            progress: Progress) -> Iterable[tuple[Any, dict]]:
+    def run(
+        self, cells: CellsToRun, work: Callable[..., dict], options: RunOptions, progress: Progress
+    ) -> Iterable[tuple[Any, dict]]:
         """Per-epoch progress stays in the jobs; the driver reports each cell as its job finishes."""
         if not cells:
             return
@@ -144,8 +183,9 @@ class SubmititExecutor(Executor):
             return
         yield from self._run_local(ex, groups, work, options)
 
-    def _run_local(self, ex: Any, groups: list[list[Any]], work: Callable[..., dict],
-                   options: RunOptions) -> Iterable[tuple[Any, dict]]:
+    def _run_local(
+        self, ex: Any, groups: list[list[Any]], work: Callable[..., dict], options: RunOptions
+    ) -> Iterable[tuple[Any, dict]]:
         """The local cluster: one job per free slot, each pinned to its slot's GPUs."""
         slots = self.local_slots(options)
         free = list(slots)
@@ -196,9 +236,19 @@ class SubmititExecutor(Executor):
         except Exception as exc:  # the job failed, was cancelled, or ran out of requeues
             results, error = [], exc
         for i, cell in enumerate(group):
-            yield cell, (results[i] if i < len(results) else failed_result(
-                cell, error, f"submitit job {job.job_id} ended without a result for this cell: "
-                             f"{type(error).__name__}: {error}"))
+            yield (
+                cell,
+                (
+                    results[i]
+                    if i < len(results)
+                    else failed_result(
+                        cell,
+                        error,
+                        f"submitit job {job.job_id} ended without a result for this cell: "
+                        f"{type(error).__name__}: {error}",
+                    )
+                ),
+            )
 
 
 def visible_gpu_ids(count: int) -> list[int]:

@@ -3,6 +3,7 @@
 A cell's identity is the hash of its config dict (``cell_id``), so the dict's layout is
 frozen: changing a field's name or content changes every stored result's identity.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,9 +48,11 @@ class Cell:
         return f"{self.method['name']} eps={self.eps:g}/255 {inj} seed={self.seed}"
 
     def filename(self) -> str:
-        return (f"{self.dataset['name']}-{self.model['name']}/{self.method['name']}/"
-                f"eps{self.eps:g}-{self.injection['name']}-beta{self.beta:g}-seed{self.seed}-{self.cell_id[:8]}.json")
+        return (
+            f"{self.dataset['name']}-{self.model['name']}/{self.method['name']}/"
+            f"eps{self.eps:g}-{self.injection['name']}-beta{self.beta:g}-seed{self.seed}-{self.cell_id[:8]}.json"
+        )
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Cell":
+    def from_config(cls, config: dict[str, Any]) -> Cell:
         return cls(**config)

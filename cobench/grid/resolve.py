@@ -4,20 +4,22 @@ installed plugins (a :class:`~cobench.plugins.Registry`), giving what will run (
 This is the one place where component names are checked, parameters are filled in and
 overridden, and a method's published eps rule is applied.
 """
+
 from __future__ import annotations
 
 import itertools
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from cobench.api import Component
-from cobench.grid.cell import Cell
 from cobench.errors import ConfigError
+from cobench.grid.cell import Cell
+from cobench.grid.protocols import get_protocol
 from cobench.grid.spec import GridSpec, split_spec
 from cobench.kinds import GRID_KINDS, singular
 from cobench.params import component_problems
 from cobench.plugins import Registry
-from cobench.grid.protocols import get_protocol
 
 #: the evaluator whose attack a protocol fixes (the final robust accuracy)
 PROTOCOL_EVALUATOR = "pgd-50-10"
@@ -29,12 +31,20 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
     check_names(spec, registry)
     for injection in spec.injections:
         grid_betas(spec, registry, injection)  # before any other problem: the most likely one
-    resolved = {kind: {name: resolve_component(registry, kind, name, spec.params) for name in getattr(spec, kind)}
-                for kind in ("datasets", "models", "injections", "evaluators")}
-    problems = [p for kind, parts in resolved.items() for part in parts.values()
-                for p in component_problems(registry.get(kind, part["name"]), kind, part["params"])]
-    evaluators = {eps: [protocol_evaluator(spec, part, name, eps) for name, part in resolved["evaluators"].items()]
-                  for eps in spec.eps}
+    resolved = {
+        kind: {name: resolve_component(registry, kind, name, spec.params) for name in getattr(spec, kind)}
+        for kind in ("datasets", "models", "injections", "evaluators")
+    }
+    problems = [
+        p
+        for kind, parts in resolved.items()
+        for part in parts.values()
+        for p in component_problems(registry.get(kind, part["name"]), kind, part["params"])
+    ]
+    evaluators = {
+        eps: [protocol_evaluator(spec, part, name, eps) for name, part in resolved["evaluators"].items()]
+        for eps in spec.eps
+    }
     training = spec.training.as_config()
     cells: list[Cell] = []
     for dataset, model, method, eps, injection in itertools.product(
@@ -42,17 +52,27 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
     ):
         injection_part = resolved["injections"][injection]
         betas = grid_betas(spec, registry, injection)
-        method_part = resolve_component(registry, "methods", method, spec.params, eps255=eps,
-                                        protocol=spec.training.protocol)
-        method_problems = component_problems(registry.get("methods", method_part["name"]), "methods",
-                                             method_part["params"])
+        method_part = resolve_component(
+            registry, "methods", method, spec.params, eps255=eps, protocol=spec.training.protocol
+        )
+        method_problems = component_problems(
+            registry.get("methods", method_part["name"]), "methods", method_part["params"]
+        )
         problems += [p for p in method_problems if p not in problems]
         for beta, seed in itertools.product(betas, spec.seeds):
-            cells.append(Cell(
-                dataset=resolved["datasets"][dataset], model=resolved["models"][model], method=method_part,
-                eps=eps, injection=injection_part, beta=beta, seed=seed, training=training,
-                evaluators=evaluators[eps],
-            ))
+            cells.append(
+                Cell(
+                    dataset=resolved["datasets"][dataset],
+                    model=resolved["models"][model],
+                    method=method_part,
+                    eps=eps,
+                    injection=injection_part,
+                    beta=beta,
+                    seed=seed,
+                    training=training,
+                    evaluators=evaluators[eps],
+                )
+            )
     if problems:
         raise ConfigError(f"{len(problems)} invalid parameter value(s):\n  " + "\n  ".join(problems))
     return cells
@@ -65,8 +85,10 @@ def grid_betas(spec: GridSpec, registry: Registry, injection: str) -> list[float
     if not registry.get("injections", split_spec(injection)[0]).uses_beta:
         return [0.0]
     if spec.betas is None:
-        raise ConfigError(f"injection {injection!r} adds beta * V[y] but no strength was given: add --beta "
-                          "(in /255 units, e.g. --beta 8) or betas = [8] to the grid file")
+        raise ConfigError(
+            f"injection {injection!r} adds beta * V[y] but no strength was given: add --beta "
+            "(in /255 units, e.g. --beta 8) or betas = [8] to the grid file"
+        )
     return spec.betas
 
 
@@ -92,12 +114,20 @@ def check_names(spec: GridSpec, registry: Registry) -> None:
             valid = registry.get(kind, split_spec(comp)[0]).parameters()
             for p in params:
                 if p not in valid:
-                    raise ConfigError(f"{singular(kind)} {comp!r} has no parameter {p!r}; valid parameters: "
-                                      + (", ".join(valid) if valid else "(none)"))
+                    raise ConfigError(
+                        f"{singular(kind)} {comp!r} has no parameter {p!r}; valid parameters: "
+                        + (", ".join(valid) if valid else "(none)")
+                    )
 
 
-def resolved_params(cls: type[Component], overrides: Mapping[str, Any] | None = None, *, arg: str | None = None,
-                    eps255: float | None = None, protocol: str | None = None) -> dict[str, Any]:
+def resolved_params(
+    cls: type[Component],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    arg: str | None = None,
+    eps255: float | None = None,
+    protocol: str | None = None,
+) -> dict[str, Any]:
     """The parameters a component runs with. Later sources win: ``__init__`` defaults, the
     ``name:ARG`` argument, the method's published rule for this eps (``defaults_for_eps``), its
     reference's exception under this protocol (``defaults_for_protocol``), then the user's overrides."""
@@ -112,8 +142,14 @@ def resolved_params(cls: type[Component], overrides: Mapping[str, Any] | None = 
     return params
 
 
-def resolve_component(registry: Registry, kind: str, spec: str, params: Mapping[str, Any],
-                      eps255: float | None = None, protocol: str | None = None) -> dict[str, Any]:
+def resolve_component(
+    registry: Registry,
+    kind: str,
+    spec: str,
+    params: Mapping[str, Any],
+    eps255: float | None = None,
+    protocol: str | None = None,
+) -> dict[str, Any]:
     """``name[:ARG]`` of ``kind`` as a cell stores it: ``{"name", "params"}`` with every
     parameter filled in; ``params`` is the grid's ``[params]`` table (``params[kind][name]``)."""
     name, arg = split_spec(spec)

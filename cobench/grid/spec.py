@@ -5,20 +5,26 @@ turns a spec into cells.
 Eps and beta are written in /255 units, as papers state them (``8`` means 8/255);
 ``"8/255"`` is accepted too.
 """
+
 from __future__ import annotations
 
 import copy
-import tomllib
+import sys
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+
 from cobench.api import NO_INJECTION
 from cobench.errors import ConfigError
+from cobench.grid.protocols import DEFAULT_PROTOCOL, LR_SCHEDULES, get_protocol
 from cobench.kinds import GRID_KINDS, singular
 from cobench.params import value_problems
-from cobench.grid.protocols import DEFAULT_PROTOCOL, LR_SCHEDULES, get_protocol
 
 
 @dataclass
@@ -64,12 +70,18 @@ class TrainingConfig:
             v = self.resolved()
             problems = value_problems("training", v, {}, TRAINING_RANGES)
             if v["lr_schedule"] not in LR_SCHEDULES:
-                problems.append(f"training.lr_schedule = {v['lr_schedule']!r}: expected one of {', '.join(LR_SCHEDULES)}")
+                problems.append(
+                    f"training.lr_schedule = {v['lr_schedule']!r}: expected one of {', '.join(LR_SCHEDULES)}"
+                )
             if isinstance(v["base_momentum"], (int, float)) and v["base_momentum"] > v["momentum"]:
-                problems.append(f"training.base_momentum = {v['base_momentum']!r}: expected <= momentum ({v['momentum']})")
+                problems.append(
+                    f"training.base_momentum = {v['base_momentum']!r}: expected <= momentum ({v['momentum']})"
+                )
             if isinstance(v["eps_warmup_epochs"], int) and v["eps_warmup_epochs"] > v["epochs"]:
-                problems.append(f"training.eps_warmup_epochs = {v['eps_warmup_epochs']!r}: expected <= epochs "
-                                f"({v['epochs']}), or the training attacks never reach the full eps")
+                problems.append(
+                    f"training.eps_warmup_epochs = {v['eps_warmup_epochs']!r}: expected <= epochs "
+                    f"({v['epochs']}), or the training attacks never reach the full eps"
+                )
             if v["amp"] not in AMP_MODES:
                 problems.append(f"training.amp = {v['amp']!r}: expected one of {', '.join(AMP_MODES)}")
         if problems:
@@ -89,10 +101,21 @@ AMP_MODES = ("off", "bf16")
 #: the largest seed: torch.manual_seed takes any int64, and results store it as a JSON integer
 MAX_SEED = 2**63 - 1
 #: conditions on TrainingConfig's numeric fields (see cobench.params)
-TRAINING_RANGES = {"epochs": ">= 1", "batch_size": ">= 2", "lr_max": ("> 0", "<= 10"), "lr_peak": ("> 0", "< 1"),
-                   "momentum": (">= 0", "< 1"), "base_momentum": ">= 0", "weight_decay": ">= 0",
-                   "optimizer_steps": ">= 1", "probe_size": ">= 1", "eval_batch_size": ">= 1",
-                   "stop_after_collapse": ">= 0", "eps_warmup_epochs": ">= 0", "val_size": ">= 0"}
+TRAINING_RANGES = {
+    "epochs": ">= 1",
+    "batch_size": ">= 2",
+    "lr_max": ("> 0", "<= 10"),
+    "lr_peak": ("> 0", "< 1"),
+    "momentum": (">= 0", "< 1"),
+    "base_momentum": ">= 0",
+    "weight_decay": ">= 0",
+    "optimizer_steps": ">= 1",
+    "probe_size": ">= 1",
+    "eval_batch_size": ">= 1",
+    "stop_after_collapse": ">= 0",
+    "eps_warmup_epochs": ">= 0",
+    "val_size": ">= 0",
+}
 #: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
 LATE_DEFAULTS: dict[str, Any] = {"amp": "off", "stop_after_collapse": 0, "eps_warmup_epochs": 0, "val_size": 0}
 
@@ -115,28 +138,36 @@ class GridSpec:
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def from_toml(cls, path: str | Path) -> "GridSpec":
+    def from_toml(cls, path: str | Path) -> GridSpec:
         return cls.from_dict(read_toml(path, "grid file"), source=str(path))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "grid") -> "GridSpec":
+    def from_dict(cls, data: dict[str, Any], source: str = "grid") -> GridSpec:
         data = copy.deepcopy(data)
         grid = dict(table(data.pop("grid", {}), "[grid]", source))
-        grid.update({k: data.pop(k) for k in list(data) if k not in ("training", "params", "leaderboard", "evaluation")})
+        grid.update(
+            {k: data.pop(k) for k in list(data) if k not in ("training", "params", "leaderboard", "evaluation")}
+        )
         spec = cls()
         aliases = {singular(kind): kind for kind in GRID_KINDS} | {"beta": "betas", "seed": "seeds"}
         for key, value in grid.items():
             key = aliases.get(key, key)
             if key not in cls.__dataclass_fields__ or key in ("training", "params"):
-                raise ConfigError(f"{source}: unknown grid key {key!r}; valid keys: "
-                                  + ", ".join(k for k in cls.__dataclass_fields__ if k not in ("training", "params")))
+                raise ConfigError(
+                    f"{source}: unknown grid key {key!r}; valid keys: "
+                    + ", ".join(k for k in cls.__dataclass_fields__ if k not in ("training", "params"))
+                )
             value = value if isinstance(value, list) else [value]
             if not value:
-                raise ConfigError(f"{source}: {key} = [] is empty, so the grid has no cells; give at least one value "
-                                  f"or leave {key} out for its default")
+                raise ConfigError(
+                    f"{source}: {key} = [] is empty, so the grid has no cells; give at least one value "
+                    f"or leave {key} out for its default"
+                )
             setattr(spec, key, value)
-        training = {**table(data.get("training", {}), "[training]", source),
-                    **table(data.get("evaluation", {}), "[evaluation]", source)}
+        training = {
+            **table(data.get("training", {}), "[training]", source),
+            **table(data.get("evaluation", {}), "[evaluation]", source),
+        }
         spec.training = make_training(training, source)
         spec.params = data.get("params", {})
         try:
@@ -170,7 +201,9 @@ class GridSpec:
             setattr(self, key, unique(names, key, names))
         self.training.validate()
         if self.training.stop_after_collapse and "co" not in [str(e).split(":")[0] for e in self.evaluators]:
-            raise ConfigError("stop_after_collapse needs the 'co' evaluator (it detects the collapse); add it to evaluators")
+            raise ConfigError(
+                "stop_after_collapse needs the 'co' evaluator (it detects the collapse); add it to evaluators"
+            )
         if not isinstance(self.params, dict):
             raise ConfigError(f"params must be a table of kinds ([params.methods.pgd] steps = 5), got {self.params!r}")
         for kind, comps in self.params.items():
@@ -184,7 +217,7 @@ class GridSpec:
         kind, comp, param, value = parse_param(assignment)
         self.params.setdefault(kind, {}).setdefault(comp, {})[param] = value
 
-    def set_params(self, assignments: "typing.Iterable[str]") -> None:
+    def set_params(self, assignments: typing.Iterable[str]) -> None:
         """Apply the command line's ``--param`` flags: each must name a component of the grid, and
         one parameter given twice with different values is an error (which one was meant?)."""
         given: dict[tuple[str, str, str], Any] = {}
@@ -192,13 +225,17 @@ class GridSpec:
             kind, comp, param, value = parse_param(assignment)
             key = (kind, comp, param)
             if key in given and given[key] != value:
-                raise ConfigError(f"--param {kind}.{comp}.{param} is given twice with different values "
-                                  f"({given[key]!r} and {value!r}); give it once")
+                raise ConfigError(
+                    f"--param {kind}.{comp}.{param} is given twice with different values "
+                    f"({given[key]!r} and {value!r}); give it once"
+                )
             given[key] = value
             names = getattr(self, kind)
             if comp not in names and comp not in {split_spec(n)[0] for n in names}:
-                raise ConfigError(f"--param {assignment!r}: {singular(kind)} {comp!r} is not in the grid, so the "
-                                  f"value would be ignored; the grid's {kind}: {', '.join(names)}")
+                raise ConfigError(
+                    f"--param {assignment!r}: {singular(kind)} {comp!r} is not in the grid, so the "
+                    f"value would be ignored; the grid's {kind}: {', '.join(names)}"
+                )
             self.set_param(assignment)
 
 
@@ -209,12 +246,18 @@ def parse_param(assignment: str) -> tuple[str, str, str, Any]:
     key, raw = assignment.split("=", 1)
     parts = key.strip().split(".")
     if len(parts) != 3 or parts[0] not in GRID_KINDS or not all(p.strip() for p in parts):
-        raise ConfigError(f"--param {assignment!r}: expected KIND.COMPONENT.PARAM with KIND one of {', '.join(GRID_KINDS)}")
+        raise ConfigError(
+            f"--param {assignment!r}: expected KIND.COMPONENT.PARAM with KIND one of {', '.join(GRID_KINDS)}"
+        )
+    return parts[0], parts[1], parts[2], toml_value(raw)
+
+
+def toml_value(raw: str) -> Any:
+    """A command-line value read as TOML (``4``, ``true``, ``"x"``, ``[1, 2]``), else the string itself."""
     try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        return tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return parts[0], parts[1], parts[2], value
+        return raw.strip()
 
 
 def unique(values: list[Any], key: str, raw: list[Any], level: bool = False) -> list[Any]:
@@ -222,7 +265,7 @@ def unique(values: list[Any], key: str, raw: list[Any], level: bool = False) -> 
     seen: dict[Any, Any] = {}
     for value, written in zip(values, raw):
         if value in seen:
-            how = (f" (written {seen[value]!r} and {written!r})" if level and seen[value] != written else "")
+            how = f" (written {seen[value]!r} and {written!r})" if level and seen[value] != written else ""
             shown = f"{value:g}/255" if level else repr(value)
             raise ConfigError(f"{key} lists {shown} twice{how}; give each value once")
         seen[value] = written
@@ -259,12 +302,16 @@ def table(value: Any, what: str, source: str) -> dict[str, Any]:
 def parse_seed(value: Any) -> int:
     """A seed: an integer in 0..MAX_SEED (a string of digits is accepted, as the CLI passes them)."""
     try:
-        seed = int(value) if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) else None
+        seed = (
+            int(value) if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) else None
+        )
     except ValueError:
         seed = None
     if seed is None or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed {value!r} is not valid: seeds must be integers in 0..{MAX_SEED} "
-                          "(2**63 - 1, the range torch seeds and results store)")
+        raise ConfigError(
+            f"seed {value!r} is not valid: seeds must be integers in 0..{MAX_SEED} "
+            "(2**63 - 1, the range torch seeds and results store)"
+        )
     return seed
 
 
@@ -288,7 +335,9 @@ def parse_level(value: Any, what: str) -> float:
         raise ConfigError(f"{what} {raw!r} is not a number")
     value = float(value)
     if not (0.0 <= value <= 255.0) or value != value:
-        raise ConfigError(f"{what} {raw!r} is out of range: write it in /255 units, between 0 and 255 (e.g. 8 for 8/255)")
+        raise ConfigError(
+            f"{what} {raw!r} is out of range: write it in /255 units, between 0 and 255 (e.g. 8 for 8/255)"
+        )
     return value
 
 

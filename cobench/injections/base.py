@@ -1,4 +1,5 @@
 """Shared base of the class-wise carrier injections ``x + sign * beta * V[y]``."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -23,7 +24,7 @@ class CarrierInjection(Injection):
 
     def prepare(self, ctx: InjectionContext, train_x: Tensor, train_y: Tensor) -> None:
         super().prepare(ctx, train_x, train_y)
-        self.carriers = self.build_carriers(ctx).to(train_x.device, train_x.dtype)
+        self.carriers = self.build_carriers(ctx).to(ctx.device or train_x.device, train_x.dtype)
 
     def apply(self, x: Tensor, y: Tensor) -> Tensor:
         return x + (self.sign * self.ctx.beta) * self.carriers.to(x.device, x.dtype)[y]

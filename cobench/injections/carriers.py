@@ -6,10 +6,11 @@ channel, so ``||V[c]||_inf = 1``. Frequencies are taken in JPEG zig-zag order so
 and "high" mean the same for any image size. A frequency (u, v) is the row frequency u
 and the column frequency v, as ``idct_2d`` of a one-hot at [u, v] in the paper's code.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -53,7 +54,11 @@ def sign_pattern(basis: Tensor) -> Tensor:
 
 
 def dct_carriers(
-    num_classes: int, image_shape: tuple[int, int, int], *, band: str = "low", skip_dc: bool = True,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    *,
+    band: str = "low",
+    skip_dc: bool = True,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """One sign-of-DCT carrier per class, shape (K, C, H, W), identical on every channel.
@@ -76,8 +81,9 @@ def dct_carriers(
     return _sign_carriers(chosen, [1.0] * num_classes, (c, h, w), dtype)
 
 
-def _sign_carriers(freqs: Sequence[tuple[int, int]], signs: Sequence[float], image_shape: tuple[int, int, int],
-                   dtype: torch.dtype) -> Tensor:
+def _sign_carriers(
+    freqs: Sequence[tuple[int, int]], signs: Sequence[float], image_shape: tuple[int, int, int], dtype: torch.dtype
+) -> Tensor:
     c, h, w = image_shape
     pats = torch.stack([s * sign_pattern(dct_basis(h, w, u, v)) for (u, v), s in zip(freqs, signs)])
     return pats[:, None].expand(len(freqs), c, h, w).to(dtype).contiguous()
@@ -89,8 +95,11 @@ PAPER_PM_FREQUENCIES: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (2,
 
 
 def pm_carriers(
-    num_classes: int, image_shape: tuple[int, int, int], *,
-    frequencies: Sequence[tuple[int, int]] = PAPER_PM_FREQUENCIES, dtype: torch.dtype = torch.float32,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    *,
+    frequencies: Sequence[tuple[int, int]] = PAPER_PM_FREQUENCIES,
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """The paper's +-carriers: m = ceil(K/2) DCT sign patterns, class c < m gets ``+V_c`` and
     class c + m gets ``-V_c``.
@@ -114,7 +123,9 @@ def pm_carriers(
     return _sign_carriers(chosen, signs, (c, h, w), dtype)
 
 
-def random_carriers(num_classes: int, image_shape: tuple[int, int, int], seed: int, dtype: torch.dtype = torch.float32) -> Tensor:
+def random_carriers(
+    num_classes: int, image_shape: tuple[int, int, int], seed: int, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Fixed Rademacher (+-1) patterns per class, identical on every channel, from ``seed``."""
     c, h, w = image_shape
     g = torch.Generator().manual_seed(seed)

@@ -6,20 +6,27 @@ none of its training scripts calls); ``low-freq-pm`` is the carrier of every CIF
 experiment in the paper's code (``create_linf_carrier``: 5 frequencies, classes c and c+5 get
 opposite signs). The ``-sub`` variants inject ``x - beta * V[y]``.
 """
+
 from __future__ import annotations
 
 from torch import Tensor
 
 from cobench import hookimpl
 from cobench.api import InjectionContext
-from cobench.injections.carriers import dct_carriers, pm_carriers
-
 from cobench.injections.base import CarrierInjection
+from cobench.injections.carriers import dct_carriers, pm_carriers
 
 PAPER = "Ortiz-Jimenez, de Jorge, Sanyal, Bibi, Dokania, Frossard, Rogez & Torr, TMLR 2023"
 
-__all__ = ["CarrierInjection", "LowFrequency", "HighFrequency", "LowFrequencySub", "HighFrequencySub",
-           "LowFrequencyPM", "LowFrequencyPMSub"]
+__all__ = [
+    "CarrierInjection",
+    "LowFrequency",
+    "HighFrequency",
+    "LowFrequencySub",
+    "HighFrequencySub",
+    "LowFrequencyPM",
+    "LowFrequencyPMSub",
+]
 
 
 class LowFrequency(CarrierInjection):

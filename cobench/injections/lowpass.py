@@ -21,6 +21,7 @@ Knowingly differs from the reference:
 * The reference also reports PGD accuracy with the filter switched off (``apply_filter = False``);
   cobench has no such metric.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,8 @@ from torch import Tensor, nn
 
 from cobench import hookimpl
 from cobench.api import Injection, InjectionContext
-from cobench.injections.carriers import LOW_PASS_SHAPES, dct_matrix, low_pass_mask
 from cobench.errors import ConfigError
+from cobench.injections.carriers import LOW_PASS_SHAPES, dct_matrix, low_pass_mask
 
 
 class LowPassFilter(nn.Module):

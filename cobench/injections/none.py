@@ -1,4 +1,5 @@
 """The identity injection: the unmodified dataset."""
+
 from __future__ import annotations
 
 from torch import Tensor

@@ -14,16 +14,23 @@ projected data match the reference's exactly only on the same platform (``projec
 removes exactly span(V) instead). The reference projects the stored, un-augmented dataset once;
 cobench applies the injection to each batch after augmentation (the same with augmentation off).
 """
+
 from __future__ import annotations
 
 from torch import Tensor
 
 from cobench import hookimpl
 from cobench.api import InjectionContext
-from cobench.injections.carriers import CARRIER_KINDS, PROJECTIONS, named_carriers, orthonormal_basis, project_out, qr_basis
 from cobench.errors import ConfigError
-
 from cobench.injections.base import CarrierInjection
+from cobench.injections.carriers import (
+    CARRIER_KINDS,
+    PROJECTIONS,
+    named_carriers,
+    orthonormal_basis,
+    project_out,
+    qr_basis,
+)
 
 
 class Perpendicular(CarrierInjection):
@@ -47,9 +54,9 @@ class Perpendicular(CarrierInjection):
     def prepare(self, ctx: InjectionContext, train_x: Tensor, train_y: Tensor) -> None:
         super().prepare(ctx, train_x, train_y)
         if self.projection == "qr":  # float32 on the CPU, as the reference builds it
-            self.basis = qr_basis(self.carriers.float().cpu()).to(train_x.device, train_x.dtype)
+            self.basis = qr_basis(self.carriers.float().cpu()).to(self.carriers.device, train_x.dtype)
         else:
-            self.basis = orthonormal_basis(self.carriers).to(train_x.device, train_x.dtype)
+            self.basis = orthonormal_basis(self.carriers).to(self.carriers.device, train_x.dtype)
 
     def apply(self, x: Tensor, y: Tensor) -> Tensor:
         return super().apply(project_out(x, self.basis), y)

@@ -4,15 +4,15 @@ Each class gets a fixed +-1 pattern, identical on every channel, drawn from ``se
 parameter of the injection, not the cell's seed, so every seed of a grid sees the same
 carriers). Same L-inf norm as the DCT carriers, but no spatial-frequency structure.
 """
+
 from __future__ import annotations
 
 from torch import Tensor
 
 from cobench import hookimpl
 from cobench.api import InjectionContext
-from cobench.injections.carriers import random_carriers
-
 from cobench.injections.base import CarrierInjection
+from cobench.injections.carriers import random_carriers
 
 
 class RandomSign(CarrierInjection):

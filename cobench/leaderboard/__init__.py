@@ -3,6 +3,7 @@ schema, and deterministic Markdown/CSV/JSON tables, plots and an offline HTML pa
 
 ``cobench leaderboard build|render|check|validate`` (see :mod:`.commands`).
 """
+
 from __future__ import annotations
 
 from cobench.leaderboard.spec import Leaderboard, load_leaderboard

@@ -4,6 +4,7 @@ setting (injection, beta) and eps, the protocol, coverage and the methods' param
 Rows come from :func:`cobench.store.tables.aggregate` (mean/std over seeds, CO rate, median CO
 epoch, training cost relative to FGSM); this module only orders and ranks them.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cobench.api import NO_INJECTION
-from cobench.plugins import Registry, get_plugin_manager
-from cobench.store.tables import METRICS, aggregate
 from cobench.leaderboard.collect import Collection, ProtocolError, collect
 from cobench.leaderboard.published import attach
-from cobench.leaderboard.trust import annotate, noise_aware_ranks, plugin_label
 from cobench.leaderboard.spec import DEFAULT_RANK_BY, TABLE_METRICS, Leaderboard
+from cobench.leaderboard.trust import annotate, noise_aware_ranks, plugin_label
+from cobench.plugins import Registry, get_plugin_manager
+from cobench.store.tables import METRICS, aggregate
 
 METRIC_LABELS = {
     "clean_acc": "clean",
@@ -86,15 +87,16 @@ class Board:
             "training": cell.training,
             "evaluators": cell.evaluators,
             "eps": self.lb.grid.eps,
-            "settings": [{"injection": c.injection, "beta": c.beta}
-                         for c in _unique(self.coll.cells, lambda c: (json.dumps(c.injection, sort_keys=True), c.beta))],
+            "settings": [
+                {"injection": c.injection, "beta": c.beta}
+                for c in _unique(self.coll.cells, lambda c: (json.dumps(c.injection, sort_keys=True), c.beta))
+            ],
             "seeds": self.lb.grid.seeds,
         }
         per_eps = {f"{c.eps:g}": c.evaluators for c in _unique(self.coll.cells, lambda c: c.eps)}
         if len({json.dumps(e, sort_keys=True) for e in per_eps.values()}) > 1:  # a step rule such as eps/4
             protocol["evaluators_by_eps"] = per_eps
         return protocol
-
 
     def provenance(self) -> dict[str, list[str]]:
         """What the rows were built with: cobench builds, dataset fingerprints, machines."""
@@ -108,8 +110,11 @@ class Board:
                 out["data"].add(prov["data"]["loaded"])
             if prov.get("machine"):
                 m = prov["machine"]
-                out["machines"].add(f"{m.get('device_name')} (torch {m.get('torch')}"
-                                    + (f", CUDA {m['cuda']}" if m.get("cuda") else "") + f", {m.get('num_threads')} threads)")
+                out["machines"].add(
+                    f"{m.get('device_name')} (torch {m.get('torch')}"
+                    + (f", CUDA {m['cuda']}" if m.get("cuda") else "")
+                    + f", {m.get('num_threads')} threads)"
+                )
         return {k: sorted(v) for k, v in out.items()}
 
 
@@ -153,7 +158,8 @@ def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
             raise ProtocolError(
                 f"leaderboard {lb.name!r} requires verified submissions; not verified: "
                 + ", ".join(f"{r['method']} at eps {r['eps']:g}" for r in unverified)
-                + " (save the weights with `cobench run --save-models` and run `cobench leaderboard verify`)")
+                + " (save the weights with `cobench run --save-models` and run `cobench leaderboard verify`)"
+            )
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in agg:
         groups.setdefault((Setting(r["injection"], r["beta"]).sort_key(), r["eps"]), []).append(r)
@@ -163,8 +169,9 @@ def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
         noise_aware_ranks(ranked, rank_metric)
         rows += ranked
     published = attach(lb.published, rows, TABLE_METRICS + lb.metrics, METRIC_LABELS) if lb.published else []
-    return Board(lb=lb, coll=coll, rows=rows, rank_metric=rank_metric, methods=method_info(coll, registry),
-                 published=published)
+    return Board(
+        lb=lb, coll=coll, rows=rows, rank_metric=rank_metric, methods=method_info(coll, registry), published=published
+    )
 
 
 def check_metrics(lb: Leaderboard, coll: Collection) -> None:
@@ -176,8 +183,10 @@ def check_metrics(lb: Leaderboard, coll: Collection) -> None:
     for key, names in (("metrics", lb.metrics), ("rank_by", [m for m in lb.rank_by if m not in DEFAULT_RANK_BY])):
         unknown = [m for m in names if m not in reported]
         if coll.ok and unknown:
-            raise ProtocolError(f"{lb.path}: [leaderboard] {key} {', '.join(unknown)} reported by none of its results; "
-                                f"they report: {accuracies}")
+            raise ProtocolError(
+                f"{lb.path}: [leaderboard] {key} {', '.join(unknown)} reported by none of its results; "
+                f"they report: {accuracies}"
+            )
 
 
 def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:
@@ -186,8 +195,17 @@ def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:
     info: dict[str, dict[str, Any]] = {}
     for _, r in coll.ok:
         name = r["config"]["method"]["name"]
-        m = info.setdefault(name, {"name": name, "plugin": None, "distributions": [], "params": {}, "paper": None,
-                                   "submitted": name not in grid_methods})
+        m = info.setdefault(
+            name,
+            {
+                "name": name,
+                "plugin": None,
+                "distributions": [],
+                "params": {},
+                "paper": None,
+                "submitted": name not in grid_methods,
+            },
+        )
         m["plugin"] = m["plugin"] or (r.get("plugins") or {}).get("methods")
         m["distributions"] = sorted(set(m["distributions"]) | {plugin_label(r)})
         m["params"][f"{r['config']['eps']:g}"] = r["config"]["method"]["params"]

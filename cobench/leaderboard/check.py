@@ -4,16 +4,17 @@ Tables (.md, .csv, .json) must match byte for byte; the HTML page must match onc
 embedded plot data is blanked out (PNG bytes depend on the matplotlib version); every plot
 must exist.
 """
+
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cobench.plugins import Registry
 from cobench.leaderboard.html import normalise
 from cobench.leaderboard.outputs import render_outputs
 from cobench.leaderboard.spec import Leaderboard
+from cobench.plugins import Registry
 
 
 @dataclass
@@ -24,8 +25,11 @@ class Stale:
 
 
 def unified(old: str, new: str, path: Path, limit: int = 40) -> str:
-    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"{path} (committed)",
-                                      f"{path} (re-rendered)", lineterm="", n=1))
+    lines = list(
+        difflib.unified_diff(
+            old.splitlines(), new.splitlines(), f"{path} (committed)", f"{path} (re-rendered)", lineterm="", n=1
+        )
+    )
     if len(lines) > limit:
         lines = lines[:limit] + [f"... ({len(lines) - limit} more diff lines)"]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ A result enters the table when it is schema-valid (see :func:`cobench.store.resu
 
 Any violation aborts with a message naming the file; nothing is rendered from a partial set.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cobench.grid.cell import Cell
-from cobench.plugins import Registry, get_plugin_manager
 from cobench.grid.resolve import resolve
-from cobench.store.results import ResultValidationError, flat_row, iter_results, read_result
 from cobench.leaderboard.spec import Leaderboard
+from cobench.plugins import Registry, get_plugin_manager
+from cobench.store.results import ResultValidationError, flat_row, iter_results, read_result
 
 PROTOCOL_KEYS = ("dataset", "model", "training", "evaluators")
 
@@ -96,8 +97,10 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
         cfg = result["config"]
         where = f"result file {str(path)!r}"
         if result["cell_id"] in seen_ids:
-            raise ProtocolError(f"{where} duplicates {str(seen_ids[result['cell_id']])!r} (same cell "
-                                f"{result['cell_id']}); keep one of them")
+            raise ProtocolError(
+                f"{where} duplicates {str(seen_ids[result['cell_id']])!r} (same cell "
+                f"{result['cell_id']}); keep one of them"
+            )
         seen_ids[result["cell_id"]] = path
         if result["cell_id"] not in by_id:
             if cfg["method"]["name"] in grid_methods:
@@ -105,31 +108,41 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
                 diff = first_difference(cfg, cell.config(), "config") if cell else None
                 raise ProtocolError(
                     f"{where} is a {cfg['method']['name']!r} run that is not a cell of leaderboard {lb.name!r}"
-                    + (f": {diff}" if diff else "") + "; the leaderboard's own methods must use its exact config")
+                    + (f": {diff}" if diff else "")
+                    + "; the leaderboard's own methods must use its exact config"
+                )
             reference = references.get(cfg["eps"], cells[0].config())
             for key in PROTOCOL_KEYS:
                 diff = first_difference(cfg[key], reference[key], f"config.{key}")
                 if diff:
                     raise ProtocolError(f"{where} does not follow leaderboard {lb.name!r}'s protocol: {diff}")
             if cfg["eps"] not in lb.grid.eps:
-                raise ProtocolError(f"{where} has eps {cfg['eps']:g}/255; leaderboard {lb.name!r} uses eps "
-                                    + ", ".join(f"{e:g}" for e in lb.grid.eps))
+                raise ProtocolError(
+                    f"{where} has eps {cfg['eps']:g}/255; leaderboard {lb.name!r} uses eps "
+                    + ", ".join(f"{e:g}" for e in lb.grid.eps)
+                )
             if (json.dumps(cfg["injection"], sort_keys=True), cfg["beta"]) not in settings:
-                raise ProtocolError(f"{where} uses injection {cfg['injection']['name']!r} with beta {cfg['beta']:g}, "
-                                    f"which is not a setting of leaderboard {lb.name!r}")
+                raise ProtocolError(
+                    f"{where} uses injection {cfg['injection']['name']!r} with beta {cfg['beta']:g}, "
+                    f"which is not a setting of leaderboard {lb.name!r}"
+                )
         if result["status"] != "ok":
             coll.results.append((path, result))
             continue
         key = (cfg["method"]["name"], cfg["eps"], cfg["injection"]["name"], cfg["beta"])
         if key + (cfg["seed"],) in seen_seed:
-            raise ProtocolError(f"{where} and {str(seen_seed[key + (cfg['seed'],)])!r} are both {key[0]!r} at eps "
-                                f"{key[1]:g} seed {cfg['seed']} with different configs; keep one of them")
+            raise ProtocolError(
+                f"{where} and {str(seen_seed[key + (cfg['seed'],)])!r} are both {key[0]!r} at eps "
+                f"{key[1]:g} seed {cfg['seed']} with different configs; keep one of them"
+            )
         seen_seed[key + (cfg["seed"],)] = path
         if key in method_params and method_params[key][1] != cfg["method"]["params"]:
             other = method_params[key][0]
             diff = first_difference(cfg["method"]["params"], method_params[key][1], "config.method.params")
-            raise ProtocolError(f"{where} and {str(other)!r} report method {key[0]!r} at eps {key[1]:g} with "
-                                f"different parameters ({diff}); one row cannot mix them")
+            raise ProtocolError(
+                f"{where} and {str(other)!r} report method {key[0]!r} at eps {key[1]:g} with "
+                f"different parameters ({diff}); one row cannot mix them"
+            )
         method_params.setdefault(key, (path, cfg["method"]["params"]))
         coll.results.append((path, result))
     return coll
@@ -139,6 +152,11 @@ def _nearest_cell(cfg: dict[str, Any], cells: list[Cell]) -> Cell | None:
     """The grid cell with the same method, eps, injection, beta and seed, if any."""
     for c in cells:
         if (c.method["name"], c.eps, c.injection["name"], c.beta, c.seed) == (
-                cfg["method"]["name"], cfg["eps"], cfg["injection"]["name"], cfg["beta"], cfg["seed"]):
+            cfg["method"]["name"],
+            cfg["eps"],
+            cfg["injection"]["name"],
+            cfg["beta"],
+            cfg["seed"],
+        ):
             return c
     return None

@@ -1,5 +1,6 @@
 """``cobench leaderboard ...``: a built-in plugin that adds the command group through the
 ``register_commands`` hook, like any third-party command would."""
+
 from __future__ import annotations
 
 import sys
@@ -8,9 +9,9 @@ from pathlib import Path
 import click
 
 from cobench import hookimpl
+from cobench.cli.run_flags import report_run, run_options
 from cobench.errors import CobenchError
 from cobench.options import RunOptions
-from cobench.cli.run_flags import report_run, run_options
 
 
 def _console(err: bool = False):
@@ -29,9 +30,11 @@ def _render(lb) -> None:
         _console(err=True).print(f"warning: {lb.name}: row not ranked, {problem}", markup=False)
     cov = board.coll.coverage()
     tables = ", ".join(str(lb.output(ext)) for ext in ("md", "csv", "json", "html"))
-    _console().print(f"{lb.name}: {len(board.rows)} rows from {cov['grid_cells_finished']}/{cov['grid_cells']} grid "
-                     f"cells (+{cov['submitted_cells']} submitted, {cov['failed_cells']} failed) -> {tables}, "
-                     f"{lb.plots_dir}/ ({sum(1 for p in outputs if p.suffix == '.png')} plots)")
+    _console().print(
+        f"{lb.name}: {len(board.rows)} rows from {cov['grid_cells_finished']}/{cov['grid_cells']} grid "
+        f"cells (+{cov['submitted_cells']} submitted, {cov['failed_cells']} failed) -> {tables}, "
+        f"{lb.plots_dir}/ ({sum(1 for p in outputs if p.suffix == '.png')} plots)"
+    )
 
 
 @click.group("leaderboard")
@@ -42,24 +45,41 @@ def leaderboard() -> None:
 @leaderboard.command()
 @click.argument("toml_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @run_options
-@click.option("--dry-run", is_flag=True, help="Print the cell count and an estimate of device-hours; train nothing. "
-              "Takes several boards: a step cost is measured once and reused by every board that shares it.")
-@click.option("--measure-steps", default=3, show_default=True, type=click.IntRange(min=0),
-              help="Timed training steps per method for the --dry-run estimate (0: cell counts only, no timing).")
-def build(toml_files: tuple[str, ...], options: RunOptions, executor: str, executor_options: dict, dry_run: bool,
-          measure_steps: int) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the cell count and an estimate of device-hours; train nothing. "
+    "Takes several boards: a step cost is measured once and reused by every board that shares it.",
+)
+@click.option(
+    "--measure-steps",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Timed training steps per method for the --dry-run estimate (0: cell counts only, no timing).",
+)
+def build(
+    toml_files: tuple[str, ...],
+    options: RunOptions,
+    executor: str,
+    executor_options: dict,
+    dry_run: bool,
+    measure_steps: int,
+) -> None:
     """Train the leaderboard's missing cells (finished ones are kept), then render it."""
+    from cobench.leaderboard.spec import load_leaderboard
     from cobench.run.progress import GridProgress
     from cobench.run.runner import Runner
 
-    from cobench.leaderboard.spec import load_leaderboard
-
     if len(toml_files) > 1 and not dry_run:
-        raise click.UsageError(f"build trains one leaderboard at a time, got {len(toml_files)} files; "
-                               "only --dry-run takes several")
+        raise click.UsageError(
+            f"build trains one leaderboard at a time, got {len(toml_files)} files; only --dry-run takes several"
+        )
     boards = [load_leaderboard(f) for f in toml_files]
-    runners = [Runner(lb.grid, lb.results_dir, options=options, executor=executor, executor_options=executor_options)
-               for lb in boards]
+    runners = [
+        Runner(lb.grid, lb.results_dir, options=options, executor=executor, executor_options=executor_options)
+        for lb in boards
+    ]
     if dry_run:
         from cobench.leaderboard.estimate import StepCosts, estimate_board
 
@@ -119,19 +139,28 @@ def check(toml_files: tuple[str, ...]) -> None:
             if s.diff:
                 err.print(s.diff, markup=False)
     if stale_all:
-        err.print(f"{len(stale_all)} stale file(s): " + ", ".join(str(s.path) for s in stale_all)
-                  + "\nre-render with: cobench leaderboard render " + " ".join(toml_files))
+        err.print(
+            f"{len(stale_all)} stale file(s): "
+            + ", ".join(str(s.path) for s in stale_all)
+            + "\nre-render with: cobench leaderboard render "
+            + " ".join(toml_files)
+        )
         sys.exit(1)
 
 
 @leaderboard.command()
 @click.argument("result_files", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--leaderboard", "toml_file", type=click.Path(dir_okay=False),
-              help="Also check the results against this leaderboard's protocol and its stored results.")
+@click.option(
+    "--leaderboard",
+    "toml_file",
+    type=click.Path(dir_okay=False),
+    help="Also check the results against this leaderboard's protocol and its stored results.",
+)
 def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
     """Check result files (or folders of them) against the result JSON schema and for
     self-contradiction; exit 1 when any file is invalid or inconsistent (a summary line counts them)."""
-    from cobench.store.results import ResultValidationError, read_result, result_files as files_under, result_problems
+    from cobench.store.results import ResultValidationError, read_result, result_problems
+    from cobench.store.results import result_files as files_under
 
     paths: list[Path] = []
     for f in result_files:
@@ -158,25 +187,29 @@ def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
 
         collect(load_leaderboard(toml_file), extra=paths)
     if invalid or inconsistent:
-        err.print(f"{len(paths)} result file(s): {valid} valid, {inconsistent} inconsistent, {invalid} invalid",
-                  markup=False)
+        err.print(
+            f"{len(paths)} result file(s): {valid} valid, {inconsistent} inconsistent, {invalid} invalid", markup=False
+        )
         sys.exit(1)
-    _console().print(f"{len(paths)} result file(s) valid" + (f"; they follow {toml_file}'s protocol" if toml_file else ""))
+    _console().print(
+        f"{len(paths)} result file(s) valid" + (f"; they follow {toml_file}'s protocol" if toml_file else "")
+    )
 
 
 @leaderboard.command()
 @click.argument("toml_file", type=click.Path(dir_okay=False))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False))
-@click.option("--all", "include_built", is_flag=True, help="Also re-evaluate the leaderboard's own cells that saved weights.")
+@click.option(
+    "--all", "include_built", is_flag=True, help="Also re-evaluate the leaderboard's own cells that saved weights."
+)
 def verify(toml_file: str, device: str, data_dir: str, include_built: bool) -> None:
     """Re-evaluate submitted results' saved weights under the leaderboard's evaluators; exit 1
     naming each result whose accuracies are not reproduced within verify_tolerance."""
-    from cobench.run.device import resolve_device
-
     from cobench.leaderboard.collect import collect
     from cobench.leaderboard.reevaluate import reevaluate, write_record
     from cobench.leaderboard.spec import load_leaderboard
+    from cobench.run.device import resolve_device
 
     lb = load_leaderboard(toml_file)
     options = RunOptions(device=device, data_dir=data_dir)
@@ -193,8 +226,10 @@ def verify(toml_file: str, device: str, data_dir: str, include_built: bool) -> N
         write_record(lb, verdict, resolve_device(device))
         (out if verdict.passed else err).print(verdict.summary(), markup=False)
         failed += not verdict.passed
-    out.print(f"{lb.name}: {len(targets)} result(s) checked, {failed} not reproduced (tolerance {lb.verify_tolerance:g}); "
-              f"records in {lb.results_dir}/.verified/")
+    out.print(
+        f"{lb.name}: {len(targets)} result(s) checked, {failed} not reproduced (tolerance {lb.verify_tolerance:g}); "
+        f"records in {lb.results_dir}/.verified/"
+    )
     if failed:
         sys.exit(1)
 

@@ -9,27 +9,29 @@ the estimate. Boards estimated together share a :class:`StepCosts`: a step cost 
 once per model, method, batch size and optimiser steps per batch, and reused by every board
 with the same.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from cobench.api import DataSplits, EvalContext
 from cobench.attacks import input_gradient
-from cobench.run.device import resolve_device, seed_everything, true_fp32
 from cobench.errors import CobenchError
 from cobench.grid.cell import Cell
+from cobench.leaderboard.spec import Leaderboard
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
+from cobench.run.device import resolve_device, seed_everything, true_fp32
 from cobench.run.runner import load_dataset
 from cobench.run.training import CellParts, Normalize, sync, train
-from cobench.leaderboard.spec import Leaderboard
 
 #: evaluators whose final attack is timed, and the parameters that give (steps, restarts, samples)
 PGD_EVALUATORS = ("pgd", "pgd-50-10")
@@ -45,8 +47,10 @@ def dataset_facts(cell: Cell, options: RunOptions) -> tuple[bool, tuple[int, int
     except CobenchError:
         facts = [getattr(cls, k, None) for k in ("image_shape", "train_size", "test_size")]
         if None in facts:
-            raise CobenchError(f"dataset {cell.dataset['name']!r} is not under {options.data_dir!r} and declares no "
-                               "image_shape/train_size/test_size; put its files there to estimate the board's cost") from None
+            raise CobenchError(
+                f"dataset {cell.dataset['name']!r} is not under {options.data_dir!r} and declares no "
+                "image_shape/train_size/test_size; put its files there to estimate the board's cost"
+            ) from None
         return False, tuple(facts[0]), int(facts[1]), int(facts[2]), int(cls.num_classes)
 
 
@@ -57,8 +61,9 @@ def build_model(cell: Cell, shape: tuple[int, int, int], classes: int, mean, std
     return torch.nn.Sequential(*layers, net).to(device)
 
 
-def time_per_step(cell: Cell, shape, classes: int, device: torch.device, steps: int,
-                  options: RunOptions | None = None) -> float:
+def time_per_step(
+    cell: Cell, shape, classes: int, device: torch.device, steps: int, options: RunOptions | None = None
+) -> float:
     """Seconds per training step (one minibatch, all its replays) of ``cell``'s method, model and batch
     size, with the run's ``--channels-last`` and ``--compile`` (the second epoch is timed: the first
     warms up, compilation included)."""
@@ -74,18 +79,28 @@ def time_per_step(cell: Cell, shape, classes: int, device: torch.device, steps: 
     model = build_model(cell, shape, classes, mean, std, device)
     method = reg.get("methods", cell.method["name"])(**cell.method["params"])
     injection = reg.get("injections", "none")()
-    ctx = EvalContext(eps=cell.eps / 255, test_x=data.test_x, test_y=data.test_y, clean_test_x=data.test_x,
-                      injection=injection, num_classes=classes, device=device, batch_size=bs, seed=0,
-                      probe_x=data.test_x, probe_y=data.test_y)
+    ctx = EvalContext(
+        eps=cell.eps / 255,
+        test_x=data.test_x,
+        test_y=data.test_y,
+        clean_test_x=data.test_x,
+        injection=injection,
+        num_classes=classes,
+        device=device,
+        batch_size=bs,
+        seed=0,
+        probe_x=data.test_x,
+        probe_y=data.test_y,
+    )
     training = {**cell.training, "epochs": 2 * max(1, int(method.replays))}  # two epochs: the first warms up
     parts = CellParts(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=ctx)
-    outcome = train(parts, training, RunOptions(device=str(device), channels_last=options.channels_last,
-                                                compile=options.compile))
+    outcome = train(
+        parts, training, RunOptions(device=str(device), channels_last=options.channels_last, compile=options.compile)
+    )
     return outcome.history[-1]["epoch_train_time_s"] / steps
 
 
-def time_per_attack_step(cell: Cell, shape, classes: int, device: torch.device,
-                         channels_last: bool = False) -> float:
+def time_per_attack_step(cell: Cell, shape, classes: int, device: torch.device, channels_last: bool = False) -> float:
     """Seconds of one PGD step (forward + input gradient) on one evaluation batch, model in eval mode
     and in true fp32, as evaluators run it (in channels-last memory format with ``channels_last``;
     evaluators never run compiled)."""
@@ -128,12 +143,24 @@ class StepCosts:
 
 def train_cost_key(cell: Cell, shape: tuple[int, int, int]) -> tuple:
     t = cell.training
-    return (json.dumps(cell.model, sort_keys=True), cell.method["name"], shape, t["batch_size"],
-            t["optimizer_steps"], t.get("amp", "off"))
+    return (
+        json.dumps(cell.model, sort_keys=True),
+        cell.method["name"],
+        shape,
+        t["batch_size"],
+        t["optimizer_steps"],
+        t.get("amp", "off"),
+    )
 
 
-def estimate_board(lb: Leaderboard, plan: list[tuple[Cell, Path, Any]], *, options: RunOptions,
-                   steps: int, costs: StepCosts | None = None) -> Iterator[str]:
+def estimate_board(
+    lb: Leaderboard,
+    plan: list[tuple[Cell, Path, Any]],
+    *,
+    options: RunOptions,
+    steps: int,
+    costs: StepCosts | None = None,
+) -> Iterator[str]:
     """Lines of the dry-run report: cells, measured step costs per method, device-hours in total.
     ``steps = 0`` reports the cells only; ``costs`` carries measurements over from earlier boards."""
     dev = resolve_device(options.device)
@@ -147,10 +174,13 @@ def estimate_board(lb: Leaderboard, plan: list[tuple[Cell, Path, Any]], *, optio
         return
     found, shape, n_train, test_size, classes = dataset_facts(todo[0], options)
     reg = get_plugin_manager().registry
-    yield (f"  step costs measured on {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
-           f"{steps} step(s) per method on random images of shape {shape} "
-           f"({'dataset found' if found else 'dataset not under --data-dir: sizes it declares'}); model {lb.model}"
-           + (", channels-last" if options.channels_last else "") + (", compiled" if options.compile else ""))
+    yield (
+        f"  step costs measured on {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
+        f"{steps} step(s) per method on random images of shape {shape} "
+        f"({'dataset found' if found else 'dataset not under --data-dir: sizes it declares'}); model {lb.model}"
+        + (", channels-last" if options.channels_last else "")
+        + (", compiled" if options.compile else "")
+    )
     first = todo[0]
     attack_key = (json.dumps(first.model, sort_keys=True), shape, first.training["eval_batch_size"])
     if attack_key not in costs.attack:
@@ -171,5 +201,7 @@ def estimate_board(lb: Leaderboard, plan: list[tuple[Cell, Path, Any]], *, optio
         steps_per_epoch = n_train // bs + (1 if n_train % bs >= 2 else 0)
         train_s = math.ceil(cell.training["epochs"] / replays) * steps_per_epoch * costs.train[key]
         total += train_s + eval_attack_steps(cell, test_size) * attack_step
-    yield (f"  estimate: {total / 3600:.3g} device-hours on {dev} for {len(todo)} cells "
-           f"(training + final PGD evaluation; per-epoch probes and AutoAttack not included)")
+    yield (
+        f"  estimate: {total / 3600:.3g} device-hours on {dev} for {len(todo)} cells "
+        f"(training + final PGD evaluation; per-epoch probes and AutoAttack not included)"
+    )

@@ -4,6 +4,7 @@ base64 PNG. Nothing is fetched from the network.
 
 ``page.html#sort=pgd_acc-desc`` opens the page with every table sorted by that column.
 """
+
 from __future__ import annotations
 
 import base64
@@ -11,7 +12,20 @@ import html
 import re
 
 from cobench.leaderboard.board import Board
-from cobench.leaderboard.render import COLUMN_NOTE, GENERATED_NOTE, PUBLISHED_NOTE, TABLE_METRICS, cells_of, main_device, method_params_text, protocol_lines, provenance_lines, published_cells, published_columns, table_columns
+from cobench.leaderboard.render import (
+    COLUMN_NOTE,
+    GENERATED_NOTE,
+    PUBLISHED_NOTE,
+    TABLE_METRICS,
+    cells_of,
+    main_device,
+    method_params_text,
+    protocol_lines,
+    provenance_lines,
+    published_cells,
+    published_columns,
+    table_columns,
+)
 
 #: data URIs of embedded images; ``check`` blanks them out before comparing pages
 IMAGE_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]*")
@@ -94,7 +108,16 @@ SCRIPT = """
 })();
 """
 
-NUMERIC = {"rank", "eps", "co_rate", "co_epoch_median", "cost_vs_fgsm", "time_per_step", "forward_passes_per_step", "seeds"}
+NUMERIC = {
+    "rank",
+    "eps",
+    "co_rate",
+    "co_epoch_median",
+    "cost_vs_fgsm",
+    "time_per_step",
+    "forward_passes_per_step",
+    "seeds",
+}
 
 
 def esc(text: str) -> str:
@@ -121,8 +144,10 @@ def sort_value(row: dict, key: str, metrics: tuple[str, ...] = TABLE_METRICS) ->
 
 
 def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
-    out = [f'<div class="table-wrap"><table class="leaderboard sortable" data-setting="{esc(setting_slug)}">',
-           "<thead><tr>"]
+    out = [
+        f'<div class="table-wrap"><table class="leaderboard sortable" data-setting="{esc(setting_slug)}">',
+        "<thead><tr>",
+    ]
     metrics = board.table_metrics
     columns = table_columns(metrics, bool(board.published))
     numeric = NUMERIC | set(metrics)
@@ -134,15 +159,19 @@ def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
     device = main_device(board.rows)
     for row in rows:
         cells = cells_of(row, device, metrics)
-        out.append(f'<tr data-method="{esc(row["method"])}" data-eps="{row["eps"]:g}" data-source="{esc(row.get("source"))}"'
-                   f' data-verification="{esc(row.get("verification"))}" data-flagged="{str(bool(row.get("flagged"))).lower()}">')
+        out.append(
+            f'<tr data-method="{esc(row["method"])}" data-eps="{row["eps"]:g}" data-source="{esc(row.get("source"))}"'
+            f' data-verification="{esc(row.get("verification"))}" data-flagged="{str(bool(row.get("flagged"))).lower()}">'
+        )
         for key, _ in columns:
             classes = ["text" if key not in numeric else "num"]
             if key == "method":
                 classes.append("method")
             if key == "co_rate" and row.get("co_rate"):
                 classes.append("collapsed")
-            out.append(f'<td class="{" ".join(classes)}" data-value="{esc(sort_value(row, key, metrics))}">{esc(cells[key])}</td>')
+            out.append(
+                f'<td class="{" ".join(classes)}" data-value="{esc(sort_value(row, key, metrics))}">{esc(cells[key])}</td>'
+            )
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return out
@@ -153,9 +182,11 @@ def published_html(board: Board) -> list[str]:
     if not board.published:
         return []
     numeric = {"ref", "eps", "value", "seeds", "cobench", "difference"}
-    out = ['<section id="published"><h2>Published figures</h2>',
-           f'<p class="note">{inline_markdown(PUBLISHED_NOTE)}</p>',
-           '<div class="table-wrap"><table class="leaderboard sortable published"><thead><tr>']
+    out = [
+        '<section id="published"><h2>Published figures</h2>',
+        f'<p class="note">{inline_markdown(PUBLISHED_NOTE)}</p>',
+        '<div class="table-wrap"><table class="leaderboard sortable published"><thead><tr>',
+    ]
     for key, header in published_columns():
         kind = "num" if key in numeric else "text"
         out.append(f'<th scope="col" data-key="{key}" data-type="{kind}" class="{kind}">{esc(header)}</th>')
@@ -177,8 +208,10 @@ def published_html(board: Board) -> list[str]:
 def figure_html(png: bytes, alt: str, caption_html: str, attrs: str = "") -> str:
     """A PNG embedded in the page (it works offline), with its caption."""
     data = base64.b64encode(png).decode("ascii")
-    return (f'<figure{attrs}><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
-            f"<figcaption>{caption_html}</figcaption></figure>")
+    return (
+        f'<figure{attrs}><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+        f"<figcaption>{caption_html}</figcaption></figure>"
+    )
 
 
 def render_html(board: Board, plots: dict[str, bytes]) -> str:
@@ -208,10 +241,13 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
     ranked = board.rank_metric or "method name"
     out.append(
         '<p class="note">Accuracies in % on the test set (with the setting\'s injection), mean ± std over seeds. '
-        + inline_markdown(COLUMN_NOTE.format(ranked=f"`{ranked}`")) + " Click a column header to sort.</p>")
+        + inline_markdown(COLUMN_NOTE.format(ranked=f"`{ranked}`"))
+        + " Click a column header to sort.</p>"
+    )
     out.append(
         f'<p class="note" id="coverage">Coverage: {cov["grid_cells_finished"]} of {cov["grid_cells"]} grid cells '
-        f'finished, {cov["failed_cells"]} failed, {cov["submitted_cells"]} submitted by third parties.</p>')
+        f"finished, {cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties.</p>"
+    )
     out.append("</section>")
     if not board.rows:
         out.append("<p><em>No results yet: run <code>cobench leaderboard build</code> on this leaderboard.</em></p>")
@@ -220,17 +256,29 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
         out += table_html(board, board.rows_for(setting), setting.slug)
         flagged = [r for r in board.rows_for(setting) if r.get("flagged")]
         if flagged:
-            out.append('<p class="note">Not ranked, because their results contradict themselves:</p><ul class="flagged">')
-            out += [f"<li><strong>{esc(r['method'])}</strong> at {r['eps']:g}/255: {esc('; '.join(r['problems']))}</li>"
-                    for r in flagged]
+            out.append(
+                '<p class="note">Not ranked, because their results contradict themselves:</p><ul class="flagged">'
+            )
+            out += [
+                f"<li><strong>{esc(r['method'])}</strong> at {r['eps']:g}/255: {esc('; '.join(r['problems']))}</li>"
+                for r in flagged
+            ]
             out.append("</ul>")
         out.append("</section>")
     if board.methods:
         out.append('<section id="methods"><h2>Methods</h2><ul>')
         for m in board.methods:
             dists = ", ".join(m.get("distributions") or [])
-            owner = (f' <span class="note">(plugin <code>{esc(m["plugin"])}</code>' + (f" from {esc(dists)}" if dists else "")
-                     + (", submitted" if m["submitted"] else "") + ")</span>") if m["plugin"] else ""
+            owner = (
+                (
+                    f' <span class="note">(plugin <code>{esc(m["plugin"])}</code>'
+                    + (f" from {esc(dists)}" if dists else "")
+                    + (", submitted" if m["submitted"] else "")
+                    + ")</span>"
+                )
+                if m["plugin"]
+                else ""
+            )
             paper = f" — {esc(m['paper'])}" if m["paper"] else ""
             out.append(f"<li><strong>{esc(m['name'])}</strong>{owner}: {esc(method_params_text(m))}{paper}</li>")
         out.append("</ul></section>")
@@ -246,8 +294,10 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
         for fig_path, caption in lb.figures:
             out.append(figure_html((lb.root / fig_path).read_bytes(), caption, inline_markdown(caption)))
         out.append("</section>")
-    out.append(f"<footer>cobench leaderboard <code>{esc(lb.name)}</code>; results in "
-               f"<code>{esc(lb.results_rel)}/</code>. Works offline.</footer>")
+    out.append(
+        f"<footer>cobench leaderboard <code>{esc(lb.name)}</code>; results in "
+        f"<code>{esc(lb.results_rel)}/</code>. Works offline.</footer>"
+    )
     out.append(f"<script>{SCRIPT}</script>")
     out.append("</body>")
     out.append("</html>")

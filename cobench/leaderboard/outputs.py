@@ -1,15 +1,16 @@
 """Every output of a leaderboard, rendered in memory, and writing them next to the TOML."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from cobench.plugins import Registry
 from cobench.atomic import write_atomic
 from cobench.leaderboard.board import Board, build_board
 from cobench.leaderboard.html import render_html
 from cobench.leaderboard.plots import render_plots
 from cobench.leaderboard.render import render_tables
 from cobench.leaderboard.spec import Leaderboard
+from cobench.plugins import Registry
 
 
 def render_outputs(lb: Leaderboard, registry: Registry | None = None) -> tuple[Board, dict[Path, str | bytes]]:

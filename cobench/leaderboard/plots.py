@@ -6,6 +6,7 @@ PNG bytes are returned, not written, so the HTML page can embed them and ``check
 re-render in memory. Plots are not compared byte for byte (they depend on the matplotlib
 version); their presence is.
 """
+
 from __future__ import annotations
 
 import io
@@ -72,17 +73,34 @@ def eps_sweep(board: Board) -> bytes:
     for ax, s in zip(axes, settings):
         rows = board.rows_for(s)
         for name in board.method_names:
-            pts = sorted((r["eps"], r[f"{metric}_mean"], r[f"{metric}_std"] or 0.0, r.get("co_rate") or 0.0)
-                         for r in rows if r["method"] == name and r.get(f"{metric}_mean") is not None)
+            pts = sorted(
+                (r["eps"], r[f"{metric}_mean"], r[f"{metric}_std"] or 0.0, r.get("co_rate") or 0.0)
+                for r in rows
+                if r["method"] == name and r.get(f"{metric}_mean") is not None
+            )
             if not pts:
                 continue
             xs = [p[0] for p in pts]
-            ax.errorbar(xs, [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts], color=colors[name],
-                        marker="o", capsize=3, label=name)
+            ax.errorbar(
+                xs,
+                [100 * p[1] for p in pts],
+                yerr=[100 * p[2] for p in pts],
+                color=colors[name],
+                marker="o",
+                capsize=3,
+                label=name,
+            )
             co = [p for p in pts if p[3] > 0]
             if co:
-                ax.scatter([p[0] for p in co], [100 * p[1] for p in co], s=160, facecolors="none",
-                           edgecolors="crimson", linewidths=1.5, zorder=5)
+                ax.scatter(
+                    [p[0] for p in co],
+                    [100 * p[1] for p in co],
+                    s=160,
+                    facecolors="none",
+                    edgecolors="crimson",
+                    linewidths=1.5,
+                    zorder=5,
+                )
         ax.set_xticks(board.eps, [f"{e:g}/255" for e in board.eps])
         ax.set_xlabel("eps")
         ax.set_ylabel(f"{METRIC_LABELS[metric]} accuracy (%)")
@@ -100,6 +118,7 @@ CO_LEVEL = 0.5  # a cell is drawn inside the CO region when at least half its se
 def co_boundary_segments(co: list[list[float]]) -> list[tuple[tuple[float, float], tuple[float, float]]]:
     """Edges between neighbouring cells (rows x columns, image coordinates) on opposite sides of
     CO_LEVEL; cells without a value (NaN) draw no edge."""
+
     def side(v: float) -> bool | None:
         return None if v != v else v >= CO_LEVEL
 
@@ -126,8 +145,9 @@ def heatmap(board: Board, injection: str, value: str = "robust") -> bytes:
     methods = board.method_names
     ncols = min(3, len(methods))
     nrows = math.ceil(len(methods) / ncols)
-    fig = Figure(figsize=(1.6 + 1.4 * max(2, len(betas)) * ncols, 1.2 + 1.1 * max(2, len(eps)) * nrows),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(1.6 + 1.4 * max(2, len(betas)) * ncols, 1.2 + 1.1 * max(2, len(eps)) * nrows), layout="constrained"
+    )
     axes = fig.subplots(nrows, ncols, squeeze=False)
     image = None
     for i, ax in enumerate(axes.flat):
@@ -162,8 +182,13 @@ def heatmap(board: Board, injection: str, value: str = "robust") -> bytes:
                     dark = grid[y][x] > 0.6 if value == "co" else grid[y][x] < 60
                     ax.text(x, y, notes[y][x], ha="center", va="center", fontsize=8, color="white" if dark else "black")
         for (x0, y0), (x1, y1) in co_boundary_segments(co):
-            ax.plot([x0, x1], [y0, y1], color="deepskyblue" if value == "co" else "crimson", linewidth=3,
-                    solid_capstyle="round")
+            ax.plot(
+                [x0, x1],
+                [y0, y1],
+                color="deepskyblue" if value == "co" else "crimson",
+                linewidth=3,
+                solid_capstyle="round",
+            )
         ax.set_xlim(-0.5, len(betas) - 0.5)
         ax.set_ylim(-0.5, len(eps) - 0.5)
         ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
@@ -177,15 +202,21 @@ def heatmap(board: Board, injection: str, value: str = "robust") -> bytes:
         fig.colorbar(image, ax=axes, label=label, shrink=0.8)
     what = "no injection" if injection == NO_INJECTION else f"injection {injection}"
     shown = "CO rate" if value == "co" else f"{METRIC_LABELS[metric]} accuracy"
-    fig.suptitle(f"{shown} over eps x beta ({what}); thick line: CO boundary (CO in >= {CO_LEVEL:.0%} of seeds)",
-                 fontsize=11)
+    fig.suptitle(
+        f"{shown} over eps x beta ({what}); thick line: CO boundary (CO in >= {CO_LEVEL:.0%} of seeds)", fontsize=11
+    )
     return png(fig)
 
 
 #: per-epoch panels of the curves figure: (title, [(curve key, line style, legend text)], y scale, percent)
 CURVE_PANELS: list[tuple[str, list[tuple[str, str, str]], str, bool]] = [
     ("robust probe accuracy (%)", [("probe_pgd_acc", "-", "PGD"), ("probe_fgsm_acc", "--", "FGSM")], "linear", True),
-    ("clean accuracy (%)", [("probe_clean_acc", "-", "probe, clean"), ("train_acc", "--", "train batches")], "linear", True),
+    (
+        "clean accuracy (%)",
+        [("probe_clean_acc", "-", "probe, clean"), ("train_acc", "--", "train batches")],
+        "linear",
+        True,
+    ),
     ("training loss", [("train_loss", "-", "train loss")], "linear", False),
     ("gradient alignment", [("probe_grad_align", "-", "grad-align")], "linear", False),
     ("local linearity error", [("probe_lle", "-", "ELLE"), ("probe_lle_llr", "--", "LLR gamma")], "log", False),
@@ -203,20 +234,29 @@ def curves(board: Board, setting: Setting) -> bytes:
     from matplotlib import colormaps
     from matplotlib.lines import Line2D
 
-    results = [r for _, r in board.coll.ok
-               if r["config"]["injection"]["name"] == setting.injection
-               and (setting.injection == NO_INJECTION or r["config"]["beta"] == setting.beta)]
+    results = [
+        r
+        for _, r in board.coll.ok
+        if r["config"]["injection"]["name"] == setting.injection
+        and (setting.injection == NO_INJECTION or r["config"]["beta"] == setting.beta)
+    ]
     panels = curve_panels(results)
     eps = sorted({r["config"]["eps"] for r in results})
-    rows_ = [(e, name) for e in eps for name in board.method_names
-             if any(r["config"]["eps"] == e and r["config"]["method"]["name"] == name for r in results)]
+    rows_ = [
+        (e, name)
+        for e in eps
+        for name in board.method_names
+        if any(r["config"]["eps"] == e and r["config"]["method"]["name"] == name for r in results)
+    ]
     seeds = sorted({r["seed"] for r in results})
     seed_colors = {s: colormaps["tab10"](i % 10) for i, s in enumerate(seeds)}
     fig = Figure(figsize=(3.0 * len(panels) + 0.6, 1.9 * len(rows_) + 0.9), layout="constrained")
     axes = fig.subplots(len(rows_), len(panels), squeeze=False, sharex=True)
     for yi, (e, name) in enumerate(rows_):
-        runs = sorted((r for r in results if r["config"]["eps"] == e and r["config"]["method"]["name"] == name),
-                      key=lambda r: r["seed"])
+        runs = sorted(
+            (r for r in results if r["config"]["eps"] == e and r["config"]["method"]["name"] == name),
+            key=lambda r: r["seed"],
+        )
         for xi, (title, keys, scale, percent) in enumerate(panels):
             ax = axes[yi][xi]
             for r in runs:
@@ -240,8 +280,10 @@ def curves(board: Board, setting: Setting) -> bytes:
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=8)
             if yi == 0:
-                ax.set_title(title + "\n" + ", ".join(f"{text} {'solid' if st == '-' else 'dashed'}"
-                                                     for _, st, text in keys), fontsize=9)
+                ax.set_title(
+                    title + "\n" + ", ".join(f"{text} {'solid' if st == '-' else 'dashed'}" for _, st, text in keys),
+                    fontsize=9,
+                )
             if xi == 0:
                 ax.set_ylabel(f"{name}\neps {e:g}/255", fontsize=9)
             if yi == len(rows_) - 1:
@@ -260,10 +302,10 @@ def render_plots(board: Board) -> dict[str, bytes]:
         if name == "eps-sweep.png":
             out[name] = eps_sweep(board)
         elif name.startswith("heatmap-"):
-            out[name] = heatmap(board, name[len("heatmap-"):-len(".png")])
+            out[name] = heatmap(board, name[len("heatmap-") : -len(".png")])
         elif name.startswith("co-rate-"):
-            out[name] = heatmap(board, name[len("co-rate-"):-len(".png")], value="co")
+            out[name] = heatmap(board, name[len("co-rate-") : -len(".png")], value="co")
         else:
-            slug = name[len("curves-"):-len(".png")]
+            slug = name[len("curves-") : -len(".png")]
             out[name] = curves(board, next(s for s in board.settings if s.slug == slug))
     return out

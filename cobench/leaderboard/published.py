@@ -23,6 +23,7 @@ points (:func:`figure_rows`); a figure for the ``best`` checkpoint is compared w
 ``best_<metric>`` column when the board shows one, else with ``<metric>`` and the checkpoint
 difference is stated.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,20 @@ from cobench.api import NO_INJECTION
 from cobench.errors import ConfigError
 
 CHECKPOINTS = ("last", "best", "n/s")
-KEYS = ("method", "eps", "metric", "value", "std", "seeds", "checkpoint", "approximate", "source", "differs",
-        "injection", "beta")
+KEYS = (
+    "method",
+    "eps",
+    "metric",
+    "value",
+    "std",
+    "seeds",
+    "checkpoint",
+    "approximate",
+    "source",
+    "differs",
+    "injection",
+    "beta",
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +77,9 @@ class Published:
         return {k: getattr(self, k) for k in KEYS}
 
 
-def parse_published(entries: Any, where: str, metrics: tuple[str, ...], methods: list[str],
-                    eps: list[float]) -> tuple[Published, ...]:
+def parse_published(
+    entries: Any, where: str, metrics: tuple[str, ...], methods: list[str], eps: list[float]
+) -> tuple[Published, ...]:
     """The ``[[leaderboard.published]]`` entries of a board, checked; ``metrics`` are its accuracy columns."""
     if entries is None:
         return ()
@@ -83,10 +97,13 @@ def parse_published(entries: Any, where: str, metrics: tuple[str, ...], methods:
         if e["method"] not in methods:
             raise ConfigError(f"{at}: method {e['method']!r} is not one of the board's methods ({', '.join(methods)})")
         if not _number(e["eps"]) or float(e["eps"]) not in [float(x) for x in eps]:
-            raise ConfigError(f"{at}: eps {e['eps']!r} is not one of the board's eps ({', '.join(f'{x:g}' for x in eps)})")
+            raise ConfigError(
+                f"{at}: eps {e['eps']!r} is not one of the board's eps ({', '.join(f'{x:g}' for x in eps)})"
+            )
         if e["metric"] not in metrics:
-            raise ConfigError(f"{at}: metric {e['metric']!r} is not one of the board's accuracy columns "
-                              f"({', '.join(metrics)})")
+            raise ConfigError(
+                f"{at}: metric {e['metric']!r} is not one of the board's accuracy columns ({', '.join(metrics)})"
+            )
         if not _number(e["value"]) or not 0 <= e["value"] <= 100:
             raise ConfigError(f"{at}: value must be a percentage in [0, 100], got {e['value']!r}")
         if "std" in e and (not _number(e["std"]) or e["std"] < 0):
@@ -102,12 +119,22 @@ def parse_published(entries: Any, where: str, metrics: tuple[str, ...], methods:
             raise ConfigError(f"{at}: approximate must be true or false")
         if "beta" in e and not _number(e["beta"]):
             raise ConfigError(f"{at}: beta must be a number (/255)")
-        out.append(Published(
-            method=e["method"], eps=float(e["eps"]), metric=e["metric"], value=float(e["value"]),
-            source=" ".join(e["source"].split()), checkpoint=e.get("checkpoint", "last"),
-            std=None if e.get("std") is None else float(e["std"]), seeds=e.get("seeds"),
-            approximate=e.get("approximate", False), differs=" ".join(e.get("differs", "").split()),
-            injection=e.get("injection", NO_INJECTION), beta=float(e.get("beta", 0.0))))
+        out.append(
+            Published(
+                method=e["method"],
+                eps=float(e["eps"]),
+                metric=e["metric"],
+                value=float(e["value"]),
+                source=" ".join(e["source"].split()),
+                checkpoint=e.get("checkpoint", "last"),
+                std=None if e.get("std") is None else float(e["std"]),
+                seeds=e.get("seeds"),
+                approximate=e.get("approximate", False),
+                differs=" ".join(e.get("differs", "").split()),
+                injection=e.get("injection", NO_INJECTION),
+                beta=float(e.get("beta", 0.0)),
+            )
+        )
     return tuple(out)
 
 
@@ -122,20 +149,27 @@ def compared_metric(fig: Published, shown: tuple[str, ...]) -> str:
     return best if fig.checkpoint == "best" and best in shown else fig.metric
 
 
-def figure_rows(figures: tuple[Published, ...], rows: list[dict[str, Any]],
-                shown: tuple[str, ...]) -> list[dict[str, Any]]:
+def figure_rows(
+    figures: tuple[Published, ...], rows: list[dict[str, Any]], shown: tuple[str, ...]
+) -> list[dict[str, Any]]:
     """One record per figure, numbered from 1 in board order: the figure, the board's own mean of
     the compared metric (%, None where the row has none yet) and the difference cobench - published."""
-    by_key = {(r["injection"], r["beta"], r["eps"], r["method"]): r for r in rows
-              if r.get("source") == "built here"}
+    by_key = {(r["injection"], r["beta"], r["eps"], r["method"]): r for r in rows if r.get("source") == "built here"}
     out = []
     for n, fig in enumerate(figures, 1):
         column = compared_metric(fig, shown)
         row = by_key.get(fig.key())
         mean = None if row is None else row.get(f"{column}_mean")
         ours = None if mean is None else round(100 * mean, 6)
-        out.append({"ref": n, **fig.record(), "compared_with": column, "cobench": ours,
-                    "difference": None if ours is None else round(ours - fig.value, 6)})
+        out.append(
+            {
+                "ref": n,
+                **fig.record(),
+                "compared_with": column,
+                "cobench": ours,
+                "difference": None if ours is None else round(ours - fig.value, 6),
+            }
+        )
     return out
 
 
@@ -144,12 +178,16 @@ def row_figures(records: list[dict[str, Any]], row: dict[str, Any]) -> list[dict
     if row.get("source") != "built here":
         return []
     key = (row["injection"], row["beta"], row["eps"], row["method"])
-    return [f for f in records
-            if (f["injection"], f["beta"] if f["injection"] != NO_INJECTION else 0.0, f["eps"], f["method"]) == key]
+    return [
+        f
+        for f in records
+        if (f["injection"], f["beta"] if f["injection"] != NO_INJECTION else 0.0, f["eps"], f["method"]) == key
+    ]
 
 
-def attach(figures: tuple[Published, ...], rows: list[dict[str, Any]], shown: tuple[str, ...],
-           labels: dict[str, str]) -> list[dict[str, Any]]:
+def attach(
+    figures: tuple[Published, ...], rows: list[dict[str, Any]], shown: tuple[str, ...], labels: dict[str, str]
+) -> list[dict[str, Any]]:
     """Number the figures, and give each row ``published`` (its figures as text, ``-`` where none),
     ``published_diff`` (cobench - published per figure, in points) and ``published_figures``
     (the records); returns the records of every figure (:func:`figure_rows`)."""
@@ -157,9 +195,15 @@ def attach(figures: tuple[Published, ...], rows: list[dict[str, Any]], shown: tu
     for row in rows:
         mine = row_figures(records, row)
         row["published_figures"] = mine
-        row["published"] = "; ".join(
-            f"[{f['ref']}] {labels.get(f['metric'], f['metric'])} {Published(**{k: f[k] for k in KEYS}).value_text()}"
-            for f in mine) or "-"
-        row["published_diff"] = "; ".join(
-            f"[{f['ref']}] " + ("-" if f["difference"] is None else f"{f['difference']:+.1f}") for f in mine) or "-"
+        row["published"] = (
+            "; ".join(
+                f"[{f['ref']}] {labels.get(f['metric'], f['metric'])} {Published(**{k: f[k] for k in KEYS}).value_text()}"
+                for f in mine
+            )
+            or "-"
+        )
+        row["published_diff"] = (
+            "; ".join(f"[{f['ref']}] " + ("-" if f["difference"] is None else f"{f['difference']:+.1f}") for f in mine)
+            or "-"
+        )
     return records

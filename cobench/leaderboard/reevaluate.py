@@ -9,6 +9,7 @@ exactly; the tolerance absorbs the arithmetic differences between devices. Metri
 from the training curves (``co``, ``co_epoch``) are recomputed from the stored curves, which
 re-evaluation cannot check: that is what the consistency checks do.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,17 +18,17 @@ from typing import Any
 
 import torch
 
-from cobench.store.weights import load_weights
-from cobench.grid.cell import Cell
-from cobench.run.device import resolve_device, seed_everything
 from cobench.errors import CobenchError
-from cobench.run.evaluation import run_evaluators
-from cobench.options import RunOptions
-from cobench.plugins import get_plugin_manager
-from cobench.store.provenance import machine_record
-from cobench.run.runner import build_parts
+from cobench.grid.cell import Cell
 from cobench.leaderboard.spec import Leaderboard
 from cobench.leaderboard.verification import record_path
+from cobench.options import RunOptions
+from cobench.plugins import get_plugin_manager
+from cobench.run.device import resolve_device, seed_everything
+from cobench.run.evaluation import run_evaluators
+from cobench.run.runner import build_parts
+from cobench.store.provenance import machine_record
+from cobench.store.weights import load_weights
 
 
 @dataclass
@@ -59,15 +60,23 @@ class Verdict:
 
     def summary(self) -> str:
         worst = max(self.differences.items(), key=lambda kv: abs(kv[1]), default=(None, 0.0))
-        shown = ", ".join(f"{k} {self.result['metrics'][k]:.4f} -> {self.reevaluated[k]:.4f}" for k in sorted(self.differences))
-        verdict = "reproduced" if self.passed else f"NOT reproduced ({worst[0]} off by {abs(worst[1]):.4f} > {self.tolerance})"
+        shown = ", ".join(
+            f"{k} {self.result['metrics'][k]:.4f} -> {self.reevaluated[k]:.4f}" for k in sorted(self.differences)
+        )
+        verdict = (
+            "reproduced"
+            if self.passed
+            else f"NOT reproduced ({worst[0]} off by {abs(worst[1]):.4f} > {self.tolerance})"
+        )
         return f"{self.path}: {verdict}: {shown}"
 
 
 def reevaluate(path: Path, result: dict[str, Any], lb: Leaderboard, options: RunOptions) -> Verdict:
     """Load ``result``'s weights into its model and run the evaluators of its config."""
     if not result.get("weights"):
-        raise CobenchError(f"result file {str(path)!r} has no saved weights; re-run it with `cobench run --save-models`")
+        raise CobenchError(
+            f"result file {str(path)!r} has no saved weights; re-run it with `cobench run --save-models`"
+        )
     registry = get_plugin_manager().registry
     cell = Cell.from_config(result["config"])
     device = resolve_device(options.device)
@@ -80,11 +89,16 @@ def reevaluate(path: Path, result: dict[str, Any], lb: Leaderboard, options: Run
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
     # best_*: the early-stopped model's accuracies (training.val_size); its weights are not saved, the last model's are
     reported = {k: v for k, v in (result.get("metrics") or {}).items() if not k.startswith("best_")}
-    compared = sorted(k for k in reported if k.endswith("_acc") and isinstance(reported[k], (int, float))
-                      and isinstance(metrics.get(k), (int, float)))
+    compared = sorted(
+        k
+        for k in reported
+        if k.endswith("_acc") and isinstance(reported[k], (int, float)) and isinstance(metrics.get(k), (int, float))
+    )
     missing = sorted(k for k in reported if k.endswith("_acc") and reported[k] is not None and k not in compared)
     if missing:
-        raise CobenchError(f"result file {str(path)!r} reports {', '.join(missing)}, which its evaluators do not produce")
+        raise CobenchError(
+            f"result file {str(path)!r} reports {', '.join(missing)}, which its evaluators do not produce"
+        )
     return Verdict(path, result, metrics, {k: metrics[k] - reported[k] for k in compared}, lb.verify_tolerance)
 
 

@@ -17,6 +17,7 @@ The file is a grid file (``[grid]``, ``[training]``, ``[evaluation]``, ``[params
 A leaderboard has exactly one dataset and one model. Its outputs sit next to the TOML:
 ``<name>.md``, ``<name>.csv``, ``<name>.json``, ``<name>.html`` and ``plots/<name>/*.png``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,8 +29,17 @@ from cobench.grid.spec import GridSpec, read_toml
 from cobench.kinds import singular
 from cobench.leaderboard.published import Published, parse_published
 
-LEADERBOARD_KEYS = ("title", "description", "results_dir", "rank_by", "metrics", "require_verification",
-                    "verify_tolerance", "figures", "published")
+LEADERBOARD_KEYS = (
+    "title",
+    "description",
+    "results_dir",
+    "rank_by",
+    "metrics",
+    "require_verification",
+    "verify_tolerance",
+    "figures",
+    "published",
+)
 #: the accuracies every board shows; ``metrics`` adds others after them
 TABLE_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
 #: accuracies (fractions) re-evaluated from saved weights may differ from the reported ones by this much
@@ -100,38 +110,51 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
         raise ConfigError(f"leaderboard {str(path)!r}: expected a .toml file (leaderboards/<name>.toml)")
     data = read_toml(path, "leaderboard file")
     if "leaderboard" not in data:
-        raise ConfigError(f"{path}: no [leaderboard] table, so this is not a leaderboard file (a grid file?); "
-                          f"add [leaderboard] with title = \"...\" (valid keys: {', '.join(LEADERBOARD_KEYS)})")
+        raise ConfigError(
+            f"{path}: no [leaderboard] table, so this is not a leaderboard file (a grid file?); "
+            f'add [leaderboard] with title = "..." (valid keys: {", ".join(LEADERBOARD_KEYS)})'
+        )
     meta = data["leaderboard"]
     if not isinstance(meta, dict):
         raise ConfigError(f"{path}: [leaderboard] must be a table")
     unknown = sorted(set(meta) - set(LEADERBOARD_KEYS))
     if unknown:
-        raise ConfigError(f"{path}: unknown [leaderboard] key(s) {', '.join(unknown)}; "
-                          f"valid keys: {', '.join(LEADERBOARD_KEYS)}")
+        raise ConfigError(
+            f"{path}: unknown [leaderboard] key(s) {', '.join(unknown)}; valid keys: {', '.join(LEADERBOARD_KEYS)}"
+        )
     grid = GridSpec.from_dict(data, source=str(path))
     for key in ("datasets", "models"):
         values = getattr(grid, key)
         if len(values) != 1:
-            raise ConfigError(f"{path}: a leaderboard has exactly one {singular(key)}, got {values}; "
-                              "write one leaderboard file per dataset and model")
+            raise ConfigError(
+                f"{path}: a leaderboard has exactly one {singular(key)}, got {values}; "
+                "write one leaderboard file per dataset and model"
+            )
     name = path.stem
     rank_by = meta.get("rank_by", list(DEFAULT_RANK_BY))
     if isinstance(rank_by, str):
         rank_by = [rank_by]
     if not isinstance(rank_by, list) or not rank_by or not all(isinstance(m, str) and m for m in rank_by):
-        raise ConfigError(f"{path}: [leaderboard] rank_by must be a non-empty list of metric names, e.g. "
-                          f"{list(DEFAULT_RANK_BY)}")
+        raise ConfigError(
+            f"{path}: [leaderboard] rank_by must be a non-empty list of metric names, e.g. {list(DEFAULT_RANK_BY)}"
+        )
     metrics = meta.get("metrics", [])
-    if (not isinstance(metrics, list) or not all(isinstance(m, str) and m.endswith("_acc") for m in metrics)
-            or len(set(metrics)) != len(metrics) or set(metrics) & set(TABLE_METRICS)):
-        raise ConfigError(f"{path}: [leaderboard] metrics must be a list of distinct accuracy names ending in _acc "
-                          f"beyond the built-in columns ({', '.join(TABLE_METRICS)}), e.g. [\"noise_acc\"]; "
-                          f"got {metrics!r}")
+    if (
+        not isinstance(metrics, list)
+        or not all(isinstance(m, str) and m.endswith("_acc") for m in metrics)
+        or len(set(metrics)) != len(metrics)
+        or set(metrics) & set(TABLE_METRICS)
+    ):
+        raise ConfigError(
+            f"{path}: [leaderboard] metrics must be a list of distinct accuracy names ending in _acc "
+            f'beyond the built-in columns ({", ".join(TABLE_METRICS)}), e.g. ["noise_acc"]; '
+            f"got {metrics!r}"
+        )
     results_rel = meta.get("results_dir", f"results/{name}")
     if not isinstance(results_rel, str) or not results_rel or Path(results_rel).is_absolute():
-        raise ConfigError(f"{path}: [leaderboard] results_dir must be a path relative to the TOML file, "
-                          f"got {results_rel!r}")
+        raise ConfigError(
+            f"{path}: [leaderboard] results_dir must be a path relative to the TOML file, got {results_rel!r}"
+        )
     for key in ("title", "description"):
         if not isinstance(meta.get(key, ""), str):
             raise ConfigError(f"{path}: [leaderboard] {key} must be a string")
@@ -140,23 +163,41 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
         raise ConfigError(f"{path}: [leaderboard] require_verification must be true or false, got {require!r}")
     tolerance = meta.get("verify_tolerance", DEFAULT_VERIFY_TOLERANCE)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
-        raise ConfigError(f"{path}: [leaderboard] verify_tolerance must be a number in [0, 1) (a fraction of "
-                          f"accuracy, 0.01 = 1 point), got {tolerance!r}")
+        raise ConfigError(
+            f"{path}: [leaderboard] verify_tolerance must be a number in [0, 1) (a fraction of "
+            f"accuracy, 0.01 = 1 point), got {tolerance!r}"
+        )
     figures = meta.get("figures", [])
-    if (not isinstance(figures, list) or not all(
-            isinstance(f, dict) and set(f) == {"path", "caption"} and isinstance(f["path"], str) and f["path"]
-            and not Path(f["path"]).is_absolute() and isinstance(f["caption"], str) for f in figures)):
-        raise ConfigError(f"{path}: [leaderboard] figures must be a list of {{ path = \"...\", caption = \"...\" }} "
-                          f"with paths relative to the TOML file, got {figures!r}")
+    if not isinstance(figures, list) or not all(
+        isinstance(f, dict)
+        and set(f) == {"path", "caption"}
+        and isinstance(f["path"], str)
+        and f["path"]
+        and not Path(f["path"]).is_absolute()
+        and isinstance(f["caption"], str)
+        for f in figures
+    ):
+        raise ConfigError(
+            f'{path}: [leaderboard] figures must be a list of {{ path = "...", caption = "..." }} '
+            f"with paths relative to the TOML file, got {figures!r}"
+        )
     for f in figures:
         if not (path.parent / f["path"]).is_file():
             raise ConfigError(f"{path}: [leaderboard] figures: {f['path']!r} is not a file next to the TOML")
     return Leaderboard(
-        name=name, path=path, grid=grid, title=meta.get("title") or name,
+        name=name,
+        path=path,
+        grid=grid,
+        title=meta.get("title") or name,
         description=" ".join(meta.get("description", "").split()),
-        results_rel=Path(results_rel).as_posix(), rank_by=tuple(rank_by), metrics=tuple(metrics), raw=data,
-        require_verification=require, verify_tolerance=float(tolerance),
+        results_rel=Path(results_rel).as_posix(),
+        rank_by=tuple(rank_by),
+        metrics=tuple(metrics),
+        raw=data,
+        require_verification=require,
+        verify_tolerance=float(tolerance),
         figures=tuple((Path(f["path"]).as_posix(), " ".join(f["caption"].split())) for f in figures),
-        published=parse_published(meta.get("published"), str(path), TABLE_METRICS + tuple(metrics),
-                                  list(grid.methods), list(grid.eps)),
+        published=parse_published(
+            meta.get("published"), str(path), TABLE_METRICS + tuple(metrics), list(grid.methods), list(grid.eps)
+        ),
     )

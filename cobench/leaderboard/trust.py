@@ -5,16 +5,17 @@ compares like with like, and which rows the seeds' noise cannot separate.
 Everything here annotates the aggregated rows of :func:`cobench.store.tables.aggregate`; the
 renderers only display the annotations.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
-from cobench.store.consistency import problems
-from cobench.store.tables import GROUP_KEYS
 from cobench.leaderboard.collect import Collection
 from cobench.leaderboard.verification import FAILED, RECORDS_DIR, verification_status
+from cobench.store.consistency import problems
+from cobench.store.tables import GROUP_KEYS
 
 #: confidence level of the CO-rate interval over seeds
 CO_CI_LEVEL = 0.95
@@ -22,8 +23,14 @@ CO_CI_LEVEL = 0.95
 
 def group_key(result: dict[str, Any]) -> tuple:
     cfg = result["config"]
-    return (cfg["dataset"]["name"], cfg["model"]["name"], cfg["injection"]["name"], cfg["beta"],
-            cfg["method"]["name"], cfg["eps"])
+    return (
+        cfg["dataset"]["name"],
+        cfg["model"]["name"],
+        cfg["injection"]["name"],
+        cfg["beta"],
+        cfg["method"]["name"],
+        cfg["eps"],
+    )
 
 
 def row_key(row: dict[str, Any]) -> tuple:
@@ -41,14 +48,17 @@ def plugin_label(result: dict[str, Any]) -> str:
 
 
 def timing_key(result: dict[str, Any]) -> str | None:
-    """Same machine, same build and the same sharing of the device (cells per device, where
-    recorded): only then are two cells' times per step comparable."""
+    """Same machine, same build, the same sharing of the device (cells per device, where recorded)
+    and the training set in the same place (minibatches copied from the host are slower than
+    device-resident ones): only then are two cells' times per step comparable."""
     prov = result.get("provenance") or {}
     machine, build = prov.get("machine"), prov.get("cobench")
     if not machine or not build:
         return None
-    shared = (prov.get("execution") or {}).get("cells_per_device")
-    return json.dumps([machine, build] + ([shared] if shared is not None else []), sort_keys=True)
+    execution = prov.get("execution") or {}
+    shared = execution.get("cells_per_device")
+    host = ["train data on the host"] if execution.get("train_data") == "host" else []
+    return json.dumps([machine, build] + ([shared] if shared is not None else []) + host, sort_keys=True)
 
 
 def data_fingerprint(result: dict[str, Any]) -> str | None:
@@ -69,7 +79,9 @@ def data_problems(result: dict[str, Any], reference: str | None) -> list[str]:
     if mine is None:
         return ["it records no dataset fingerprint, so it cannot show it used the board's data"]
     if mine != reference:
-        return [f"it was trained on other data (fingerprint {mine[:19]}...) than the board's cells ({reference[:19]}...)"]
+        return [
+            f"it was trained on other data (fingerprint {mine[:19]}...) than the board's cells ({reference[:19]}...)"
+        ]
     return []
 
 
@@ -101,19 +113,40 @@ def annotate(rows: list[dict[str, Any]], coll: Collection) -> None:
         row["source"] = "built here" if built_here else "submitted"
         row["plugin"] = ", ".join(sorted({plugin_label(r) for r in results}))
         statuses = {p: verification_status(coll.leaderboard, p, r) for p, r in items}
-        row["verification"] = "built here" if built_here else (
-            "verified" if set(statuses.values()) == {"verified"} else
-            FAILED if FAILED in statuses.values() else "unverified")
+        row["verification"] = (
+            "built here"
+            if built_here
+            else (
+                "verified"
+                if set(statuses.values()) == {"verified"}
+                else FAILED
+                if FAILED in statuses.values()
+                else "unverified"
+            )
+        )
         row["problems"] = [f"{p}: {msg}" for p, r in items for msg in problems(r) + data_problems(r, reference_data)]
-        row["problems"] += [f"{p}: re-evaluating its saved weights did not reproduce its accuracies "
-                            f"(see {RECORDS_DIR}/{r['cell_id']}.json)" for p, r in items if statuses[p] == FAILED]
+        row["problems"] += [
+            f"{p}: re-evaluating its saved weights did not reproduce its accuracies "
+            f"(see {RECORDS_DIR}/{r['cell_id']}.json)"
+            for p, r in items
+            if statuses[p] == FAILED
+        ]
         row["flagged"] = bool(row["problems"])
         row["co_rate_ci_low"], row["co_rate_ci_high"] = co_interval(
-            [r["metrics"]["co"] for r in results if (r.get("metrics") or {}).get("co") is not None])
+            [r["metrics"]["co"] for r in results if (r.get("metrics") or {}).get("co") is not None]
+        )
         times = [(r.get("cost") or {}).get("time_per_step_s") for r in results]
         row["time_per_step_s"] = sum(times) / len(times) if times and None not in times else None
-        devices = sorted({str(((r.get("provenance") or {}).get("machine") or {}).get("device_name")
-                              or (r.get("environment") or {}).get("device_name") or "unknown") for r in results})
+        devices = sorted(
+            {
+                str(
+                    ((r.get("provenance") or {}).get("machine") or {}).get("device_name")
+                    or (r.get("environment") or {}).get("device_name")
+                    or "unknown"
+                )
+                for r in results
+            }
+        )
         row["timing_device"] = ", ".join(devices)
         keys = {timing_key(r) for r in results}
         fgsm = fgsm_keys.get(row_key(row)[:4] + row_key(row)[5:], set())

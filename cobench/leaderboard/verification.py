@@ -6,6 +6,7 @@ results folder, under ``.verified/<cell_id>.json``; a row is *verified* when eve
 result has a record that names this result's digest and its weights' hash, so editing the
 result or swapping the weights afterwards voids the record.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,11 @@ def verification_status(lb: Leaderboard, path: Path, result: dict[str, Any]) -> 
     ``verification failed`` when a matching record did not pass, else ``unverified``."""
     record = read_record(lb, result["cell_id"])
     weights = result.get("weights") or {}
-    if not (record and record.get("result_digest") == result.get("digest") and weights.get("sha256")
-            and record.get("weights_sha256") == weights.get("sha256")):
+    if not (
+        record
+        and record.get("result_digest") == result.get("digest")
+        and weights.get("sha256")
+        and record.get("weights_sha256") == weights.get("sha256")
+    ):
         return "unverified"
     return "verified" if record.get("passed") else FAILED

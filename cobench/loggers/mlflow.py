@@ -1,5 +1,6 @@
 """MLflow run logger: one MLflow run per cell, through ``MlflowClient`` (no global active run,
 so cells in one process never share state)."""
+
 from __future__ import annotations
 
 import time
@@ -28,11 +29,14 @@ class MLflowLogger(RunLogger):
     def check(self) -> None:
         try:
             import mlflow  # noqa: F401
+
             if self.tracking_uri.startswith("sqlite:"):
                 import alembic  # noqa: F401
                 import sqlalchemy  # noqa: F401
         except ImportError as exc:
-            raise ConfigError(f"the mlflow logger needs MLflow ({exc.name} is missing): pip install 'cobench[mlflow]'") from None
+            raise ConfigError(
+                f"the mlflow logger needs MLflow ({exc.name} is missing): pip install 'cobench[mlflow]'"
+            ) from None
 
     def start(self, cell_id: str, label: str, tags: dict[str, str], config: dict[str, Any]) -> None:
         from mlflow import MlflowClient

@@ -1,4 +1,5 @@
 """TensorBoard run logger: one event directory per cell, laid out like the result files."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,10 @@ class TensorBoardLogger(RunLogger):
         final = numeric(result.get("metrics") or {})
         for key, value in final.items():
             self.writer.add_scalar(f"final/{key}", value, self.last_epoch)
-        self.writer.add_text("status", result.get("status", "unknown")
-                             + (f": {result['error']['message']}" if result.get("error") else ""))
+        self.writer.add_text(
+            "status",
+            result.get("status", "unknown") + (f": {result['error']['message']}" if result.get("error") else ""),
+        )
         self.writer.add_hparams(dict(self.tags), {f"hparams/{k}": v for k, v in final.items()}, run_name="hparams")
         self.writer.close()
 

@@ -1,13 +1,15 @@
 """Run loggers around one cell: resolve ``--loggers`` specs, tag runs with the cell's config,
 and keep a failing tracker from failing the training it observes."""
+
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from cobench.plugins import Registry, get_plugin_manager
 from cobench.grid.resolve import resolve_component
+from cobench.plugins import Registry, get_plugin_manager
 
 EpochCallback = Callable[[int, int, dict[str, Any]], None]
 
@@ -25,10 +27,16 @@ def check_loggers(specs: list[dict[str, Any]], registry: Registry) -> None:
 
 def cell_tags(config: dict[str, Any]) -> dict[str, str]:
     """A cell's config as flat string tags: component names, eps/beta/seed, ``kind.param`` values."""
-    tags = {"dataset": config["dataset"]["name"], "model": config["model"]["name"],
-            "method": config["method"]["name"], "injection": config["injection"]["name"],
-            "eps": f"{config['eps']:g}", "beta": f"{config['beta']:g}", "seed": str(config["seed"]),
-            "evaluators": ",".join(e["name"] for e in config["evaluators"])}
+    tags = {
+        "dataset": config["dataset"]["name"],
+        "model": config["model"]["name"],
+        "method": config["method"]["name"],
+        "injection": config["injection"]["name"],
+        "eps": f"{config['eps']:g}",
+        "beta": f"{config['beta']:g}",
+        "seed": str(config["seed"]),
+        "evaluators": ",".join(e["name"] for e in config["evaluators"]),
+    }
     for kind in ("dataset", "model", "method", "injection"):
         for k, v in config[kind]["params"].items():
             tags[f"{kind}.{k}"] = str(v)
@@ -39,14 +47,19 @@ def cell_tags(config: dict[str, Any]) -> dict[str, str]:
 
 def run_path(tags: dict[str, str], cell_id: str) -> str:
     """A readable, unique relative path for a cell's run, laid out like its result file."""
-    return (f"{tags['dataset']}-{tags['model']}/{tags['method']}/"
-            f"eps{tags['eps']}-{tags['injection']}-beta{tags['beta']}-seed{tags['seed']}-{cell_id[:8]}")
+    return (
+        f"{tags['dataset']}-{tags['model']}/{tags['method']}/"
+        f"eps{tags['eps']}-{tags['injection']}-beta{tags['beta']}-seed{tags['seed']}-{cell_id[:8]}"
+    )
 
 
 def numeric(record: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a record (bools and None dropped), as floats."""
-    return {k: float(v) for k, v in record.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {
+        k: float(v)
+        for k, v in record.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 class CellLoggers:
@@ -63,8 +76,12 @@ class CellLoggers:
             try:
                 call(logger)
             except Exception as exc:
-                warnings.warn(f"logger {logger.name!r} failed to {what} for cell {self.cell_id} and is dropped: "
-                              f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"logger {logger.name!r} failed to {what} for cell {self.cell_id} and is dropped: "
+                    f"{type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 self.loggers.remove(logger)
 
     def start(self) -> None:

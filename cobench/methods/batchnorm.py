@@ -7,10 +7,12 @@ each of those passes with the *clean* minibatch's batch statistics (``test_local
 set_stats=...``) and with ``is_training=False``, so only the nominal pass moves the moving
 averages. :class:`BatchStatistics` does the same for torch ``BatchNorm`` layers.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm

@@ -1,4 +1,5 @@
 """CURE (Moosavi-Dezfooli et al., CVPR 2019): curvature regularization by a finite difference of gradients."""
+
 from __future__ import annotations
 
 import math
@@ -102,8 +103,10 @@ class CUREElle(Method):
 
     double_backward = True  # --compile refuses it (AOTAutograd has no double backward)
     name = "cure-elle"
-    paper = ("Moosavi-Dezfooli et al., CVPR 2019, as the CURE baseline of Abad Rocamora et al., "
-             "'Efficient local linearity regularization to overcome catastrophic overfitting', ICLR 2024")
+    paper = (
+        "Moosavi-Dezfooli et al., CVPR 2019, as the CURE baseline of Abad Rocamora et al., "
+        "'Efficient local linearity regularization to overcome catastrophic overfitting', ICLR 2024"
+    )
 
     def __init__(self, lam_max: float = 1000.0, schedule: str = "onoff", decay: float = 0.99, sensitivity: float = 2.0):
         if schedule not in ("onoff", "constant"):

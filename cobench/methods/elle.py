@@ -1,4 +1,5 @@
 """ELLE and ELLE-A (Abad Rocamora et al., ICLR 2024): efficient local linearity regularization."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,10 @@ from cobench import hookimpl
 from cobench.api import Batch, Method, StepContext, TrainSetup
 from cobench.attacks import clamp_delta, fgsm, full_precision
 
-PAPER = ("Abad Rocamora, Liu, Chrysos, Olmos & Cevher, 'Efficient local linearity regularization to "
-         "overcome catastrophic overfitting', ICLR 2024")
+PAPER = (
+    "Abad Rocamora, Liu, Chrysos, Olmos & Cevher, 'Efficient local linearity regularization to "
+    "overcome catastrophic overfitting', ICLR 2024"
+)
 
 
 def linearity_error(model: nn.Module, x_a: Tensor, x_b: Tensor, a: Tensor, y: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
 """FGSM adversarial training (Goodfellow et al. 2015), the method that overfits catastrophically."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 """FGSM-PGI (Jia et al., ECCV 2022): prior-guided initialisation carried across epochs (FGSM-MEP)."""
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,9 @@ class FGSMPGI(Method):
     ranges = {"alpha": "> 0", "lam": ">= 0", "decay": (">= 0", "<= 1"), "confidence": (">= 0", "<= 1")}
     paper = "Jia et al., 'Prior-guided adversarial initialization for fast adversarial training', ECCV 2022"
 
-    def __init__(self, alpha: float = 1.0, lam: float = 10.0, decay: float = 0.3, confidence: float = 0.6,
-                 reset_every: int = 40):
+    def __init__(
+        self, alpha: float = 1.0, lam: float = 10.0, decay: float = 0.3, confidence: float = 0.6, reset_every: int = 40
+    ):
         if reset_every < 1:
             raise ConfigError(f"fgsm-pgi: reset_every must be >= 1 epoch, got {reset_every}")
         self.alpha = alpha  # step size as a multiple of eps
@@ -72,8 +74,9 @@ class FGSMPGI(Method):
         x, y, idx, eps = batch.x, batch.y, batch.index, ctx.eps
         prior = clamp_delta(x, self.prior[idx], ctx.lower, ctx.upper).requires_grad_(True)
         prior_logits = ctx.model(x + prior)
-        (grad,) = torch.autograd.grad(smoothed_cross_entropy(prior_logits, y, self.confidence), prior,
-                                      retain_graph=True)
+        (grad,) = torch.autograd.grad(
+            smoothed_cross_entropy(prior_logits, y, self.confidence), prior, retain_graph=True
+        )
         l1 = grad.flatten(1).abs().sum(1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
         momentum = grad / l1 + self.decay * self.momentum[idx]
         step = self.alpha * eps

@@ -1,4 +1,5 @@
 """Free adversarial training (Shafahi et al., NeurIPS 2019): minibatch replay with a persistent perturbation."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """GAT (Sriramanan et al., NeurIPS 2020): guided adversarial training with a probability-space regularizer."""
+
 from __future__ import annotations
 
 import math
@@ -34,11 +35,14 @@ class GAT(Method):
 
     name = "gat"
     ranges = {"lam": ">= 0", "init": ">= 0", "alpha": "> 0", "boost": ">= 0"}
-    paper = ("Sriramanan, Addepalli, Baburaj & Babu, 'Guided adversarial attack for evaluating and enhancing "
-             "adversarial defenses', NeurIPS 2020")
+    paper = (
+        "Sriramanan, Addepalli, Baburaj & Babu, 'Guided adversarial attack for evaluating and enhancing "
+        "adversarial defenses', NeurIPS 2020"
+    )
 
-    def __init__(self, lam: float = 10.0, init: float = 0.5, alpha: float = 1.0, boost: float = 4.0,
-                 boost_from: float = 0.86):
+    def __init__(
+        self, lam: float = 10.0, init: float = 0.5, alpha: float = 1.0, boost: float = 4.0, boost_from: float = 0.86
+    ):
         self.lam = lam  # weight of the probability-gap term (attack guidance and training)
         self.init = init  # Bernoulli start magnitude as a multiple of eps
         self.alpha = alpha  # attack step as a multiple of eps

@@ -1,4 +1,5 @@
 """GradAlign (Andriushchenko & Flammarion, NeurIPS 2020): FGSM plus a gradient-alignment regularizer."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -70,8 +71,9 @@ class GradAlign(Method):
     paper = "Andriushchenko & Flammarion, 'Understanding and improving fast adversarial training', NeurIPS 2020"
     recorded_when_set = ("variant",)
 
-    def __init__(self, lam: float = 0.2, alpha: float = 1.25,
-                 variant: Literal["grad-align", "co-features"] = "grad-align"):
+    def __init__(
+        self, lam: float = 0.2, alpha: float = 1.25, variant: Literal["grad-align", "co-features"] = "grad-align"
+    ):
         self.lam = lam  # regularizer weight (0.2 at 8/255)
         self.alpha = alpha  # FGSM step as a multiple of eps (projected, so >= 1 means eps)
         self.variant = variant  # "co-features": first gradient at the FGSM point, random point unclamped

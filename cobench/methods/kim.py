@@ -1,5 +1,6 @@
 """Kim, Lee & Lee (AAAI 2021): check several points along the FGSM direction and train on the first one
 that is misclassified."""
+
 from __future__ import annotations
 
 import torch

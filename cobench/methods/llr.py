@@ -1,4 +1,5 @@
 """LLR (Qin et al., NeurIPS 2019): local linearity regularization of the loss in the eps-ball."""
+
 from __future__ import annotations
 
 import torch
@@ -8,8 +9,8 @@ from torch import Tensor, nn
 from cobench import hookimpl
 from cobench.api import Batch, Method, StepContext
 from cobench.attacks import clamp_delta, full_precision, sample_gradients
-from cobench.methods.batchnorm import BatchStatistics
 from cobench.errors import ConfigError
+from cobench.methods.batchnorm import BatchStatistics
 
 
 def linearity_violation(model: nn.Module, x: Tensor, y: Tensor, delta: Tensor, losses: Tensor, grad: Tensor) -> Tensor:
@@ -19,8 +20,20 @@ def linearity_violation(model: nn.Module, x: Tensor, y: Tensor, delta: Tensor, l
     return (new - (losses + first_order)).abs()
 
 
-def find_violation(model: nn.Module, x: Tensor, y: Tensor, init: Tensor, losses: Tensor, grad: Tensor, eps: float,
-                   *, steps: int, lr: float, lower: float = 0.0, upper: float = 1.0) -> Tensor:
+def find_violation(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    init: Tensor,
+    losses: Tensor,
+    grad: Tensor,
+    eps: float,
+    *,
+    steps: int,
+    lr: float,
+    lower: float = 0.0,
+    upper: float = 1.0,
+) -> Tensor:
     """Approximately maximise the mean linearity violation over the eps-ball with ``steps`` projected
     Adam ascent steps from ``init`` (the official implementation's inner optimiser; the clean loss
     and its gradient are constants here)."""
@@ -36,12 +49,14 @@ def find_violation(model: nn.Module, x: Tensor, y: Tensor, init: Tensor, losses:
         (g,) = torch.autograd.grad(objective, delta)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        step = lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + tiny)
+        step = lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + tiny)
         delta = clamp_delta(x, (delta.detach() + step).clamp(-eps, eps), lower, upper)
     return delta.detach()
 
 
-def llr_regularizer(model: nn.Module, x: Tensor, y: Tensor, delta: Tensor, losses: Tensor, grad: Tensor, mu: float) -> Tensor:
+def llr_regularizer(
+    model: nn.Module, x: Tensor, y: Tensor, delta: Tensor, losses: Tensor, grad: Tensor, mu: float
+) -> Tensor:
     """mean_i [ g(delta_i; x_i) + mu * |delta_i . grad l(x_i)| ]; differentiable through ``losses`` and
     ``grad`` (pass the gradient with its graph for the double backprop the method needs)."""
     first_order = (delta.detach() * grad).flatten(1).sum(1)
@@ -76,7 +91,9 @@ class LLR(Method):
     ranges = {"lam": ">= 0", "mu": ">= 0", "nominal_weight": ">= 0", "steps": ">= 1", "lr": "> 0"}
     paper = "Qin et al., 'Adversarial robustness through local linearization', NeurIPS 2019"
 
-    def __init__(self, lam: float = 4.0, mu: float = 0.3, nominal_weight: float = 2.0, steps: int = 10, lr: float = 0.1):
+    def __init__(
+        self, lam: float = 4.0, mu: float = 0.3, nominal_weight: float = 2.0, steps: int = 10, lr: float = 0.1
+    ):
         if steps < 0:
             raise ConfigError(f"llr: steps must be >= 0, got {steps}")
         self.lam = lam  # weight of the linearity term
@@ -96,8 +113,9 @@ class LLR(Method):
             grad, losses, logits = sample_gradients(ctx.model, x, y, create_graph=True)
         init = ctx.uniform(x, -eps, eps)
         with stats.reuse():  # perturbed passes normalise with the clean batch's statistics, as the reference
-            delta = find_violation(ctx.model, x, y, init, losses, grad, eps, steps=self.steps, lr=self.lr,
-                                   lower=ctx.lower, upper=ctx.upper)
+            delta = find_violation(
+                ctx.model, x, y, init, losses, grad, eps, steps=self.steps, lr=self.lr, lower=ctx.lower, upper=ctx.upper
+            )
             reg = llr_regularizer(ctx.model, x, y, delta, losses, grad, self.mu)
         ctx.update(self.nominal_weight * losses.mean() + self.lam * reg, logits, y)
 

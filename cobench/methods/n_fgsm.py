@@ -1,4 +1,5 @@
 """N-FGSM (de Jorge et al., NeurIPS 2022): noise augmentation and no clipping avoid CO."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,8 +39,17 @@ class NFGSM(Method):
     def train_step(self, batch: Batch, ctx: StepContext) -> None:
         eps = ctx.eps
         noise = ctx.uniform(batch.x, -self.k * eps, self.k * eps)
-        delta = fgsm(ctx.model, batch.x, batch.y, eps, alpha=self.alpha * eps, init=noise, project=False,
-                     lower=ctx.lower, upper=ctx.upper)
+        delta = fgsm(
+            ctx.model,
+            batch.x,
+            batch.y,
+            eps,
+            alpha=self.alpha * eps,
+            init=noise,
+            project=False,
+            lower=ctx.lower,
+            upper=ctx.upper,
+        )
         if self.clip > 0:
             delta = ctx.clamp_delta(batch.x, delta.clamp(-self.clip * eps, self.clip * eps))
         logits = ctx.model(batch.x + delta)

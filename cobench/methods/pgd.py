@@ -1,4 +1,5 @@
 """PGD adversarial training (Madry et al., ICLR 2018): the expensive multi-step reference."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -23,8 +24,7 @@ class PGDAT(Method):
     paper = "Madry, Makelov, Schmidt, Tsipras & Vladu, ICLR 2018"
     recorded_when_set = ("step_size",)
 
-    def __init__(self, steps: int = 10, alpha: float = 0.25, random_init: bool = True,
-                 step_size: float = 0.0):
+    def __init__(self, steps: int = 10, alpha: float = 0.25, random_init: bool = True, step_size: float = 0.0):
         self.steps = steps
         self.alpha = alpha  # step size as a multiple of eps (2/255 at eps=8/255)
         self.random_init = random_init
@@ -34,8 +34,18 @@ class PGDAT(Method):
         eps = ctx.eps
         # an absolute step ramps with an eps warm-up as the relative one does (co_features' warmup_scale * alpha)
         step = self.step_size / 255 * ctx.eps_scale if self.step_size > 0 else self.alpha * eps
-        delta = pgd(ctx.model, batch.x, batch.y, eps, alpha=step, steps=self.steps,
-                    random_init=self.random_init, generator=ctx.generator, lower=ctx.lower, upper=ctx.upper)
+        delta = pgd(
+            ctx.model,
+            batch.x,
+            batch.y,
+            eps,
+            alpha=step,
+            steps=self.steps,
+            random_init=self.random_init,
+            generator=ctx.generator,
+            lower=ctx.lower,
+            upper=ctx.upper,
+        )
         logits = ctx.model(batch.x + delta)
         ctx.update(F.cross_entropy(logits, batch.y), logits, batch.y)
 

@@ -1,4 +1,5 @@
 """RS-FGSM (Wong, Rice & Kolter, ICLR 2020): FGSM from a random start inside the eps-ball."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -27,8 +28,17 @@ class RSFGSM(Method):
     def train_step(self, batch: Batch, ctx: StepContext) -> None:
         eps = ctx.eps
         init = ctx.uniform(batch.x, -eps, eps)
-        delta = fgsm(ctx.model, batch.x, batch.y, eps, alpha=self.alpha * eps, init=init, project=True,
-                     lower=ctx.lower, upper=ctx.upper)
+        delta = fgsm(
+            ctx.model,
+            batch.x,
+            batch.y,
+            eps,
+            alpha=self.alpha * eps,
+            init=init,
+            project=True,
+            lower=ctx.lower,
+            upper=ctx.upper,
+        )
         logits = ctx.model(batch.x + delta)
         ctx.update(F.cross_entropy(logits, batch.y), logits, batch.y)
 

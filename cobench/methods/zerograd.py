@@ -1,4 +1,5 @@
 """ZeroGrad and MultiGrad (Golgooni et al. 2021): FGSM that ignores unreliable input-gradient coordinates."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,10 @@ from cobench.api import Batch, Method, StepContext
 from cobench.attacks import clamp_delta, input_gradient, sign_step
 from cobench.errors import ConfigError
 
-PAPER = ("Golgooni, Saberi, Eskandar & Rohban, 'ZeroGrad: mitigating and explaining catastrophic "
-         "overfitting in FGSM adversarial training', arXiv:2103.15476, 2021")
+PAPER = (
+    "Golgooni, Saberi, Eskandar & Rohban, 'ZeroGrad: mitigating and explaining catastrophic "
+    "overfitting in FGSM adversarial training', arXiv:2103.15476, 2021"
+)
 
 
 def row_quantile(values: Tensor, q: float) -> Tensor:

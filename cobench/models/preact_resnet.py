@@ -1,4 +1,5 @@
 """PreActResNet18 (He et al. 2016), the fast-AT literature's standard CIFAR-10 model."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -19,7 +20,8 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.shortcut = (
             nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False))
-            if stride != 1 or in_planes != planes else None
+            if stride != 1 or in_planes != planes
+            else None
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
 """A small, fast CNN for CPU runs on the embedded dataset."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -23,8 +24,12 @@ class SmallCNN(Model):
             return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
         return nn.Sequential(
-            *block(c, w, 1), *block(w, 2 * w, 2), *block(2 * w, 4 * w, 2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_classes),
+            *block(c, w, 1),
+            *block(w, 2 * w, 2),
+            *block(2 * w, 4 * w, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4 * w, num_classes),
         )
 
 

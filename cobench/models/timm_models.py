@@ -5,6 +5,7 @@ would change the CO dynamics being studied), built with the dataset's number of 
 and input channels. Models that take an input size (ViTs and other fixed-size models) get
 the dataset's; the build checks with one forward pass that the model accepts it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -36,8 +37,10 @@ class TimmModel(Model):
             raise ConfigError("the timm model needs a name: write timm:NAME, e.g. timm:resnet18")
         if not timm.is_model(self.model_name):
             close = difflib.get_close_matches(self.model_name, timm.list_models(), n=5)
-            raise ConfigError(f"unknown timm model {self.model_name!r}"
-                              + (f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"))
+            raise ConfigError(
+                f"unknown timm model {self.model_name!r}"
+                + (f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()")
+            )
         c, h, w = image_shape
         kwargs = dict(pretrained=False, num_classes=num_classes, in_chans=c, drop_rate=self.drop_rate)
         try:
@@ -58,12 +61,16 @@ def check_forward(net: nn.Module, label: str, num_classes: int, image_shape: tup
         with torch.no_grad():
             out = net(torch.zeros(2, *image_shape))
     except Exception as exc:
-        raise ConfigError(f"model {label!r} does not accept {image_shape[0]}x{image_shape[1]}x{image_shape[2]} "
-                          f"inputs: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(
+            f"model {label!r} does not accept {image_shape[0]}x{image_shape[1]}x{image_shape[2]} "
+            f"inputs: {type(exc).__name__}: {exc}"
+        ) from None
     finally:
         net.train(was_training)
     if tuple(out.shape) != (2, num_classes):
-        raise ConfigError(f"model {label!r} returned shape {tuple(out.shape)} for 2 images, expected (2, {num_classes})")
+        raise ConfigError(
+            f"model {label!r} returned shape {tuple(out.shape)} for 2 images, expected (2, {num_classes})"
+        )
 
 
 @hookimpl

@@ -1,6 +1,7 @@
 """WideResNet (Zagoruyko & Komodakis, BMVC 2016), WRN-28-10 as in the adversarial-training
 literature (Madry et al. 2018, Rice et al. 2020): pre-activation basic blocks, widths
 16, 16k, 32k, 64k, (depth - 4) / 6 blocks per group, global average pooling."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -10,6 +10,7 @@ written with ``torch.save`` to a temporary file and renamed into place (a reader
 half a file), and read with ``torch.load(weights_only=True)``: plain containers, numbers,
 strings and tensors only, never arbitrary pickled objects.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,6 @@ from torch import Tensor
 
 from cobench.atomic import write_atomic
 from cobench.errors import CobenchError
-
 
 
 def checkpoint_path(directory: Path | str, cell_id: str) -> Path:
@@ -55,8 +55,12 @@ def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
     except Exception as exc:
         aside = path.with_name(path.name + CORRUPT_SUFFIX)
         os.replace(path, aside)
-        print(f"warning: checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
-              f"moved to {aside}, the cell restarts from its first epoch", file=sys.stderr, flush=True)
+        print(
+            f"warning: checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+            f"moved to {aside}, the cell restarts from its first epoch",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
     return state if state.get("cell_id") == cell_id else None
 
@@ -105,7 +109,8 @@ def check_resume_device(states: dict[str, Any], device: torch.device, where: Any
             f"{where} was written on {saved} and this run trains on {device.type}: the cell's random number "
             f"generator lives on its device and {saved}'s state cannot continue on {device.type} (the two draw "
             f"different streams), so the cell cannot resume exactly; resume it with --device {saved}, or delete "
-            f"the checkpoint to train the cell again from the start on {device.type}")
+            f"the checkpoint to train the cell again from the start on {device.type}"
+        )
 
 
 def restore_rng_states(states: dict[str, Any], generator: torch.Generator, device: torch.device | None = None) -> None:

@@ -14,6 +14,7 @@ Ctrl-C included.
 Known limits: hosts sharing a directory must have clocks within a fraction of
 :data:`STALE_AFTER_S`; a run stopped with SIGSTOP for longer than that loses its claims.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,11 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from cobench.errors import CobenchError
 
@@ -111,9 +113,15 @@ def read_claim(path: Path) -> Claim | None:
         unreadable = unreadable or "no host and pid"
         data = data if isinstance(data, dict) else {}
     pid, interruptions = data.get("pid"), data.get("interruptions")
-    return Claim(path, str(data.get("host", "")), pid if isinstance(pid, int) else 0,
-                 str(data.get("started_at", "")), heartbeat, interruptions if isinstance(interruptions, int) else 0,
-                 unreadable)
+    return Claim(
+        path,
+        str(data.get("host", "")),
+        pid if isinstance(pid, int) else 0,
+        str(data.get("started_at", "")),
+        heartbeat,
+        interruptions if isinstance(interruptions, int) else 0,
+        unreadable,
+    )
 
 
 def create_claim(path: Path, interruptions: int = 0) -> bool:
@@ -124,8 +132,12 @@ def create_claim(path: Path, interruptions: int = 0) -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
         return False
-    record = {"host": this_host(), "pid": os.getpid(),
-              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "interruptions": interruptions}
+    record = {
+        "host": this_host(),
+        "pid": os.getpid(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "interruptions": interruptions,
+    }
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -182,7 +194,7 @@ class ClaimKeeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="cobench-claim-heartbeat", daemon=True)
 
-    def __enter__(self) -> "ClaimKeeper":
+    def __enter__(self) -> ClaimKeeper:
         self._thread.start()
         return self
 
@@ -251,9 +263,16 @@ class ClaimedCells:
     ``len()`` is the number of cells to do, an upper bound on what iteration yields.
     """
 
-    def __init__(self, cells: Sequence[Any], path_of: Callable[[Any], Path], keeper: ClaimKeeper,
-                 finished: Callable[[Any], dict[str, Any] | None], on_finished: Callable[[Any, dict[str, Any]], None],
-                 notice: Callable[[str], None], on_given_up: Callable[[Any, str], None]):
+    def __init__(
+        self,
+        cells: Sequence[Any],
+        path_of: Callable[[Any], Path],
+        keeper: ClaimKeeper,
+        finished: Callable[[Any], dict[str, Any] | None],
+        on_finished: Callable[[Any, dict[str, Any]], None],
+        notice: Callable[[str], None],
+        on_given_up: Callable[[Any, str], None],
+    ):
         self.cells = list(cells)
         self.path_of, self.keeper, self.finished = path_of, keeper, finished
         self.on_finished, self.notice, self.on_given_up = on_finished, notice, on_given_up
@@ -277,8 +296,10 @@ class ClaimedCells:
         try:
             got, holder, why = self.keeper.acquire(path)
         except OSError as exc:
-            raise CobenchError(f"cannot claim {path.name} in {path.parent}: {exc.strerror or exc} (errno {exc.errno}); "
-                               "the results directory must be writable") from None
+            raise CobenchError(
+                f"cannot claim {path.name} in {path.parent}: {exc.strerror or exc} (errno {exc.errno}); "
+                "the results directory must be writable"
+            ) from None
         done = self.finished(cell)
         if not got:
             if done is None:
@@ -295,9 +316,12 @@ class ClaimedCells:
         label = getattr(cell, "label", cell)
         times = holder.interruptions + 1 if holder else 1
         if times >= MAX_INTERRUPTIONS:
-            self.on_given_up(cell, f"training ended with its process {times} times in a row (last: {why}); a "
-                                   "component may call os._exit or crash: --executor local-parallel runs each cell "
-                                   "in a worker process, which records the crash")
+            self.on_given_up(
+                cell,
+                f"training ended with its process {times} times in a row (last: {why}); a "
+                "component may call os._exit or crash: --executor local-parallel runs each cell "
+                "in a worker process, which records the crash",
+            )
             return False
         self.notice(f"{label}: was interrupted ({why}); taking it over")
         return True

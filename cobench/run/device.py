@@ -1,10 +1,12 @@
 """Device selection, seeding, and the backends' numerics (determinism, fp32 precision)."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,8 +51,10 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} requested but CUDA is not available here; use --device auto or cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                              f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+            raise ConfigError(
+                f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
     if device.type == "mps" and not _mps_available():
         raise ConfigError(f"device {name!r} requested but Apple MPS is not available here; use --device auto or cpu")
     return torch.device("cpu") if device.type == "cpu" else device
@@ -70,8 +74,12 @@ def seed_everything(seed: int) -> None:
 #: the fp32 precision switches of PyTorch's backends (torch >= 2.9): "ieee" is true fp32, "tf32"
 #: (cuDNN convolutions' default on Ampere and newer) and "bf16" trade precision for speed, "none"
 #: defers to ``torch.backends.fp32_precision``
-FP32_PRECISION_FLAGS = (("cudnn_conv", ("cudnn", "conv")), ("cudnn_rnn", ("cudnn", "rnn")),
-                        ("cuda_matmul", ("cuda", "matmul")), ("mkldnn", ("mkldnn",)))
+FP32_PRECISION_FLAGS = (
+    ("cudnn_conv", ("cudnn", "conv")),
+    ("cudnn_rnn", ("cudnn", "rnn")),
+    ("cuda_matmul", ("cuda", "matmul")),
+    ("mkldnn", ("mkldnn",)),
+)
 #: the cuBLAS workspace setting deterministic CUDA matmuls need (read when cuBLAS starts)
 CUBLAS_WORKSPACE = ":4096:8"
 

@@ -22,6 +22,7 @@ out), ``train.py`` (``val_best.pt`` on validation robust accuracy) and ``eval_pg
 is a fixed index range and its validation attack is its Trainer's PGD; GAT selects on IFGSM-7; Wong's
 ``--early-stop`` checks one training batch with PGD-5. cobench's split and attack are the above.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,12 +46,17 @@ def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSp
     """(training data without the held-out images, their images, their labels, the split's record)."""
     n = len(data.train_x)
     if not 0 < val_size < n:
-        raise ConfigError(f"training.val_size = {val_size}: expected between 1 and {n - 1} (the training set has {n} "
-                          "images)")
+        raise ConfigError(
+            f"training.val_size = {val_size}: expected between 1 and {n - 1} (the training set has {n} images)"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     held, kept = perm[:val_size].sort().values, perm[val_size:].sort().values
-    record = {"size": val_size, "of": n, "seed": seed,
-              "indices_sha256": hashlib.sha256(held.numpy().astype("<i8").tobytes()).hexdigest()}
+    record = {
+        "size": val_size,
+        "of": n,
+        "seed": seed,
+        "indices_sha256": hashlib.sha256(held.numpy().astype("<i8").tobytes()).hexdigest(),
+    }
     dev = data.train_x.device
     held, kept = held.to(dev), kept.to(dev)
     train = replace(data, train_x=data.train_x[kept], train_y=data.train_y[kept])
@@ -72,9 +78,10 @@ class BestCheckpoint:
         correct = 0
         with evaluation_mode(model):
             for i in range(0, len(self.x), self.batch_size):
-                xb, yb = self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
-                delta = pgd_until_fooled(model, xb, yb, self.eps, alpha=self.eps / 4, steps=VAL_STEPS, restarts=1,
-                                         generator=g)
+                xb, yb = self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
+                delta = pgd_until_fooled(
+                    model, xb, yb, self.eps, alpha=self.eps / 4, steps=VAL_STEPS, restarts=1, generator=g
+                )
                 with torch.no_grad():
                     correct += (model(xb + delta).argmax(1) == yb).sum().item()
         return correct / len(self.x)

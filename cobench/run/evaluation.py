@@ -1,16 +1,18 @@
 """Calling evaluators: the one place that does it, for the per-epoch probes and the final
 evaluation alike, with one rule for metrics reported twice."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from cobench.api import Evaluator
-from cobench.run.device import true_fp32
 from cobench.errors import CobenchError
+from cobench.run.device import true_fp32
 
 #: who reported the numbers that are already in a record before the evaluators run
 TRAINING_LOOP = "the training loop"
@@ -29,8 +31,12 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def run_evaluators(model: nn.Module, evaluators: list[Evaluator], measure: Callable[[Evaluator], dict[str, Any] | None],
-                   reported: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_evaluators(
+    model: nn.Module,
+    evaluators: list[Evaluator],
+    measure: Callable[[Evaluator], dict[str, Any] | None],
+    reported: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``reported`` plus what ``measure(evaluator)`` returns for each evaluator, called in
     :func:`evaluation_mode`. A metric name may be reported once: a second report is an error
     naming both reporters."""
@@ -44,15 +50,24 @@ def run_evaluators(model: nn.Module, evaluators: list[Evaluator], measure: Calla
                 raise
             except Exception as exc:
                 raise CobenchError(f"evaluator {evaluator.name!r} raised {type(exc).__name__}: {exc}") from exc
-            bad = {k: v for k, v in produced.items() if k.endswith("_acc") and isinstance(v, (int, float))
-                   and not isinstance(v, bool) and not 0.0 <= v <= 1.0}
+            bad = {
+                k: v
+                for k, v in produced.items()
+                if k.endswith("_acc")
+                and isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and not 0.0 <= v <= 1.0
+            }
             if bad:
-                raise CobenchError(f"evaluator {evaluator.name!r} reported accuracy outside [0, 1]: "
-                                   + ", ".join(f"{k}={v!r}" for k, v in bad.items()))
+                raise CobenchError(
+                    f"evaluator {evaluator.name!r} reported accuracy outside [0, 1]: "
+                    + ", ".join(f"{k}={v!r}" for k, v in bad.items())
+                )
             clash = sorted(set(produced) & set(metrics))
             if clash:
-                raise CobenchError(f"evaluator {evaluator.name!r} reports metric(s) {clash} already reported by "
-                                   f"{owners[clash[0]]!r}")
+                raise CobenchError(
+                    f"evaluator {evaluator.name!r} reports metric(s) {clash} already reported by {owners[clash[0]]!r}"
+                )
             metrics.update(produced)
             owners.update(dict.fromkeys(produced, evaluator.name))
     return metrics

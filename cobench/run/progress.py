@@ -1,5 +1,6 @@
 """Progress display: rich bars for cells and epochs on a terminal; otherwise (logs, CI,
 ``nohup``) plain unwrapped lines, one per finished epoch and one per finished cell."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,13 @@ class GridProgress:
             self.console.print(f"[dim]resuming: {skipped} of {total} cells already finished[/dim]")
         if self.enabled:
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TimeRemainingColumn(), console=self.console, transient=False,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
             )
             self.progress.start()
             self.grid_task = self.progress.add_task("cells", total=total, completed=skipped)

@@ -1,39 +1,53 @@
 """Execute a grid: skip finished cells, run the rest through an executor, write one result
 per cell as it finishes. ``execute_cell`` is a plain function of a config dict so that
 process-pool and Ray executors can ship it to workers."""
+
 from __future__ import annotations
 
 import json
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
 from cobench.api import Component, DataContext, DataSplits, EvalContext, InjectionContext
+from cobench.atomic import write_atomic
+from cobench.errors import CobenchError, ConfigError, NonFiniteLossError
 from cobench.grid.cell import Cell
+from cobench.grid.resolve import resolve
+from cobench.grid.spec import GridSpec
+from cobench.kinds import GRID_KINDS, singular
+from cobench.loggers.tracking import CellLoggers, check_loggers
+from cobench.options import NoProgress, Progress, RunOptions
+from cobench.params import component_problems
+from cobench.plugins import Registry, get_plugin_manager
 from cobench.run.checkpoints import CellCheckpoint
 from cobench.run.claims import ClaimedCells, ClaimKeeper, Skipped
 from cobench.run.device import configure_numerics, numerics_record, resolve_device, seed_everything
 from cobench.run.early_stopping import BestCheckpoint, best_metrics, split_validation
-from cobench.errors import CobenchError, ConfigError, NonFiniteLossError
 from cobench.run.evaluation import run_evaluators
-from cobench.grid.spec import GridSpec
-from cobench.kinds import GRID_KINDS, singular
-from cobench.options import NoProgress, Progress, RunOptions
-from cobench.params import component_problems
-from cobench.plugins import Registry, get_plugin_manager
-from cobench.store.provenance import cobench_record, components_record, fingerprint, machine_record
-from cobench.store.weights import weights_bytes, weights_path, weights_record
-from cobench.store.digest import with_digest
-from cobench.grid.resolve import resolve
-from cobench.atomic import write_atomic
-from cobench.store.results import check_writable, environment, failed_result, finished_result, flat_row, now, result_header, result_path, sanitize, write_json
-from cobench.loggers.tracking import CellLoggers, check_loggers
+from cobench.run.placement import place_data
 from cobench.run.training import CellParts, Normalize, compile_refusal, train
+from cobench.store.digest import with_digest
+from cobench.store.provenance import cobench_record, components_record, fingerprint, machine_record
+from cobench.store.results import (
+    check_writable,
+    environment,
+    failed_result,
+    finished_result,
+    flat_row,
+    now,
+    result_header,
+    result_path,
+    sanitize,
+    write_json,
+)
+from cobench.store.weights import weights_bytes, weights_path, weights_record
 
 OnEpoch = Callable[[int, int, dict[str, Any]], None]
 #: key of a worker's result under which the saved weights travel to the driver (never written)
@@ -67,8 +81,14 @@ def compact(data: DataSplits) -> DataSplits:
 
 def expand(data: DataSplits) -> DataSplits:
     """The float32 splits in [0, 1] every consumer sees (bit for bit what the dataset returned)."""
-    return replace(data, **{k: getattr(data, k).float().div_(255.0) for k in ("train_x", "test_x")
-                            if getattr(data, k).dtype == torch.uint8})
+    return replace(
+        data,
+        **{
+            k: getattr(data, k).float().div_(255.0)
+            for k in ("train_x", "test_x")
+            if getattr(data, k).dtype == torch.uint8
+        },
+    )
 
 
 @lru_cache(maxsize=4)
@@ -86,16 +106,20 @@ def load_dataset(spec: dict[str, Any], options: RunOptions) -> DataSplits:
     for split in ("train", "test"):
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
-            raise CobenchError(f"dataset {spec['name']!r} returned a malformed {split} split: x {tuple(x.shape)}, y {tuple(y.shape)}")
+            raise CobenchError(
+                f"dataset {spec['name']!r} returned a malformed {split} split: x {tuple(x.shape)}, y {tuple(y.shape)}"
+            )
     name = spec["name"]
     if data.num_classes < 2:
         raise CobenchError(f"dataset {name!r} has {data.num_classes} class(es); classification needs at least 2")
     if len(data.train_x) < 2:
         raise CobenchError(f"dataset {name!r} has {len(data.train_x)} training image(s); training needs at least 2")
     if min(data.train_x.shape[-2:]) < MIN_IMAGE_SIDE:
-        raise CobenchError(f"dataset {name!r} has {data.train_x.shape[-2]}x{data.train_x.shape[-1]}-pixel images; "
-                           f"cobench needs at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (the injections' carriers need "
-                           "frequencies, attacks need pixels)")
+        raise CobenchError(
+            f"dataset {name!r} has {data.train_x.shape[-2]}x{data.train_x.shape[-1]}-pixel images; "
+            f"cobench needs at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (the injections' carriers need "
+            "frequencies, attacks need pixels)"
+        )
     return data
 
 
@@ -114,8 +138,9 @@ def dataset_fingerprint(spec: dict[str, Any], options: RunOptions) -> str:
     return _dataset_fingerprint(json.dumps(spec, sort_keys=True), options.data_dir, options.download)
 
 
-def execute_cell(config: dict[str, Any], options: RunOptions | Mapping[str, Any] | None = None,
-                 on_epoch: OnEpoch | None = None) -> dict[str, Any]:
+def execute_cell(
+    config: dict[str, Any], options: RunOptions | Mapping[str, Any] | None = None, on_epoch: OnEpoch | None = None
+) -> dict[str, Any]:
     """Train and evaluate one cell; always returns a result dict (``status`` ok or failed)."""
     cell = Cell.from_config(config)
     options = RunOptions.of(options)
@@ -125,13 +150,18 @@ def execute_cell(config: dict[str, Any], options: RunOptions | Mapping[str, Any]
     try:
         device = resolve_device(options.device)
         loggers.start()
-        result = {**result_header(cell, started), **run_cell(cell, options, device, loggers.wrap(on_epoch)),
-                  "status": "ok"}
+        result = {
+            **result_header(cell, started),
+            **run_cell(cell, options, device, loggers.wrap(on_epoch)),
+            "status": "ok",
+        }
     except KeyboardInterrupt:
         raise
     except SystemExit as exc:  # a component's sys.exit() fails its cell, not the whole grid
-        message = (f"{exiting_component(exc)} called sys.exit({exc.code!r}) in cell {cell.label}; "
-                   "a component must raise an exception instead")
+        message = (
+            f"{exiting_component(exc)} called sys.exit({exc.code!r}) in cell {cell.label}; "
+            "a component must raise an exception instead"
+        )
         result = failed_result(cell, exc, message, started)
     except Exception as exc:
         message = str(exc) if isinstance(exc, (CobenchError, NonFiniteLossError)) else f"{type(exc).__name__}: {exc}"
@@ -157,34 +187,55 @@ def exiting_component(exc: BaseException) -> str:
     return found
 
 
-def build_parts(cell: Cell, options: RunOptions, device: torch.device, registry: Registry,
-                with_method: bool = True) -> CellParts:
+def build_parts(
+    cell: Cell, options: RunOptions, device: torch.device, registry: Registry, with_method: bool = True
+) -> CellParts:
     """Instantiate ``cell``'s components on ``device``: data, injection (prepared), model, method, evaluators.
 
     ``with_method=False`` leaves the method out (``None``): re-evaluating saved weights needs
     everything but the training method, whose plugin the verifier may not have installed."""
-    data = load_dataset(cell.dataset, options).to(device)
+    data, train_data = place_data(load_dataset(cell.dataset, options), device, options.data_budget_gb)
     injection = registry.get("injections", cell.injection["name"])(**cell.injection["params"])
-    injection.prepare(InjectionContext(beta=cell.beta / 255.0, num_classes=data.num_classes,
-                                       image_shape=data.image_shape, seed=cell.seed), data.train_x, data.train_y)
+    injection.prepare(
+        InjectionContext(
+            beta=cell.beta / 255.0,
+            num_classes=data.num_classes,
+            image_shape=data.image_shape,
+            seed=cell.seed,
+            device=device,
+        ),
+        data.train_x,
+        data.train_y,
+    )
     test_x = injection.apply(data.test_x, data.test_y)
     net = registry.get("models", cell.model["name"])(**cell.model["params"]).build(
-        num_classes=data.num_classes, image_shape=data.image_shape)
+        num_classes=data.num_classes, image_shape=data.image_shape
+    )
     probe = min(cell.training["probe_size"], len(test_x))
     return CellParts(
         # without normalisation (GradAlign's and ELLE's protocols) the network sees [0, 1] pixels directly;
         # an injection may put a layer in front of it (low-pass: the paper's DCT filter inside the model)
-        model=injection.wrap_model(torch.nn.Sequential(
-            *([Normalize(data.mean, data.std)] if cell.training["normalize"] else []), net)).to(device),
+        model=injection.wrap_model(
+            torch.nn.Sequential(*([Normalize(data.mean, data.std)] if cell.training["normalize"] else []), net)
+        ).to(device),
         method=registry.get("methods", cell.method["name"])(**cell.method["params"]) if with_method else None,
         data=data,
         injection=injection,
         evaluators=[registry.get("evaluators", e["name"])(**e["params"]) for e in cell.evaluators],
         eval_ctx=EvalContext(
-            eps=cell.eps / 255.0, test_x=test_x, test_y=data.test_y, clean_test_x=data.test_x, injection=injection,
-            num_classes=data.num_classes, device=device, batch_size=cell.training["eval_batch_size"],
-            seed=cell.seed, probe_x=test_x[:probe], probe_y=data.test_y[:probe],
+            eps=cell.eps / 255.0,
+            test_x=test_x,
+            test_y=data.test_y,
+            clean_test_x=data.test_x,
+            injection=injection,
+            num_classes=data.num_classes,
+            device=device,
+            batch_size=cell.training["eval_batch_size"],
+            seed=cell.seed,
+            probe_x=test_x[:probe],
+            probe_y=data.test_y[:probe],
         ),
+        train_data=train_data,
     )
 
 
@@ -194,16 +245,21 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     seed_everything(cell.seed)
     parts = build_parts(cell, options, device, registry)
     best, validation = held_out_validation(cell, parts)
-    checkpoint = CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
+    checkpoint = (
+        CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
+    )
     outcome = train(parts, cell.training, options, on_epoch, checkpoint=checkpoint, best=best)
     parts.eval_ctx.history = outcome.history
     t_eval = time.perf_counter()
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
     if best is not None:  # the early-stopped model, with the same evaluators
         best_model = best.best_model(parts.model)
-        metrics.update(best_metrics(run_evaluators(best_model, parts.evaluators,
-                                                   lambda ev: ev.evaluate(best_model, parts.eval_ctx)),
-                                    best.best_epoch))
+        metrics.update(
+            best_metrics(
+                run_evaluators(best_model, parts.evaluators, lambda ev: ev.evaluate(best_model, parts.eval_ctx)),
+                best.best_epoch,
+            )
+        )
     if cell.training.get("stop_after_collapse"):
         metrics["stopped_early"] = int(outcome.stopped_early_epoch is not None)
         metrics["stopped_early_epoch"] = outcome.stopped_early_epoch
@@ -212,8 +268,13 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     keys = sorted({k for rec in outcome.history for k in rec})
     curves = {k: [rec.get(k) for rec in outcome.history] for k in keys}
     cost = dict(outcome.cost, eval_time_s=time.perf_counter() - t_eval)
-    out = {"metrics": metrics, "curves": curves, "cost": cost, "plugins": component_owners(cell, registry),
-           "provenance": provenance(cell, options, device, parts)}
+    out = {
+        "metrics": metrics,
+        "curves": curves,
+        "cost": cost,
+        "plugins": component_owners(cell, registry),
+        "provenance": provenance(cell, options, device, parts),
+    }
     if validation is not None:
         out["provenance"]["data"]["validation"] = validation
     if options.save_models:
@@ -228,7 +289,15 @@ def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | 
     if val_size <= 0:
         return None, None
     parts.data, val_x, val_y, record = split_validation(parts.data, val_size, cell.seed)
-    best = BestCheckpoint(val_x, val_y, parts.injection, parts.eval_ctx.eps, cell.training["eval_batch_size"], cell.seed)
+    device = parts.eval_ctx.device  # the training set may be on the host (cobench.run.placement)
+    best = BestCheckpoint(
+        val_x.to(device),
+        val_y.to(device),
+        parts.injection,
+        parts.eval_ctx.eps,
+        cell.training["eval_batch_size"],
+        cell.seed,
+    )
     return best, record
 
 
@@ -239,19 +308,27 @@ def provenance(cell: Cell, options: RunOptions, device: torch.device, parts: Cel
     return {
         "cobench": cobench_record(),
         "components": components_record(get_plugin_manager(), components),
-        "data": {"loaded": dataset_fingerprint(cell.dataset, options),
-                 "injected": fingerprint(getattr(parts.injection, "carriers", None), parts.eval_ctx.test_x,
-                                         parts.eval_ctx.test_y)},
+        "data": {
+            "loaded": dataset_fingerprint(cell.dataset, options),
+            "injected": fingerprint(
+                getattr(parts.injection, "carriers", None), parts.eval_ctx.test_x, parts.eval_ctx.test_y
+            ),
+        },
         "machine": machine_record(device),
         "numerics": numerics_record(),
-        "execution": {"executor": options.executor, "cells_per_device": options.cells_per_device},
+        "execution": {
+            "executor": options.executor,
+            "cells_per_device": options.cells_per_device,
+            "train_data": parts.train_data,
+        },
     }
 
 
 def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
     """The plugin that registered each of ``cell``'s components (evaluators: name -> plugin)."""
-    owners: dict[str, Any] = {kind: registry.owner(kind, getattr(cell, singular(kind))["name"])
-                              for kind in GRID_KINDS if kind != "evaluators"}
+    owners: dict[str, Any] = {
+        kind: registry.owner(kind, getattr(cell, singular(kind))["name"]) for kind in GRID_KINDS if kind != "evaluators"
+    }
     owners["evaluators"] = {e["name"]: registry.owner("evaluators", e["name"]) for e in cell.evaluators}
     return owners
 
@@ -278,16 +355,19 @@ def rescue_result(results_dir: Path, path: Path, result: dict[str, Any], error: 
     """``result`` could not be written to ``path``: save it under a temporary folder instead
     (same relative path) and return the one line that tells the user where and why."""
     relative = path.relative_to(results_dir)
-    problem = f"could not write the result of {relative} to {results_dir}: {error.strerror or error} (errno {error.errno})"
+    problem = (
+        f"could not write the result of {relative} to {results_dir}: {error.strerror or error} (errno {error.errno})"
+    )
     try:
         spare = Path(tempfile.mkdtemp(prefix="cobench-unsaved-"))
         store_result(spare / relative, result)
     except OSError as again:
         metrics = json.dumps(result.get("metrics") or {}, sort_keys=True, default=str)
-        return (f"{problem}; it could not be saved elsewhere either ({again.strerror or again}), "
-                f"its metrics: {metrics}")
-    return (f"{problem}; the result is saved in {spare}/{relative} instead: copy {spare}/. into "
-            f"{results_dir}/ once it is writable")
+        return f"{problem}; it could not be saved elsewhere either ({again.strerror or again}), its metrics: {metrics}"
+    return (
+        f"{problem}; the result is saved in {spare}/{relative} instead: copy {spare}/. into "
+        f"{results_dir}/ once it is writable"
+    )
 
 
 # ------------------------------------------------------------------------- the grid driver
@@ -324,9 +404,15 @@ class Runner:
     its parameters (one it does not take is an error).
     """
 
-    def __init__(self, spec: GridSpec, results_dir: Path | str, *,
-                 options: RunOptions | Mapping[str, Any] | None = None, executor: str = "local",
-                 executor_options: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        spec: GridSpec,
+        results_dir: Path | str,
+        *,
+        options: RunOptions | Mapping[str, Any] | None = None,
+        executor: str = "local",
+        executor_options: Mapping[str, Any] | None = None,
+    ):
         self.spec = spec
         self.results_dir = Path(results_dir)
         self.options = RunOptions.of(options)
@@ -361,14 +447,19 @@ class Runner:
         valid = executor_cls.parameters()
         unknown = sorted(set(self.executor_options) - set(valid) - set(SHARED_EXECUTOR_OPTIONS))
         if unknown:
-            raise ConfigError(f"executor {self.executor_name!r} has no parameter(s) {', '.join(unknown)}; valid: "
-                              + (", ".join(valid) or "(none)"))
+            raise ConfigError(
+                f"executor {self.executor_name!r} has no parameter(s) {', '.join(unknown)}; valid: "
+                + (", ".join(valid) or "(none)")
+            )
         for key, flag in SHARED_EXECUTOR_OPTIONS.items():
             if key in self.executor_options and key not in valid:
-                takers = sorted(n for n, c in get_plugin_manager().registry.components["executors"].items()
-                                if key in c.parameters())
-                raise ConfigError(f"{flag} does not apply to executor {self.executor_name!r} (it would be ignored); "
-                                  f"executors that take it: {', '.join(takers) or '(none)'}")
+                takers = sorted(
+                    n for n, c in get_plugin_manager().registry.components["executors"].items() if key in c.parameters()
+                )
+                raise ConfigError(
+                    f"{flag} does not apply to executor {self.executor_name!r} (it would be ignored); "
+                    f"executors that take it: {', '.join(takers) or '(none)'}"
+                )
         given = {k: v for k, v in self.executor_options.items() if k in valid}
         problems = component_problems(executor_cls, "executors", {**valid, **given})
         if problems:
@@ -406,9 +497,15 @@ class Runner:
                 claimed.release(cell)
 
         with ClaimKeeper() as keeper:
-            claimed = ClaimedCells(todo, lambda cell: paths[cell.cell_id], keeper,
-                                   lambda cell: finished_result(self.results_dir, cell), finished_by_peer,
-                                   progress.notice, given_up)
+            claimed = ClaimedCells(
+                todo,
+                lambda cell: paths[cell.cell_id],
+                keeper,
+                lambda cell: finished_result(self.results_dir, cell),
+                finished_by_peer,
+                progress.notice,
+                given_up,
+            )
             options = replace(self.options, executor=self.executor_name)  # recorded in each result
             results = iter(executor.run(claimed, execute_cell, options, progress))
             try:

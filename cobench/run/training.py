@@ -1,14 +1,16 @@
 """The training loop shared by every method: device-resident data, the protocol's per-iteration
 LR and momentum schedule (torch's schedulers), SGD, optional crop/flip augmentation on the device,
 the protocol's eps warm-up of the training attacks, per-epoch evaluator probes."""
+
 from __future__ import annotations
 
 import contextlib
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,10 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cobench.api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
-from cobench.run.checkpoints import CellCheckpoint, check_resume_device, restore_rng_states, rng_states, to_device
 from cobench.errors import ConfigError, NonFiniteLossError
-from cobench.run.evaluation import run_evaluators
 from cobench.options import RunOptions
+from cobench.run.checkpoints import CellCheckpoint, check_resume_device, restore_rng_states, rng_states, to_device
+from cobench.run.evaluation import run_evaluators
+from cobench.run.placement import batch_to_device
 
 if TYPE_CHECKING:
     from cobench.run.early_stopping import BestCheckpoint
@@ -55,8 +58,9 @@ def random_crop_flip(x: Tensor, padding: int, flip: bool, generator: torch.Gener
     return x
 
 
-def make_scheduler(opt: torch.optim.Optimizer, training: dict[str, Any], total_updates: int,
-                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    opt: torch.optim.Optimizer, training: dict[str, Any], total_updates: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     """The LR (and momentum) schedule of ``training["lr_schedule"]``, stepped once per minibatch
     after the optimiser, built from torch's own schedulers as the reference repositories build them.
 
@@ -72,16 +76,25 @@ def make_scheduler(opt: torch.optim.Optimizer, training: dict[str, Any], total_u
     if shape == "cyclic":
         up = total_updates * training["lr_peak"]
         return torch.optim.lr_scheduler.CyclicLR(
-            opt, base_lr=0.0, max_lr=lr_max, step_size_up=up, step_size_down=total_updates - up,
-            cycle_momentum=training["cycle_momentum"], base_momentum=training["base_momentum"],
-            max_momentum=training["momentum"])
+            opt,
+            base_lr=0.0,
+            max_lr=lr_max,
+            step_size_up=up,
+            step_size_down=total_updates - up,
+            cycle_momentum=training["cycle_momentum"],
+            base_momentum=training["base_momentum"],
+            max_momentum=training["momentum"],
+        )
     if shape == "interp":
         epochs = total_updates / steps_per_epoch
         peak_epoch = math.floor(epochs * training["lr_peak"])
         return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda update: float(np.interp((update + 1) / steps_per_epoch, [0, peak_epoch, epochs], [0, 1, 0])))
+            opt, lambda update: float(np.interp((update + 1) / steps_per_epoch, [0, peak_epoch, epochs], [0, 1, 0]))
+        )
     if shape == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[total_updates / 2, total_updates * 3 / 4], gamma=0.1)
+        return torch.optim.lr_scheduler.MultiStepLR(
+            opt, milestones=[total_updates / 2, total_updates * 3 / 4], gamma=0.1
+        )
     if shape == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda update: 1.0)
     raise ConfigError(f"lr_schedule must be one of cyclic, interp, multistep, constant; got {shape!r}")
@@ -148,9 +161,11 @@ def check_amp(device: torch.device, amp: str) -> None:
     if device.type == "cuda" and torch.version.hip is None:
         major, minor = torch.cuda.get_device_capability(device)
         if major < 8:
-            raise ConfigError(f"amp='bf16' needs a GPU with native bfloat16 (compute capability 8.0 or newer); "
-                              f"{device} ({torch.cuda.get_device_name(device)}) has {major}.{minor} and would "
-                              "emulate it slowly: train in fp32 (amp = \"off\")")
+            raise ConfigError(
+                f"amp='bf16' needs a GPU with native bfloat16 (compute capability 8.0 or newer); "
+                f"{device} ({torch.cuda.get_device_name(device)}) has {major}.{minor} and would "
+                'emulate it slowly: train in fp32 (amp = "off")'
+            )
 
 
 def step_precision(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
@@ -171,8 +186,10 @@ def check_compile(method: Method, options: RunOptions) -> None:
 
 
 def compile_refusal(name: str) -> str:
-    return (f"--compile cannot train method {name!r}: it differentiates through an input gradient (double "
-            "backward), which torch.compile's AOTAutograd does not support; run it without --compile")
+    return (
+        f"--compile cannot train method {name!r}: it differentiates through an input gradient (double "
+        "backward), which torch.compile's AOTAutograd does not support; run it without --compile"
+    )
 
 
 #: a checkpoint that takes longer than this (seconds) to write is written less often than every epoch
@@ -204,11 +221,19 @@ class CellParts:
     injection: Injection
     evaluators: list[Evaluator]
     eval_ctx: EvalContext
+    #: where the training set is: "device", or "host" when it exceeds the data budget (minibatches are
+    #: then copied to the device; cobench.run.placement)
+    train_data: str = "device"
 
 
-def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
-          on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
-          checkpoint: CellCheckpoint | None = None, best: BestCheckpoint | None = None) -> TrainOutcome:
+def train(
+    parts: CellParts,
+    training: dict[str, Any],
+    options: RunOptions,
+    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+    checkpoint: CellCheckpoint | None = None,
+    best: BestCheckpoint | None = None,
+) -> TrainOutcome:
     """Train ``parts.model`` with ``parts.method``; returns per-epoch history and the measured cost.
 
     ``training`` is a cell's training config (:meth:`cobench.grid.spec.TrainingConfig.as_config`);
@@ -242,7 +267,7 @@ def train(parts: CellParts, training: dict[str, Any], options: RunOptions,
                 break
             saves.trained(seconds)
             if checkpoint is not None and (epoch + 1 == loop.epochs or saves.due()):
-                saves.timed(lambda: checkpoint.save(loop.state_dict(epoch + 1)))
+                saves.timed(lambda done=epoch + 1: checkpoint.save(loop.state_dict(done)))
     finally:
         loop.counter.remove()
     loop.outcome.cost = loop.cost(checkpoint_s=saves.total_s)
@@ -253,7 +278,7 @@ class CheckpointCadence:
     """When to write the next checkpoint (:func:`checkpoint_due`), and what writing them cost."""
 
     def __init__(self) -> None:
-        self.last_s = 0.0   # the last write's cost
+        self.last_s = 0.0  # the last write's cost
         self.since_s = 0.0  # training time since it
         self.total_s = 0.0  # all writes
 
@@ -276,8 +301,9 @@ class TrainingLoop:
     :meth:`train_epoch`, :meth:`probe` (the evaluators between epochs), :meth:`state_dict` /
     :meth:`resume` (mid-cell checkpoints) and :meth:`cost`. :func:`train` runs them in order."""
 
-    def __init__(self, parts: CellParts, training: dict[str, Any], options: RunOptions,
-                 best: BestCheckpoint | None = None):
+    def __init__(
+        self, parts: CellParts, training: dict[str, Any], options: RunOptions, best: BestCheckpoint | None = None
+    ):
         self.parts, self.training, self.options, self.best = parts, training, options, best
         model, method, data = parts.model, parts.method, parts.data
         self.device = device = parts.eval_ctx.device
@@ -294,12 +320,23 @@ class TrainingLoop:
         self.epochs = max(1, math.ceil(training["epochs"] / replays))  # Free-AT: same number of optimiser updates
         total_updates = self.epochs * self.steps_per_epoch * replays
         self.generator = torch.Generator(device=device).manual_seed(parts.eval_ctx.seed)
-        setup = TrainSetup(eps=parts.eval_ctx.eps, n_train=n, num_classes=data.num_classes,
-                           image_shape=data.image_shape, device=device, generator=self.generator,
-                           epochs=self.epochs, steps_per_epoch=self.steps_per_epoch)
+        setup = TrainSetup(
+            eps=parts.eval_ctx.eps,
+            n_train=n,
+            num_classes=data.num_classes,
+            image_shape=data.image_shape,
+            device=device,
+            generator=self.generator,
+            epochs=self.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+        )
         method.setup(setup)
-        self.opt = torch.optim.SGD(model.parameters(), lr=training["lr_max"], momentum=training["momentum"],
-                                   weight_decay=training["weight_decay"])
+        self.opt = torch.optim.SGD(
+            model.parameters(),
+            lr=training["lr_max"],
+            momentum=training["momentum"],
+            weight_decay=training["weight_decay"],
+        )
         self.scheduler = make_scheduler(self.opt, training, total_updates, self.steps_per_epoch * replays)
         self.extra_steps = training["optimizer_steps"] - 1  # ELLE's reference steps twice per batch
         # an epoch of updates is steps_per_epoch of them, also for replaying methods (as training["epochs"])
@@ -352,10 +389,18 @@ class TrainingLoop:
         t0 = time.perf_counter()
         self._reset_epoch_sums()
         perm = torch.randperm(self.n, generator=self.generator, device=self.device)
+        on_host = parts.train_data == "host"
+        host_perm = perm.cpu() if on_host else perm  # one host sync per epoch, not per step
         for step in range(self.steps_per_epoch):
             idx = perm[step * self.batch_size : (step + 1) * self.batch_size]
-            x = data.train_x[idx]
-            y = data.train_y[idx]
+            if on_host:
+                rows = host_perm[step * self.batch_size : (step + 1) * self.batch_size]
+                x, y = (
+                    batch_to_device(data.train_x[rows], self.device),
+                    batch_to_device(data.train_y[rows], self.device),
+                )
+            else:
+                x, y = data.train_x[idx], data.train_y[idx]
             if training["augment"] and (data.crop_padding or data.flip):
                 x = random_crop_flip(x, data.crop_padding, data.flip, self.generator)
             x = parts.injection.apply(x, y)
@@ -372,7 +417,9 @@ class TrainingLoop:
                     raise
             self.batch_samples += len(y)
             if ctx.updates_this_step == 0:
-                raise RuntimeError(f"method {parts.method.name!r} returned from train_step without calling ctx.update()")
+                raise RuntimeError(
+                    f"method {parts.method.name!r} returned from train_step without calling ctx.update()"
+                )
         sync(self.device)
         seconds = time.perf_counter() - t0
         self.train_time += seconds
@@ -395,8 +442,9 @@ class TrainingLoop:
         model, eval_ctx = self.parts.model, self.parts.eval_ctx
         eval_ctx.history = self.outcome.history
         self.counter.paused = True
-        record = run_evaluators(model, self.parts.evaluators, lambda ev: ev.on_epoch_end(model, eval_ctx, epoch + 1),
-                                record)
+        record = run_evaluators(
+            model, self.parts.evaluators, lambda ev: ev.on_epoch_end(model, eval_ctx, epoch + 1), record
+        )
         if self.best is not None:
             record["val_pgd_acc"] = self.best.observe(model, epoch + 1)
         self.counter.paused = False
@@ -410,11 +458,18 @@ class TrainingLoop:
     def state_dict(self, epochs_done: int) -> dict[str, Any]:
         """Everything a resumed cell needs to continue exactly where this one is."""
         return {
-            "epoch": epochs_done, "model": self.parts.model.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "method": self.parts.method.state_dict(),
-            "rng": rng_states(self.generator, self.device), "updates": self.updates,
-            "history": self.outcome.history, "train_time": self.train_time, "epoch_times": self.epoch_times,
-            "batch_samples": self.batch_samples, "passes": [self.counter.forward, self.counter.backward],
+            "epoch": epochs_done,
+            "model": self.parts.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method": self.parts.method.state_dict(),
+            "rng": rng_states(self.generator, self.device),
+            "updates": self.updates,
+            "history": self.outcome.history,
+            "train_time": self.train_time,
+            "epoch_times": self.epoch_times,
+            "batch_samples": self.batch_samples,
+            "passes": [self.counter.forward, self.counter.backward],
             **({"best": self.best.state_dict()} if self.best is not None else {}),
         }
 

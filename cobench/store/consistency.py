@@ -5,9 +5,11 @@ sentence naming what is wrong; a leaderboard marks such rows and does not rank t
 checks catch hand edits and hand-forged files that forgot something, not a careful forger:
 that needs re-evaluation of the weights (``cobench leaderboard verify``).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cobench.errors import CobenchError
 from cobench.store.digest import digest_matches
@@ -58,12 +60,21 @@ def check_accuracies(result: dict[str, Any]) -> list[str]:
         pairs.append(("pgd_acc", "clean_acc"))
     for key, ref in pairs:
         if m.get(ref) is not None and m.get(key) is not None and m[key] > m[ref] + ACCURACY_SLACK:
-            out.append(f"{key} {m[key]:.3f} is above {ref} {m[ref]:.3f} on the same images: "
-                       "a multi-step attack does not raise accuracy")
-    if m.get("co") == 1 and clean is not None and m.get("pgd_acc") is not None and len(pairs) == 2 \
-            and clean - m["pgd_acc"] < CO_MIN_CLEAN_PGD_GAP:
-        out.append(f"co=1 (catastrophic overfitting) but pgd_acc {m['pgd_acc']:.3f} is within "
-                   f"{CO_MIN_CLEAN_PGD_GAP} of clean_acc {clean:.3f}")
+            out.append(
+                f"{key} {m[key]:.3f} is above {ref} {m[ref]:.3f} on the same images: "
+                "a multi-step attack does not raise accuracy"
+            )
+    if (
+        m.get("co") == 1
+        and clean is not None
+        and m.get("pgd_acc") is not None
+        and len(pairs) == 2
+        and clean - m["pgd_acc"] < CO_MIN_CLEAN_PGD_GAP
+    ):
+        out.append(
+            f"co=1 (catastrophic overfitting) but pgd_acc {m['pgd_acc']:.3f} is within "
+            f"{CO_MIN_CLEAN_PGD_GAP} of clean_acc {clean:.3f}"
+        )
     if (m.get("co") == 1) != (m.get("co_epoch") is not None) and "co" in m:
         out.append(f"co={m.get('co')} but co_epoch={m.get('co_epoch')}")
     return out
@@ -84,8 +95,10 @@ def check_co_against_curves(result: dict[str, Any]) -> list[str]:
     except (TypeError, ValueError, KeyError, CobenchError):
         return ["its co detector parameters or probe curves cannot be read"]
     if (first is not None) != bool(m["co"]) or (first is not None and m.get("co_epoch") != first + 1):
-        return [f"co={m['co']} (epoch {m.get('co_epoch')}) but its own probe curves give "
-                + ("no collapse" if first is None else f"a collapse at epoch {first + 1}")]
+        return [
+            f"co={m['co']} (epoch {m.get('co_epoch')}) but its own probe curves give "
+            + ("no collapse" if first is None else f"a collapse at epoch {first + 1}")
+        ]
     return []
 
 
@@ -96,16 +109,24 @@ def check_cost(result: dict[str, Any]) -> list[str]:
         if c.get(key) is not None and c[key] < 1:
             out.append(f"{key} is {c[key]:g}: every training step runs at least one forward and backward pass")
     if c.get("optimizer_updates") is not None and c.get("steps") and c["optimizer_updates"] < c["steps"]:
-        out.append(f"{c['optimizer_updates']} optimizer updates for {c['steps']} steps: each step updates at least once")
+        out.append(
+            f"{c['optimizer_updates']} optimizer updates for {c['steps']} steps: each step updates at least once"
+        )
     t, per, steps = c.get("train_time_s"), c.get("time_per_step_s"), c.get("steps")
     if t and per and steps and not (1 / TIME_FACTOR <= per * steps / t <= TIME_FACTOR):
-        out.append(f"time_per_step_s {per:.4g} x {steps} steps = {per * steps:.4g} s is implausible for "
-                   f"train_time_s {t:.4g} s")
+        out.append(
+            f"time_per_step_s {per:.4g} x {steps} steps = {per * steps:.4g} s is implausible for train_time_s {t:.4g} s"
+        )
     return out
 
 
 CHECKS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
-    check_digest, check_cell_id, check_accuracies, check_co_against_curves, check_cost)
+    check_digest,
+    check_cell_id,
+    check_accuracies,
+    check_co_against_curves,
+    check_cost,
+)
 
 
 def problems(result: dict[str, Any]) -> list[str]:

@@ -5,6 +5,7 @@ it and a mismatch marks the file. It is not a signature: whoever edits a file on
 recompute it, as they can ``cell_id``. What a determined forger cannot fake is re-evaluation
 of the saved weights (``cobench leaderboard verify``).
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -6,13 +6,15 @@ commit abc, trained on exactly these arrays". The VCS commit is what pip writes 
 distribution's ``direct_url.json`` (PEP 610) for ``pip install git+...``; a plain release
 has none, an editable install records only that it is editable.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import platform
+from collections.abc import Iterable
 from importlib import metadata as md
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -83,7 +85,9 @@ def machine_record(device: torch.device) -> dict[str, Any]:
     """What a timing (and, on CPU, the last bits of a result) depends on: the device's name, torch
     and CUDA builds, thread count, the CPU's model and the instruction set torch's kernels use."""
     return {
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine()),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (platform.processor() or platform.machine()),
         "torch": torch.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "num_threads": torch.get_num_threads(),

@@ -7,6 +7,7 @@ and are retried on the next run. Every file cobench writes (results, summaries, 
 leaderboards) goes through :func:`write_atomic`: readers see the old file or the new one,
 never half of one.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,18 +19,19 @@ import platform
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
 from cobench import __version__
-from cobench.grid.cell import Cell
 from cobench.atomic import write_atomic
 from cobench.errors import CobenchError
+from cobench.grid.cell import Cell
 
 SCHEMA_VERSION = 1
 #: the JSON schema every result file follows, shipped inside the package
@@ -108,14 +110,20 @@ def check_output_path(output: str | Path, option: str = "-o", results_dir: str |
     if path.is_dir():
         raise CobenchError(f"{option} {str(path)!r} is a directory; name a file in it, e.g. {path / 'table.csv'}")
     if path.suffix in PROTECTED_SUFFIXES and path.exists():
-        raise CobenchError(f"{option} {str(path)!r} is a cobench {PROTECTED_SUFFIXES[path.suffix]} file; writing "
-                           "there would destroy it: name another file")
+        raise CobenchError(
+            f"{option} {str(path)!r} is a cobench {PROTECTED_SUFFIXES[path.suffix]} file; writing "
+            "there would destroy it: name another file"
+        )
     if path.is_file() and _is_result(path):
-        raise CobenchError(f"{option} {str(path)!r} is a cobench result file; writing there would destroy the "
-                           "result: name another file")
+        raise CobenchError(
+            f"{option} {str(path)!r} is a cobench result file; writing there would destroy the "
+            "result: name another file"
+        )
     if results_dir is not None and Path(results_dir).is_dir() and _listed_as_result(path, Path(results_dir)):
-        raise CobenchError(f"{option} {str(path)!r} is inside the results directory {str(results_dir)!r}, where "
-                           "every .json file is read as a result; write it elsewhere or use another extension")
+        raise CobenchError(
+            f"{option} {str(path)!r} is inside the results directory {str(results_dir)!r}, where "
+            "every .json file is read as a result; write it elsewhere or use another extension"
+        )
     parent = _existing_parent(path)
     if not parent.is_dir():
         raise CobenchError(f"{option} {str(path)!r}: {str(parent)!r} is a file, not a directory")
@@ -146,8 +154,9 @@ def _listed_as_result(path: Path, results_dir: Path) -> bool:
         rel = path.resolve().relative_to(results_dir.resolve())
     except ValueError:
         return False
-    return (path.suffix == ".json" and rel.name not in SUMMARY_FILES
-            and not any(part.startswith(".") for part in rel.parts))
+    return (
+        path.suffix == ".json" and rel.name not in SUMMARY_FILES and not any(part.startswith(".") for part in rel.parts)
+    )
 
 
 def _existing_parent(path: Path) -> Path:
@@ -164,17 +173,28 @@ def now() -> str:
 
 def result_header(cell: Cell, started_at: str) -> dict[str, Any]:
     """The fields every result of ``cell`` starts with: its identity and config."""
-    return {"schema_version": SCHEMA_VERSION, "cell_id": cell.cell_id, "config_hash": cell.cell_id,
-            "config": cell.config(), "seed": cell.seed, "started_at": started_at}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cell_id": cell.cell_id,
+        "config_hash": cell.cell_id,
+        "config": cell.config(),
+        "seed": cell.seed,
+        "started_at": started_at,
+    }
 
 
 def failed_result(cell: Cell, exc: BaseException, message: str, started_at: str | None = None) -> dict[str, Any]:
     """A ``failed`` result of ``cell``: recorded, shown to the user, and retried on the next run."""
     started_at = started_at or now()
     return {
-        **result_header(cell, started_at), "status": "failed", "finished_at": now(),
-        "error": {"type": type(exc).__name__, "message": message,
-                  "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))},
+        **result_header(cell, started_at),
+        "status": "failed",
+        "finished_at": now(),
+        "error": {
+            "type": type(exc).__name__,
+            "message": message,
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        },
     }
 
 
@@ -213,9 +233,11 @@ def result_path(results_dir: Path, cell: Cell) -> Path:
 def result_files(results_dir: Path) -> list[Path]:
     """Every result file under ``results_dir``, sorted (hidden files and folders and summaries skipped)."""
     results_dir = Path(results_dir)
-    return sorted(p for p in results_dir.rglob("*.json")
-                  if not any(part.startswith(".") for part in p.relative_to(results_dir).parts)
-                  and p.name not in SUMMARY_FILES)
+    return sorted(
+        p
+        for p in results_dir.rglob("*.json")
+        if not any(part.startswith(".") for part in p.relative_to(results_dir).parts) and p.name not in SUMMARY_FILES
+    )
 
 
 def read_result(path: Path, validate: bool = False) -> dict[str, Any]:
@@ -241,18 +263,22 @@ def read_result(path: Path, validate: bool = False) -> dict[str, Any]:
     config = data["config"]
     missing = [f for f in CELL_FIELDS if not isinstance(config, dict) or f not in config]
     if missing or not all(isinstance(config[k], dict) and "name" in config[k] for k in COMPONENT_FIELDS):
-        raise ResultValidationError(f"result file {str(path)!r} is not a cobench result of this schema: its config "
-                                    + (f"lacks {', '.join(missing)}" if missing else "names no component"))
+        raise ResultValidationError(
+            f"result file {str(path)!r} is not a cobench result of this schema: its config "
+            + (f"lacks {', '.join(missing)}" if missing else "names no component")
+        )
     check_schema_version(data, path)
     problems = schema_errors(data, lenient=True)
     if problems:
-        raise ResultValidationError(f"result file {str(path)!r} has a malformed field "
-                                    f"(cobench/{SCHEMA_FILE}): " + "; ".join(problems))
+        raise ResultValidationError(
+            f"result file {str(path)!r} has a malformed field (cobench/{SCHEMA_FILE}): " + "; ".join(problems)
+        )
     return data
 
 
-def iter_results(results_dir: Path, strict: bool = False, validate: bool = False,
-                 warn: Callable[[str], None] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
+def iter_results(
+    results_dir: Path, strict: bool = False, validate: bool = False, warn: Callable[[str], None] | None = None
+) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Every result under ``results_dir``; unreadable files are skipped (``warn`` is told why,
     naming the file) unless ``strict``, which raises."""
     for path in result_files(results_dir):
@@ -302,8 +328,7 @@ def schema_errors(data: Any, limit: int = 3, lenient: bool = False) -> list[str]
     ``lenient`` (reading a results folder, not admitting a result to a leaderboard) checks the
     type and range of every field present but tolerates missing ones and empty lists (an older
     or a failed result without curves or cost is still listed)."""
-    errors = [e for e in _validator().iter_errors(data)
-              if not (lenient and e.validator in ("required", "minItems"))]
+    errors = [e for e in _validator().iter_errors(data) if not (lenient and e.validator in ("required", "minItems"))]
     errors.sort(key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [f"at {'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}" for e in errors[:limit]]
 
@@ -312,7 +337,8 @@ def check_schema_version(data: Any, source: str | Path) -> None:
     if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
         raise ResultValidationError(
             f"result file {str(source)!r} has schema_version {data['schema_version']!r}; "
-            f"this cobench reads schema_version {SCHEMA_VERSION}")
+            f"this cobench reads schema_version {SCHEMA_VERSION}"
+        )
 
 
 def validate_result(data: Any, source: str | Path) -> dict[str, Any]:
@@ -325,18 +351,22 @@ def validate_result(data: Any, source: str | Path) -> dict[str, Any]:
         more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
         raise ResultValidationError(
             f"result file {str(source)!r} does not match the cobench result schema "
-            f"(cobench/{SCHEMA_FILE}): " + "; ".join(problems) + more)
+            f"(cobench/{SCHEMA_FILE}): " + "; ".join(problems) + more
+        )
     if data["config_hash"] != data["cell_id"]:
-        raise ResultValidationError(f"result file {str(source)!r}: config_hash {data['config_hash']!r} "
-                                    f"differs from cell_id {data['cell_id']!r}")
+        raise ResultValidationError(
+            f"result file {str(source)!r}: config_hash {data['config_hash']!r} differs from cell_id {data['cell_id']!r}"
+        )
     expected = Cell.from_config(data["config"]).cell_id
     if data["cell_id"] != expected:
         raise ResultValidationError(
             f"result file {str(source)!r}: cell_id {data['cell_id']!r} is not the hash of its config "
-            f"({expected!r}); the config was edited after the run, or the file was not written by cobench")
+            f"({expected!r}); the config was edited after the run, or the file was not written by cobench"
+        )
     if data["seed"] != data["config"]["seed"]:
-        raise ResultValidationError(f"result file {str(source)!r}: seed {data['seed']} differs from config.seed "
-                                    f"{data['config']['seed']}")
+        raise ResultValidationError(
+            f"result file {str(source)!r}: seed {data['seed']} differs from config.seed {data['config']['seed']}"
+        )
     return data
 
 

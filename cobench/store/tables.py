@@ -1,10 +1,12 @@
 """Aggregate result rows over seeds and render the method x eps summary table."""
+
 from __future__ import annotations
 
 import math
 import statistics
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from rich.table import Table
 
@@ -27,8 +29,14 @@ METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
 def accuracy_metrics(rows: Iterable[dict[str, Any]]) -> tuple[str, ...]:
     """``METRICS`` then every other accuracy (``*_acc``) the rows carry, such as a third-party
     evaluator's ``noise_acc``, so that it reaches the run table and not only summary.csv."""
-    extra = sorted({k for r in rows for k, v in r.items() if k.endswith("_acc") and k not in METRICS
-                    and isinstance(v, (int, float)) and not isinstance(v, bool)})
+    extra = sorted(
+        {
+            k
+            for r in rows
+            for k, v in r.items()
+            if k.endswith("_acc") and k not in METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
     return METRICS + tuple(extra)
 
 
@@ -108,16 +116,29 @@ def summary_tables(agg: list[dict[str, Any]]) -> list[Table]:
         table = Table(title=setting, title_justify="left")
         early = any(r.get("stopped_early") for r in rows)
         if early:
-            table.caption = "* stopped early: training ended once CO persisted (stop_after_collapse); accuracies are at that epoch"
+            table.caption = (
+                "* stopped early: training ended once CO persisted (stop_after_collapse); accuracies are at that epoch"
+            )
         extra = extra_columns(rows)
-        for col in ("method", "eps", "clean %", "FGSM %", "PGD %", *(f"{m} %" for m in extra), "CO rate", "CO epoch",
-                    "cost/FGSM", "seeds"):
+        for col in (
+            "method",
+            "eps",
+            "clean %",
+            "FGSM %",
+            "PGD %",
+            *(f"{m} %" for m in extra),
+            "CO rate",
+            "CO epoch",
+            "cost/FGSM",
+            "seeds",
+        ):
             table.add_column(col, justify="left" if col == "method" else "right")
         for r in rows:
             co = "-" if r["co_rate"] is None else f"{r['co_rate']:.0%}"
             mark = f" *{r['stopped_early']}/{r['seeds']}" if r.get("stopped_early") else ""
             table.add_row(
-                r["method"] + mark, f"{r['eps']:g}/255",
+                r["method"] + mark,
+                f"{r['eps']:g}/255",
                 fmt_pct(r.get("clean_acc_mean"), r.get("clean_acc_std")),
                 fmt_pct(r.get("fgsm_acc_mean"), r.get("fgsm_acc_std")),
                 fmt_pct(r.get("pgd_acc_mean"), r.get("pgd_acc_std")),

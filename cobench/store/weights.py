@@ -4,6 +4,7 @@ safetensors holds tensors and nothing else: loading one runs no code, unlike a p
 ``torch.save`` checkpoint, so a leaderboard can re-evaluate a stranger's weights safely.
 The result records the file's SHA-256, and loading checks it first.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,12 +49,18 @@ def load_weights(model: nn.Module, result_path: Path, record: dict[str, Any]) ->
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CobenchError(f"weights of {str(result_path)!r} cannot be read from {str(path)!r}: {exc.strerror or exc}") from None
+        raise CobenchError(
+            f"weights of {str(result_path)!r} cannot be read from {str(path)!r}: {exc.strerror or exc}"
+        ) from None
     if sha256_hex(data) != record["sha256"]:
-        raise CobenchError(f"weights file {str(path)!r} does not have the SHA-256 its result records "
-                           f"({record['sha256'][:16]}...): it is not the model that produced the result")
+        raise CobenchError(
+            f"weights file {str(path)!r} does not have the SHA-256 its result records "
+            f"({record['sha256'][:16]}...): it is not the model that produced the result"
+        )
     try:
         state = load(data)
         model.load_state_dict({k: v.to(next(model.parameters()).device) for k, v in state.items()}, strict=True)
     except Exception as exc:
-        raise CobenchError(f"weights file {str(path)!r} does not fit the result's model: {type(exc).__name__}: {exc}") from None
+        raise CobenchError(
+            f"weights file {str(path)!r} does not fit the result's model: {type(exc).__name__}: {exc}"
+        ) from None

@@ -17,31 +17,48 @@ net for them), ``cobench_step_ctx`` (the :class:`RecordingStep` class: a
 and ``cobench_tiny_grid`` (a function making a one-epoch :class:`~cobench.grid.spec.GridSpec`
 on the embedded digits dataset, for end-to-end tests).
 """
+
 from cobench.testing.contracts import (
-                                       ComponentContract,
-                                       DatasetContract,
-                                       EvaluatorContract,
-                                       ExecutorContract,
-                                       InjectionContract,
-                                       MethodContract,
-                                       ModelContract,
+    ComponentContract,
+    DatasetContract,
+    EvaluatorContract,
+    ExecutorContract,
+    InjectionContract,
+    MethodContract,
+    ModelContract,
 )
 from cobench.testing.fixtures import (
-                                       InputRecorder,
-                                       RecordingStep,
-                                       cobench_pm,
-                                       cobench_step_ctx,
-                                       cobench_tiny_data,
-                                       cobench_tiny_grid,
-                                       cobench_tiny_model,
-                                       make_tiny_model,
-                                       strict_json,
-                                       tiny_grid_spec,
-                                       tiny_splits,
+    InputRecorder,
+    RecordingStep,
+    cobench_pm,
+    cobench_step_ctx,
+    cobench_tiny_data,
+    cobench_tiny_grid,
+    cobench_tiny_model,
+    make_tiny_model,
+    strict_json,
+    tiny_grid_spec,
+    tiny_splits,
 )
 
-__all__ = ["MethodContract", "ComponentContract", "InjectionContract", "EvaluatorContract", "DatasetContract",
-           "ModelContract", "ExecutorContract", "InputRecorder", "RecordingStep", "make_tiny_model", "tiny_splits",
-           "tiny_grid_spec", "strict_json",
-           # the pytest fixtures this plugin module provides (``[project.entry-points.pytest11]``)
-           "cobench_pm", "cobench_tiny_data", "cobench_tiny_model", "cobench_step_ctx", "cobench_tiny_grid"]
+__all__ = [
+    "MethodContract",
+    "ComponentContract",
+    "InjectionContract",
+    "EvaluatorContract",
+    "DatasetContract",
+    "ModelContract",
+    "ExecutorContract",
+    "InputRecorder",
+    "RecordingStep",
+    "make_tiny_model",
+    "tiny_splits",
+    "tiny_grid_spec",
+    "strict_json",
+    # the pytest fixtures this plugin module provides (``[project.entry-points.pytest11]``)
+    "cobench_pm",
+    "cobench_tiny_data",
+    "cobench_tiny_model",
+    "cobench_step_ctx",
+    "cobench_tiny_grid",
+]

@@ -10,6 +10,7 @@ with ``component_name`` (and ``params`` where the component needs arguments)::
 Every contract looks the component up through the plugin registry (the ``cobench_pm``
 fixture), so it tests the installed plugin as ``cobench run`` sees it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,8 +47,15 @@ from cobench.testing.fixtures import (
     tiny_splits,
 )
 
-__all__ = ["MethodContract", "ComponentContract", "InjectionContract", "EvaluatorContract", "DatasetContract", "ModelContract",
-           "ExecutorContract"]
+__all__ = [
+    "MethodContract",
+    "ComponentContract",
+    "InjectionContract",
+    "EvaluatorContract",
+    "DatasetContract",
+    "ModelContract",
+    "ExecutorContract",
+]
 
 
 class ComponentContract:
@@ -81,7 +89,8 @@ class ComponentContract:
         owner = cobench_pm.registry.owner(self.kind, contract_component)
         entry_points = {ep.name for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
         assert owner in entry_points or owner in BUILTIN_PLUGINS, (
-            f"{contract_component!r} is registered by {owner!r}, which is not a '{ENTRY_POINT_GROUP}' entry point")
+            f"{contract_component!r} is registered by {owner!r}, which is not a '{ENTRY_POINT_GROUP}' entry point"
+        )
 
     def test_parameters_are_json_and_construct_it(self, cobench_pm: PluginManager, contract_component: str) -> None:
         cls = self.component_class(cobench_pm, contract_component)
@@ -107,17 +116,25 @@ class InjectionContract(ComponentContract):
         data = tiny_splits(seed=1, shape=(3, 8, 8))
         injection = self.build(pm, name)
         assert isinstance(injection, Injection)
-        injection.prepare(InjectionContext(beta=beta255 / 255.0, num_classes=data.num_classes,
-                                           image_shape=data.image_shape, seed=seed), data.train_x, data.train_y)
+        injection.prepare(
+            InjectionContext(
+                beta=beta255 / 255.0, num_classes=data.num_classes, image_shape=data.image_shape, seed=seed
+            ),
+            data.train_x,
+            data.train_y,
+        )
         out = injection.apply(data.test_x, data.test_y)
         assert out.shape == data.test_x.shape and out.dtype == data.test_x.dtype, "apply must keep shape and dtype"
         assert torch.isfinite(out).all()
         return out
 
-    def test_apply_is_finite_same_shape_and_deterministic(self, cobench_pm: PluginManager, contract_component: str) -> None:
+    def test_apply_is_finite_same_shape_and_deterministic(
+        self, cobench_pm: PluginManager, contract_component: str
+    ) -> None:
         first = self.injected(cobench_pm, contract_component, self.beta255)
         assert torch.equal(first, self.injected(cobench_pm, contract_component, self.beta255)), (
-            "draw random carriers from a generator seeded with ctx.seed")
+            "draw random carriers from a generator seeded with ctx.seed"
+        )
 
     def test_declared_beta_free_means_beta_free(self, cobench_pm: PluginManager, contract_component: str) -> None:
         if self.component_class(cobench_pm, contract_component).uses_beta:
@@ -141,13 +158,24 @@ class EvaluatorContract(ComponentContract):
         model = make_tiny_model()
         model(torch.zeros(2, 1, 8, 8))
         model.eval()
-        ctx = EvalContext(eps=8 / 255, test_x=data.test_x, test_y=data.test_y, clean_test_x=data.test_x,
-                          injection=injection, num_classes=data.num_classes, device=torch.device("cpu"),
-                          batch_size=16, seed=0, probe_x=data.test_x[:8], probe_y=data.test_y[:8])
+        ctx = EvalContext(
+            eps=8 / 255,
+            test_x=data.test_x,
+            test_y=data.test_y,
+            clean_test_x=data.test_x,
+            injection=injection,
+            num_classes=data.num_classes,
+            device=torch.device("cpu"),
+            batch_size=16,
+            seed=0,
+            probe_x=data.test_x[:8],
+            probe_y=data.test_y[:8],
+        )
         return model, ctx
 
     def test_metrics_are_json_accuracies_in_range_and_the_model_is_untouched(
-            self, cobench_pm: PluginManager, contract_component: str) -> None:
+        self, cobench_pm: PluginManager, contract_component: str
+    ) -> None:
         evaluator = self.build(cobench_pm, contract_component)
         assert isinstance(evaluator, Evaluator)
         model, ctx = self.context()
@@ -189,7 +217,9 @@ class ModelContract(ComponentContract):
     kind = "models"
     image_shape: tuple[int, int, int] = (3, 32, 32)
 
-    def test_builds_a_network_with_one_logit_per_class(self, cobench_pm: PluginManager, contract_component: str) -> None:
+    def test_builds_a_network_with_one_logit_per_class(
+        self, cobench_pm: PluginManager, contract_component: str
+    ) -> None:
         model = self.build(cobench_pm, contract_component)
         assert isinstance(model, Model)
         torch.manual_seed(0)
@@ -228,7 +258,9 @@ class ExecutorContract(ComponentContract):
 
     kind = "executors"
 
-    def test_yields_every_cell_once_with_its_own_result(self, cobench_pm: PluginManager, contract_component: str) -> None:
+    def test_yields_every_cell_once_with_its_own_result(
+        self, cobench_pm: PluginManager, contract_component: str
+    ) -> None:
         from cobench.testing import tiny_grid_spec
 
         executor = self.build(cobench_pm, contract_component)
@@ -238,7 +270,9 @@ class ExecutorContract(ComponentContract):
         done = list(executor.run(handed_out, echo_work, RunOptions(device="cpu"), NoProgress()))
         assert sorted(c.cell_id for c, _ in done) == sorted(c.cell_id for c in cells)
         assert all(result == {"status": "ok", "seed": cell.seed} for cell, result in done)
-        assert handed_out.passes == 1, f"the executor iterated the cells {handed_out.passes} times; take them in one pass"
+        assert handed_out.passes == 1, (
+            f"the executor iterated the cells {handed_out.passes} times; take them in one pass"
+        )
 
 
 # --------------------------------------------------------------------------- the method contract
@@ -293,9 +327,12 @@ class MethodContract:
         entry_points = {ep.name for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
         assert owner in entry_points or owner in BUILTIN_PLUGINS, (
             f"{contract_method!r} is registered by {owner!r}, which is not a '{ENTRY_POINT_GROUP}' entry point: "
-            "declare it under [project.entry-points.cobench] in your pyproject.toml and reinstall")
+            "declare it under [project.entry-points.cobench] in your pyproject.toml and reinstall"
+        )
 
-    def test_parameters_are_json_and_construct_the_method(self, cobench_pm: PluginManager, contract_method: str) -> None:
+    def test_parameters_are_json_and_construct_the_method(
+        self, cobench_pm: PluginManager, contract_method: str
+    ) -> None:
         cls = self.method_class(cobench_pm, contract_method)
         params = cls.parameters()
         assert all(v is not None for v in params.values()), f"every parameter needs a default: {params}"
@@ -303,19 +340,23 @@ class MethodContract:
         cls(**params)
         for eps255 in (2.0, 8.0, 16.0):
             scaled = cls.defaults_for_eps(eps255)
-            assert set(scaled) <= set(params), f"defaults_for_eps({eps255}) names unknown parameters {set(scaled) - set(params)}"
+            assert set(scaled) <= set(params), (
+                f"defaults_for_eps({eps255}) names unknown parameters {set(scaled) - set(params)}"
+            )
             assert strict_json(scaled), f"defaults_for_eps({eps255}) must be strict JSON: {scaled}"
             cls(**{**params, **scaled})
             for protocol in PROTOCOLS:
                 rule = cls.defaults_for_protocol(protocol, eps255)
                 assert set(rule) <= set(params) and strict_json(rule), (
-                    f"defaults_for_protocol({protocol!r}, {eps255}) must name known parameters in strict JSON: {rule}")
+                    f"defaults_for_protocol({protocol!r}, {eps255}) must name known parameters in strict JSON: {rule}"
+                )
                 cls(**{**params, **scaled, **rule})
         assert cls.summary(), "give the class a docstring: its first line is shown by `cobench list methods`"
         assert int(cls.replays) >= 1
 
-    def test_step_calls_update_with_a_finite_loss_and_keeps_train_mode(self, cobench_pm: PluginManager,
-                                                                     contract_method: str) -> None:
+    def test_step_calls_update_with_a_finite_loss_and_keeps_train_mode(
+        self, cobench_pm: PluginManager, contract_method: str
+    ) -> None:
         cls = self.method_class(cobench_pm, contract_method)
         ctx, model = self.one_step(cls)
         assert ctx.updates_this_step >= 1, "train_step must call ctx.update(loss, logits, y) at least once"
@@ -327,7 +368,8 @@ class MethodContract:
         cls = self.method_class(cobench_pm, contract_method)
         _, model = self.one_step(cls)
         assert model.lows and min(model.lows) >= -1e-6 and max(model.highs) <= 1 + 1e-6, (
-            f"the model saw inputs in [{min(model.lows)}, {max(model.highs)}]: clamp x + delta to [ctx.lower, ctx.upper]")
+            f"the model saw inputs in [{min(model.lows)}, {max(model.highs)}]: clamp x + delta to [ctx.lower, ctx.upper]"
+        )
         if self.max_perturbation is not None:
             bound = self.max_perturbation * self.eps255 / 255.0
             assert max(model.distances) <= bound + 1e-6, f"perturbation {max(model.distances)} exceeds {bound}"
@@ -358,6 +400,7 @@ class MethodContract:
         assert cost["epochs_run"] == 1
         replays = int(self.method_class(cobench_pm, contract_method)(**cell.method["params"]).replays)
         assert cost["optimizer_updates"] == cost["steps"] * replays, (
-            "call ctx.update once per train_step, or `replays` times for a method that replays its minibatch")
+            "call ctx.update once per train_step, or `replays` times for a method that replays its minibatch"
+        )
         assert cost["forward_passes_per_step"] >= 1 and cost["backward_passes_per_step"] >= 1
         assert cost["time_per_step_s"] > 0

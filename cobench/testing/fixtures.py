@@ -4,7 +4,8 @@ a recording step context, a one-epoch grid, and the pytest fixtures that hand th
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -15,34 +16,55 @@ from cobench.plugins import PluginManager, get_plugin_manager, reset_plugin_mana
 
 
 # --------------------------------------------------------------------------- building blocks
-def tiny_splits(seed: int = 0, n_train: int = 64, n_test: int = 32, classes: int = 3,
-                shape: tuple[int, int, int] = (1, 8, 8)) -> DataSplits:
+def tiny_splits(
+    seed: int = 0, n_train: int = 64, n_test: int = 32, classes: int = 3, shape: tuple[int, int, int] = (1, 8, 8)
+) -> DataSplits:
     """Random images in [0, 1] with random labels: enough to exercise code, not to learn."""
     g = torch.Generator().manual_seed(seed)
     return DataSplits(
-        torch.rand(n_train, *shape, generator=g), torch.randint(0, classes, (n_train,), generator=g),
-        torch.rand(n_test, *shape, generator=g), torch.randint(0, classes, (n_test,), generator=g),
-        classes, (0.5,) * shape[0], (0.25,) * shape[0],
+        torch.rand(n_train, *shape, generator=g),
+        torch.randint(0, classes, (n_train,), generator=g),
+        torch.rand(n_test, *shape, generator=g),
+        torch.randint(0, classes, (n_test,), generator=g),
+        classes,
+        (0.5,) * shape[0],
+        (0.25,) * shape[0],
     )
 
 
 def make_tiny_model(in_ch: int = 1, classes: int = 3, seed: int = 0) -> nn.Module:
     """Conv-BN-ReLU-linear; call it once on a batch (or use the fixture) to materialise it."""
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(in_ch, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                         nn.LazyLinear(classes))
+    return nn.Sequential(
+        nn.Conv2d(in_ch, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(classes)
+    )
 
 
 class RecordingStep(StepContext):
     """A StepContext whose update records the losses and does a plain SGD step (lr 0 by default)."""
 
-    def __init__(self, model: nn.Module, eps: float, n_train: int = 64, image_shape=(1, 8, 8), num_classes: int = 3,
-                 lr: float = 0.0, seed: int = 0):
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        n_train: int = 64,
+        image_shape=(1, 8, 8),
+        num_classes: int = 3,
+        lr: float = 0.0,
+        seed: int = 0,
+    ):
         self.losses: list[float] = []
         self.opt = torch.optim.SGD(model.parameters(), lr=lr)
-        setup = TrainSetup(eps=eps, n_train=n_train, num_classes=num_classes, image_shape=image_shape,
-                           device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed),
-                           epochs=1, steps_per_epoch=1)
+        setup = TrainSetup(
+            eps=eps,
+            n_train=n_train,
+            num_classes=num_classes,
+            image_shape=image_shape,
+            device=torch.device("cpu"),
+            generator=torch.Generator().manual_seed(seed),
+            epochs=1,
+            steps_per_epoch=1,
+        )
 
         def update(loss: Tensor, logits: Tensor, y: Tensor) -> None:
             self.opt.zero_grad()

@@ -1,6 +1,7 @@
 """A synthetic CO oracle as a test plugin: a tiny dataset and linear model, a method that trains one step per epoch and a ``co``
 evaluator whose verdict is a known function of (eps, beta, seed), so the boundary search runs
 through the real runner and results directory without real training."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cobench import hookimpl
-from cobench.api import Batch, DataContext, DataSplits, Dataset, EvalContext, Evaluator, Method, Model, StepContext
+from cobench.api import Batch, DataContext, Dataset, DataSplits, EvalContext, Evaluator, Method, Model, StepContext
 from cobench.testing import tiny_splits
 
 

@@ -1,5 +1,6 @@
 """The boundary search end to end through the real runner, on the synthetic CO oracle plugin:
 every point is ordinary cells in the results directory, resumable and shared."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,8 @@ from cobench.boundary.plot import phase_diagram
 from cobench.boundary.report import rows, table
 from cobench.errors import ConfigError
 from cobench.grid.spec import GridSpec
-from cobench.store.results import iter_results
 from cobench.run.runner import Runner
+from cobench.store.results import iter_results
 from cobench.testing import tiny_grid_spec
 
 from . import oracle_plugin
@@ -25,8 +26,16 @@ def oracle_pm(pm):
 
 
 def oracle_spec(**grid):
-    spec = GridSpec(**{"datasets": ["oracle-data"], "models": ["oracle-model"], "methods": ["oracle-method"],
-                       "evaluators": ["co"], "seeds": [0, 1], **grid})
+    spec = GridSpec(
+        **{
+            "datasets": ["oracle-data"],
+            "models": ["oracle-model"],
+            "methods": ["oracle-method"],
+            "evaluators": ["co"],
+            "seeds": [0, 1],
+            **grid,
+        }
+    )
     spec.override(epochs=1, batch_size=16, probe_size=8)
     return spec
 
@@ -55,8 +64,9 @@ def test_search_through_the_runner_finds_the_band_and_resumes(tmp_path, oracle_p
 
 def test_two_dimensional_search_and_phase_diagram(tmp_path, oracle_pm):
     spec = oracle_spec(eps=[24, 28, 32], injections=["low-freq"], betas=[0, 8], seeds=[0])
-    runs = search_boundaries(spec, tmp_path, min_rate=1.0, eps_step=1, beta_step=1, two_d=True,
-                             options={"device": "cpu"})
+    runs = search_boundaries(
+        spec, tmp_path, min_rate=1.0, eps_step=1, beta_step=1, two_d=True, options={"device": "cpu"}
+    )
     found = {t.beta: (t.below, t.eps) for t in runs[0].search.thresholds()}
     assert found[0.0] == (None, 24.0) or found[0.0][1] is None  # no CO at beta 0 within 24..32
     assert found[8.0] == (25.0, 26.0)  # eps >= 34 - 8
@@ -85,11 +95,35 @@ def test_boundary_command_prints_the_table_and_writes_json_and_plot(tmp_path, or
 
     from cobench.boundary.commands import boundary
 
-    out = CliRunner().invoke(boundary, [
-        "--datasets", "oracle-data", "--models", "oracle-model", "--methods", "oracle-method", "--evaluators", "co",
-        "--eps", "0,16,32", "--seeds", "0", "--epochs", "1", "--eps-step", "2", "--device", "cpu",
-        "--results-dir", str(tmp_path / "r"), "-o", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"),
-    ])
+    out = CliRunner().invoke(
+        boundary,
+        [
+            "--datasets",
+            "oracle-data",
+            "--models",
+            "oracle-model",
+            "--methods",
+            "oracle-method",
+            "--evaluators",
+            "co",
+            "--eps",
+            "0,16,32",
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--eps-step",
+            "2",
+            "--device",
+            "cpu",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "-o",
+            str(tmp_path / "b.json"),
+            "--plot",
+            str(tmp_path / "b.png"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "oracle-method" in out.output and "9 cells trained, 0 reused" in out.output
     (row,) = json.loads((tmp_path / "b.json").read_text())["thresholds"]

@@ -1,8 +1,9 @@
 """The boundary search's logic on synthetic CO oracles (no training): thresholds, bands, seeds,
 the 2-D refinement, and agreement with the dense grid at the same resolution."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

@@ -1,4 +1,5 @@
 """The mathematics of FGSM, N-FGSM and PGD perturbations (training and evaluation)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Built-in models and the embedded dataset; the CLI-commands hook."""
+
 from __future__ import annotations
 
 import click

@@ -1,4 +1,5 @@
 """The low-frequency carriers and the injection x + beta * V[y]."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """Claim files: concurrent runs on one results directory split the grid; a claim of a dead
 process (or one without heartbeat) is taken over; a live one is skipped and reported."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,12 @@ from pathlib import Path
 from rich.console import Console
 
 from cobench.api import Method
-from cobench.run.claims import (ClaimKeeper, claim_path, create_claim, read_claim, release, take_over, this_host)
-from cobench.options import NoProgress
-from cobench.grid.resolve import resolve
-from cobench.store.results import iter_results, result_path
 from cobench.cli.run_flags import report_run
+from cobench.grid.resolve import resolve
+from cobench.options import NoProgress
+from cobench.run.claims import ClaimKeeper, claim_path, create_claim, read_claim, release, take_over, this_host
 from cobench.run.runner import Runner
+from cobench.store.results import iter_results, result_path
 from cobench.testing import tiny_grid_spec
 
 
@@ -117,8 +118,9 @@ def test_a_claim_of_a_dead_process_is_taken_over_with_a_message(tmp_path, pm):
     notes = Notes()
     summary = Runner(spec, tmp_path, options={"device": "cpu"}).run(progress=notes)
     assert summary.ran == 1 and not summary.busy and not summary.failed
-    assert notes.notes == [f"{cell.label}: was interrupted (process {pid} on {this_host()} ended during training); "
-                           "taking it over"]
+    assert notes.notes == [
+        f"{cell.label}: was interrupted (process {pid} on {this_host()} ended during training); taking it over"
+    ]
     assert not path.exists()
 
 
@@ -126,7 +128,8 @@ def test_a_cell_a_peer_finished_after_our_plan_is_not_trained_again(tmp_path, pm
     spec = tiny_grid_spec(["fgsm"])
     Runner(spec, tmp_path, options={"device": "cpu"}).run()
     runner = Runner(spec, tmp_path, options={"device": "cpu"})
-    runner.plan = lambda plan=runner.plan(): [(c, p, None) for c, p, _ in plan]  # planned before the peer finished
+    planned = runner.plan()
+    runner.plan = lambda: [(c, p, None) for c, p, _ in planned]  # planned before the peer finished
     summary = runner.run()
     assert summary.ran == 0 and summary.skipped == 1 and len(summary.results) == 1
 
@@ -156,8 +159,10 @@ def test_two_concurrent_runs_train_each_cell_exactly_once(tmp_path, pm):
     MeetsItsPeer.trainings.clear()
     spec = tiny_grid_spec(["meets-its-peer"], seeds=[0, 1, 2])
     summaries = []
-    threads = [threading.Thread(target=lambda: summaries.append(Runner(spec, tmp_path, options={"device": "cpu"}).run()))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: summaries.append(Runner(spec, tmp_path, options={"device": "cpu"}).run()))
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -185,8 +190,25 @@ def test_ctrl_c_releases_the_claims(tmp_path, pm):
 def test_dry_run_shows_cells_a_live_run_holds(tmp_path, pm):
     from tests.conftest import cli_run
 
-    args = ["run", "--methods", "fgsm", "--eps", "8", "--seeds", "0,1", "--epochs", "1", "--evaluators", "clean",
-            "--param", "models.small-cnn.width=4", "--param", "datasets.digits.size=8", "--results-dir", str(tmp_path)]
+    args = [
+        "run",
+        "--methods",
+        "fgsm",
+        "--eps",
+        "8",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "1",
+        "--evaluators",
+        "clean",
+        "--param",
+        "models.small-cnn.width=4",
+        "--param",
+        "datasets.digits.size=8",
+        "--results-dir",
+        str(tmp_path),
+    ]
     first = cli_run([*args, "--dry-run"], terminal_width=300).output.splitlines()[0]
     assert first.startswith("todo  fgsm eps=8/255 none seed=0")
     write_claim(claim_path(Path(first.split()[-1])), this_host(), os.getppid())

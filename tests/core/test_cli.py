@@ -1,4 +1,5 @@
 """The command line end to end on the embedded dataset, and its errors."""
+
 from __future__ import annotations
 
 import json
@@ -34,22 +35,27 @@ def test_run_prints_a_table_writes_summaries_and_resumes(tmp_path):
 
 def test_grid_file_with_flag_override(tmp_path):
     grid = tmp_path / "grid.toml"
-    grid.write_text('[grid]\nmethods = ["fgsm"]\neps = [4]\nevaluators = ["clean"]\n[training]\nepochs = 1\n'
-                    '[params.models.small-cnn]\nwidth = 4\n')
+    grid.write_text(
+        '[grid]\nmethods = ["fgsm"]\neps = [4]\nevaluators = ["clean"]\n[training]\nepochs = 1\n'
+        "[params.models.small-cnn]\nwidth = 4\n"
+    )
     out = cli_run(["run", str(grid), "--seeds", "0,1", "--results-dir", str(tmp_path / "r"), "--dry-run"])
     assert out.exit_code == 0, out.output
     assert "2 cells, 0 finished" in out.output and "seed=1" in out.output
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--methods", "fgsn"], "unknown method 'fgsn'; valid methods: "),
-    (["--injections", "lowfreq"], "unknown injection 'lowfreq'; valid injections:"),
-    (["--eps", "-2"], "eps '-2' is out of range"),
-    (["--eps", "300"], "out of range"),
-    (["--beta", "x"], "beta 'x' is not a number"),
-    (["--param", "methods.pgd.stepz=3"], "no parameter 'stepz'"),
-    (["--device", "cuda:0"], "CUDA is not available"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--methods", "fgsn"], "unknown method 'fgsn'; valid methods: "),
+        (["--injections", "lowfreq"], "unknown injection 'lowfreq'; valid injections:"),
+        (["--eps", "-2"], "eps '-2' is out of range"),
+        (["--eps", "300"], "out of range"),
+        (["--beta", "x"], "beta 'x' is not a number"),
+        (["--param", "methods.pgd.stepz=3"], "no parameter 'stepz'"),
+        (["--device", "cuda:0"], "CUDA is not available"),
+    ],
+)
 def test_bad_input_exits_non_zero_with_a_clear_message_and_no_traceback(tmp_path, args, fragment):
     proc = cobench("run", "--results-dir", str(tmp_path / "r"), *args)
     if "CUDA" in fragment and "cuda" in proc.stdout + proc.stderr and proc.returncode == 0:
@@ -60,8 +66,16 @@ def test_bad_input_exits_non_zero_with_a_clear_message_and_no_traceback(tmp_path
 
 
 def test_unreadable_data_dir(tmp_path):
-    proc = cobench("run", "--datasets", "cifar10", "--data-dir", str(tmp_path / "missing"), "--results-dir",
-                   str(tmp_path / "r"), *TINY)
+    proc = cobench(
+        "run",
+        "--datasets",
+        "cifar10",
+        "--data-dir",
+        str(tmp_path / "missing"),
+        "--results-dir",
+        str(tmp_path / "r"),
+        *TINY,
+    )
     assert proc.returncode == 2 and "cannot read cifar10 from data dir" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -93,8 +107,9 @@ def plugin_env(tmp_path, modules, dist="cobench-test-plugin"):
 
 def test_failed_cells_exit_non_zero_and_keep_finished_results(tmp_path):
     env = plugin_env(tmp_path, {"cobench_failing": FAILING_METHOD})
-    proc = cobench("run", "--methods", "fgsm,failing", "--eps", "8", "--results-dir", str(tmp_path / "r"), *TINY,
-                   env=env)
+    proc = cobench(
+        "run", "--methods", "fgsm,failing", "--eps", "8", "--results-dir", str(tmp_path / "r"), *TINY, env=env
+    )
     assert proc.returncode == 1, proc.stderr
     assert "deliberate failure in a plugin method" in proc.stderr and "Traceback" not in proc.stderr
     statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in (tmp_path / "r").rglob("eps*.json")}
@@ -116,8 +131,13 @@ def test_plugins_and_list_commands():
 
 
 def test_a_plugin_that_raises_is_disabled_with_a_clear_warning(tmp_path):
-    env = plugin_env(tmp_path, {"cobench_raiser": "from cobench import hookimpl\n@hookimpl\n"
-                                "def register_methods(register):\n    raise RuntimeError('plugin bug')\n"})
+    env = plugin_env(
+        tmp_path,
+        {
+            "cobench_raiser": "from cobench import hookimpl\n@hookimpl\n"
+            "def register_methods(register):\n    raise RuntimeError('plugin bug')\n"
+        },
+    )
     proc = cobench("list", "methods", env=env)
     assert proc.returncode == 0 and "fgsm" in proc.stdout
     assert "plugin 'cobench_raiser' raised while registering methods" in proc.stderr and "plugin bug" in proc.stderr

@@ -1,4 +1,5 @@
 """Catastrophic-overfitting detection, and the phenomenon itself on the embedded dataset."""
+
 from __future__ import annotations
 
 import json
@@ -149,7 +150,9 @@ def test_the_relative_rule_moves_no_verdict_of_the_recorded_digits_curves():
         history = CODetector.history_of(curves)
         first = CODetector().first_collapse(history)
         assert (first is not None, None if first is None else first + 1) == (
-            bool(result["metrics"]["co"]), result["metrics"]["co_epoch"]), f.name
+            bool(result["metrics"]["co"]),
+            result["metrics"]["co_epoch"],
+        ), f.name
 
 
 def test_new_detector_parameters_stay_out_of_stored_cells_at_their_default(pm):

@@ -1,5 +1,6 @@
 """Best and last checkpoints (training.val_size): the held-out split, the best epoch, both models evaluated,
 and a board showing both columns; end to end on digits with a tiny run."""
+
 from __future__ import annotations
 
 import csv
@@ -9,11 +10,11 @@ import json
 import torch
 
 from cobench.api import DataSplits
-from cobench.run.early_stopping import split_validation
 from cobench.grid.spec import GridSpec
 from cobench.leaderboard.spec import load_leaderboard
-from cobench.store.results import iter_results
+from cobench.run.early_stopping import split_validation
 from cobench.run.runner import Runner
+from cobench.store.results import iter_results
 from tests.leaderboard.conftest import lb_cli
 
 
@@ -64,12 +65,14 @@ def test_best_and_last_models_are_both_evaluated_and_a_board_shows_both(tmp_path
 
     # a board with the best model's column beside the last model's
     board = tmp_path / "b.toml"
-    board.write_text('[leaderboard]\ntitle = "best and last"\nmetrics = ["best_pgd_acc"]\n'
-                     '[grid]\ndatasets = ["digits"]\nmodels = ["small-cnn"]\nmethods = ["fgsm"]\neps = [16]\n'
-                     'evaluators = ["clean", "pgd"]\n'
-                     '[training]\nepochs = 3\nval_size = 64\n[evaluation]\nprobe_size = 32\n'
-                     '[params.models.small-cnn]\nwidth = 8\n[params.datasets.digits]\nsize = 8\n'
-                     '[params.evaluators.pgd]\nsteps = 2\n')
+    board.write_text(
+        '[leaderboard]\ntitle = "best and last"\nmetrics = ["best_pgd_acc"]\n'
+        '[grid]\ndatasets = ["digits"]\nmodels = ["small-cnn"]\nmethods = ["fgsm"]\neps = [16]\n'
+        'evaluators = ["clean", "pgd"]\n'
+        "[training]\nepochs = 3\nval_size = 64\n[evaluation]\nprobe_size = 32\n"
+        "[params.models.small-cnn]\nwidth = 8\n[params.datasets.digits]\nsize = 8\n"
+        "[params.evaluators.pgd]\nsteps = 2\n"
+    )
     (tmp_path / "results").mkdir()
     (tmp_path / "res").rename(tmp_path / "results" / "b")
     out = lb_cli(["render", str(board)])
@@ -83,4 +86,6 @@ def test_best_and_last_models_are_both_evaluated_and_a_board_shows_both(tmp_path
     # the saved weights are the last model's: verify re-evaluates those and leaves best_* alone
     out = lb_cli(["verify", str(board), "--all", "--device", "cpu"])
     assert out.exit_code == 0, out.output
-    assert "reproduced: clean_acc" in out.output and "best_pgd_acc" not in out.output and "0 not reproduced" in out.output
+    assert (
+        "reproduced: clean_acc" in out.output and "best_pgd_acc" not in out.output and "0 not reproduced" in out.output
+    )

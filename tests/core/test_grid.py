@@ -1,16 +1,18 @@
 """Grid parsing, validation and expansion."""
+
 from __future__ import annotations
 
 import pytest
 
 from cobench.errors import ConfigError, UnknownComponentError
-from cobench.grid.spec import GridSpec, parse_level
 from cobench.grid.resolve import resolve
+from cobench.grid.spec import GridSpec, parse_level
 
 
 def test_expansion_is_the_cartesian_product_with_none_collapsing_beta(pm):
-    spec = GridSpec(methods=["fgsm", "n-fgsm"], eps=[2, 4, 8], injections=["none", "low-freq"], betas=[4, 8],
-                    seeds=[0, 1, 2])
+    spec = GridSpec(
+        methods=["fgsm", "n-fgsm"], eps=[2, 4, 8], injections=["none", "low-freq"], betas=[4, 8], seeds=[0, 1, 2]
+    )
     spec.normalize()
     cells = resolve(spec, pm.registry)
     # none: 2 methods x 3 eps x 1 beta x 3 seeds; low-freq: 2 x 3 x 2 betas x 3 seeds
@@ -77,13 +79,16 @@ steps = 3
     assert all(c.method["params"]["steps"] == 3 for c in cells if c.method["name"] == "pgd")
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("[grid]\nmethodz = ['fgsm']\n", "unknown grid key 'methodz'"),
-    ("[training]\nepoch = 3\n", "unknown training key(s) epoch"),
-    ("[grid]\neps = [300]\n", "out of range"),
-    ("[training]\nepochs = 0\n", "training.epochs = 0: expected >= 1"),
-    ("[grid\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[grid]\nmethodz = ['fgsm']\n", "unknown grid key 'methodz'"),
+        ("[training]\nepoch = 3\n", "unknown training key(s) epoch"),
+        ("[grid]\neps = [300]\n", "out of range"),
+        ("[training]\nepochs = 0\n", "training.epochs = 0: expected >= 1"),
+        ("[grid\n", "not valid TOML"),
+    ],
+)
 def test_bad_grid_files_give_clear_messages(tmp_path, text, fragment):
     path = tmp_path / "g.toml"
     path.write_text(text)

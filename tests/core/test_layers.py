@@ -4,6 +4,7 @@ The tree reads the way data flows (CLI -> grid -> run -> store); the plugin API 
 bottom, the components above it, and the features with their own commands on top. A module
 that imports upwards would make the tree lie about the architecture, so it fails here.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,13 +19,13 @@ LAYERS: list[set[str]] = [
     {"cobench", "errors", "params", "hookspecs", "options", "attacks", "atomic"},
     {"api"},
     {"kinds", "plugins"},
-    {"datasets", "models", "injections", "methods", "evaluators"},       # the components
-    {"grid"},       # spec, protocols, cells, resolution
-    {"store"},      # result files, digests, provenance, consistency, weights, tables
-    {"run", "loggers"},     # the runner and training loop; run loggers (resolved like cells)
+    {"datasets", "models", "injections", "methods", "evaluators"},  # the components
+    {"grid"},  # spec, protocols, cells, resolution
+    {"store"},  # result files, digests, provenance, consistency, weights, tables
+    {"run", "loggers"},  # the runner and training loop; run loggers (resolved like cells)
     {"executors"},  # run cells somewhere: they call the run stage and write through the store
     {"cli", "testing"},
-    {"leaderboard", "boundary", "__main__"},    # features that add commands to the CLI
+    {"leaderboard", "boundary", "__main__"},  # features that add commands to the CLI
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
@@ -69,7 +70,7 @@ def upward_imports(found: list[tuple[str, Path]]) -> list[str]:
         own = unit_of(module)
         for target, line in imports_of(path):
             other = unit_of(target)
-            if other in {"hookimpl", "__version__"}:   # names defined in cobench/__init__.py
+            if other in {"hookimpl", "__version__"}:  # names defined in cobench/__init__.py
                 other = "cobench"
             if RANK[other] > RANK[own]:
                 upward.append(f"{path.name}:{line} imports {target} ({own} is below {other})")
@@ -83,13 +84,16 @@ def test_imports_point_down_the_layers():
 def test_an_upward_import_is_found_even_when_lazy(tmp_path):
     api = tmp_path / "api.py"
     api.write_text("def state():\n    from cobench.run.checkpoints import plain_state\n    return plain_state\n")
-    assert upward_imports([("cobench.api", api)]) == [
-        "api.py:2 imports cobench.run.checkpoints (api is below run)"]
+    assert upward_imports([("cobench.api", api)]) == ["api.py:2 imports cobench.run.checkpoints (api is below run)"]
 
 
 def test_no_module_imports_itself_back():
     """No circle between two modules (cobench.testing and its contracts once had one)."""
     graph = {module: {target for target, _ in imports_of(path)} for module, path in modules()}
-    circles = sorted(f"{a} <-> {b}" for a, targets in graph.items() for b in targets
-                     if a < b and a in graph.get(b, set()) and not a.startswith(b + ".") and not b.startswith(a + "."))
+    circles = sorted(
+        f"{a} <-> {b}"
+        for a, targets in graph.items()
+        for b in targets
+        if a < b and a in graph.get(b, set()) and not a.startswith(b + ".") and not b.startswith(a + ".")
+    )
     assert circles == []

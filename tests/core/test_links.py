@@ -1,4 +1,5 @@
 """Every relative link in the README, CONTRIBUTING and docs/ points at a file that exists."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Plugin loading: entry points, default list, validation, clashes, broken plugins."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import pytest
 from cobench import hookimpl
 from cobench.api import Injection, Method
 from cobench.errors import PluginError, UnknownComponentError
-from cobench.plugins import BUILTIN_PLUGINS, PluginManager, get_plugin_manager, reset_plugin_manager
+from cobench.plugins import BUILTIN_PLUGINS, get_plugin_manager, reset_plugin_manager
 
 
 def test_builtins_load_and_register_every_kind(pm):
@@ -115,7 +116,7 @@ def test_a_builtin_that_breaks_still_raises(pm):
     plugins_module.BUILTIN_PLUGINS = tuple(monkey)
     try:
         with pytest.raises(PluginError, match="boom"):
-            pm.registry
+            _ = pm.registry
     finally:
         plugins_module.BUILTIN_PLUGINS = original
 
@@ -143,6 +144,7 @@ def installed(tmp_path, monkeypatch):
             monkeypatch.delitem(sys.modules, mod, raising=False)
         reset_plugin_manager()
         return site
+
     return install
 
 
@@ -180,7 +182,9 @@ def test_third_party_entry_point_is_loaded_and_attributed(installed):
 
 
 def test_broken_entry_point_is_reported_not_fatal(installed):
-    installed("cobench-broken", {"broken": "cobench_broken_plugin"}, {"cobench_broken_plugin": "import does_not_exist\n"})
+    installed(
+        "cobench-broken", {"broken": "cobench_broken_plugin"}, {"cobench_broken_plugin": "import does_not_exist\n"}
+    )
     pm = get_plugin_manager()
     assert "broken" in pm.failures and "does_not_exist" in pm.failures["broken"]
     assert "fgsm" in pm.registry.names("methods")  # built-ins still there
@@ -220,7 +224,11 @@ def test_misspelled_hook_in_an_entry_point_is_reported_by_every_command(installe
     from cobench.cli import cli
 
     installed("cobench-typo", {"typo": "cobench_typo_plugin"}, {"cobench_typo_plugin": MISSPELLED_PLUGIN})
-    for args in (["plugins"], ["list", "methods"], ["run", "--methods", "fgsm", "--dry-run", "--seeds", "0", "--results-dir", "unused-results"]):
+    for args in (
+        ["plugins"],
+        ["list", "methods"],
+        ["run", "--methods", "fgsm", "--dry-run", "--seeds", "0", "--results-dir", "unused-results"],
+    ):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, (args, result.output, result.stderr)
         warnings = [line for line in result.stderr.splitlines() if "'typo'" in line]
@@ -237,13 +245,17 @@ def test_clash_with_a_builtin_runs_either_side(installed, tmp_path):
     from cobench.cli import cli
 
     installed("cobench-clash", {"clash": "cobench_clash_plugin"}, {"cobench_clash_plugin": CLASHING_PLUGIN})
-    result = CliRunner().invoke(cli, ["run", "--methods", "clash/fgsm", "--dry-run", "--seeds", "0", "--results-dir", "unused-results"])
+    result = CliRunner().invoke(
+        cli, ["run", "--methods", "clash/fgsm", "--dry-run", "--seeds", "0", "--results-dir", "unused-results"]
+    )
     assert result.exit_code == 0, result.stderr
     assert "clash/fgsm" in result.output and "'clash/fgsm' for the other" in result.stderr
 
 
 def test_unknown_component_names_the_plugin_that_failed_to_import(installed):
-    installed("cobench-broken", {"broken": "cobench_broken_plugin"}, {"cobench_broken_plugin": "import does_not_exist\n"})
+    installed(
+        "cobench-broken", {"broken": "cobench_broken_plugin"}, {"cobench_broken_plugin": "import does_not_exist\n"}
+    )
     with pytest.raises(UnknownComponentError) as info:
         get_plugin_manager().registry.get("methods", "clean-training")
     assert "plugin 'broken' failed to load" in info.value.message and "does_not_exist" in info.value.message

@@ -1,6 +1,7 @@
 """Per-setting exceptions of the reference protocols: the eps warm-up of the training attacks
 (N-FGSM on SVHN), N-FGSM's k under its SVHN protocol, and an evaluation step written relative to
 eps (GradAlign's eps/4); and that none of them moves the identity of existing cells."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from cobench.api import DataSplits, EvalContext, Evaluator, Method
-from cobench.grid.cell import Cell
 from cobench.errors import ConfigError
+from cobench.grid.cell import Cell
+from cobench.grid.protocols import PROTOCOLS, eval_step_at
+from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec, TrainingConfig
 from cobench.leaderboard.spec import load_leaderboard
 from cobench.options import RunOptions
-from cobench.grid.protocols import PROTOCOLS, eval_step_at
-from cobench.grid.resolve import resolve
 from cobench.run.training import CellParts, eps_warmup_scale, train
 from tests.conftest import cli_run
 
@@ -25,8 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- evaluation step rule
-@pytest.mark.parametrize("step,eps255,expected", [(2.0, 16, 2.0), (3, 8, 3.0), ("eps/4", 8, 2.0), ("eps/4", 16, 4.0),
-                                                  ("eps * 0.5", 12, 6.0), ("eps", 6, 6.0)])
+@pytest.mark.parametrize(
+    "step,eps255,expected",
+    [(2.0, 16, 2.0), (3, 8, 3.0), ("eps/4", 8, 2.0), ("eps/4", 16, 4.0), ("eps * 0.5", 12, 6.0), ("eps", 6, 6.0)],
+)
 def test_eval_step_is_a_number_or_a_rule_relative_to_eps(step, eps255, expected):
     assert eval_step_at(step, eps255) == pytest.approx(expected)
 
@@ -37,8 +40,9 @@ def test_a_bad_eval_step_rule_says_what_is_valid(step):
         eval_step_at(step, 8)
 
 
-def cells(pm, protocol: str, method: str, eps: list[float], evaluators: list[str],
-          params: tuple[str, ...] = ()) -> list[Cell]:
+def cells(
+    pm, protocol: str, method: str, eps: list[float], evaluators: list[str], params: tuple[str, ...] = ()
+) -> list[Cell]:
     spec = GridSpec(methods=[method], eps=eps, evaluators=evaluators)
     spec.override(protocol=protocol)
     for p in params:
@@ -63,13 +67,27 @@ def test_the_resolved_step_reaches_the_attack_as_eps_over_4(pm, monkeypatch):
     import cobench.evaluators.accuracy as accuracy
 
     steps = []
-    monkeypatch.setattr(accuracy, "pgd_until_fooled", lambda model, x, y, eps, **kw: steps.append((eps, kw["alpha"]))
-                        or torch.zeros_like(x))
+    monkeypatch.setattr(
+        accuracy,
+        "pgd_until_fooled",
+        lambda model, x, y, eps, **kw: steps.append((eps, kw["alpha"])) or torch.zeros_like(x),
+    )
     x, y = torch.rand(4, 1, 4, 4), torch.arange(4) % 2
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)).eval()
     for eps255, params in final_attack(pm, "grad-align", [8, 16]).items():
-        ctx = EvalContext(eps=eps255 / 255, test_x=x, test_y=y, clean_test_x=x, injection=None, num_classes=2,
-                          device=torch.device("cpu"), batch_size=4, seed=0, probe_x=x, probe_y=y)
+        ctx = EvalContext(
+            eps=eps255 / 255,
+            test_x=x,
+            test_y=y,
+            clean_test_x=x,
+            injection=None,
+            num_classes=2,
+            device=torch.device("cpu"),
+            batch_size=4,
+            seed=0,
+            probe_x=x,
+            probe_y=y,
+        )
         pm.registry.get("evaluators", "pgd-50-10")(**params).evaluate(model, ctx)
         assert steps[-1][1] == pytest.approx(steps[-1][0] / 4)
 
@@ -121,11 +139,28 @@ def test_training_attacks_follow_the_warm_up_and_evaluation_uses_the_full_eps(pm
     method, probe = EpsRecorder(), EvalEpsRecorder()
     method.replays = replays  # a replaying method (Free-AT) ramps over the same number of updates
     injection = pm.registry.get("injections", "none")()
-    ctx = EvalContext(eps=eps, test_x=x[:4], test_y=y[:4], clean_test_x=x[:4], injection=injection, num_classes=2,
-                      device=torch.device("cpu"), batch_size=4, seed=0, probe_x=x[:4], probe_y=y[:4])
+    ctx = EvalContext(
+        eps=eps,
+        test_x=x[:4],
+        test_y=y[:4],
+        clean_test_x=x[:4],
+        injection=injection,
+        num_classes=2,
+        device=torch.device("cpu"),
+        batch_size=4,
+        seed=0,
+        probe_x=x[:4],
+        probe_y=y[:4],
+    )
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
-    parts = CellParts(model=model, method=method, data=DataSplits(x, y, x[:4], y[:4], 2, (0.5,), (0.5,)),
-                      injection=injection, evaluators=[probe], eval_ctx=ctx)
+    parts = CellParts(
+        model=model,
+        method=method,
+        data=DataSplits(x, y, x[:4], y[:4], 2, (0.5,), (0.5,)),
+        injection=injection,
+        evaluators=[probe],
+        eval_ctx=ctx,
+    )
     training = {**PROTOCOLS["n-fgsm-svhn"].training_values(), "epochs": 4, "batch_size": bs, "eps_warmup_epochs": 2}
     train(parts, training, RunOptions(device="cpu"))
     # one eps per minibatch, set from the updates done before it: 8 updates of warm-up
@@ -178,20 +213,26 @@ def test_a_submission_follows_the_boards_protocol_at_its_own_eps(pm, tmp_path):
     from cobench.store.digest import with_digest
 
     toml = tmp_path / "board.toml"
-    toml.write_text('[leaderboard]\ntitle = "t"\ndescription = "d"\n[grid]\ndatasets = ["digits"]\n'
-                    'models = ["small-cnn"]\nmethods = ["fgsm"]\neps = [8, 16]\nevaluators = ["clean", "pgd-50-10"]\n'
-                    '[training]\nprotocol = "grad-align"\n')
+    toml.write_text(
+        '[leaderboard]\ntitle = "t"\ndescription = "d"\n[grid]\ndatasets = ["digits"]\n'
+        'models = ["small-cnn"]\nmethods = ["fgsm"]\neps = [8, 16]\nevaluators = ["clean", "pgd-50-10"]\n'
+        '[training]\nprotocol = "grad-align"\n'
+    )
     lb = load_leaderboard(toml)
     by_eps = {c.eps: c for c in resolve(lb.grid, pm.registry)}
     template = json.loads(next((ROOT / "leaderboards/results/digits-small-cnn").rglob("*.json")).read_text())
 
     def submission(evaluators_of: float) -> Path:
         data = json.loads(json.dumps(template))
-        data["config"] = {**by_eps[16.0].config(), "method": {"name": "my-method", "params": {}},
-                          "evaluators": by_eps[evaluators_of].evaluators}
+        data["config"] = {
+            **by_eps[16.0].config(),
+            "method": {"name": "my-method", "params": {}},
+            "evaluators": by_eps[evaluators_of].evaluators,
+        }
         data["plugins"]["methods"] = "my_plugin"
         data["provenance"]["components"]["methods"] = {
-            "my-method": {"plugin": "my_plugin", "distribution": "cobench-my-method", "version": "0.1.0"}}
+            "my-method": {"plugin": "my_plugin", "distribution": "cobench-my-method", "version": "0.1.0"}
+        }
         data["cell_id"] = data["config_hash"] = Cell.from_config(data["config"]).cell_id
         path = tmp_path / f"mine-{evaluators_of:g}.json"
         path.write_text(json.dumps(with_digest(data)))

@@ -1,4 +1,5 @@
 """Pruned PGD evaluation: same per-sample decisions as attacking every sample, less work."""
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,14 @@ EPS = 8 / 255
 
 def small_cnn(dtype: torch.dtype, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(6 * 64, 4))
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 64, 4),
+    )
     return model.to(dtype).eval()
 
 
@@ -52,8 +59,17 @@ def test_pruned_attack_classifies_fewer_samples():
     counts = {}
     for prune in (False, True):
         counter = SampleCounter(model)
-        pgd_until_fooled(model, x, y, EPS * 4, alpha=EPS, steps=6, restarts=4,
-                         generator=torch.Generator().manual_seed(0), prune=prune)
+        pgd_until_fooled(
+            model,
+            x,
+            y,
+            EPS * 4,
+            alpha=EPS,
+            steps=6,
+            restarts=4,
+            generator=torch.Generator().manual_seed(0),
+            prune=prune,
+        )
         counts[prune] = counter.samples
     assert counts[False] == 4 * (6 + 1) * len(x)  # every sample, every step and final check, every restart
     assert counts[True] < counts[False] / 2
@@ -63,10 +79,12 @@ def test_a_sample_fooled_at_any_step_stays_fooled():
     """Stopping once fooled is at least as strong as judging only the last step (same draws)."""
     model, (x, y) = small_cnn(torch.float64, seed=1), data(torch.float64, seed=1)
     for restarts in (1, 3):
-        judged_at_end = pgd(model, x, y, EPS * 4, alpha=EPS * 2, steps=8, restarts=restarts,
-                            generator=torch.Generator().manual_seed(5))
-        stopped = pgd_until_fooled(model, x, y, EPS * 4, alpha=EPS * 2, steps=8, restarts=restarts,
-                                   generator=torch.Generator().manual_seed(5))
+        judged_at_end = pgd(
+            model, x, y, EPS * 4, alpha=EPS * 2, steps=8, restarts=restarts, generator=torch.Generator().manual_seed(5)
+        )
+        stopped = pgd_until_fooled(
+            model, x, y, EPS * 4, alpha=EPS * 2, steps=8, restarts=restarts, generator=torch.Generator().manual_seed(5)
+        )
         at_end, early = fooled(model, x, y, judged_at_end), fooled(model, x, y, stopped)
         assert torch.all(early >= at_end)
         assert stopped.abs().max() <= EPS * 4 + 1e-12

@@ -1,4 +1,5 @@
 """Runner: result schema, atomic files, resume, failures that do not stop the grid."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import pytest
 
 from cobench.errors import CobenchError
 from cobench.grid.spec import GridSpec
-from cobench.store.results import SCHEMA_VERSION, flat_row, iter_results
 from cobench.run.runner import Runner
+from cobench.store.results import SCHEMA_VERSION, flat_row, iter_results
 
 
 def tiny_spec(**kw) -> GridSpec:
@@ -123,8 +124,11 @@ def test_results_dir_that_is_a_file_is_a_clear_error(tmp_path, pm):
 
 def test_unreadable_data_dir_fails_before_training(tmp_path, pm):
     with pytest.raises(CobenchError, match=r"cannot read cifar10 from data dir .*--download"):
-        Runner(tiny_spec(datasets=["cifar10"]), tmp_path / "res",
-               options={"device": "cpu", "data_dir": str(tmp_path / "nodata")}).run()
+        Runner(
+            tiny_spec(datasets=["cifar10"]),
+            tmp_path / "res",
+            options={"device": "cpu", "data_dir": str(tmp_path / "nodata")},
+        ).run()
     assert not list((tmp_path / "res").rglob("*.json"))
 
 
@@ -132,8 +136,17 @@ def test_result_files_lists_results_only_and_failed_results_carry_the_cell(tmp_p
     from cobench.grid.cell import Cell
     from cobench.store.results import failed_result, read_result, result_files, write_json, write_summary
 
-    cell = Cell({"name": "d", "params": {}}, {"name": "m", "params": {}}, {"name": "fgsm", "params": {}}, 8.0,
-                {"name": "none", "params": {}}, 0.0, 3, {"epochs": 1}, [])
+    cell = Cell(
+        {"name": "d", "params": {}},
+        {"name": "m", "params": {}},
+        {"name": "fgsm", "params": {}},
+        8.0,
+        {"name": "none", "params": {}},
+        0.0,
+        3,
+        {"epochs": 1},
+        [],
+    )
     try:
         raise RuntimeError("worker lost")
     except RuntimeError as exc:

@@ -1,24 +1,24 @@
 """Each idea in one place: the kinds table, the docs that describe it, resolution, run
 options, the evaluation helper and the shared run report."""
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 import pytest
-import torch
 from rich.console import Console
 from torch import nn
 
 from cobench import hookspecs
 from cobench.api import Component, Evaluator, Method
+from cobench.cli.run_flags import report_run
 from cobench.errors import CobenchError, ConfigError
-from cobench.run.evaluation import run_evaluators
+from cobench.grid.resolve import resolve, resolved_params
 from cobench.grid.spec import GridSpec
 from cobench.kinds import GRID_KINDS, KINDS, kind, singular
 from cobench.options import RunOptions
-from cobench.grid.resolve import resolve, resolved_params
-from cobench.cli.run_flags import report_run
+from cobench.run.evaluation import run_evaluators
 from cobench.run.runner import RunSummary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +95,10 @@ def test_resolve_leaves_the_spec_as_the_user_wrote_it(pm):
     cells = resolve(spec, pm.registry)
     assert repr(spec) == before
     assert [(c.injection["name"], c.beta, c.injected) for c in cells] == [
-        ("none", 0.0, False), ("low-freq", 4.0, True), ("low-freq", 8.0, True)]
+        ("none", 0.0, False),
+        ("low-freq", 4.0, True),
+        ("low-freq", 8.0, True),
+    ]
 
 
 # --------------------------------------------------------------------------- run options
@@ -131,13 +134,18 @@ def test_run_evaluators_merges_in_eval_mode_and_restores_train_mode():
     assert got == {"epoch": 1, "a": 1, "b": 2} and modes == [False, False] and model.training
 
 
-@pytest.mark.parametrize("reported, evaluators, owner", [
-    ({}, [Reports({"a": 1}), Reports({"a": 2})], "'reports'"),
-    ({"train_loss": 0.1}, [Reports({"train_loss": 9})], "'the training loop'"),
-])
+@pytest.mark.parametrize(
+    "reported, evaluators, owner",
+    [
+        ({}, [Reports({"a": 1}), Reports({"a": 2})], "'reports'"),
+        ({"train_loss": 0.1}, [Reports({"train_loss": 9})], "'the training loop'"),
+    ],
+)
 def test_a_metric_reported_twice_is_an_error_naming_both(reported, evaluators, owner):
     model = nn.Linear(2, 2)
-    with pytest.raises(CobenchError, match=rf"evaluator 'reports' reports metric\(s\) \[.*\] already reported by {owner}"):
+    with pytest.raises(
+        CobenchError, match=rf"evaluator 'reports' reports metric\(s\) \[.*\] already reported by {owner}"
+    ):
         run_evaluators(model, evaluators, lambda ev: ev.evaluate(model, None), reported)
 
 
@@ -146,11 +154,14 @@ def summary(**kw) -> RunSummary:
     return RunSummary(**{"ran": 2, "skipped": 1, **kw})
 
 
-@pytest.mark.parametrize("run, status, fragment", [
-    (summary(), 0, "2 cells run, 1 already finished, 0 failed; results in out/"),
-    (summary(failed=[{"cell_id": "abc", "error": {"message": "boom"}}]), 1, "failed abc: boom"),
-    (summary(interrupted=True), 130, "interrupted: finished cells are saved"),
-])
+@pytest.mark.parametrize(
+    "run, status, fragment",
+    [
+        (summary(), 0, "2 cells run, 1 already finished, 0 failed; results in out/"),
+        (summary(failed=[{"cell_id": "abc", "error": {"message": "boom"}}]), 1, "failed abc: boom"),
+        (summary(interrupted=True), 130, "interrupted: finished cells are saved"),
+    ],
+)
 def test_report_run_prints_and_returns_the_exit_status(run, status, fragment):
     console = Console(record=True, width=200)
     assert report_run(run, "out", console) == status

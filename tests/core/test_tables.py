@@ -1,4 +1,5 @@
 """The run table: aggregation over seeds and the columns it shows."""
+
 from __future__ import annotations
 
 from rich.console import Console
@@ -7,8 +8,20 @@ from cobench.store.tables import aggregate, summary_tables
 
 
 def row(seed: int, **metrics: float) -> dict:
-    return {"status": "ok", "dataset": "digits", "model": "small-cnn", "injection": "none", "beta": 0.0,
-            "method": "fgsm", "eps": 8.0, "seed": seed, "clean_acc": 0.9, "fgsm_acc": 0.5, "pgd_acc": 0.4, **metrics}
+    return {
+        "status": "ok",
+        "dataset": "digits",
+        "model": "small-cnn",
+        "injection": "none",
+        "beta": 0.0,
+        "method": "fgsm",
+        "eps": 8.0,
+        "seed": seed,
+        "clean_acc": 0.9,
+        "fgsm_acc": 0.5,
+        "pgd_acc": 0.4,
+        **metrics,
+    }
 
 
 def rendered(rows: list[dict]) -> str:

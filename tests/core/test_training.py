@@ -1,13 +1,14 @@
 """The training loop: LR schedule, augmentation, pass counting, NaN handling."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cobench.grid.spec import GridSpec
-from cobench.run.runner import execute_cell
 from cobench.grid.protocols import get_protocol
 from cobench.grid.resolve import resolve
+from cobench.grid.spec import GridSpec
+from cobench.run.runner import execute_cell
 from cobench.run.training import make_scheduler, random_crop_flip
 
 TINY = {"epochs": 1, "batch_size": 128, "lr_max": 0.1, "probe_size": 64}
@@ -67,7 +68,7 @@ def test_random_crop_matches_a_manual_crop_of_the_padded_image():
     ox = torch.randint(0, 5, (2,), generator=g)
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(2):
-        assert torch.equal(out[i], padded[i, :, oy[i]:oy[i] + 5, ox[i]:ox[i] + 5])
+        assert torch.equal(out[i], padded[i, :, oy[i] : oy[i] + 5, ox[i] : ox[i] + 5])
 
 
 def test_flip_mirrors_about_half_the_images():

@@ -1,5 +1,6 @@
 """A result that cannot be written mid-run (full disk, read-only directory) is kept elsewhere,
 named in one line, and the run stops cleanly with a non-zero exit."""
+
 from __future__ import annotations
 
 import errno
@@ -13,8 +14,8 @@ import cobench.run.claims
 import cobench.run.runner
 from cobench.errors import CobenchError
 from cobench.options import NoProgress
-from cobench.store.results import iter_results
 from cobench.run.runner import Runner
+from cobench.store.results import iter_results
 from cobench.testing import tiny_grid_spec
 from tests.conftest import cli_run
 
@@ -49,12 +50,33 @@ def rescued(spare):
 
 
 def test_a_full_disk_keeps_the_trained_result_says_where_in_one_line_and_stops(full_disk, spare_dir, pm):
-    out = cli_run(["run", "--methods", "fgsm", "--eps", "8", "--seeds", "0,1", "--epochs", "1", "--evaluators", "clean",
-                   "--param", "models.small-cnn.width=4", "--param", "datasets.digits.size=8", "--device", "cpu",
-                   "--results-dir", str(full_disk)], terminal_width=400)
+    out = cli_run(
+        [
+            "run",
+            "--methods",
+            "fgsm",
+            "--eps",
+            "8",
+            "--seeds",
+            "0,1",
+            "--epochs",
+            "1",
+            "--evaluators",
+            "clean",
+            "--param",
+            "models.small-cnn.width=4",
+            "--param",
+            "datasets.digits.size=8",
+            "--device",
+            "cpu",
+            "--results-dir",
+            str(full_disk),
+        ],
+        terminal_width=400,
+    )
     assert out.exit_code == 1, out.output
     assert "Traceback" not in out.output and "Error:" not in out.output
-    (line,) = [l for l in out.output.splitlines() if l.startswith("stopped:")]
+    (line,) = [text for text in out.output.splitlines() if text.startswith("stopped:")]
     assert "could not write the result of digits-small-cnn/fgsm/eps8-none-beta0-seed0-" in line
     assert "No space left on device (errno 28); the result is saved in " + str(spare_dir) in line
     result = rescued(spare_dir)  # the one cell that trained; the second never started
@@ -95,8 +117,11 @@ def test_a_claim_that_cannot_be_written_is_a_clear_error_and_keeps_finished_cell
         return real(path, interruptions)
 
     monkeypatch.setattr(cobench.run.claims, "create_claim", create_claim)
-    with pytest.raises(CobenchError, match=r"cannot claim eps8-.*: No space left on device \(errno 28\); the results "
-                                           r"directory must be writable"):
+    with pytest.raises(
+        CobenchError,
+        match=r"cannot claim eps8-.*: No space left on device \(errno 28\); the results "
+        r"directory must be writable",
+    ):
         Runner(tiny_grid_spec(["fgsm"], seeds=[0, 1]), tmp_path, options={"device": "cpu"}).run()
     assert [r["status"] for _, r in iter_results(tmp_path)] == ["ok"]
     assert not list(tmp_path.rglob("*.claim"))

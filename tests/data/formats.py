@@ -1,4 +1,5 @@
 """Writers of tiny datasets in each real on-disk format (used by the dataset tests)."""
+
 from __future__ import annotations
 
 import gzip
@@ -29,8 +30,14 @@ def write_cifar10(root: Path, n_train: int = 20, n_test: int = 10) -> None:
     x, y = class_images(n_train, (3, 32, 32), 10)
     for i, part in enumerate(np.array_split(np.arange(n_train), 5), start=1):
         with open(d / f"data_batch_{i}", "wb") as f:
-            pickle.dump({"batch_label": f"training batch {i} of 5", "data": x[part].reshape(len(part), -1),
-                         "labels": y[part].tolist()}, f)
+            pickle.dump(
+                {
+                    "batch_label": f"training batch {i} of 5",
+                    "data": x[part].reshape(len(part), -1),
+                    "labels": y[part].tolist(),
+                },
+                f,
+            )
     xt, yt = class_images(n_test, (3, 32, 32), 10, seed=1)
     with open(d / "test_batch", "wb") as f:
         pickle.dump({"data": xt.reshape(n_test, -1), "labels": yt.tolist()}, f)
@@ -46,9 +53,13 @@ def write_cifar100(root: Path, n_train: int = 30, n_test: int = 10) -> None:
         x, _ = class_images(n, (3, 32, 32), 10, seed)
         fine = (np.arange(n) * 37) % 100
         with open(d / name, "wb") as f:
-            pickle.dump({"data": x.reshape(n, -1), "fine_labels": fine.tolist(), "coarse_labels": (fine // 5).tolist()}, f)
+            pickle.dump(
+                {"data": x.reshape(n, -1), "fine_labels": fine.tolist(), "coarse_labels": (fine // 5).tolist()}, f
+            )
     with open(d / "meta", "wb") as f:
-        pickle.dump({"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]}, f)
+        pickle.dump(
+            {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]}, f
+        )
 
 
 def write_svhn(root: Path, n_train: int = 20, n_test: int = 10) -> None:
@@ -84,8 +95,9 @@ def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 20, n_test: in
                 path.write_bytes(data)
 
 
-def write_imagefolder(root: Path, classes=("cat", "dog", "emu"), per_class: int = 6, size=(12, 12),
-                      mode: str = "RGB", test_sizes=None) -> None:
+def write_imagefolder(
+    root: Path, classes=("cat", "dog", "emu"), per_class: int = 6, size=(12, 12), mode: str = "RGB", test_sizes=None
+) -> None:
     """train/<class>/*.png and test/<class>/*.png written with PIL."""
     from PIL import Image
 
@@ -104,8 +116,15 @@ def write_imagefolder(root: Path, classes=("cat", "dog", "emu"), per_class: int 
                 img.save(d / f"{i}.png")
 
 
-def write_npz(path: Path, layout: str = "nhwc", dtype: str = "uint8", n_train: int = 24, n_test: int = 12,
-              shape=(8, 8, 3), classes: int = 4) -> None:
+def write_npz(
+    path: Path,
+    layout: str = "nhwc",
+    dtype: str = "uint8",
+    n_train: int = 24,
+    n_test: int = 12,
+    shape=(8, 8, 3),
+    classes: int = 4,
+) -> None:
     x, y = class_images(n_train, shape, classes)
     xt, yt = class_images(n_test, shape, classes, seed=1)
     if layout == "nchw":

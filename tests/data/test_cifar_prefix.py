@@ -1,6 +1,7 @@
 """A CIFAR subset defined as the first N images of each official batch file: the full files and a
 re-pickled copy holding only those rows give the same arrays and the same fingerprints, and a
 different selection or a damaged copy is refused naming the file."""
+
 from __future__ import annotations
 
 import pickle
@@ -24,8 +25,9 @@ def load(pm, name: str, data_dir: Path, **params):
     return pm.registry.get("datasets", name)(**params).load(DataContext(data_dir=str(data_dir), download=False, seed=0))
 
 
-def write_prefix_copy(full: Path, copy: Path, n: int, folder: str = "cifar-10-batches-py",
-                      files: list[str] = FILES) -> None:
+def write_prefix_copy(
+    full: Path, copy: Path, n: int, folder: str = "cifar-10-batches-py", files: list[str] = FILES
+) -> None:
     """What ../shared/data/cifar10-prefix is: each file's first n rows, pickled anew (protocol 4)."""
     (copy / folder).mkdir(parents=True)
     for name in files:
@@ -67,7 +69,8 @@ def test_the_full_files_and_a_prefix_copy_give_the_same_selection(pm, full_and_p
     assert from_full.train_y.equal(everything.train_y[keep])
     assert from_full.test_x.equal(everything.test_x[:4])
     assert sorted(prints) == sorted(FILES) and prints == prefix_fingerprints(
-        pm.registry.get("datasets", "cifar10")(first_per_file=4), str(copy))
+        pm.registry.get("datasets", "cifar10")(first_per_file=4), str(copy)
+    )
 
 
 def test_the_prefix_copy_fails_the_published_checksums(pm, full_and_prefix):
@@ -79,9 +82,11 @@ def test_the_prefix_copy_fails_the_published_checksums(pm, full_and_prefix):
 def test_another_selection_is_refused_naming_the_file(pm, full_and_prefix):
     full, copy = full_and_prefix
     prints = prefix_fingerprints(pm.registry.get("datasets", "cifar10")(first_per_file=4), str(full))
-    with pytest.raises(ChecksumError, match=r"cifar10: '.*cifar-10-batches-py/data_batch_1': its first 3 images and "
-                                            r"labels have fingerprint sha256:[0-9a-f]{64}, but the definition expects "
-                                            + prints["data_batch_1"]):
+    with pytest.raises(
+        ChecksumError,
+        match=r"cifar10: '.*cifar-10-batches-py/data_batch_1': its first 3 images and "
+        r"labels have fingerprint sha256:[0-9a-f]{64}, but the definition expects " + prints["data_batch_1"],
+    ):
         load(pm, "cifar10", copy, first_per_file=3, verify_checksums=False, fingerprints=prints)
 
 
@@ -94,7 +99,9 @@ def test_a_damaged_copy_is_refused_naming_the_file(pm, full_and_prefix):
     entry["data"][2, 100] ^= 1  # one bit of one pixel
     with open(path, "wb") as f:
         pickle.dump(entry, f, protocol=4)
-    with pytest.raises(ChecksumError, match=r"data_batch_3': its first 4 images .* a different selection or a damaged copy"):
+    with pytest.raises(
+        ChecksumError, match=r"data_batch_3': its first 4 images .* a different selection or a damaged copy"
+    ):
         load(pm, "cifar10", copy, first_per_file=4, verify_checksums=False, fingerprints=prints)
     entry["data"][2, 100] ^= 1
     entry["labels"][1] = (entry["labels"][1] + 1) % 10  # labels are fingerprinted too
@@ -141,11 +148,14 @@ def test_the_shared_prefix_copy_matches_its_own_fingerprints(pm):
         assert len(data.train_x) == 5000 and len(data.test_x) == 1000
 
 
-@pytest.mark.parametrize("data, fragment", [
-    (lambda x: x.astype(np.int64) + 300, "holds pixel values of type int64 outside 0..255"),
-    (lambda x: x.astype(np.float32) / 255, "holds pixel values of type float32 outside 0..255"),
-    (lambda x: x[:3], "holds data of shape (3, 3072) and 4 labels"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (lambda x: x.astype(np.int64) + 300, "holds pixel values of type int64 outside 0..255"),
+        (lambda x: x.astype(np.float32) / 255, "holds pixel values of type float32 outside 0..255"),
+        (lambda x: x[:3], "holds data of shape (3, 3072) and 4 labels"),
+    ],
+)
 def test_a_copy_with_bad_pixels_or_counts_is_named(pm, full_and_prefix, data, fragment):
     """Read unverified, a re-packed file whose pixels a uint8 cast would wrap, or whose image and
     label counts differ, is refused naming the file."""

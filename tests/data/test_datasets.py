@@ -1,4 +1,5 @@
 """Datasets in their real on-disk formats: tiny files written here, loaded, trained one epoch."""
+
 from __future__ import annotations
 
 import pickle
@@ -9,9 +10,9 @@ import torch
 
 from cobench.api import DataContext
 from cobench.errors import CobenchError
+from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec
 from cobench.run.runner import execute_cell
-from cobench.grid.resolve import resolve
 
 from . import formats
 
@@ -31,8 +32,14 @@ def load(pm, spec: str, data_dir, download: bool = False, **params):
 
 
 def train_one_epoch(pm, dataset: str, data_dir, **training) -> dict:
-    spec = GridSpec(datasets=[dataset], methods=["fgsm"], eps=[8], injections=["low-freq"], betas=[8],
-                    evaluators=["clean", "no-injection-acc"])
+    spec = GridSpec(
+        datasets=[dataset],
+        methods=["fgsm"],
+        eps=[8],
+        injections=["low-freq"],
+        betas=[8],
+        evaluators=["clean", "no-injection-acc"],
+    )
     spec.override(epochs=1, batch_size=8, probe_size=8, **training)
     spec.set_param("models.small-cnn.width=4")
     from cobench.grid.spec import split_spec
@@ -109,8 +116,13 @@ def test_fashion_mnist_reads_its_own_folder_and_trains(pm, tmp_path):
 
 # --------------------------------------------------------------------------- errors of the torchvision formats
 def test_missing_data_names_the_path_layout_and_download(pm, tmp_path):
-    for name, layout in (("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"),
-                         ("svhn", "train_32x32.mat"), ("mnist", "MNIST/raw"), ("fashion-mnist", "FashionMNIST/raw")):
+    for name, layout in (
+        ("cifar10", "cifar-10-batches-py"),
+        ("cifar100", "cifar-100-python"),
+        ("svhn", "train_32x32.mat"),
+        ("mnist", "MNIST/raw"),
+        ("fashion-mnist", "FashionMNIST/raw"),
+    ):
         with pytest.raises(CobenchError) as err:
             load(pm, name, tmp_path / "nowhere")
         msg = str(err.value.message)
@@ -122,8 +134,11 @@ def test_truncated_cifar_pickle_is_a_clear_error(pm, tmp_path):
     formats.write_cifar10(tmp_path)
     batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
     batch.write_bytes(batch.read_bytes()[:100])
-    with pytest.raises(CobenchError, match=r"cifar10 files in data dir .* are corrupt or unreadable "
-                                           r"\('.*data_batch_3' fails to parse\): UnpicklingError.*cifar-10-batches-py"):
+    with pytest.raises(
+        CobenchError,
+        match=r"cifar10 files in data dir .* are corrupt or unreadable "
+        r"\('.*data_batch_3' fails to parse\): UnpicklingError.*cifar-10-batches-py",
+    ):
         load(pm, "cifar10", tmp_path)
 
 
@@ -131,7 +146,9 @@ def test_cifar_pickle_with_wrong_keys_is_a_clear_error(pm, tmp_path):
     formats.write_cifar100(tmp_path)
     with open(tmp_path / "cifar-100-python" / "test", "wb") as f:
         pickle.dump({"images": np.zeros((2, 3072), np.uint8)}, f)
-    with pytest.raises(CobenchError, match=r"corrupt or unreadable \('.*cifar-100-python/test' fails to parse\): KeyError"):
+    with pytest.raises(
+        CobenchError, match=r"corrupt or unreadable \('.*cifar-100-python/test' fails to parse\): KeyError"
+    ):
         load(pm, "cifar100", tmp_path)
 
 

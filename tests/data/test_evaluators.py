@@ -1,4 +1,5 @@
 """Evaluators: AutoAttack, the PGD-50-10 preset, carrier/no-injection accuracy, gradient alignment, LLE."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,8 @@ from torch import nn
 from cobench.api import EvalContext, InjectionContext
 from cobench.attacks import accuracy, uniform_like
 from cobench.evaluators.linearity import elle_error, gradient_alignment, linearity_error, llr_gamma
-from cobench.run.evaluation import evaluation_mode
 from cobench.grid.resolve import resolve
+from cobench.run.evaluation import evaluation_mode
 
 
 class MatchedFilter(nn.Module):
@@ -31,12 +32,25 @@ def linear_model(classes: int, shape=(1, 8, 8), seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(shape)), classes))
 
 
-def eval_ctx(pm, injection: str, x, y, classes: int, beta: float = 8 / 255, eps: float = 8 / 255, **params) -> EvalContext:
+def eval_ctx(
+    pm, injection: str, x, y, classes: int, beta: float = 8 / 255, eps: float = 8 / 255, **params
+) -> EvalContext:
     inj = pm.registry.get("injections", injection)(**params)
     inj.prepare(InjectionContext(beta=beta, num_classes=classes, image_shape=tuple(x.shape[1:]), seed=0), x, y)
     test_x = inj.apply(x, y)
-    return EvalContext(eps=eps, test_x=test_x, test_y=y, clean_test_x=x, injection=inj, num_classes=classes,
-                       device=torch.device("cpu"), batch_size=16, seed=0, probe_x=test_x[:8], probe_y=y[:8])
+    return EvalContext(
+        eps=eps,
+        test_x=test_x,
+        test_y=y,
+        clean_test_x=x,
+        injection=inj,
+        num_classes=classes,
+        device=torch.device("cpu"),
+        batch_size=16,
+        seed=0,
+        probe_x=test_x[:8],
+        probe_y=y[:8],
+    )
 
 
 def evaluate(pm, name: str, model, ctx, **params):
@@ -46,8 +60,10 @@ def evaluate(pm, name: str, model, ctx, **params):
 
 
 # --------------------------------------------------------------------------- carrier / no-injection accuracy
-@pytest.mark.parametrize("injection, expected", [("low-freq", 1.0), ("low-freq-sub", 0.0), ("perp", 1.0),
-                                                 ("high-freq", 1.0), ("random", 1.0)])
+@pytest.mark.parametrize(
+    "injection, expected",
+    [("low-freq", 1.0), ("low-freq-sub", 0.0), ("perp", 1.0), ("high-freq", 1.0), ("random", 1.0)],
+)
 def test_carrier_accuracy_of_a_matched_filter(pm, injection, expected):
     k, shape = 10, (3, 8, 8)
     x, y = torch.rand(20, *shape), torch.arange(20) % k
@@ -91,7 +107,7 @@ def test_gradient_alignment_of_a_binary_linear_model_is_one(pm):
 def test_gradient_alignment_of_a_quadratic_loss_matches_hand_computation():
     # l(x) = ||x||^2 / 2 has gradient x: the alignment is cos(x, x + eta)
     x = torch.rand(6, 2, 3, 3, dtype=torch.float64)
-    loss = lambda z: 0.5 * (z ** 2).flatten(1).sum(1)  # noqa: E731
+    loss = lambda z: 0.5 * (z**2).flatten(1).sum(1)  # noqa: E731
     eps = 0.3
     cos = gradient_alignment(loss, x, eps, torch.Generator().manual_seed(7))
     eta = uniform_like(x, -eps, eps, torch.Generator().manual_seed(7))
@@ -117,13 +133,13 @@ def test_linearity_error_is_zero_for_a_linear_loss_and_exact_for_a_quadratic():
     w = torch.randn(12, generator=g, dtype=torch.float64)
     assert linearity_error(lambda z: z @ w + 3.0, x_a, x_b, alpha).abs().max() < 1e-12
     # ||(1-a) x_a + a x_b||^2 - (1-a)||x_a||^2 - a||x_b||^2 = -a (1-a) ||x_a - x_b||^2
-    err = linearity_error(lambda z: (z ** 2).sum(1), x_a, x_b, alpha)
+    err = linearity_error(lambda z: (z**2).sum(1), x_a, x_b, alpha)
     assert torch.allclose(err, -alpha * (1 - alpha) * ((x_a - x_b) ** 2).sum(1), atol=1e-12)
 
 
 def test_elle_error_replays_its_draws_from_the_eps_ball():
     x, eps = torch.rand(4, 3, 2, 2, dtype=torch.float64), 0.1
-    loss = lambda z: (z ** 2).flatten(1).sum(1)  # noqa: E731
+    loss = lambda z: (z**2).flatten(1).sum(1)  # noqa: E731
     got = elle_error(loss, x, eps, torch.Generator().manual_seed(3), draws=2)
     g = torch.Generator().manual_seed(3)
     expected = torch.zeros(4, dtype=torch.float64)
@@ -140,8 +156,10 @@ def test_llr_gamma_is_zero_for_linear_and_half_d_eps_squared_for_a_quadratic():
     w = torch.randn(16, dtype=torch.float64)
     assert llr_gamma(lambda z: z.flatten(1) @ w, x, eps).abs().max() < 1e-12
     # l = ||x||^2 / 2: l(x+d) - l(x) - d.grad = ||d||^2 / 2, largest at the ball's corners: d * eps^2 / 2
-    gamma = llr_gamma(lambda z: 0.5 * (z ** 2).flatten(1).sum(1), x, eps, steps=8, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(gamma, torch.full((3,), 16 * eps ** 2 / 2, dtype=torch.float64), atol=1e-14)
+    gamma = llr_gamma(
+        lambda z: 0.5 * (z**2).flatten(1).sum(1), x, eps, steps=8, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.allclose(gamma, torch.full((3,), 16 * eps**2 / 2, dtype=torch.float64), atol=1e-14)
 
 
 def test_lle_evaluator_is_positive_for_a_curved_model_and_zero_for_a_constant_loss(pm):
@@ -210,12 +228,16 @@ def exact_linear_robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Ten
     return robust.double().mean().item()
 
 
-@pytest.mark.parametrize("version, classes, eps255, expected_attacks", [
-    ("fast", 10, 16, ["apgd-ce", "apgd-t"]),
-    ("standard", 3, 16, ["apgd-ce", "fab-t", "square"]),  # APGD-T needs >= 4 classes: dropped and recorded
-])
-def test_autoattack_on_cpu_finds_the_exact_robust_accuracy_of_a_linear_model(pm, version, classes, eps255,
-                                                                             expected_attacks):
+@pytest.mark.parametrize(
+    "version, classes, eps255, expected_attacks",
+    [
+        ("fast", 10, 16, ["apgd-ce", "apgd-t"]),
+        ("standard", 3, 16, ["apgd-ce", "fab-t", "square"]),  # APGD-T needs >= 4 classes: dropped and recorded
+    ],
+)
+def test_autoattack_on_cpu_finds_the_exact_robust_accuracy_of_a_linear_model(
+    pm, version, classes, eps255, expected_attacks
+):
     torch.manual_seed(0)
     n = 24
     x, y = torch.rand(n, 1, 8, 8), torch.arange(n) % classes
@@ -227,8 +249,9 @@ def test_autoattack_on_cpu_finds_the_exact_robust_accuracy_of_a_linear_model(pm,
             model[1].weight[k] += 0.5 * (x[y == k].flatten(1).mean(0) - x.flatten(1).mean(0))
     eps = eps255 / 255
     ctx = eval_ctx(pm, "none", x, y, classes, eps=eps)
-    out = evaluate(pm, "autoattack", model, ctx, version=version, n_iter=20, n_samples=n,
-                   seed=3 if version == "fast" else None)
+    out = evaluate(
+        pm, "autoattack", model, ctx, version=version, n_iter=20, n_samples=n, seed=3 if version == "fast" else None
+    )
     info = out["autoattack_info"]
     assert info["backend"] == "pyautoattack" and info["backend_version"] == __import__("pyautoattack").__version__
     assert info["version"] == version and info["attacks"] == expected_attacks
@@ -252,16 +275,21 @@ def test_autoattack_rejects_unknown_versions(pm):
 # --------------------------------------------------------------------------- through the runner
 def test_analyses_run_per_epoch_and_at_the_end_in_a_cell(pm, tmp_path):
     from cobench.grid.spec import GridSpec
-    from cobench.store.results import flat_row
     from cobench.run.runner import execute_cell
+    from cobench.store.results import flat_row
 
     from . import formats
 
     path = tmp_path / "d.npz"
     formats.write_npz(path, shape=(8, 8), classes=4, n_train=32, n_test=16)
-    spec = GridSpec(datasets=[f"npz:{path}"], methods=["fgsm"], eps=[8], injections=["perp"], betas=[16],
-                    evaluators=["clean", "carrier-acc", "no-injection-acc", "grad-align", "lle", "pgd-50-10",
-                                "autoattack"])
+    spec = GridSpec(
+        datasets=[f"npz:{path}"],
+        methods=["fgsm"],
+        eps=[8],
+        injections=["perp"],
+        betas=[16],
+        evaluators=["clean", "carrier-acc", "no-injection-acc", "grad-align", "lle", "pgd-50-10", "autoattack"],
+    )
     spec.override(epochs=2, batch_size=8, probe_size=8)
     spec.set_param("models.small-cnn.width=4")
     spec.set_param("evaluators.pgd-50-10.steps=2")

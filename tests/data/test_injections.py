@@ -1,4 +1,5 @@
 """Carriers for any image shape and class count, and the injections built on them."""
+
 from __future__ import annotations
 
 import math
@@ -7,12 +8,25 @@ import pytest
 import torch
 
 from cobench.api import InjectionContext
-from cobench.injections.carriers import (
-    CarrierError, PAPER_PM_FREQUENCIES, dct2, dct_basis, dct_carriers, dct_matrix, idct2, low_pass, low_pass_mask,
-    orthonormal_basis, pm_carriers, project_out, random_carriers, sign_pattern, zigzag,
-)
 from cobench.errors import CobenchError, ConfigError
 from cobench.grid.resolve import resolve
+from cobench.injections.carriers import (
+    PAPER_PM_FREQUENCIES,
+    CarrierError,
+    dct2,
+    dct_basis,
+    dct_carriers,
+    dct_matrix,
+    idct2,
+    low_pass,
+    low_pass_mask,
+    orthonormal_basis,
+    pm_carriers,
+    project_out,
+    random_carriers,
+    sign_pattern,
+    zigzag,
+)
 
 SHAPES = [(3, 32, 32), (1, 28, 28), (3, 9, 7), (4, 5, 6), (1, 4, 4)]
 
@@ -175,13 +189,34 @@ def test_low_pass_rejects_bad_parameters():
 # --------------------------------------------------------------------------- injections
 def test_at_least_eight_injections_are_registered(pm):
     names = set(pm.registry.names("injections"))
-    assert {"none", "low-freq", "high-freq", "random", "perp", "low-freq-sub", "high-freq-sub", "random-sub",
-            "perp-sub", "low-freq-pm", "low-pass"} <= names
+    assert {
+        "none",
+        "low-freq",
+        "high-freq",
+        "random",
+        "perp",
+        "low-freq-sub",
+        "high-freq-sub",
+        "random-sub",
+        "perp-sub",
+        "low-freq-pm",
+        "low-pass",
+    } <= names
 
 
-@pytest.mark.parametrize("name, sign", [("low-freq", 1), ("high-freq", 1), ("random", 1), ("low-freq-pm", 1),
-                                        ("low-freq-sub", -1), ("high-freq-sub", -1), ("random-sub", -1),
-                                        ("low-freq-pm-sub", -1)])
+@pytest.mark.parametrize(
+    "name, sign",
+    [
+        ("low-freq", 1),
+        ("high-freq", 1),
+        ("random", 1),
+        ("low-freq-pm", 1),
+        ("low-freq-sub", -1),
+        ("high-freq-sub", -1),
+        ("random-sub", -1),
+        ("low-freq-pm-sub", -1),
+    ],
+)
 @pytest.mark.parametrize("shape", [(3, 8, 8), (1, 7, 5)])
 def test_additive_and_subtractive_injections_move_by_exactly_beta_without_clamp(pm, name, sign, shape):
     beta = 12 / 255
@@ -322,8 +357,8 @@ def test_low_pass_trains_without_a_box_clamp_unless_asked(pm):
 
 def test_low_pass_cell_trains_unclamped_fgsm_through_the_filter(pm):
     from cobench.attacks import fgsm
-    from cobench.grid.spec import GridSpec
     from cobench.grid.resolve import resolve
+    from cobench.grid.spec import GridSpec
     from cobench.run.runner import execute_cell
 
     spec = GridSpec(methods=["fgsm"], eps=[16], injections=["low-pass"], evaluators=["clean"])
@@ -360,10 +395,16 @@ def test_injection_with_too_many_classes_fails_the_cell_with_a_clear_message(pm,
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"
     # 5x5 (cobench takes 4x4 and up): 24 non-DC frequencies for 25 classes
-    np.savez(path, x_train=rng.integers(0, 256, (50, 5, 5, 1), dtype=np.uint8), y_train=np.arange(50) % 25,
-             x_test=rng.integers(0, 256, (25, 5, 5, 1), dtype=np.uint8), y_test=np.arange(25))
-    spec = GridSpec(datasets=[f"npz:{path}"], methods=["fgsm"], eps=[8], injections=["low-freq"], betas=[8],
-                    evaluators=["clean"])
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (50, 5, 5, 1), dtype=np.uint8),
+        y_train=np.arange(50) % 25,
+        x_test=rng.integers(0, 256, (25, 5, 5, 1), dtype=np.uint8),
+        y_test=np.arange(25),
+    )
+    spec = GridSpec(
+        datasets=[f"npz:{path}"], methods=["fgsm"], eps=[8], injections=["low-freq"], betas=[8], evaluators=["clean"]
+    )
     spec.override(epochs=1, batch_size=8)
     (cell,) = resolve(spec, pm.registry)
     result = execute_cell(cell.config(), {"device": "cpu"})

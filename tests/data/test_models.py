@@ -1,12 +1,13 @@
 """Models: timm by name, WideResNet, and the built-ins, for any channels, size and class count."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from cobench.errors import ConfigError
-from cobench.grid.spec import GridSpec
 from cobench.grid.resolve import resolve
+from cobench.grid.spec import GridSpec
 
 
 def build(pm, spec: str, classes: int, shape, **params):
@@ -19,8 +20,15 @@ def build(pm, spec: str, classes: int, shape, **params):
     return cls(**params).build(num_classes=classes, image_shape=shape)
 
 
-@pytest.mark.parametrize("spec, params", [("timm:test_resnet", {}), ("wrn-28-10", {"depth": 10, "width": 1}),
-                                          ("small-cnn", {"width": 4}), ("preact-resnet18", {"width": 4})])
+@pytest.mark.parametrize(
+    "spec, params",
+    [
+        ("timm:test_resnet", {}),
+        ("wrn-28-10", {"depth": 10, "width": 1}),
+        ("small-cnn", {"width": 4}),
+        ("preact-resnet18", {"width": 4}),
+    ],
+)
 @pytest.mark.parametrize("shape, classes", [((1, 16, 16), 3), ((3, 16, 16), 10), ((3, 20, 12), 17)])
 def test_models_give_k_logits_for_1_and_3_channel_inputs(pm, spec, params, shape, classes):
     net = build(pm, spec, classes, shape, **params)

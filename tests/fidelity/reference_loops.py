@@ -11,6 +11,7 @@ with three changes that only make the runs comparable:
   normalised units (``delta[:, j].uniform_(-eps_j, eps_j)``), which is the same distribution;
 * no apex/amp, no ``.cuda()``, no logging or evaluation.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +40,9 @@ class Normalizer(nn.Module):
 
 def cyclic(opt, lr_max, lr_steps, peak=0.5):
     """``CyclicLR(opt, base_lr=0, max_lr, step_size_up=lr_steps / 2, step_size_down=lr_steps / 2)``."""
-    return torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.0, max_lr=lr_max, step_size_up=lr_steps * peak,
-                                             step_size_down=lr_steps * (1 - peak))
+    return torch.optim.lr_scheduler.CyclicLR(
+        opt, base_lr=0.0, max_lr=lr_max, step_size_up=lr_steps * peak, step_size_down=lr_steps * (1 - peak)
+    )
 
 
 # --------------------------------------------------------------------------- gortizji/co_features
@@ -53,7 +55,14 @@ class FGSM:
     """attacks/__init__.py FGSM (and RSFGSM / NFGSM through init_delta)."""
 
     def __init__(self, epsilon, alpha, clip_delta=True, clip_box=True, unif=0.0, g=None):
-        self.epsilon, self.alpha, self.clip_delta, self.clip_box, self.unif, self.g = epsilon, alpha, clip_delta, clip_box, unif, g
+        self.epsilon, self.alpha, self.clip_delta, self.clip_box, self.unif, self.g = (
+            epsilon,
+            alpha,
+            clip_delta,
+            clip_box,
+            unif,
+            g,
+        )
 
     def attack(self, model, X, y):
         delta = self.init_delta(X)
@@ -141,10 +150,10 @@ class GradAlign(nn.Module):
         grad = grad.detach()
         if self.reg_lambda > 0:
             grad2 = self._get_input_grad(model, X, y)
-            grads_nnz_idx = ((grad ** 2).sum([1, 2, 3]) ** 0.5 != 0) * ((grad2 ** 2).sum([1, 2, 3]) ** 0.5 != 0)
+            grads_nnz_idx = ((grad**2).sum([1, 2, 3]) ** 0.5 != 0) * ((grad2**2).sum([1, 2, 3]) ** 0.5 != 0)
             grad1, grad2 = grad[grads_nnz_idx], grad2[grads_nnz_idx]
-            grad1_norms = (grad1 ** 2).sum([1, 2, 3]) ** 0.5  # attacks/utils.py l2_norm_batch
-            grad2_norms = (grad2 ** 2).sum([1, 2, 3]) ** 0.5
+            grad1_norms = (grad1**2).sum([1, 2, 3]) ** 0.5  # attacks/utils.py l2_norm_batch
+            grad2_norms = (grad2**2).sum([1, 2, 3]) ** 0.5
             grad1_normalized = grad1 / grad1_norms[:, None, None, None]
             grad2_normalized = grad2 / grad2_norms[:, None, None, None]
             cos = torch.sum(grad1_normalized * grad2_normalized, (1, 2, 3))
@@ -208,14 +217,14 @@ def fast_at(net, x, y, *, method, eps, epochs, batch_size, seed, mean, std, lr_m
                 delta = torch.zeros_like(X).uniform_(-eps, eps, generator=g) / sd
                 delta.data = clamp(delta, lower_limit - X, upper_limit - X)
             delta.requires_grad = True
-            output = net(X + delta[:X.size(0)])
+            output = net(X + delta[: X.size(0)])
             loss = F.cross_entropy(output, yb)
             loss.backward()
             grad = delta.grad.detach()
             delta.data = clamp(delta + alpha * torch.sign(grad), -epsilon, epsilon)
-            delta.data[:X.size(0)] = clamp(delta[:X.size(0)], lower_limit - X, upper_limit - X)
+            delta.data[: X.size(0)] = clamp(delta[: X.size(0)], lower_limit - X, upper_limit - X)
             delta = delta.detach()
-            output = net(X + delta[:X.size(0)])
+            output = net(X + delta[: X.size(0)])
             loss = nn.CrossEntropyLoss()(output, yb)
             opt.zero_grad()
             loss.backward()
@@ -247,8 +256,9 @@ def n_fgsm(net, x, y, *, method, eps, epochs, batch_size, seed, mean, std, lr_ma
     opt = torch.optim.SGD(net.parameters(), lr=lr_max, momentum=0.9, weight_decay=5e-4)
     lr_steps = epochs * train_loader_len
     if dataset == "SVHN":
-        scheduler = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.0, max_lr=lr_max, step_size_up=lr_steps * 2 / 5,
-                                                      step_size_down=lr_steps * 3 / 5)
+        scheduler = torch.optim.lr_scheduler.CyclicLR(
+            opt, base_lr=0.0, max_lr=lr_max, step_size_up=lr_steps * 2 / 5, step_size_down=lr_steps * 3 / 5
+        )
     else:
         scheduler = cyclic(opt, lr_max, lr_steps)
     iter_count = 0
@@ -312,10 +322,10 @@ def grad_align(net, x, y, *, method, eps, epochs, batch_size, seed, lam, lr_max=
                 d2 = torch.zeros_like(X).uniform_(-eps, eps, generator=g).requires_grad_(True)  # get_uniform_delta
                 loss2 = F.cross_entropy(net(X + d2), yb)
                 grad2 = torch.autograd.grad(loss2, d2, create_graph=True)[0]
-                grads_nnz_idx = ((grad ** 2).sum([1, 2, 3]) ** 0.5 != 0) * ((grad2 ** 2).sum([1, 2, 3]) ** 0.5 != 0)
+                grads_nnz_idx = ((grad**2).sum([1, 2, 3]) ** 0.5 != 0) * ((grad2**2).sum([1, 2, 3]) ** 0.5 != 0)
                 grad1, grad2 = grad[grads_nnz_idx], grad2[grads_nnz_idx]
-                grad1_norms = (grad1 ** 2).sum([1, 2, 3]) ** 0.5  # utils.l2_norm_batch
-                grad2_norms = (grad2 ** 2).sum([1, 2, 3]) ** 0.5
+                grad1_norms = (grad1**2).sum([1, 2, 3]) ** 0.5  # utils.l2_norm_batch
+                grad2_norms = (grad2**2).sum([1, 2, 3]) ** 0.5
                 grad1_normalized = grad1 / grad1_norms[:, None, None, None]
                 grad2_normalized = grad2 / grad2_norms[:, None, None, None]
                 cos = torch.sum(grad1_normalized * grad2_normalized, (1, 2, 3))
@@ -337,8 +347,9 @@ def elle(net, x, y, *, method, eps, epochs, batch_size, seed, lam, lr_max=0.2, *
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(net.parameters(), lr=lr_max, weight_decay=5e-4, momentum=0.9, nesterov=False)
     lr_steps = epochs * -(-len(x) // batch_size)
-    scheduler = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0, max_lr=lr_max, step_size_up=lr_steps / 2,
-                                                  step_size_down=lr_steps / 2)
+    scheduler = torch.optim.lr_scheduler.CyclicLR(
+        opt, base_lr=0, max_lr=lr_max, step_size_up=lr_steps / 2, step_size_down=lr_steps / 2
+    )
     criterion = nn.CrossEntropyLoss()
     for _ in range(epochs):
         net.train()
@@ -361,7 +372,7 @@ def elle(net, x, y, *, method, eps, epochs, batch_size, seed, lam, lr_max=0.2, *
             x_c = (1 - alpha) * x_ab[:bs] + alpha * x_ab[bs:]
             alpha = alpha.squeeze()
             losses = nn.CrossEntropyLoss(reduction="none")(net(torch.cat((x_ab, x_c), dim=0)), yb.repeat([3]))
-            lin_err = nn.MSELoss()(losses[2 * bs:], (1 - alpha) * losses[:bs] + alpha * losses[bs:2 * bs])
+            lin_err = nn.MSELoss()(losses[2 * bs :], (1 - alpha) * losses[:bs] + alpha * losses[bs : 2 * bs])
             loss += lam * lin_err
             loss.backward()
             opt.step()

@@ -1,4 +1,5 @@
 """Attack steps alone: cobench's training perturbations equal the reference attacks' to 1e-6."""
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,9 @@ def test_fgsm_matches_co_features_fgsm():
 
 def test_n_fgsm_matches_co_features_nfgsm():
     model, x, y = model_and_batch()
-    _, theirs, _ = ref.FGSM(EPS, EPS, clip_delta=False, clip_box=True, unif=2.0,
-                            g=torch.Generator().manual_seed(5)).attack(model, x, y)
+    _, theirs, _ = ref.FGSM(
+        EPS, EPS, clip_delta=False, clip_box=True, unif=2.0, g=torch.Generator().manual_seed(5)
+    ).attack(model, x, y)
     noise = uniform_like(x, -2 * EPS, 2 * EPS, torch.Generator().manual_seed(5))
     ours = fgsm(model, x, y, EPS, alpha=EPS, init=noise, project=False)
     assert (ours - theirs.detach()).abs().max() < TOL

@@ -4,6 +4,7 @@ Same tiny data, same initial weights, same batches and noise (see reference_loop
 24 optimiser steps in fp32 on the CPU the parameters must agree to 1e-5. The data sets have
 no crop/flip (augmentation draws differ by construction and are tested in test_training.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,10 +14,10 @@ import torch
 from torch import nn
 
 from cobench.api import DataSplits, EvalContext
-from cobench.plugins import get_plugin_manager
 from cobench.grid.protocols import get_protocol
-from cobench.options import RunOptions
 from cobench.grid.resolve import resolved_params
+from cobench.options import RunOptions
+from cobench.plugins import get_plugin_manager
 from cobench.run.training import CellParts, Normalize, train
 
 from . import reference_loops as ref
@@ -37,21 +38,48 @@ def tiny_data(seed: int = 0, margin: float = 0.0) -> tuple[torch.Tensor, torch.T
 
 def tiny_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 10)
+    )
 
 
-def run_cobench(protocol: str, method: str, net: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int,
-                params: dict | None = None, eps: float = EPS, **training_over) -> nn.Module:
+def run_cobench(
+    protocol: str,
+    method: str,
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+    params: dict | None = None,
+    eps: float = EPS,
+    **training_over,
+) -> nn.Module:
     reg = get_plugin_manager().registry
-    training = {**get_protocol(protocol).training_values(), "epochs": EPOCHS, "batch_size": BATCH, "amp": "off",
-                **training_over}
+    training = {
+        **get_protocol(protocol).training_values(),
+        "epochs": EPOCHS,
+        "batch_size": BATCH,
+        "amp": "off",
+        **training_over,
+    }
     model = nn.Sequential(*([Normalize(MEAN, STD)] if training["normalize"] else []), net)
     cls = reg.get("methods", method)
     m = cls(**resolved_params(cls, params, eps255=eps * 255, protocol=protocol))
     data = DataSplits(x, y, x[:8], y[:8], 10, MEAN, STD)  # crop_padding 0, no flip
     injection = reg.get("injections", "none")()
-    eval_ctx = EvalContext(eps=eps, test_x=x[:8], test_y=y[:8], clean_test_x=x[:8], injection=injection, num_classes=10,
-                           device=torch.device("cpu"), batch_size=8, seed=seed, probe_x=x[:8], probe_y=y[:8])
+    eval_ctx = EvalContext(
+        eps=eps,
+        test_x=x[:8],
+        test_y=y[:8],
+        clean_test_x=x[:8],
+        injection=injection,
+        num_classes=10,
+        device=torch.device("cpu"),
+        batch_size=8,
+        seed=seed,
+        probe_x=x[:8],
+        probe_y=y[:8],
+    )
     parts = CellParts(model=model, method=m, data=data, injection=injection, evaluators=[], eval_ctx=eval_ctx)
     train(parts, training, RunOptions(device="cpu"))
     return net
@@ -96,8 +124,20 @@ def test_parameters_match_the_reference_loop_after_24_steps(protocol, method, lo
     x, y = tiny_data(margin=margin)
     initial = tiny_net()
     lr_max = over.get("lr_max", get_protocol(protocol).lr_max)
-    theirs = loop(copy.deepcopy(initial), x, y, method=method, eps=EPS, epochs=EPOCHS, batch_size=BATCH, seed=3,
-                  mean=REF_MEAN, std=REF_STD, lr_max=lr_max, **params)
+    theirs = loop(
+        copy.deepcopy(initial),
+        x,
+        y,
+        method=method,
+        eps=EPS,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        seed=3,
+        mean=REF_MEAN,
+        std=REF_STD,
+        lr_max=lr_max,
+        **params,
+    )
     ours = run_cobench(protocol, method, copy.deepcopy(initial), x, y, seed=3, params=params, **over)
     assert moved(initial, theirs) > 1e-2  # the loops really trained
     assert max_param_gap(ours, theirs) < TOL
@@ -107,8 +147,18 @@ def test_constant_momentum_is_not_the_references_loop():
     """The test can fail: without momentum cycling cobench leaves the reference by far more than 1e-5."""
     x, y = tiny_data()
     initial = tiny_net()
-    theirs = ref.co_features(copy.deepcopy(initial), x, y, method="fgsm", eps=EPS, epochs=EPOCHS, batch_size=BATCH,
-                             seed=3, mean=REF_MEAN, std=REF_STD)
+    theirs = ref.co_features(
+        copy.deepcopy(initial),
+        x,
+        y,
+        method="fgsm",
+        eps=EPS,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        seed=3,
+        mean=REF_MEAN,
+        std=REF_STD,
+    )
     ours = run_cobench("co-features", "fgsm", copy.deepcopy(initial), x, y, seed=3, cycle_momentum=False)
     assert max_param_gap(ours, theirs) > 100 * TOL
 
@@ -118,8 +168,19 @@ def test_grad_align_default_variant_is_not_co_features_grad_align():
     clamped random point) leaves co_features' loop by far more than 1e-5."""
     x, y = tiny_data()
     initial = tiny_net()
-    theirs = ref.co_features_grad_align(copy.deepcopy(initial), x, y, method="grad-align", eps=EPS, epochs=EPOCHS,
-                                        batch_size=BATCH, seed=3, mean=REF_MEAN, std=REF_STD, lam=0.2)
+    theirs = ref.co_features_grad_align(
+        copy.deepcopy(initial),
+        x,
+        y,
+        method="grad-align",
+        eps=EPS,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        seed=3,
+        mean=REF_MEAN,
+        std=REF_STD,
+        lam=0.2,
+    )
     ours = run_cobench("co-features", "grad-align", copy.deepcopy(initial), x, y, seed=3, params={"lam": 0.2})
     assert max_param_gap(ours, theirs) > 100 * TOL
 
@@ -130,8 +191,18 @@ def test_pgd_absolute_step_matches_co_features_at_an_eps_other_than_8():
     x, y = tiny_data()
     initial = tiny_net()
     eps = 4 / 255
-    theirs = ref.co_features(copy.deepcopy(initial), x, y, method="pgd", eps=eps, epochs=EPOCHS, batch_size=BATCH,
-                             seed=3, mean=REF_MEAN, std=REF_STD)
+    theirs = ref.co_features(
+        copy.deepcopy(initial),
+        x,
+        y,
+        method="pgd",
+        eps=eps,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        seed=3,
+        mean=REF_MEAN,
+        std=REF_STD,
+    )
     ours = run_cobench("co-features", "pgd", copy.deepcopy(initial), x, y, seed=3, eps=eps, params={"step_size": 2.0})
     relative = run_cobench("co-features", "pgd", copy.deepcopy(initial), x, y, seed=3, eps=eps)
     assert moved(initial, theirs) > 1e-2
@@ -142,11 +213,11 @@ def test_pgd_absolute_step_matches_co_features_at_an_eps_other_than_8():
 def test_one_optimizer_step_per_batch_is_not_elles_loop():
     x, y = tiny_data()
     initial = tiny_net()
-    theirs = ref.elle(copy.deepcopy(initial), x, y, method="elle", eps=EPS, epochs=EPOCHS, batch_size=BATCH, seed=3,
-                      lam=10.0)
+    theirs = ref.elle(
+        copy.deepcopy(initial), x, y, method="elle", eps=EPS, epochs=EPOCHS, batch_size=BATCH, seed=3, lam=10.0
+    )
     ours = run_cobench("elle", "elle", copy.deepcopy(initial), x, y, seed=3, params={"lam": 10.0}, optimizer_steps=1)
     assert max_param_gap(ours, theirs) > 100 * TOL
-
 
 
 # N-FGSM's SVHN runs: lr 0.05, LR peak at 2/5 and eps (with alpha and the noise) ramped over the
@@ -158,8 +229,20 @@ SVHN_EPS = 12 / 255
 def test_n_fgsm_svhn_matches_the_reference_svhn_branch_with_its_eps_warm_up():
     x, y = tiny_data()
     initial = tiny_net()
-    theirs = ref.n_fgsm(copy.deepcopy(initial), x, y, method="n-fgsm", eps=SVHN_EPS, epochs=EPOCHS, batch_size=BATCH,
-                        seed=3, mean=REF_MEAN, std=REF_STD, unif=3.0, dataset="SVHN")
+    theirs = ref.n_fgsm(
+        copy.deepcopy(initial),
+        x,
+        y,
+        method="n-fgsm",
+        eps=SVHN_EPS,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        seed=3,
+        mean=REF_MEAN,
+        std=REF_STD,
+        unif=3.0,
+        dataset="SVHN",
+    )
     ours = run_cobench("n-fgsm-svhn", "n-fgsm", copy.deepcopy(initial), x, y, seed=3, eps=SVHN_EPS)
     assert moved(initial, theirs) > 1e-2
     assert max_param_gap(ours, theirs) < TOL
@@ -169,8 +252,19 @@ def test_n_fgsm_svhn_without_its_warm_up_is_not_the_reference():
     """The SVHN parity test can fail: without the warm-up cobench leaves the reference by far."""
     x, y = tiny_data()
     initial = tiny_net()
-    theirs = ref.n_fgsm(copy.deepcopy(initial), x, y, method="n-fgsm", eps=SVHN_EPS, epochs=EPOCHS, batch_size=BATCH,
-                        seed=3, mean=REF_MEAN, std=REF_STD, unif=3.0, dataset="SVHN")
-    ours = run_cobench("n-fgsm-svhn", "n-fgsm", copy.deepcopy(initial), x, y, seed=3, eps=SVHN_EPS,
-                       eps_warmup_epochs=0)
+    theirs = ref.n_fgsm(
+        copy.deepcopy(initial),
+        x,
+        y,
+        method="n-fgsm",
+        eps=SVHN_EPS,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        seed=3,
+        mean=REF_MEAN,
+        std=REF_STD,
+        unif=3.0,
+        dataset="SVHN",
+    )
+    ours = run_cobench("n-fgsm-svhn", "n-fgsm", copy.deepcopy(initial), x, y, seed=3, eps=SVHN_EPS, eps_warmup_epochs=0)
     assert max_param_gap(ours, theirs) > 100 * TOL

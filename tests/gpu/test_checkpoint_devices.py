@@ -1,14 +1,20 @@
 """Checkpoints and devices: the cell's own GPU's generator only, and the device type recorded."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cobench.run.checkpoints import (CellCheckpoint, CheckpointDeviceError, check_resume_device, restore_rng_states,
-                                 rng_states)
 from cobench.grid.spec import TrainingConfig
 from cobench.methods.fgsm import FGSM
 from cobench.options import RunOptions
+from cobench.run.checkpoints import (
+    CellCheckpoint,
+    CheckpointDeviceError,
+    check_resume_device,
+    restore_rng_states,
+    rng_states,
+)
 from cobench.run.training import train
 from tests.gpu.test_precision import tiny_parts
 
@@ -20,10 +26,19 @@ def fake_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": calls["get"].append(torch.device(device))
-                        or torch.full((16,), torch.device(device).index or 0, dtype=torch.uint8))
-    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": calls["set"].append(
-        (int(state[0]), torch.device(device))))
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_rng_state",
+        lambda device="cuda": (
+            calls["get"].append(torch.device(device))
+            or torch.full((16,), torch.device(device).index or 0, dtype=torch.uint8)
+        ),
+    )
+    monkeypatch.setattr(
+        torch.cuda,
+        "set_rng_state",
+        lambda state, device="cuda": calls["set"].append((int(state[0]), torch.device(device))),
+    )
 
     def every_gpu(*args, **kwargs):
         raise AssertionError("the state of every visible GPU was asked for")
@@ -74,9 +89,13 @@ def test_a_cuda_checkpoint_resumed_on_cpu_fails_the_cell_with_the_reason(tmp_pat
     checkpoint = CellCheckpoint(tmp_path, "cell")
     train(tiny_parts(FGSM()), training, RunOptions(device="cpu"), checkpoint=checkpoint)
     saved = checkpoint.load()
-    saved["rng"].update(device="cuda", generator=torch.zeros(16, dtype=torch.uint8), cuda=torch.zeros(16, dtype=torch.uint8))
+    saved["rng"].update(
+        device="cuda", generator=torch.zeros(16, dtype=torch.uint8), cuda=torch.zeros(16, dtype=torch.uint8)
+    )
     checkpoint.save(saved)
-    with pytest.raises(CheckpointDeviceError, match=rf"checkpoint {tmp_path}/cell.pt was written on cuda.*--device cuda"):
+    with pytest.raises(
+        CheckpointDeviceError, match=rf"checkpoint {tmp_path}/cell.pt was written on cuda.*--device cuda"
+    ):
         train(tiny_parts(FGSM()), training, RunOptions(device="cpu"), checkpoint=checkpoint)
 
 
@@ -108,8 +127,8 @@ class SlowCheckpoint:
 
 
 def test_a_slow_checkpoint_is_written_less_often_and_its_cost_recorded(monkeypatch):
-    from cobench.run import training as loop
     from cobench.methods.fgsm_pgi import FGSMPGI
+    from cobench.run import training as loop
 
     config = TrainingConfig(epochs=8, batch_size=32, lr_max=0.1).as_config()
     for cost, expected in ((0.0, [1, 2, 3, 4, 5, 6, 7, 8]), (2.0, [1, 8])):

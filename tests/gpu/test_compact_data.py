@@ -1,4 +1,5 @@
 """Datasets are cached as uint8 where that is lossless; every consumer still sees the same float32."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import torch
 
 from cobench.api import DataContext
 from cobench.options import RunOptions
-from cobench.store.provenance import fingerprint
 from cobench.run.runner import _load_dataset, as_uint8, dataset_fingerprint, load_dataset
+from cobench.store.provenance import fingerprint
 from tests.data.formats import write_cifar10
 
 
@@ -17,7 +18,8 @@ def test_image_datasets_are_cached_as_uint8_and_read_back_bit_for_bit(pm, tmp_pa
     spec = {"name": "cifar10", "params": {"verify_checksums": False}}
     options = RunOptions(data_dir=str(tmp_path))
     raw = pm.registry.get("datasets", "cifar10")(verify_checksums=False).load(
-        DataContext(data_dir=str(tmp_path), download=False, seed=0))
+        DataContext(data_dir=str(tmp_path), download=False, seed=0)
+    )
     _load_dataset.cache_clear()
     data = load_dataset(spec, options)
     cached = _load_dataset(json.dumps(spec, sort_keys=True), str(tmp_path), False)  # what the process keeps

@@ -1,5 +1,6 @@
 """Executors on GPUs, without GPUs: mocked torch.cuda, a fake Ray and a fake submitit record what
 each executor asks for (GPUs, CPUs, concurrency) and what every cell is told."""
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,12 @@ from tests.scale.test_executors import cells
 
 def told(config: dict, options: RunOptions, on_epoch=None) -> dict:
     """What a cell was told: its device and the sharing recorded for it."""
-    return {"status": "ok", "seed": config["seed"], "device": options.device, "cells_per_device": options.cells_per_device}
+    return {
+        "status": "ok",
+        "seed": config["seed"],
+        "device": options.device,
+        "cells_per_device": options.cells_per_device,
+    }
 
 
 @pytest.fixture
@@ -84,6 +90,7 @@ class FakeRay(types.ModuleType):
 
     def remote(self, **kwargs):
         self.remotes.append(kwargs)
+
         class Task:
             def __init__(self, fn):
                 self.fn = fn
@@ -110,8 +117,12 @@ def run_ray(monkeypatch, gpus: int, cpus: int, **params) -> tuple[FakeRay, list[
     ray = FakeRay(gpus, cpus)
     monkeypatch.setitem(sys.modules, "ray", ray)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
-    results = [r for _, r in RayExecutor(**params).run(cells([0, 1, 2]), told, RunOptions(device="cuda" if gpus else "cpu"),
-                                                       NoProgress())]
+    results = [
+        r
+        for _, r in RayExecutor(**params).run(
+            cells([0, 1, 2]), told, RunOptions(device="cuda" if gpus else "cpu"), NoProgress()
+        )
+    ]
     return ray, results
 
 
@@ -223,8 +234,13 @@ def test_submitit_on_slurm_is_one_job_array_and_checks_the_device_in_the_job(mon
     gpus(0)
     fake = FakeSubmitit("slurm")
     monkeypatch.setitem(sys.modules, "submitit", fake)
-    summary = Runner(tiny_grid_spec(["fgsm"]), tmp_path / "res", options={"device": "cuda"}, executor="submitit",
-                     executor_options={"cluster": "slurm", "folder": str(tmp_path / "logs"), "poll_s": 0.0}).run()
+    summary = Runner(
+        tiny_grid_spec(["fgsm"]),
+        tmp_path / "res",
+        options={"device": "cuda"},
+        executor="submitit",
+        executor_options={"cluster": "slurm", "folder": str(tmp_path / "logs"), "poll_s": 0.0},
+    ).run()
     assert fake.submitted and fake.submitted[0]["gpus_per_node"] == 1  # submitted: not refused on the login node
     (failed,) = summary.failed  # here the "node" has no GPU either: the cell itself says so
     assert "CUDA is not available" in failed["error"]["message"]
@@ -239,10 +255,9 @@ def test_the_driver_still_refuses_cuda_without_a_gpu_for_local_executors(tmp_pat
 
 def test_the_driver_keeps_no_copy_of_the_data_when_cells_run_elsewhere(monkeypatch, tmp_path):
     """Each worker loads (and holds) the data it trains on; the driver only checks it loads."""
-    from cobench.run import runner as runner_module
-    from cobench.executors.local import LocalExecutor
-
     from cobench.datasets.digits import Digits
+    from cobench.executors.local import LocalExecutor
+    from cobench.run import runner as runner_module
 
     runner_module._load_dataset.cache_clear()
     loads = []
@@ -251,8 +266,13 @@ def test_the_driver_keeps_no_copy_of_the_data_when_cells_run_elsewhere(monkeypat
     fake = FakeSubmitit("local")
     monkeypatch.setitem(sys.modules, "submitit", fake)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    summary = Runner(tiny_grid_spec(["fgsm"]), tmp_path / "res", options={"device": "cpu"}, executor="submitit",
-                     executor_options={"cluster": "local", "folder": str(tmp_path / "logs"), "poll_s": 0.0}).run()
+    summary = Runner(
+        tiny_grid_spec(["fgsm"]),
+        tmp_path / "res",
+        options={"device": "cpu"},
+        executor="submitit",
+        executor_options={"cluster": "local", "folder": str(tmp_path / "logs"), "poll_s": 0.0},
+    ).run()
     assert summary.ran == 1
     # the fake runs the job in this process: it loads the data again, because the driver's own copy
     # (from the preflight check) was dropped before any cell ran

@@ -1,4 +1,5 @@
 """The prepared device check runs end to end on CPU in its tiny setting; benchmarks record load."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,14 +30,17 @@ def load(name: str):
 def test_gpu_check_runs_every_section_on_cpu_in_its_tiny_setting(tmp_path, capsys):
     write_cifar10(tmp_path / "data", n_train=40, n_test=20)
     gpu_check = load("gpu_check")
-    report = gpu_check.main(["--tiny", "--device", "cpu", "--data-dir", str(tmp_path / "data"),
-                             "--out-dir", str(tmp_path / "out")])
+    report = gpu_check.main(
+        ["--tiny", "--device", "cpu", "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    )
     sections = report["sections"]
     assert not any("error" in s or "skipped" in s for s in sections.values()), sections
     speed = sections["speed"]
     assert set(speed["steps_per_s"]) == {"reference", "cobench", "bf16", "channels_last"} and not speed["errors"]
     assert speed["ratio_to_reference"]["reference"] == 1.0
-    assert set(sections["cells_per_device"]["cells_per_hour"]) == {"1", "2"} and not sections["cells_per_device"]["failed"]
+    assert (
+        set(sections["cells_per_device"]["cells_per_hour"]) == {"1", "2"} and not sections["cells_per_device"]["failed"]
+    )
     assert sections["pgd"]["decisions_differ"] == 0
     assert sections["determinism"]["deterministic"]["identical_metrics"] is True
     assert sections["determinism"]["deterministic"]["numerics"]["deterministic_algorithms"] is True
@@ -49,8 +53,21 @@ def test_gpu_check_runs_every_section_on_cpu_in_its_tiny_setting(tmp_path, capsy
 
 def test_gpu_check_skips_what_the_budget_leaves_no_time_for(tmp_path):
     write_cifar10(tmp_path / "data", n_train=40, n_test=20)
-    report = load("gpu_check").main(["--tiny", "--device", "cpu", "--data-dir", str(tmp_path / "data"),
-                                     "--out-dir", str(tmp_path / "out"), "--budget-s", "0", "--sections", "pgd"])
+    report = load("gpu_check").main(
+        [
+            "--tiny",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--budget-s",
+            "0",
+            "--sections",
+            "pgd",
+        ]
+    )
     assert "skipped" in report["sections"]["pgd"]
 
 

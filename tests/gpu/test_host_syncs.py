@@ -1,5 +1,6 @@
 """No host sync in a training step: every built-in method's step is counted under a
 TorchFunctionMode that sees each tensor-to-host conversion (item, bool, nonzero, boolean masks)."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,22 @@ from cobench.run.training import train
 from tests.gpu.test_precision import tiny_parts
 
 #: tensor methods that make the host wait for the device
-SYNCING = {"item", "__bool__", "__float__", "__int__", "__index__", "nonzero", "tolist", "numpy", "cpu",
-           "masked_select", "unique", "argwhere", "any_", "equal"}
+SYNCING = {
+    "item",
+    "__bool__",
+    "__float__",
+    "__int__",
+    "__index__",
+    "nonzero",
+    "tolist",
+    "numpy",
+    "cpu",
+    "masked_select",
+    "unique",
+    "argwhere",
+    "any_",
+    "equal",
+}
 
 
 class SyncCounter(TorchFunctionMode):
@@ -63,8 +78,27 @@ def test_the_counter_sees_the_syncs_it_is_meant_to():
     assert counter.calls == ["__bool__", "__getitem__[bool mask]", "item", "nonzero"]
 
 
-@pytest.mark.parametrize("name", ["grad-align", "elle", "elle-a", "cure", "cure-elle", "kim", "fgsm", "rs-fgsm",
-                                  "n-fgsm", "free", "zerograd", "multigrad", "llr", "fgsm-pgi", "gat", "pgd"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "grad-align",
+        "elle",
+        "elle-a",
+        "cure",
+        "cure-elle",
+        "kim",
+        "fgsm",
+        "rs-fgsm",
+        "n-fgsm",
+        "free",
+        "zerograd",
+        "multigrad",
+        "llr",
+        "fgsm-pgi",
+        "gat",
+        "pgd",
+    ],
+)
 def test_a_training_step_never_waits_for_the_device(pm, name):
     params = {"steps": 2} if name in ("llr", "pgd") else {}
     method = pm.registry.get("methods", name)(**params)

@@ -1,4 +1,5 @@
 """Determinism and fp32 precision: what is set, what is recorded, and how sharing is compared."""
+
 from __future__ import annotations
 
 import json
@@ -6,9 +7,9 @@ import json
 import pytest
 import torch
 
+from cobench.leaderboard.trust import timing_key
 from cobench.run.device import configure_numerics, fp32_precision, numerics_record, true_fp32
 from cobench.run.evaluation import evaluation_mode
-from cobench.leaderboard.trust import timing_key
 from cobench.store.tables import aggregate
 from tests.conftest import cli_run
 
@@ -18,8 +19,13 @@ def restore_numerics(monkeypatch):
     """Put back every global switch a test turns (deterministic algorithms, cuDNN, precision)."""
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # registers the original state for teardown
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.backends.cudnn.conv.fp32_precision)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.conv.fp32_precision,
+    )
     yield
     torch.use_deterministic_algorithms(before[0], warn_only=before[1])
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
@@ -47,13 +53,32 @@ def test_deterministic_sets_and_records_every_switch(restore_numerics):
     assert record["train_fp32_precision"]["cudnn_conv"] == torch.backends.cudnn.conv.fp32_precision
     configure_numerics(deterministic=False)
     record = numerics_record()
-    assert not record["deterministic_algorithms"] and not record["cudnn_deterministic"] and not record["cudnn_benchmark"]
+    assert (
+        not record["deterministic_algorithms"] and not record["cudnn_deterministic"] and not record["cudnn_benchmark"]
+    )
 
 
 def test_a_result_records_numerics_execution_and_the_cpu(tmp_path, restore_numerics):
-    out = cli_run(["run", "--methods", "fgsm", "--eps", "8", "--epochs", "1", "--evaluators", "clean",
-                   "--param", "models.small-cnn.width=8", "--device", "cpu", "--deterministic",
-                   "--results-dir", str(tmp_path)])
+    out = cli_run(
+        [
+            "run",
+            "--methods",
+            "fgsm",
+            "--eps",
+            "8",
+            "--epochs",
+            "1",
+            "--evaluators",
+            "clean",
+            "--param",
+            "models.small-cnn.width=8",
+            "--device",
+            "cpu",
+            "--deterministic",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
     assert out.exit_code == 0, out.output
     (path,) = tmp_path.glob("**/eps*.json")
     prov = json.loads(path.read_text())["provenance"]
@@ -61,13 +86,23 @@ def test_a_result_records_numerics_execution_and_the_cpu(tmp_path, restore_numer
     import os
 
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # set by the command, before any CUDA work
-    assert prov["execution"] == {"executor": "local", "cells_per_device": 1}
+    assert prov["execution"] == {"executor": "local", "cells_per_device": 1, "train_data": "device"}
     assert prov["machine"]["cpu"] and prov["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def row(method, t, shared):
-    return {"status": "ok", "dataset": "d", "model": "m", "injection": "none", "beta": 0, "method": method, "eps": 8,
-            "clean_acc": 0.5, "cost_time_per_step_s": t, "cells_per_device": shared}
+    return {
+        "status": "ok",
+        "dataset": "d",
+        "model": "m",
+        "injection": "none",
+        "beta": 0,
+        "method": method,
+        "eps": 8,
+        "clean_acc": 0.5,
+        "cost_time_per_step_s": t,
+        "cells_per_device": shared,
+    }
 
 
 def test_times_taken_under_different_sharing_are_not_compared():
@@ -86,3 +121,7 @@ def test_board_timing_keys_tell_sharing_apart_and_keep_old_results_keys():
     alone = timing_key({"provenance": {**prov, "execution": {"executor": "local", "cells_per_device": 1}}})
     shared = timing_key({"provenance": {**prov, "execution": {"executor": "ray", "cells_per_device": 4}}})
     assert len({old, alone, shared}) == 3
+    resident = {"executor": "local", "cells_per_device": 1, "train_data": "device"}
+    assert timing_key({"provenance": {**prov, "execution": resident}}) == alone  # resident is what was always done
+    on_host = timing_key({"provenance": {**prov, "execution": {**resident, "train_data": "host"}}})
+    assert on_host not in {old, alone, shared}

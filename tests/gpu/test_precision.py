@@ -1,4 +1,5 @@
 """Mixed precision on the training path: autocast's weight cache, the bf16 guard, fp32 evaluation."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,8 @@ from cobench.grid.spec import TrainingConfig
 from cobench.injections.none import NoInjection
 from cobench.methods.free import FreeAT
 from cobench.options import RunOptions
-from cobench.testing import tiny_splits
 from cobench.run.training import CellParts, Normalize, train
+from cobench.testing import tiny_splits
 
 
 def test_free_at_replays_under_bf16_see_the_weights_of_the_previous_update():
@@ -28,17 +29,29 @@ def test_free_at_replays_under_bf16_see_the_weights_of_the_previous_update():
         if not module.training:
             return
         with torch.autocast("cpu", enabled=False):  # what the live weights give, without the cache
-            fresh = F.linear(inputs[0].to(torch.bfloat16), module.weight.to(torch.bfloat16),
-                             module.bias.to(torch.bfloat16))
+            fresh = F.linear(
+                inputs[0].to(torch.bfloat16), module.weight.to(torch.bfloat16), module.bias.to(torch.bfloat16)
+            )
         gaps.append((output.float() - fresh.float()).abs().max().item())
 
     linear.register_forward_hook(check)
-    ctx = EvalContext(eps=8 / 255, test_x=data.test_x, test_y=data.test_y, clean_test_x=data.test_x,
-                      injection=NoInjection(), num_classes=3, device=torch.device("cpu"), batch_size=32, seed=0,
-                      probe_x=data.test_x[:4], probe_y=data.test_y[:4])
+    ctx = EvalContext(
+        eps=8 / 255,
+        test_x=data.test_x,
+        test_y=data.test_y,
+        clean_test_x=data.test_x,
+        injection=NoInjection(),
+        num_classes=3,
+        device=torch.device("cpu"),
+        batch_size=32,
+        seed=0,
+        probe_x=data.test_x[:4],
+        probe_y=data.test_y[:4],
+    )
     training = TrainingConfig(epochs=2, batch_size=32, lr_max=0.5, lr_schedule="constant", amp="bf16").as_config()
-    parts = CellParts(model=model, method=FreeAT(replays=2), data=data, injection=NoInjection(), evaluators=[],
-                      eval_ctx=ctx)
+    parts = CellParts(
+        model=model, method=FreeAT(replays=2), data=data, injection=NoInjection(), evaluators=[], eval_ctx=ctx
+    )
     train(parts, training, RunOptions(device="cpu"))
     assert len(gaps) == 2  # one minibatch, two replays
     assert max(gaps) == 0.0
@@ -48,11 +61,26 @@ def test_free_at_replays_under_bf16_see_the_weights_of_the_previous_update():
 def tiny_parts(method, n_train=32, shape=(3, 4, 4)):
     data = tiny_splits(n_train=n_train, shape=shape)
     torch.manual_seed(0)
-    model = nn.Sequential(Normalize(data.mean, data.std), nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(4 * shape[1] * shape[2], 3))
-    ctx = EvalContext(eps=8 / 255, test_x=data.test_x, test_y=data.test_y, clean_test_x=data.test_x,
-                      injection=NoInjection(), num_classes=3, device=torch.device("cpu"), batch_size=32, seed=0,
-                      probe_x=data.test_x[:4], probe_y=data.test_y[:4])
+    model = nn.Sequential(
+        Normalize(data.mean, data.std),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * shape[1] * shape[2], 3),
+    )
+    ctx = EvalContext(
+        eps=8 / 255,
+        test_x=data.test_x,
+        test_y=data.test_y,
+        clean_test_x=data.test_x,
+        injection=NoInjection(),
+        num_classes=3,
+        device=torch.device("cpu"),
+        batch_size=32,
+        seed=0,
+        probe_x=data.test_x[:4],
+        probe_y=data.test_y[:4],
+    )
     return CellParts(model=model, method=method, data=data, injection=NoInjection(), evaluators=[], eval_ctx=ctx)
 
 
@@ -101,8 +129,24 @@ def test_fgsm_trains_compiled(aot_eager):
 def test_the_run_command_refuses_compile_for_grad_align_before_any_cell(tmp_path):
     from tests.conftest import cli_run
 
-    out = cli_run(["run", "--methods", "fgsm,grad-align", "--eps", "8", "--epochs", "1", "--evaluators", "clean",
-                   "--compile", "--device", "cpu", "--results-dir", str(tmp_path)])
+    out = cli_run(
+        [
+            "run",
+            "--methods",
+            "fgsm,grad-align",
+            "--eps",
+            "8",
+            "--epochs",
+            "1",
+            "--evaluators",
+            "clean",
+            "--compile",
+            "--device",
+            "cpu",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
     assert out.exit_code != 0
     assert "--compile cannot train method 'grad-align'" in out.output
     assert not list(tmp_path.glob("**/eps*.json"))  # nothing trained, not even fgsm

@@ -1,4 +1,5 @@
 """A dataset file that would train nonsense fails when loaded, naming the file (issue 12, Inputs)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,13 @@ from cobench.errors import CobenchError
 
 def write(path, y_train, n_test=4, n_train=None):
     n_train = len(y_train) if n_train is None else n_train
-    np.savez(path, x_train=np.zeros((n_train, 6, 6), np.float32), y_train=np.asarray(y_train, np.int64),
-             x_test=np.zeros((n_test, 6, 6), np.float32), y_test=np.zeros(n_test, np.int64))
+    np.savez(
+        path,
+        x_train=np.zeros((n_train, 6, 6), np.float32),
+        y_train=np.asarray(y_train, np.int64),
+        x_test=np.zeros((n_test, 6, 6), np.float32),
+        y_test=np.zeros(n_test, np.int64),
+    )
     return path
 
 

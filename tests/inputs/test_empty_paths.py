@@ -1,4 +1,5 @@
 """An empty directory option or key names itself, before any training, in both commands that train."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,5 +35,8 @@ def test_leaderboard_build_names_the_empty_option_or_key(tmp_path):
     assert out.exit_code == 2 and "No such option '--results-dir'" in out.output
     toml.write_text(BOARD.format(results_dir='results_dir = ""'))
     out = lb_cli(["build", str(toml)])
-    assert out.exit_code == 2 and "[leaderboard] results_dir must be a path relative to the TOML file, got ''" in out.output
+    assert (
+        out.exit_code == 2
+        and "[leaderboard] results_dir must be a path relative to the TOML file, got ''" in out.output
+    )
     assert not (tmp_path / "results").exists()

@@ -1,4 +1,5 @@
 """An evaluator's wrong output or exception fails the cell naming the evaluator (issue 12, Execution)."""
+
 from __future__ import annotations
 
 import pytest

@@ -2,6 +2,7 @@
 what is wrong (issue 21): an injection given no strength, empty or duplicated axes, a
 ``--param`` that would be ignored or is given twice, a ``[grid]`` that is not a table, and
 boundary options that do not apply. Nothing here trains."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,12 @@ from tests.conftest import cli_run
 #: (arguments, grid file text or None, exit status, words the message must contain)
 CASES = [
     # the injection example without --beta: beta 0 would inject nothing, so it is refused
-    (["run", "--methods", "fgsm,grad-align", "--injections", "low-freq"], None, 2,
-     ["injection 'low-freq'", "no strength", "--beta"]),
+    (
+        ["run", "--methods", "fgsm,grad-align", "--injections", "low-freq"],
+        None,
+        2,
+        ["injection 'low-freq'", "no strength", "--beta"],
+    ),
     (["run", "--injections", "none,low-freq-pm"], None, 2, ["injection 'low-freq-pm'", "--beta"]),
     (["run", "--dry-run"], 'injections = ["perp"]\n', 2, ["injection 'perp'", "betas = [8]"]),
     (["boundary", "--injections", "low-freq"], None, 2, ["injection 'low-freq'", "--beta"]),
@@ -26,10 +31,18 @@ CASES = [
     (["run", "--dry-run", "--eps", "8,8/255"], None, 2, ["eps lists 8/255 twice"]),
     (["run", "--dry-run", "--seeds", "0,1,0"], None, 2, ["seeds lists 0 twice"]),
     # --param that would be ignored, or given twice with different values
-    (["run", "--dry-run", "--methods", "fgsm", "--param", "methods.pgd.steps=3"], None, 2,
-     ["method 'pgd' is not in the grid", "fgsm"]),
-    (["run", "--dry-run", "--param", "methods.fgsm.alpha=1", "--param", "methods.fgsm.alpha=2"], None, 2,
-     ["methods.fgsm.alpha is given twice", "1 and 2"]),
+    (
+        ["run", "--dry-run", "--methods", "fgsm", "--param", "methods.pgd.steps=3"],
+        None,
+        2,
+        ["method 'pgd' is not in the grid", "fgsm"],
+    ),
+    (
+        ["run", "--dry-run", "--param", "methods.fgsm.alpha=1", "--param", "methods.fgsm.alpha=2"],
+        None,
+        2,
+        ["methods.fgsm.alpha is given twice", "1 and 2"],
+    ),
     # [grid] must be a table
     (["run", "--dry-run"], '[[grid]]\nmethods = ["fgsm"]\n', 2, ["[grid] must be a table"]),
     (["run", "--dry-run"], "grid = 3\n", 2, ["[grid] must be a table"]),
@@ -71,6 +84,7 @@ def test_an_explicit_beta_still_runs_and_is_in_the_plan(tmp_path, monkeypatch):
 
 def test_the_same_param_twice_with_one_value_is_accepted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    out = cli_run(["run", "--dry-run", "--methods", "fgsm", "--param", "methods.fgsm.alpha=1",
-                   "--param", "methods.fgsm.alpha=1"])
+    out = cli_run(
+        ["run", "--dry-run", "--methods", "fgsm", "--param", "methods.fgsm.alpha=1", "--param", "methods.fgsm.alpha=1"]
+    )
     assert out.exit_code == 0, out.output

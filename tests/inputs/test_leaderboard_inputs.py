@@ -1,5 +1,6 @@
 """A leaderboard's rank_by naming a metric its results do not report is an error naming it
 and the metrics they do report, not a silent fall-back to another ranking (issue 21)."""
+
 from __future__ import annotations
 
 from pathlib import Path

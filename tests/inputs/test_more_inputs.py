@@ -1,6 +1,7 @@
 """Values and settings that were accepted although wrong (issue 21): non-finite or out-of-range
 parameters, datasets too small to train on, a plugin named like a built-in, a misspelt
 COBENCH_LOAD_PLUGINS; and ``--dry-run --json`` prints JSON. Nothing here trains."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,13 @@ TINY = ["run", "--methods", "fgsm", "--eps", "8", "--epochs", "1", "--evaluators
 
 def npz(path, n_train: int = 6, classes: int = 2, side: int = 8) -> str:
     rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.random((n_train, side, side, 1)).astype("float32"),
-             y_train=np.arange(n_train) % classes, x_test=rng.random((4, side, side, 1)).astype("float32"),
-             y_test=np.arange(4) % classes)
+    np.savez(
+        path,
+        x_train=rng.random((n_train, side, side, 1)).astype("float32"),
+        y_train=np.arange(n_train) % classes,
+        x_test=rng.random((4, side, side, 1)).astype("float32"),
+        y_test=np.arange(4) % classes,
+    )
     return f"npz:{path}"
 
 
@@ -26,10 +31,16 @@ CASES = [
     (["--param", "methods.fgsm.alpha=inf"], 2, ["methods.fgsm.alpha = inf: expected a finite number"]),
     (["--param", "methods.fgsm.alpha=-inf"], 2, ["methods.fgsm.alpha = -inf: expected a finite number"]),
     (["--param", "datasets.digits.size=1"], 2, ["datasets.digits.size = 1: expected >= 4"]),
-    (["--param", "datasets.digits.test_fraction=0.9999"], 2, ["datasets.digits.test_fraction = 0.9999",
-                                                               "leaves 0 training"]),
-    (["--datasets", "imagefolder:{dir}/nowhere", "--param", "datasets.imagefolder.crop_padding=-3"], 2,
-     ["datasets.imagefolder.crop_padding = -3: expected >= -1"]),
+    (
+        ["--param", "datasets.digits.test_fraction=0.9999"],
+        2,
+        ["datasets.digits.test_fraction = 0.9999", "leaves 0 training"],
+    ),
+    (
+        ["--datasets", "imagefolder:{dir}/nowhere", "--param", "datasets.imagefolder.crop_padding=-3"],
+        2,
+        ["datasets.imagefolder.crop_padding = -3: expected >= -1"],
+    ),
     (["--datasets", "{one_class}"], 2, ["has 1 class(es)", "at least 2"]),
     (["--datasets", "{one_image}", "--param", "datasets.npz.num_classes=2"], 2, ["has 1 training image(s)"]),
     (["--datasets", "{two_pixels}"], 2, ["2x2-pixel images", "at least 4x4"]),
@@ -39,8 +50,12 @@ CASES = [
 @pytest.mark.parametrize("extra, status, words", CASES, ids=[" ".join(c[0]) for c in CASES])
 def test_bad_value_is_refused_before_training(tmp_path, monkeypatch, extra, status, words):
     monkeypatch.chdir(tmp_path)
-    places = {"dir": str(tmp_path), "one_class": npz(tmp_path / "c.npz", classes=1),
-              "one_image": npz(tmp_path / "i.npz", n_train=1), "two_pixels": npz(tmp_path / "p.npz", side=2)}
+    places = {
+        "dir": str(tmp_path),
+        "one_class": npz(tmp_path / "c.npz", classes=1),
+        "one_image": npz(tmp_path / "i.npz", n_train=1),
+        "two_pixels": npz(tmp_path / "p.npz", side=2),
+    }
     out = cli_run([*TINY, *(a.format(**places) for a in extra)])
     assert out.exit_code == status, out.output
     assert all(w in out.output for w in words), out.output

@@ -2,14 +2,15 @@
 -o/--plot`` refuse a result, checkpoint, weights or claim file, and a path a listing of the
 results directory would read as a result, before any work; what they write is written
 atomically and named. Each data-loss case checks the finished result is intact and listed."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from cobench.grid.spec import GridSpec
 from cobench.grid.resolve import resolve
+from cobench.grid.spec import GridSpec
 from cobench.store.results import result_header, result_path, write_json
 from tests.conftest import cli_run
 
@@ -28,8 +29,9 @@ def finished(tmp_path, pm, monkeypatch):
     spec = GridSpec.from_dict({"grid": {"methods": ["fgsm"], "eps": [8]}})
     cell = resolve(spec, pm.registry)[0]
     path = result_path(tmp_path / "r", cell)
-    write_json(path, {**result_header(cell, "2026-01-01T00:00:00+00:00"), "status": "ok",
-                      "metrics": {"clean_acc": 0.5}})
+    write_json(
+        path, {**result_header(cell, "2026-01-01T00:00:00+00:00"), "status": "ok", "metrics": {"clean_acc": 0.5}}
+    )
     (tmp_path / "r" / "checkpoints").mkdir()
     (tmp_path / "r" / "checkpoints" / f"{cell.cell_id}.pt").write_bytes(b"checkpoint")
     path.with_suffix(".safetensors").write_bytes(b"weights")
@@ -65,8 +67,13 @@ CASES = [
 
 @pytest.mark.parametrize("args, status, words", CASES, ids=[" ".join(c[0]) for c in CASES])
 def test_no_output_path_destroys_a_result(finished, tmp_path, args, status, words):
-    places = {"result": str(finished), "ckpt": str(next((tmp_path / "r" / "checkpoints").glob("*.pt"))),
-              "weights": str(finished.with_suffix(".safetensors")), "claim": str(finished) + ".claim", "dir": "r"}
+    places = {
+        "result": str(finished),
+        "ckpt": str(next((tmp_path / "r" / "checkpoints").glob("*.pt"))),
+        "weights": str(finished.with_suffix(".safetensors")),
+        "claim": str(finished) + ".claim",
+        "dir": "r",
+    }
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     out = cobench([a.format(**places) for a in args])
     assert out.exit_code == status, out.output

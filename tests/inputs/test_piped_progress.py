@@ -1,13 +1,14 @@
 """Piped output shows one unwrapped line per epoch and per cell (issue 12, Execution)."""
+
 from __future__ import annotations
 
 import io
 
 from rich.console import Console
 
+from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec
 from cobench.run.progress import GridProgress
-from cobench.grid.resolve import resolve
 
 
 def test_not_a_terminal_prints_epoch_lines_unwrapped(pm):

@@ -2,14 +2,15 @@
 each one with a warning naming the file and the field, and lists the rest; ``cobench leaderboard
 validate`` exits 1 on an invalid or inconsistent file, with a line counting each kind.
 The results are written without training."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from cobench.grid.spec import GridSpec
 from cobench.grid.resolve import resolve
+from cobench.grid.spec import GridSpec
 from cobench.store.digest import with_digest
 from cobench.store.results import result_header, result_path, write_json
 from tests.conftest import cli_run
@@ -29,11 +30,19 @@ def results(tmp_path, pm):
     paths = []
     for cell in resolve(spec, pm.registry):
         path = result_path(tmp_path / "r", cell)
-        write_json(path, with_digest({**result_header(cell, "2026-01-01T00:00:00+00:00"), "status": "ok",
-                                      "metrics": {"clean_acc": 0.9, "fgsm_acc": 0.5, "pgd_acc": 0.4, "co": 0,
-                                                  "co_epoch": None},
-                                      "curves": {"train_loss": [1.0]}, "cost": {"steps": 10},
-                                      "provenance": {"machine": {"device_name": "cpu"}}}))
+        write_json(
+            path,
+            with_digest(
+                {
+                    **result_header(cell, "2026-01-01T00:00:00+00:00"),
+                    "status": "ok",
+                    "metrics": {"clean_acc": 0.9, "fgsm_acc": 0.5, "pgd_acc": 0.4, "co": 0, "co_epoch": None},
+                    "curves": {"train_loss": [1.0]},
+                    "cost": {"steps": 10},
+                    "provenance": {"machine": {"device_name": "cpu"}},
+                }
+            ),
+        )
         paths.append(path)
     return paths
 
@@ -86,12 +95,24 @@ def test_a_malformed_result_is_skipped_naming_file_and_field(results, field, val
 #: (what is done to the second result, exit status of validate, words of its output)
 VALIDATE = [
     ("nothing", lambda p: None, 0, ["3 result file(s) valid"]),
-    ("edited after the run (digest mismatch)", lambda p: edit(p, lambda d: put(d, "metrics.pgd_acc", 0.99)), 1,
-     ["inconsistent", "digest does not match", "3 result file(s): 2 valid, 1 inconsistent, 0 invalid"]),
-    ("PGD above clean accuracy with CO flagged, re-signed",
-     lambda p: edit(p, lambda d: d["metrics"].update(pgd_acc=0.99, co=1, co_epoch=3), sign=True), 1,
-     ["pgd_acc 0.990 is above clean_acc", "3 result file(s): 2 valid, 1 inconsistent, 0 invalid"]),
-    ("not JSON", lambda p: p.write_text("{"), 1, ["not valid JSON", "3 result file(s): 2 valid, 0 inconsistent, 1 invalid"]),
+    (
+        "edited after the run (digest mismatch)",
+        lambda p: edit(p, lambda d: put(d, "metrics.pgd_acc", 0.99)),
+        1,
+        ["inconsistent", "digest does not match", "3 result file(s): 2 valid, 1 inconsistent, 0 invalid"],
+    ),
+    (
+        "PGD above clean accuracy with CO flagged, re-signed",
+        lambda p: edit(p, lambda d: d["metrics"].update(pgd_acc=0.99, co=1, co_epoch=3), sign=True),
+        1,
+        ["pgd_acc 0.990 is above clean_acc", "3 result file(s): 2 valid, 1 inconsistent, 0 invalid"],
+    ),
+    (
+        "not JSON",
+        lambda p: p.write_text("{"),
+        1,
+        ["not valid JSON", "3 result file(s): 2 valid, 0 inconsistent, 1 invalid"],
+    ),
 ]
 
 

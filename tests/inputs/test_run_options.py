@@ -3,6 +3,7 @@ option and what is valid (issue 21): device strings (parsed in one place, cobenc
 executor options, checkpoint flags and directory, an empty --loggers. A claim file that is
 not a claim, and a checkpoint that cannot be read, are named and set aside instead of
 blocking or failing the cell."""
+
 from __future__ import annotations
 
 import os
@@ -11,12 +12,12 @@ import time
 import pytest
 import torch
 
+from cobench.errors import ConfigError
+from cobench.grid.resolve import resolve
+from cobench.grid.spec import GridSpec
 from cobench.run.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from cobench.run.claims import ClaimKeeper, claim_path, read_claim
 from cobench.run.device import parse_device
-from cobench.errors import ConfigError
-from cobench.grid.spec import GridSpec
-from cobench.grid.resolve import resolve
 from cobench.store.results import result_header, result_path, write_json
 from tests.conftest import cli_run
 
@@ -35,8 +36,11 @@ CASES = [
     (["--cells-per-device", "2"], 2, ["--cells-per-device does not apply to executor 'local'", "local-parallel, ray"]),
     (["--ray-address", "10.0.0.1:6379"], 2, ["--ray-address does not apply to executor 'local'", "ray"]),
     (["--executor", "local-parallel", "--ray-address", "10.0.0.1:6379"], 2, ["--ray-address does not apply"]),
-    (["--executor", "submitit", "--executor-param", "mem_gb=lots"], 2, ["executors.submitit.mem_gb = 'lots'",
-                                                                         "expected an integer"]),
+    (
+        ["--executor", "submitit", "--executor-param", "mem_gb=lots"],
+        2,
+        ["executors.submitit.mem_gb = 'lots'", "expected an integer"],
+    ),
     (["--executor", "local-parallel", "--executor-param", "workers=-1"], 2, ["executors.local-parallel.workers = -1"]),
     (["--no-checkpoints", "--keep-checkpoints"], 2, ["--keep-checkpoints needs checkpoints", "--no-checkpoints"]),
     (["--no-checkpoints", "--checkpoint-dir", "ck"], 2, ["--checkpoint-dir needs checkpoints"]),
@@ -66,8 +70,10 @@ def test_a_device_that_is_not_there_is_refused_even_with_nothing_to_train(tmp_pa
     spec.training.epochs = 1
     spec.normalize()
     (cell,) = resolve(spec, pm.registry)
-    write_json(result_path(tmp_path / "r", cell), {**result_header(cell, "2026-01-01T00:00:00+00:00"), "status": "ok",
-                                                   "metrics": {"clean_acc": 0.5}})
+    write_json(
+        result_path(tmp_path / "r", cell),
+        {**result_header(cell, "2026-01-01T00:00:00+00:00"), "status": "ok", "metrics": {"clean_acc": 0.5}},
+    )
     out = cli_run([*TINY, "--device", name])
     assert out.exit_code == 2 and f"device {name!r}" in out.output, out.output
     assert "not available" in out.output or "CUDA device(s)" in out.output, out.output

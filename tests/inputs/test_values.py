@@ -1,13 +1,14 @@
 """Bad values fail before any training, naming the key and what is valid (issue 12, Inputs)."""
+
 from __future__ import annotations
 
 import pytest
 
 from cobench.errors import ConfigError
+from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec
 from cobench.kinds import GRID_KINDS, KIND_NAMES
 from cobench.params import check_range_declarations, component_problems, type_problem
-from cobench.grid.resolve import resolve
 from tests.conftest import cli_run
 
 
@@ -18,13 +19,16 @@ def resolve_with(pm, *params: str, **grid):
     return resolve(spec, pm.registry)
 
 
-@pytest.mark.parametrize("param, expected", [
-    ("methods.fgsm.alpha=abc", "methods.fgsm.alpha = 'abc': expected a number"),
-    ("evaluators.pgd.steps=1.5", "evaluators.pgd.steps = 1.5: expected an integer"),
-    ("methods.pgd.steps=-3", "methods.pgd.steps = -3: expected >= 1"),
-    ("methods.pgd.random_init=1", "methods.pgd.random_init = 1: expected a boolean"),
-    ("models.small-cnn.width=0", "models.small-cnn.width = 0: expected >= 1"),
-])
+@pytest.mark.parametrize(
+    "param, expected",
+    [
+        ("methods.fgsm.alpha=abc", "methods.fgsm.alpha = 'abc': expected a number"),
+        ("evaluators.pgd.steps=1.5", "evaluators.pgd.steps = 1.5: expected an integer"),
+        ("methods.pgd.steps=-3", "methods.pgd.steps = -3: expected >= 1"),
+        ("methods.pgd.random_init=1", "methods.pgd.random_init = 1: expected a boolean"),
+        ("models.small-cnn.width=0", "models.small-cnn.width = 0: expected >= 1"),
+    ],
+)
 def test_a_bad_param_is_an_error_before_training(pm, param, expected):
     with pytest.raises(ConfigError) as info:
         resolve_with(pm, param)
@@ -60,15 +64,26 @@ def test_a_parameter_without_default_left_unset_is_named(pm):
             self.lam, self.alpha = lam, alpha
 
     problems = component_problems(NeedsLam, "methods", {"lam": None, "alpha": 1.0})
-    assert problems == ["methods.needs-lam.lam is required (it has no default); "
-                        "set it, e.g. --param methods.needs-lam.lam=VALUE"]
+    assert problems == [
+        "methods.needs-lam.lam is required (it has no default); set it, e.g. --param methods.needs-lam.lam=VALUE"
+    ]
     assert component_problems(NeedsLam, "methods", {"lam": 2.0, "alpha": 1.0}) == []
 
 
-@pytest.mark.parametrize("value, hint, ok", [
-    (3, int, True), (True, int, False), (3, float, True), (float("nan"), float, False), ("x", str, True),
-    (None, int | None, True), ("a", int | None, False), ([1, 2], tuple[int, ...], True), ([1, "a"], tuple[int, ...], False),
-])
+@pytest.mark.parametrize(
+    "value, hint, ok",
+    [
+        (3, int, True),
+        (True, int, False),
+        (3, float, True),
+        (float("nan"), float, False),
+        ("x", str, True),
+        (None, int | None, True),
+        ("a", int | None, False),
+        ([1, 2], tuple[int, ...], True),
+        ([1, "a"], tuple[int, ...], False),
+    ],
+)
 def test_type_problem(value, hint, ok):
     assert (type_problem(value, hint) is None) == ok
 
@@ -81,16 +96,19 @@ def test_every_builtin_declares_well_formed_ranges(pm):
                 assert component_problems(cls, kind, cls.parameters()) == [], name
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('[training]\naugment = "no"\n', "training.augment = 'no': expected a boolean"),
-    ('[training]\nepochs = "one"\n', "training.epochs = 'one': expected an integer"),
-    ("[training]\nprobe_size = -5\n", "training.probe_size = -5: expected >= 1"),
-    ("[evaluation]\neval_batch_size = 0\n", "training.eval_batch_size = 0: expected >= 1"),
-    ("params = 5\n", "params must be a table"),
-    ("training = 3\n", "[training] must be a table"),
-    ("seeds = [99999999999999999999]\n", "seeds must be integers in 0..9223372036854775807"),
-    ("seeds = [-1]\n", "seeds must be integers in 0.."),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('[training]\naugment = "no"\n', "training.augment = 'no': expected a boolean"),
+        ('[training]\nepochs = "one"\n', "training.epochs = 'one': expected an integer"),
+        ("[training]\nprobe_size = -5\n", "training.probe_size = -5: expected >= 1"),
+        ("[evaluation]\neval_batch_size = 0\n", "training.eval_batch_size = 0: expected >= 1"),
+        ("params = 5\n", "params must be a table"),
+        ("training = 3\n", "[training] must be a table"),
+        ("seeds = [99999999999999999999]\n", "seeds must be integers in 0..9223372036854775807"),
+        ("seeds = [-1]\n", "seeds must be integers in 0.."),
+    ],
+)
 def test_bad_grid_file_values(tmp_path, text, expected):
     path = tmp_path / "g.toml"
     path.write_text(text)
@@ -106,12 +124,15 @@ def test_binary_grid_file(tmp_path):
         GridSpec.from_toml(path)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--seeds", "99999999999999999999"], "seeds must be integers in 0.."),
-    (["--results-dir", ""], "--results-dir is empty"),
-    (["--methods", ""], "--methods '' is empty"),
-    (["--eps", " , "], "--eps ' , ' is empty"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--seeds", "99999999999999999999"], "seeds must be integers in 0.."),
+        (["--results-dir", ""], "--results-dir is empty"),
+        (["--methods", ""], "--methods '' is empty"),
+        (["--eps", " , "], "--eps ' , ' is empty"),
+    ],
+)
 def test_bad_cli_values(args, expected):
     out = cli_run(["run", "--dry-run", *args])
     assert out.exit_code != 0 and expected in out.output

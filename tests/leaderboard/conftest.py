@@ -1,5 +1,6 @@
 """A tiny leaderboard (2 methods x 2 eps x {none, low-freq} x 2 seeds, 2 epochs on 8x8 digits),
 trained once per test session; each test gets its own copy."""
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,9 @@ def find_result(toml: Path, method: str, eps: float, injection: str = "none", se
     out = []
     for p in result_paths(toml):
         cfg = json.loads(p.read_text())["config"]
-        if (cfg["method"]["name"], cfg["eps"], cfg["injection"]["name"]) == (method, eps, injection) \
-                and (seed is None or cfg["seed"] == seed):
+        if (cfg["method"]["name"], cfg["eps"], cfg["injection"]["name"]) == (method, eps, injection) and (
+            seed is None or cfg["seed"] == seed
+        ):
             out.append(p)
     return out
 

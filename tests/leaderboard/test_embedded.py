@@ -1,5 +1,6 @@
 """The leaderboards shipped in leaderboards/: committed, up to date, and showing what they
 claim (results are the committed measurements, not re-run here)."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,13 @@ ZOO = ("fgsm", "rs-fgsm", "n-fgsm", "grad-align", "elle", "fgsm-pgi", "pgd")
 
 @pytest.mark.parametrize("board", [LB, INDUCED], ids=lambda p: p.stem)
 def test_shipped_leaderboards_are_up_to_date_through_the_installed_command(board):
-    proc = subprocess.run([sys.executable, "-m", "cobench", "leaderboard", "check", str(board)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cobench", "leaderboard", "check", str(board)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{board.stem}: up to date" in proc.stdout
 

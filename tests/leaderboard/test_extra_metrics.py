@@ -1,4 +1,5 @@
 """``[leaderboard] metrics``: a third-party evaluator's accuracy as a leaderboard column."""
+
 from __future__ import annotations
 
 import pytest
@@ -74,15 +75,20 @@ def test_a_board_shows_the_metric_columns_its_toml_asks_for_and_rejects_unknown_
     assert "noise_acc_mean,noise_acc_std" in csv.read_text().splitlines()[0]
     assert 'data-key="noise_acc" data-type="num"' in html.read_text()
     write_board(tmp_path, 'metrics = ["noise_acc", "blur_acc"]')  # same grid: the stored results still count
-    with pytest.raises(ProtocolError, match=r"\[leaderboard\] metrics blur_acc reported by none of its results; "
-                                            r"they report: clean_acc, noise_acc"):
+    with pytest.raises(
+        ProtocolError,
+        match=r"\[leaderboard\] metrics blur_acc reported by none of its results; "
+        r"they report: clean_acc, noise_acc",
+    ):
         build_board(load_leaderboard(toml))
     write_board(tmp_path, "")
     assert "noise_acc" not in render_markdown(build_board(load_leaderboard(toml)))  # the built-in columns only
 
 
-@pytest.mark.parametrize("metrics", ['metrics = "noise_acc"', 'metrics = ["noise"]', 'metrics = ["clean_acc"]',
-                                     'metrics = ["noise_acc", "noise_acc"]'])
+@pytest.mark.parametrize(
+    "metrics",
+    ['metrics = "noise_acc"', 'metrics = ["noise"]', 'metrics = ["clean_acc"]', 'metrics = ["noise_acc", "noise_acc"]'],
+)
 def test_bad_metric_lists_are_clear_errors(tmp_path, metrics):
     with pytest.raises(ConfigError, match=r"\[leaderboard\] metrics must be a list of distinct accuracy names"):
         load_leaderboard(write_board(tmp_path, metrics))

@@ -1,4 +1,5 @@
 """The HTML page: self-contained, and rendered for real in headless Chromium."""
+
 from __future__ import annotations
 
 import re
@@ -11,16 +12,29 @@ import pytest
 
 from cobench.leaderboard.html import IMAGE_DATA, normalise
 
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "chrome")
-                 if shutil.which(n)), None)
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed "
-                                    "(Debian: apt-get install chromium)")
+CHROMIUM = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "chrome") if shutil.which(n)), None
+)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)"
+)
 
 
 def chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'chromium-profile'}", *args, url]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *args,
+        url,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
 
 
@@ -68,8 +82,10 @@ def test_page_is_self_contained(tiny):
     page = tiny.with_suffix(".html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "the page must not load anything remotely"
     assert "<script>" in page and "<style>" in page
-    assert len(IMAGE_DATA.findall(page)) == 5 and all(len(m) > 1000 for m in IMAGE_DATA.findall(page))  # eps sweep, heatmap, CO-rate heatmap, two curve figures
-    assert "data:image/png;base64,\"" in normalise(page)
+    assert len(IMAGE_DATA.findall(page)) == 5 and all(
+        len(m) > 1000 for m in IMAGE_DATA.findall(page)
+    )  # eps sweep, heatmap, CO-rate heatmap, two curve figures
+    assert 'data:image/png;base64,"' in normalise(page)
     tables = parse(page).tables
     assert len(tables) == 2 and all(len(t["rows"]) == 4 for t in tables)
 

@@ -1,4 +1,5 @@
 """Plot helpers: the CO boundary drawn on eps x beta heatmaps and the choice of curve panels."""
+
 from __future__ import annotations
 
 import math
@@ -10,9 +11,7 @@ nan = math.nan
 
 def test_boundary_segments_separate_co_from_no_co_cells():
     # rows = eps (low to high), columns = beta; CO (>= 0.5) in the upper-right corner
-    co = [[0.0, 0.0, 0.0],
-          [0.0, 1.0, 0.5],
-          [nan, 1.0, 1.0]]
+    co = [[0.0, 0.0, 0.0], [0.0, 1.0, 0.5], [nan, 1.0, 1.0]]
     segs = set(co_boundary_segments(co))
     assert segs == {
         ((0.5, 0.5), (0.5, 1.5)),  # between (row 1, col 0) and (row 1, col 1)

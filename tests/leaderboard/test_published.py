@@ -1,4 +1,5 @@
 """Published figures beside the board's own numbers ([[leaderboard.published]]), in every format."""
+
 from __future__ import annotations
 
 import csv
@@ -40,8 +41,13 @@ def render(toml):
     out = lb_cli(["render", str(toml)])
     assert out.exit_code == 0, out.output
     lb = load_leaderboard(toml)
-    return lb, lb.output("md").read_text(), list(csv.DictReader(io.StringIO(lb.output("csv").read_text()))), \
-        json.loads(lb.output("json").read_text()), lb.output("html").read_text()
+    return (
+        lb,
+        lb.output("md").read_text(),
+        list(csv.DictReader(io.StringIO(lb.output("csv").read_text()))),
+        json.loads(lb.output("json").read_text()),
+        lb.output("html").read_text(),
+    )
 
 
 def test_a_board_without_published_figures_has_no_published_columns(tiny):
@@ -74,26 +80,37 @@ def test_published_figures_render_beside_cobench_with_the_difference(tiny):
     assert "| published % [ref] | cobench − published (points) |" in md
     section = md.split("## Published figures\n", 1)[1]
     line = next(ln for ln in section.splitlines() if ln.startswith("| 1 |"))
-    assert line == (f"| 1 | fgsm | 8/255 | none | PGD | ≈50 | 5 | last | {ours:.1f} | " + f"{ours - 50.0:+.1f}".replace("+", "\\+") + " | "
-                    "a README, line 3 | 30 epochs, not 2 |")
+    assert line == (
+        f"| 1 | fgsm | 8/255 | none | PGD | ≈50 | 5 | last | {ours:.1f} | "
+        + f"{ours - 50.0:+.1f}".replace("+", "\\+")
+        + " | "
+        "a README, line 3 | 30 epochs, not 2 |"
+    )
     # HTML: the same table, sortable
     assert 'id="published"' in page and "a paper, Table 2" in page and 'data-key="published_diff"' in page
     # and the committed outputs are what a fresh render gives
     assert lb_cli(["check", str(tiny)]).exit_code == 0
 
 
-@pytest.mark.parametrize("entry, fragment", [
-    ('method = "fgsm"\neps = 8\nmetric = "pgd_acc"\nvalue = 50', "source is required"),
-    ('method = "pgd"\neps = 8\nmetric = "pgd_acc"\nvalue = 50\nsource = "x"', "not one of the board's methods"),
-    ('method = "fgsm"\neps = 4\nmetric = "pgd_acc"\nvalue = 50\nsource = "x"', "not one of the board's eps"),
-    ('method = "fgsm"\neps = 8\nmetric = "pgd50_10_acc"\nvalue = 50\nsource = "x"', "not one of the board's accuracy"),
-    ('method = "fgsm"\neps = 8\nmetric = "pgd_acc"\nvalue = 0.5\nsource = "x"\ncheckpoint = "final"', "checkpoint"),
-    ('method = "fgsm"\neps = 8\nmetric = "pgd_acc"\nvalue = 150\nsource = "x"', "percentage"),
-])
+@pytest.mark.parametrize(
+    "entry, fragment",
+    [
+        ('method = "fgsm"\neps = 8\nmetric = "pgd_acc"\nvalue = 50', "source is required"),
+        ('method = "pgd"\neps = 8\nmetric = "pgd_acc"\nvalue = 50\nsource = "x"', "not one of the board's methods"),
+        ('method = "fgsm"\neps = 4\nmetric = "pgd_acc"\nvalue = 50\nsource = "x"', "not one of the board's eps"),
+        (
+            'method = "fgsm"\neps = 8\nmetric = "pgd50_10_acc"\nvalue = 50\nsource = "x"',
+            "not one of the board's accuracy",
+        ),
+        ('method = "fgsm"\neps = 8\nmetric = "pgd_acc"\nvalue = 0.5\nsource = "x"\ncheckpoint = "final"', "checkpoint"),
+        ('method = "fgsm"\neps = 8\nmetric = "pgd_acc"\nvalue = 150\nsource = "x"', "percentage"),
+    ],
+)
 def test_bad_published_entries_give_clear_errors(tmp_path, entry, fragment):
     path = tmp_path / "bad.toml"
-    path.write_text('[leaderboard]\ntitle = "x"\n[grid]\nmethods = ["fgsm"]\neps = [8]\n'
-                    f"[[leaderboard.published]]\n{entry}\n")
+    path.write_text(
+        f'[leaderboard]\ntitle = "x"\n[grid]\nmethods = ["fgsm"]\neps = [8]\n[[leaderboard.published]]\n{entry}\n'
+    )
     with pytest.raises(ConfigError) as exc:
         load_leaderboard(path)
     assert fragment in str(exc.value.message)

@@ -1,5 +1,6 @@
 """Rendering: tables from stored results, aggregation over seeds, protocol checks,
 third-party submissions, staleness, plots."""
+
 from __future__ import annotations
 
 import csv
@@ -14,16 +15,19 @@ import pytest
 from cobench.errors import ConfigError
 from cobench.grid.cell import Cell
 from cobench.leaderboard.check import stale_files
-from cobench.store.digest import with_digest
 from cobench.leaderboard.spec import load_leaderboard
+from cobench.store.digest import with_digest
 from tests.leaderboard.conftest import edit_result, find_result, lb_cli, result_paths
 
 
 def md_rows(md: str, setting_title: str) -> dict[tuple[str, str], list[str]]:
     """{(method, eps): cells} of the Markdown table under ``## setting_title``."""
     section = md.split(f"## {setting_title}\n", 1)[1].split("\n## ", 1)[0]
-    lines = [ln for ln in section.splitlines() if ln.startswith("| ") and not ln.startswith("| rank")
-             and not ln.startswith("| ---")]
+    lines = [
+        ln
+        for ln in section.splitlines()
+        if ln.startswith("| ") and not ln.startswith("| rank") and not ln.startswith("| ---")
+    ]
     rows = {}
     for ln in lines:
         cells = [c.strip() for c in ln.strip("|").split(" | ")]
@@ -31,8 +35,19 @@ def md_rows(md: str, setting_title: str) -> dict[tuple[str, str], list[str]]:
     return rows
 
 
-COL = {"clean": 3, "fgsm": 4, "pgd": 5, "aa": 6, "co_rate": 7, "co_epoch": 8, "cost": 9, "time": 10, "passes": 11,
-       "seeds": 12, "source": 13}
+COL = {
+    "clean": 3,
+    "fgsm": 4,
+    "pgd": 5,
+    "aa": 6,
+    "co_rate": 7,
+    "co_epoch": 8,
+    "cost": 9,
+    "time": 10,
+    "passes": 11,
+    "seeds": 12,
+    "source": 13,
+}
 
 
 def test_build_renders_every_output_and_resumes(tiny):
@@ -47,8 +62,9 @@ def test_build_renders_every_output_and_resumes(tiny):
     again = lb_cli(["build", str(tiny), "--device", "cpu"])
     assert again.exit_code == 0, again.output
     assert "0 cells run, 16 already finished" in again.output
-    assert {p: p.read_bytes() for p in tiny.parent.glob("tiny.*") if p.suffix != ".html"} == \
-        {p: b for p, b in before.items() if p.suffix != ".html"}
+    assert {p: p.read_bytes() for p in tiny.parent.glob("tiny.*") if p.suffix != ".html"} == {
+        p: b for p, b in before.items() if p.suffix != ".html"
+    }
     assert stale_files(lb) == []
 
 
@@ -62,15 +78,20 @@ def test_table_is_mean_and_std_over_seeds_of_the_stored_results(tiny):
     md = tiny.with_suffix(".md").read_text()
     row = md_rows(md, "No injection")[("fgsm", "8/255")]
     sd = statistics.stdev([0.25, 0.75])
-    assert math.isclose(sd, math.sqrt(2 * 0.25 ** 2))  # sample std of two values: |a - b| / sqrt(2)
+    assert math.isclose(sd, math.sqrt(2 * 0.25**2))  # sample std of two values: |a - b| / sqrt(2)
     assert row[COL["pgd"]] == f"50.0 ± {100 * sd:.1f}" == "50.0 ± 35.4"
     assert row[COL["clean"]] == "90.0 ± 0.0"
     assert row[COL["aa"]] == "30.0 ± 14.1"
-    assert row[COL["co_rate"]] == r"50% \[9–91\]" and row[COL["co_epoch"]] == "2"  # Wilson 95% interval of 1/2 (brackets escaped in Markdown)
+    assert (
+        row[COL["co_rate"]] == r"50% \[9–91\]" and row[COL["co_epoch"]] == "2"
+    )  # Wilson 95% interval of 1/2 (brackets escaped in Markdown)
     # AutoAttack is missing for the other rows: rendered as '-'
     assert md_rows(md, "No injection")[("n-fgsm", "8/255")][COL["aa"]] == "-"
-    rec = next(r for r in csv.DictReader(io.StringIO(tiny.with_suffix(".csv").read_text()))
-               if (r["method"], r["eps"], r["injection"]) == ("fgsm", "8.0", "none"))
+    rec = next(
+        r
+        for r in csv.DictReader(io.StringIO(tiny.with_suffix(".csv").read_text()))
+        if (r["method"], r["eps"], r["injection"]) == ("fgsm", "8.0", "none")
+    )
     assert float(rec["pgd_acc_mean"]) == 0.5 and math.isclose(float(rec["pgd_acc_std"]), sd, rel_tol=1e-5)
     doc = json.loads(tiny.with_suffix(".json").read_text())
     assert doc["ranked_by"] == "pgd_acc"  # autoattack_acc is not reported by every row
@@ -80,8 +101,10 @@ def test_cost_relative_to_fgsm_and_median_co_epoch(tiny):
     for seed, t in ((0, 0.010), (1, 0.030)):
         edit_result(find_result(tiny, "fgsm", 16.0, seed=seed)[0], lambda d, t=t: d["cost"].update(time_per_step_s=t))
     for seed, t, ep in ((0, 0.050, 3), (1, 0.070, 6)):
-        edit_result(find_result(tiny, "n-fgsm", 16.0, seed=seed)[0],
-                    lambda d, t=t, ep=ep: (d["cost"].update(time_per_step_s=t), d["metrics"].update(co=1, co_epoch=ep)))
+        edit_result(
+            find_result(tiny, "n-fgsm", 16.0, seed=seed)[0],
+            lambda d, t=t, ep=ep: (d["cost"].update(time_per_step_s=t), d["metrics"].update(co=1, co_epoch=ep)),
+        )
     assert lb_cli(["render", str(tiny)]).exit_code == 0
     row = md_rows(tiny.with_suffix(".md").read_text(), "No injection")[("n-fgsm", "16/255")]
     assert row[COL["cost"]] == "3.00"  # mean 0.06 / mean 0.02
@@ -123,8 +146,13 @@ def test_plots_are_real_pictures(tiny):
     from matplotlib.image import imread
 
     plots = sorted((tiny.parent / "plots" / "tiny").glob("*.png"))
-    assert [p.name for p in plots] == ["co-rate-low-freq.png", "curves-low-freq-beta8.png", "curves-none.png",
-                                       "eps-sweep.png", "heatmap-low-freq.png"]
+    assert [p.name for p in plots] == [
+        "co-rate-low-freq.png",
+        "curves-low-freq-beta8.png",
+        "curves-none.png",
+        "eps-sweep.png",
+        "heatmap-low-freq.png",
+    ]
     for p in plots:
         img = imread(p)
         h, w = img.shape[:2]
@@ -142,7 +170,8 @@ def test_third_party_submission_of_a_new_method_joins_the_table(tiny, tmp_path):
         data["config"]["method"] = {"name": "my-method", "params": {"gamma": 0.5}}
         data["plugins"]["methods"] = "my_plugin"
         data["provenance"]["components"]["methods"] = {
-            "my-method": {"plugin": "my_plugin", "distribution": "cobench-my-method", "version": "0.1.0"}}
+            "my-method": {"plugin": "my_plugin", "distribution": "cobench-my-method", "version": "0.1.0"}
+        }
         data["cell_id"] = data["config_hash"] = Cell.from_config(data["config"]).cell_id
         (mine / f"my-method-seed{data['seed']}.json").write_text(json.dumps(with_digest(data)))
     checked = lb_cli(["validate", str(mine), "--leaderboard", str(tiny)])
@@ -154,17 +183,24 @@ def test_third_party_submission_of_a_new_method_joins_the_table(tiny, tmp_path):
     assert ("my-method", "16/255") in md_rows(md, "No injection")
     assert "2 submitted by third parties" in md
     assert "**my-method** (plugin my\\_plugin from cobench-my-method 0.1.0, submitted): gamma=0.5" in md
-    assert md_rows(md, "No injection")[("my-method", "16/255")][COL["source"]] == \
-        "submitted: cobench-my-method 0.1.0, unverified"
+    assert (
+        md_rows(md, "No injection")[("my-method", "16/255")][COL["source"]]
+        == "submitted: cobench-my-method 0.1.0, unverified"
+    )
 
 
-@pytest.mark.parametrize("mutate, fragment", [
-    (lambda c: c["training"].update(epochs=5), "config.training.epochs is 5, the leaderboard uses 2"),
-    (lambda c: c.update(eps=4.0), "has eps 4/255; leaderboard 'tiny' uses eps 8, 16"),
-    (lambda c: c["evaluators"].pop(), "config.evaluators is"),
-    (lambda c: c.update(beta=2.0, injection={"name": "low-freq", "params": {"skip_dc": True}}),
-     "uses injection 'low-freq' with beta 2, which is not a setting"),
-])
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda c: c["training"].update(epochs=5), "config.training.epochs is 5, the leaderboard uses 2"),
+        (lambda c: c.update(eps=4.0), "has eps 4/255; leaderboard 'tiny' uses eps 8, 16"),
+        (lambda c: c["evaluators"].pop(), "config.evaluators is"),
+        (
+            lambda c: c.update(beta=2.0, injection={"name": "low-freq", "params": {"skip_dc": True}}),
+            "uses injection 'low-freq' with beta 2, which is not a setting",
+        ),
+    ],
+)
 def test_submissions_under_another_protocol_are_rejected(tiny, mutate, fragment):
     src = find_result(tiny, "fgsm", 8.0, seed=0)[0]
     data = json.loads(src.read_text())
@@ -191,8 +227,10 @@ def test_a_grid_method_with_other_parameters_is_rejected(tiny):
     bad.write_text(json.dumps(data))
     out = lb_cli(["render", str(tiny)])
     assert out.exit_code == 2
-    assert "is a 'fgsm' run that is not a cell of leaderboard 'tiny': config.method.params.alpha is 1.25, " \
-           "the leaderboard uses 1.0" in out.output
+    assert (
+        "is a 'fgsm' run that is not a cell of leaderboard 'tiny': config.method.params.alpha is 1.25, "
+        "the leaderboard uses 1.0" in out.output
+    )
 
 
 def test_duplicate_results_are_rejected(tiny):
@@ -203,13 +241,19 @@ def test_duplicate_results_are_rejected(tiny):
     assert out.exit_code == 2 and "duplicates" in out.output and "keep one of them" in out.output
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ('[leaderboard]\ntitel = "x"\n', "unknown [leaderboard] key(s) titel; valid keys: title, description"),
-    ('[leaderboard]\ntitle = "x"\n[grid]\ndatasets = ["digits", "cifar10"]\n', "a leaderboard has exactly one dataset"),
-    ('[leaderboard]\nrank_by = []\n', "rank_by must be a non-empty list"),
-    ('[leaderboard]\nresults_dir = "/abs"\n', "results_dir must be a path relative to the TOML file"),
-    ('[grid\n', "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('[leaderboard]\ntitel = "x"\n', "unknown [leaderboard] key(s) titel; valid keys: title, description"),
+        (
+            '[leaderboard]\ntitle = "x"\n[grid]\ndatasets = ["digits", "cifar10"]\n',
+            "a leaderboard has exactly one dataset",
+        ),
+        ("[leaderboard]\nrank_by = []\n", "rank_by must be a non-empty list"),
+        ('[leaderboard]\nresults_dir = "/abs"\n', "results_dir must be a path relative to the TOML file"),
+        ("[grid\n", "is not valid TOML"),
+    ],
+)
 def test_bad_leaderboard_files_give_clear_errors(tmp_path, text, fragment):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -237,14 +281,16 @@ def test_committed_figures_are_shown_on_every_page(tiny):
     text = tiny.read_text().replace(
         'description = "Two fast methods, two epochs."',
         'description = "Two fast methods, two epochs."\n'
-        'figures = [{ path = "searches/phase.png", caption = "Where FGSM collapses: the **search**." }]')
+        'figures = [{ path = "searches/phase.png", caption = "Where FGSM collapses: the **search**." }]',
+    )
     tiny.write_text(text)
     out = lb_cli(["render", str(tiny)])
     assert out.exit_code == 0, out.output
     md = tiny.with_suffix(".md").read_text()
     assert "## Figures\n\n![Where FGSM collapses: the **search**.](searches/phase.png)" in md
     assert json.loads(tiny.with_suffix(".json").read_text())["figures"] == [
-        {"path": "searches/phase.png", "caption": "Where FGSM collapses: the **search**."}]
+        {"path": "searches/phase.png", "caption": "Where FGSM collapses: the **search**."}
+    ]
     page = tiny.with_suffix(".html").read_text()
     assert base64.b64encode(png).decode("ascii") in page and "the <strong>search</strong>." in page
     assert lb_cli(["check", str(tiny)]).exit_code == 0

@@ -1,4 +1,5 @@
 """Result files are validated against the JSON schema before they enter a table."""
+
 from __future__ import annotations
 
 import copy
@@ -41,6 +42,7 @@ def _set(path, value):
         for k in head:
             d = d[k]
         d[last] = value
+
     return fn
 
 
@@ -50,14 +52,17 @@ def _drop(path):
         for k in head:
             d = d[k]
         del d[last]
+
     return fn
 
 
 def _rehash(fn):
     """Apply fn, then make cell_id/config_hash consistent again (as a careless third party would)."""
+
     def wrapped(d):
         fn(d)
         d["cell_id"] = d["config_hash"] = Cell.from_config(d["config"]).cell_id
+
     return wrapped
 
 

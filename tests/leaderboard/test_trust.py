@@ -1,5 +1,6 @@
 """Trust: forged and edited results are refused or visibly marked, submitted rows are marked in
 every format, names are escaped, ranks respect the seeds' noise, CO rates carry an interval."""
+
 from __future__ import annotations
 
 import csv
@@ -23,7 +24,8 @@ def forge(tiny, method: str = "forged-method", redigest: bool = False, name_in_t
         data["config"]["method"] = {"name": name_in_table or method, "params": {}}
         data["plugins"]["methods"] = "forged_plugin"
         data["provenance"]["components"]["methods"] = {
-            name_in_table or method: {"plugin": "forged_plugin", "distribution": "cobench-forged", "version": "9.9"}}
+            name_in_table or method: {"plugin": "forged_plugin", "distribution": "cobench-forged", "version": "9.9"}
+        }
         data["metrics"].update(clean_acc=0.99, fgsm_acc=0.99, pgd_acc=0.99)
         data["cell_id"] = data["config_hash"] = Cell.from_config(data["config"]).cell_id
         if redigest:
@@ -60,8 +62,12 @@ def test_a_forger_who_recomputes_the_digest_is_still_unverified_and_a_strict_boa
     assert not row["flagged"] and row["source"] == "submitted" and row["verification"] == "unverified"
     csv_rows = list(csv.DictReader(io.StringIO(tiny.with_suffix(".csv").read_text())))
     forged = next(r for r in csv_rows if r["method"] == "forged-method" and r["injection"] == "none")
-    assert (forged["source"], forged["plugin"], forged["verification"]) == ("submitted", "cobench-forged 9.9", "unverified")
-    tiny.write_text(tiny.read_text().replace('[leaderboard]\n', '[leaderboard]\nrequire_verification = true\n'))
+    assert (forged["source"], forged["plugin"], forged["verification"]) == (
+        "submitted",
+        "cobench-forged 9.9",
+        "unverified",
+    )
+    tiny.write_text(tiny.read_text().replace("[leaderboard]\n", "[leaderboard]\nrequire_verification = true\n"))
     out = lb_cli(["render", str(tiny)])
     assert out.exit_code == 2
     assert "leaderboard 'tiny' requires verified submissions; not verified: forged-method at eps 16" in out.output
@@ -81,10 +87,16 @@ def test_an_in_place_edit_of_a_committed_pgd_acc_is_marked_and_not_ranked(tiny):
     assert "| - | fgsm | 8/255 |" in md and "built here ⚠ inconsistent, not ranked" in md
 
 
-@pytest.mark.parametrize("mutate, fragment", [
-    (lambda m: m.update(autoattack_acc=0.9, autoattack_clean_acc=0.7), "autoattack_acc 0.900 is above autoattack_clean_acc"),
-    (lambda m: m.update(co=1, co_epoch=1), "co=1 (epoch 1) but its own probe curves give no collapse"),
-])
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (
+            lambda m: m.update(autoattack_acc=0.9, autoattack_clean_acc=0.7),
+            "autoattack_acc 0.900 is above autoattack_clean_acc",
+        ),
+        (lambda m: m.update(co=1, co_epoch=1), "co=1 (epoch 1) but its own probe curves give no collapse"),
+    ],
+)
 def test_contradictory_metrics_are_flagged_even_with_a_fresh_digest(tiny, mutate, fragment):
     path = find_result(tiny, "n-fgsm", 16.0, seed=1)[0]
     data = json.loads(path.read_text())
@@ -113,13 +125,20 @@ def test_pgd_is_compared_with_clean_accuracy_only_on_the_same_images():
     assert "pgd_acc 0.860 is above clean_acc 0.800" in check_accuracies(result(0, clean_acc=0.8, pgd_acc=0.86))[0]
     assert check_accuracies(result(64, clean_acc=0.8, pgd_acc=0.86)) == []  # PGD on 64 images, clean on all
     assert check_accuracies(result(0, clean_acc=0.8, pgd_acc=0.805)) == []  # within the 1-point slack
-    assert "co=1 (catastrophic overfitting) but pgd_acc 0.780" in \
-        check_accuracies(result(0, clean_acc=0.8, pgd_acc=0.78, co=1, co_epoch=3))[0]
+    assert (
+        "co=1 (catastrophic overfitting) but pgd_acc 0.780"
+        in check_accuracies(result(0, clean_acc=0.8, pgd_acc=0.78, co=1, co_epoch=3))[0]
+    )
 
 
 def test_rows_within_the_seeds_spread_share_a_rank():
-    rows = [{"m_mean": 0.50, "m_std": 0.04}, {"m_mean": 0.47, "m_std": 0.01}, {"m_mean": 0.40, "m_std": 0.01},
-            {"m_mean": 0.30, "m_std": 0.0, "flagged": True}, {"m_mean": 0.20, "m_std": 0.0}]
+    rows = [
+        {"m_mean": 0.50, "m_std": 0.04},
+        {"m_mean": 0.47, "m_std": 0.01},
+        {"m_mean": 0.40, "m_std": 0.01},
+        {"m_mean": 0.30, "m_std": 0.0, "flagged": True},
+        {"m_mean": 0.20, "m_std": 0.0},
+    ]
     noise_aware_ranks(rows, "m")
     assert [(r["rank"], r["rank_tied"]) for r in rows] == [(1, True), (1, True), (3, False), (None, False), (4, False)]
 
@@ -136,8 +155,25 @@ def test_a_submission_with_saved_weights_is_verified_end_to_end(tiny, tmp_path):
     from tests.conftest import cli_run
 
     mine = tmp_path / "mine"
-    ran = cli_run(["run", str(tiny), "--methods", "rs-fgsm", "--eps", "8", "--injections", "none", "--seeds", "0",
-                   "--save-models", "--results-dir", str(mine), "--device", "cpu"])
+    ran = cli_run(
+        [
+            "run",
+            str(tiny),
+            "--methods",
+            "rs-fgsm",
+            "--eps",
+            "8",
+            "--injections",
+            "none",
+            "--seeds",
+            "0",
+            "--save-models",
+            "--results-dir",
+            str(mine),
+            "--device",
+            "cpu",
+        ]
+    )
     assert ran.exit_code == 0, ran.output
     (result_file,) = [p for p in mine.rglob("*.json") if p.name not in ("summary.json",)]
     result = json.loads(result_file.read_text())
@@ -156,9 +192,12 @@ def test_a_submission_with_saved_weights_is_verified_end_to_end(tiny, tmp_path):
     assert lb_cli(["render", str(tiny)]).exit_code == 0
     row = rows_of(tiny)[("rs-fgsm", 8.0)]
     assert row["verification"] == "verified" and not row["flagged"]
-    tiny.write_text(tiny.read_text().replace('[leaderboard]\n', '[leaderboard]\nrequire_verification = true\n'))
+    tiny.write_text(tiny.read_text().replace("[leaderboard]\n", "[leaderboard]\nrequire_verification = true\n"))
     assert lb_cli(["render", str(tiny)]).exit_code == 0
-    assert "submitted: cobench" in tiny.with_suffix(".md").read_text() and ", verified |" in tiny.with_suffix(".md").read_text()
+    assert (
+        "submitted: cobench" in tiny.with_suffix(".md").read_text()
+        and ", verified |" in tiny.with_suffix(".md").read_text()
+    )
 
     # a forger raises pgd_acc and recomputes the digest: re-evaluation refuses it
     submitted = dest / result_file.name
@@ -167,7 +206,7 @@ def test_a_submission_with_saved_weights_is_verified_end_to_end(tiny, tmp_path):
     submitted.write_text(json.dumps(with_digest(data)))
     refused = lb_cli(["verify", str(tiny), "--device", "cpu"])
     assert refused.exit_code == 1 and "NOT reproduced (pgd_acc off by" in refused.output, refused.output
-    tiny.write_text(tiny.read_text().replace('require_verification = true\n', ''))
+    tiny.write_text(tiny.read_text().replace("require_verification = true\n", ""))
     assert lb_cli(["render", str(tiny)]).exit_code == 0
     row = rows_of(tiny)[("rs-fgsm", 8.0)]
     assert row["verification"] == "verification failed" and row["flagged"] and row["rank"] is None

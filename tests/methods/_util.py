@@ -1,7 +1,8 @@
 """Small models, data and checks shared by the method tests."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -61,8 +62,9 @@ class Draws:
         return uniform_like(like, low, high, self.g)
 
 
-def check_param_gradient(fn: Callable[[], Tensor], model: nn.Module, coords: int = 6, h: float = 1e-6,
-                         rtol: float = 1e-4, atol: float = 1e-8) -> None:
+def check_param_gradient(
+    fn: Callable[[], Tensor], model: nn.Module, coords: int = 6, h: float = 1e-6, rtol: float = 1e-4, atol: float = 1e-8
+) -> None:
     """Autograd gradient of ``fn()`` w.r.t. the model's parameters vs central finite differences
     on a few coordinates of every parameter tensor (the model must be float64)."""
     params = [p for p in model.parameters() if p.requires_grad]

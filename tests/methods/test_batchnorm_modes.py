@@ -2,6 +2,7 @@
 normalise with the clean batch's statistics and never update the running ones (deepmind's
 ``batchnorm.py`` get_stats/set_stats); Kim et al.'s attack runs in eval mode (torchattacks 2.12's
 ``Attack.__call__``, which the authors' ``CustomFFGSM`` inherits)."""
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,8 @@ class ReferenceBatchNorm(nn.Module):
 
     def forward(self, inputs, is_training=True, test_local_stats=False, get_stats=None, set_stats=None):
         mean = inputs.mean(0)
-        mean_square = (inputs ** 2).mean(0)
-        var = mean_square - mean ** 2
+        mean_square = (inputs**2).mean(0)
+        var = mean_square - mean**2
         if get_stats is not None:
             get_stats[self] = (mean, var)
         elif set_stats is not None:
@@ -46,13 +47,21 @@ class ReferenceBatchNorm(nn.Module):
 def pair(seed: int = 0):
     """The same Linear-BN-tanh-Linear net, once with torch BatchNorm1d, once with the reference's BN."""
     torch.manual_seed(seed)
-    ours = nn.Sequential(nn.Flatten(), nn.Linear(64, 6), nn.BatchNorm1d(6, momentum=0.1), nn.Tanh(), nn.Linear(6, 3)).double()
+    ours = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 6), nn.BatchNorm1d(6, momentum=0.1), nn.Tanh(), nn.Linear(6, 3)
+    ).double()
     with torch.no_grad():
         ours[2].weight.uniform_(0.5, 1.5)
         ours[2].bias.uniform_(-0.5, 0.5)
     ref_bn = ReferenceBatchNorm(6).double()
-    ref_bn.load_state_dict({"gamma": ours[2].weight, "beta": ours[2].bias, "accum_mean": ours[2].running_mean,
-                            "accum_var": ours[2].running_var})
+    ref_bn.load_state_dict(
+        {
+            "gamma": ours[2].weight,
+            "beta": ours[2].bias,
+            "accum_mean": ours[2].running_mean,
+            "accum_var": ours[2].running_var,
+        }
+    )
     ref = nn.ModuleDict({"l1": ours[1], "bn": ref_bn, "l2": ours[4]})  # shared linear layers
 
     def ref_model(x, **bn_kwargs):

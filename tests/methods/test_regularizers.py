@@ -1,5 +1,6 @@
 """Regularizer values (by hand on a one-pixel model) and their parameter gradients (finite
 differences, through double backprop where the method uses it): GradAlign, LLR, CURE, ELLE, GAT."""
+
 from __future__ import annotations
 
 import math
@@ -99,8 +100,14 @@ def test_linearity_violation_by_hand():
         assert math.isclose(got[i].item(), hand, rel_tol=1e-9)
         assert hand > 0
     reg = llr_regularizer(model, x, y, delta, losses, grad, mu=0.3)
-    by_hand = sum(abs(loss_by_hand(a + d, b) - loss_by_hand(a, b) - d * grad_by_hand(a, b))
-                  + 0.3 * abs(d * grad_by_hand(a, b)) for a, b, d in zip(XS, YS, [0.05, -0.1, 0.08])) / 3
+    by_hand = (
+        sum(
+            abs(loss_by_hand(a + d, b) - loss_by_hand(a, b) - d * grad_by_hand(a, b))
+            + 0.3 * abs(d * grad_by_hand(a, b))
+            for a, b, d in zip(XS, YS, [0.05, -0.1, 0.08])
+        )
+        / 3
+    )
     assert math.isclose(reg.item(), by_hand, rel_tol=1e-9)
     zero = llr_regularizer(model, x, y, torch.zeros_like(x), losses, grad, mu=0.3)
     assert abs(zero.item()) < 1e-12
@@ -157,13 +164,13 @@ class ReferenceCURE:
         loss_z = self.criterion(self.net.eval()(inputs), targets)
         loss_z.backward()
         grad = inputs.grad.data + 0.0
-        z = torch.sign(grad).detach() + 0.
-        z = 1. * (h) * (z + 1e-7) / (z.reshape(z.size(0), -1).norm(dim=1)[:, None, None, None] + 1e-7)
+        z = torch.sign(grad).detach() + 0.0
+        z = 1.0 * (h) * (z + 1e-7) / (z.reshape(z.size(0), -1).norm(dim=1)[:, None, None, None] + 1e-7)
         inputs.grad = None
         self.net.zero_grad()
         return z
 
-    def regularizer(self, inputs, targets, h=3.):
+    def regularizer(self, inputs, targets, h=3.0):
         z = self._find_z(inputs, targets, h)
         inputs.requires_grad_()
         outputs_pos = self.net.eval()(inputs + z)
@@ -200,7 +207,8 @@ def test_cure_step_matches_the_reference_loss_and_parameter_gradient(cobench_ste
     ctx = cobench_step_ctx(ours, EPS)
     grads = {}
     ctx._update = lambda loss, logits, yy: grads.update(
-        loss=loss, grads=torch.autograd.grad(loss, list(ours.parameters())))
+        loss=loss, grads=torch.autograd.grad(loss, list(ours.parameters()))
+    )
     CURE(lam=4.0, h=0.7).train_step(Batch(x, y, torch.arange(len(x))), ctx)
     assert math.isclose(grads["loss"].item(), expected.item(), rel_tol=1e-10)
     for g, rg in zip(grads["grads"], ref_grads):
@@ -225,9 +233,18 @@ class ReferenceELLETrainer:
         import types
 
         self.model, self.criterion = model, nn.CrossEntropyLoss()
-        self.args = types.SimpleNamespace(input_noise_rate=0.0, attack_eps=eps, attack_iter=1, attack_step=eps,
-                                          clamp=False, reg="CURE", lin_reg=0, lambda_aux=lin_reg, sensitivity=2,
-                                          decay_rate=0.99)
+        self.args = types.SimpleNamespace(
+            input_noise_rate=0.0,
+            attack_eps=eps,
+            attack_iter=1,
+            attack_step=eps,
+            clamp=False,
+            reg="CURE",
+            lin_reg=0,
+            lambda_aux=lin_reg,
+            sensitivity=2,
+            decay_rate=0.99,
+        )
         self.elle_values = []
 
     @staticmethod
@@ -242,7 +259,7 @@ class ReferenceELLETrainer:
 
     def loss(self, x, y):
         x_adv = x.clone() + self.args.input_noise_rate * self.args.attack_eps * (2 * torch.rand(x.shape) - 1)
-        for i in range(self.args.attack_iter):
+        for _ in range(self.args.attack_iter):
             x_adv.requires_grad = True
             outputs = self.model(x_adv)
             self.criterion(outputs, y).backward(retain_graph=True)
@@ -262,7 +279,9 @@ class ReferenceELLETrainer:
         opt.zero_grad()
         loss, lin_err = self.loss(x, y)
         loss.backward()
-        if len(self.elle_values) > 2 and lin_err > np.mean(self.elle_values) + self.args.sensitivity * np.std(self.elle_values):
+        if len(self.elle_values) > 2 and lin_err > np.mean(self.elle_values) + self.args.sensitivity * np.std(
+            self.elle_values
+        ):
             self.args.lin_reg = self.args.lambda_aux
         else:
             self.args.lin_reg *= self.args.decay_rate
@@ -369,5 +388,7 @@ def test_gat_guided_step_alternates_and_training_loss_is_clean_ce_plus_gap(coben
         used = model.inputs[-2] - x  # the adversarial training forward, then the clean one
         assert torch.allclose(used, delta, atol=1e-12)
         assert used.abs().max() <= EPS + 1e-12
-        expected = F.cross_entropy(net(x), y) + 10.0 * probability_gap(F.softmax(net(x), 1), F.softmax(net(x + delta), 1))
+        expected = F.cross_entropy(net(x), y) + 10.0 * probability_gap(
+            F.softmax(net(x), 1), F.softmax(net(x + delta), 1)
+        )
         assert math.isclose(ctx.losses[it], expected.item(), rel_tol=1e-9)

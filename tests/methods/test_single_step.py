@@ -1,4 +1,5 @@
 """Perturbation rules of the single-step methods: RS-FGSM, ZeroGrad, MultiGrad, Kim et al."""
+
 from __future__ import annotations
 
 import pytest

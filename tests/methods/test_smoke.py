@@ -1,5 +1,6 @@
 """The method zoo as `cobench list methods` shows it. (Each method's one-epoch run through
 the runner, with its cost, is part of the method contract: tests/scale/test_contract.py.)"""
+
 from __future__ import annotations
 
 

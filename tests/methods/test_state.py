@@ -1,5 +1,6 @@
 """State carried across steps and epochs: Free-AT's replayed perturbation, FGSM-PGI's per-sample
 priors, ELLE-A's adaptive lambda, GAT's alternating guidance and late lambda boost."""
+
 from __future__ import annotations
 
 import math
@@ -54,13 +55,13 @@ def reference_train_free(model, batches, epsilon, replays, batch_size, lr):
     delta.requires_grad = True
     for X, y in batches:
         for _ in range(replays):
-            output = model(X + delta[:X.size(0)])
+            output = model(X + delta[: X.size(0)])
             loss = criterion(output, y)
             opt.zero_grad()
             loss.backward()
             grad = delta.grad.detach()
             delta.data = torch.clamp(delta + epsilon * torch.sign(grad), -epsilon, epsilon)
-            delta.data[:X.size(0)] = torch.max(torch.min(delta[:X.size(0)], upper_limit - X), lower_limit - X)
+            delta.data[: X.size(0)] = torch.max(torch.min(delta[: X.size(0)], upper_limit - X), lower_limit - X)
             opt.step()
             delta.grad.zero_()
     return delta.detach()
@@ -148,7 +149,8 @@ def test_fgsm_pgi_starts_from_and_updates_each_samples_prior(cobench_step_ctx):
     assert torch.equal(method.prior[rest], prior0[rest]) and (method.momentum[rest] == 0).all()
     # training loss: smoothed CE at x + delta + lam * MSE between the two sets of logits
     expected = smoothed_cross_entropy(model.model(x + delta), y, 0.6) + 10 * F.mse_loss(
-        model.model(x + delta), model.model(x + start))
+        model.model(x + delta), model.model(x + start)
+    )
     assert math.isclose(ctx.losses[0], expected.item(), rel_tol=1e-5)
     # the next visit (next epoch) starts from the stored prior; momentum accumulates with decay 0.3
     prior1 = method.prior[idx].clone()
@@ -194,7 +196,7 @@ def test_adaptive_lambda_switches_on_at_outliers_and_decays_otherwise():
     s2.observe(1.0)
     assert math.isclose(s2.lam, 3960.0)
     s2.observe(1.0)
-    assert math.isclose(s2.lam, 4000.0 * 0.99 ** 2)
+    assert math.isclose(s2.lam, 4000.0 * 0.99**2)
 
 
 def test_adaptive_lambda_statistics_match_numpy():

@@ -1,15 +1,15 @@
 """Mid-cell checkpoints: atomic files, safe loading, generators and method state restored exactly."""
+
 from __future__ import annotations
 
 import random
 
 import numpy as np
-import pytest
 import torch
 
-from cobench.run.checkpoints import checkpoint_path, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from cobench.methods.elle import ELLEA
 from cobench.methods.free import FreeAT
+from cobench.run.checkpoints import checkpoint_path, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 
 
 def draws(g: torch.Generator) -> tuple:

@@ -1,5 +1,6 @@
 """cobench.testing: every built-in method passes the method contract, and the contract
 catches the mistakes it is there to catch."""
+
 from __future__ import annotations
 
 import pytest
@@ -97,14 +98,17 @@ class BadPlugin:
             register(cls)
 
 
-@pytest.mark.parametrize("test, method", [
-    ("test_step_calls_update_with_a_finite_loss_and_keeps_train_mode", "bad-no-update"),
-    ("test_inputs_stay_in_the_image_range", "bad-unclamped"),
-    ("test_inputs_stay_in_the_image_range", "bad-over-reach"),
-    ("test_deterministic_with_a_fixed_seed", "bad-global-rng"),
-    ("test_parameters_are_json_and_construct_the_method", "bad-nan-default"),
-    ("test_registered_through_an_entry_point", "bad-unclamped"),  # registered ad hoc, not by an entry point
-])
+@pytest.mark.parametrize(
+    "test, method",
+    [
+        ("test_step_calls_update_with_a_finite_loss_and_keeps_train_mode", "bad-no-update"),
+        ("test_inputs_stay_in_the_image_range", "bad-unclamped"),
+        ("test_inputs_stay_in_the_image_range", "bad-over-reach"),
+        ("test_deterministic_with_a_fixed_seed", "bad-global-rng"),
+        ("test_parameters_are_json_and_construct_the_method", "bad-nan-default"),
+        ("test_registered_through_an_entry_point", "bad-unclamped"),  # registered ad hoc, not by an entry point
+    ],
+)
 def test_the_contract_fails_methods_that_break_it(pm, test, method):
     pm.register(BadPlugin(), "bad-plugin")
     contract = type("Contract", (MethodContract,), {"method_name": method, "max_perturbation": 1.0})()

@@ -1,4 +1,5 @@
 """Opt-in early stop of collapsed cells: the streak, the loop, the result and the table."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,11 +7,11 @@ from rich.console import Console
 
 from cobench.errors import ConfigError
 from cobench.evaluators.co_detection import CODetector
+from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec
 from cobench.plugins import get_plugin_manager
-from cobench.grid.resolve import resolve
-from cobench.store.results import flat_row, schema_errors
 from cobench.run.runner import execute_cell
+from cobench.store.results import flat_row, schema_errors
 from cobench.store.tables import aggregate, summary_tables
 from cobench.testing import tiny_grid_spec
 

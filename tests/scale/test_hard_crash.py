@@ -1,6 +1,7 @@
 """A component that ends the process (os._exit) under the default local executor: nothing can
 be caught in-process, but the cell's claim survives it, so the next run says the cell was
 interrupted and resumes it; a cell interrupted twice in a row is recorded as failed instead."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from cobench.api import Method
-from cobench.run.claims import claim_path, read_claim, this_host
-from cobench.options import NoProgress
 from cobench.grid.resolve import resolve
-from cobench.store.results import iter_results, result_path
+from cobench.options import NoProgress
+from cobench.run.claims import claim_path, read_claim, this_host
 from cobench.run.runner import Runner
+from cobench.store.results import iter_results, result_path
 from cobench.testing import tiny_grid_spec
 
 
@@ -83,8 +84,9 @@ def test_os_exit_in_train_step_leaves_a_claim_the_next_run_reports_and_resumes(t
     notes = Notes()
     summary = Runner(spec, tmp_path, options={"device": "cpu"}).run(notes)
     (cell,) = resolve(spec, pm.registry)
-    assert notes.notes == [f"{cell.label}: was interrupted (process {pid} on {this_host()} ended during "
-                           "training); taking it over"]
+    assert notes.notes == [
+        f"{cell.label}: was interrupted (process {pid} on {this_host()} ended during training); taking it over"
+    ]
     assert summary.ran == 1 and not summary.failed and not list(tmp_path.rglob("*.claim"))
 
 

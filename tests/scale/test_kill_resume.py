@@ -1,5 +1,6 @@
 """Reliability: a grid SIGKILLed mid-run resumes with every finished cell kept and only the
 unfinished cells redone; results are written atomically, so a killed write leaves no result."""
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,31 @@ import pytest
 from cobench.store.results import iter_results
 
 ROOT = Path(__file__).resolve().parents[2]
-GRID = ["--methods", "fgsm,n-fgsm", "--eps", "4,8", "--epochs", "2", "--evaluators", "clean",
-        "--param", "models.small-cnn.width=4", "--param", "datasets.digits.size=8", "--device", "cpu"]
+GRID = [
+    "--methods",
+    "fgsm,n-fgsm",
+    "--eps",
+    "4,8",
+    "--epochs",
+    "2",
+    "--evaluators",
+    "clean",
+    "--param",
+    "models.small-cnn.width=4",
+    "--param",
+    "datasets.digits.size=8",
+    "--device",
+    "cpu",
+]
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "200",
+    }
 
 
 def results(res: Path) -> dict[Path, dict]:
@@ -44,8 +63,9 @@ def alive(pid: int) -> bool:
     return status.exists() and "State:\tZ" not in status.read_text()
 
 
-@pytest.mark.parametrize("executor", [[], ["--executor", "local-parallel", "--workers", "2"]],
-                         ids=["local", "local-parallel"])
+@pytest.mark.parametrize(
+    "executor", [[], ["--executor", "local-parallel", "--workers", "2"]], ids=["local", "local-parallel"]
+)
 def test_sigkill_mid_grid_then_resume(tmp_path, executor):
     if executor and not Path("/proc/self/task").exists():
         pytest.skip("needs /proc to find the worker processes")

@@ -1,5 +1,6 @@
 """The built-in injections, evaluators, datasets, models and executors keep the contracts
 that cobench.testing offers plugin authors."""
+
 from __future__ import annotations
 
 import pytest

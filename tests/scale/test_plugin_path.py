@@ -2,15 +2,16 @@
 ``*.dist-info`` whose entry points are read from its own pyproject.toml, exactly what pip
 would write, and cobench must find it, attribute it, ship it to worker processes and run it.
 (CI also pip-installs it for real and runs its own test suite.)"""
+
 from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
 
 import pytest
 
+from cobench.grid.spec import tomllib  # tomllib, or tomli on Python 3.10
 from cobench.plugins import reset_plugin_manager
 from cobench.store.results import iter_results
 from cobench.testing import MethodContract
@@ -34,7 +35,9 @@ def example_installed(tmp_path, monkeypatch):
     fake_install(site)
     for path in (str(PLUGIN / "src"), str(site)):
         monkeypatch.syspath_prepend(path)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(PLUGIN / "src"), str(site), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(PLUGIN / "src"), str(site), os.environ.get("PYTHONPATH", "")])
+    )
     reset_plugin_manager()
     yield
     reset_plugin_manager()
@@ -64,10 +67,33 @@ def test_plugins_command_shows_the_distribution():
 
 def test_a_grid_with_it_runs_in_worker_processes(tmp_path):
     res = tmp_path / "res"
-    out = cli_run(["run", "--methods", "r-fgsm,fgsm", "--eps", "8", "--epochs", "1", "--evaluators", "clean",
-                   "--param", "models.small-cnn.width=4", "--param", "datasets.digits.size=8",
-                   "--param", "methods.r-fgsm.alpha=0.25", "--device", "cpu",
-                   "--executor", "local-parallel", "--workers", "2", "--results-dir", str(res)])
+    out = cli_run(
+        [
+            "run",
+            "--methods",
+            "r-fgsm,fgsm",
+            "--eps",
+            "8",
+            "--epochs",
+            "1",
+            "--evaluators",
+            "clean",
+            "--param",
+            "models.small-cnn.width=4",
+            "--param",
+            "datasets.digits.size=8",
+            "--param",
+            "methods.r-fgsm.alpha=0.25",
+            "--device",
+            "cpu",
+            "--executor",
+            "local-parallel",
+            "--workers",
+            "2",
+            "--results-dir",
+            str(res),
+        ]
+    )
     assert out.exit_code == 0, out.output
     results = {r["config"]["method"]["name"]: r for _, r in iter_results(res)}
     assert set(results) == {"r-fgsm", "fgsm"} and all(r["status"] == "ok" for r in results.values())

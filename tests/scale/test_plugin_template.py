@@ -1,5 +1,6 @@
 """`cobench plugins new NAME` writes a package that pip installs and whose own tests (the
 method contract) pass against the installed entry point."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cobench.errors import ConfigError
 from cobench.cli.scaffold import write_plugin
+from cobench.errors import ConfigError
 from tests.conftest import cli_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,11 +22,29 @@ def test_new_plugin_installs_and_passes_its_own_tests(tmp_path):
     assert result.exit_code == 0, result.output
     package = tmp_path / "cobench-tmpl-method"
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(package)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(package),
+        ],
+        check=True,
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                           cwd=package, env=env, capture_output=True, text=True)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert " passed" in tests.stdout and "failed" not in tests.stdout
 

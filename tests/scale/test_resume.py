@@ -1,5 +1,6 @@
 """Mid-cell checkpoints in the training loop: an interrupted cell resumes after its last
 finished epoch and ends with exactly the metrics of an uninterrupted run (on CPU)."""
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,9 @@ import time
 import pytest
 import torch
 
-from cobench.run.checkpoints import checkpoint_path
-from cobench.plugins import get_plugin_manager
 from cobench.grid.resolve import resolve
+from cobench.plugins import get_plugin_manager
+from cobench.run.checkpoints import checkpoint_path
 from cobench.run.runner import execute_cell
 from cobench.testing import tiny_grid_spec
 from tests.scale.test_kill_resume import env, results
@@ -70,10 +71,29 @@ def test_checkpoints_are_kept_on_request(tmp_path):
 
 def test_a_cell_sigkilled_mid_training_resumes_from_its_checkpoint(tmp_path):
     """The real thing: ``cobench run`` killed with SIGKILL between epochs, then run again."""
-    grid = ["--methods", "n-fgsm", "--eps", "8", "--epochs", "12", "--evaluators", "clean,co",
-            "--param", "models.small-cnn.width=4", "--param", "datasets.digits.size=8", "--device", "cpu"]
-    straight = subprocess.run([sys.executable, "-m", "cobench", "run", *grid, "--results-dir", str(tmp_path / "a")],
-                              env=env(), capture_output=True, text=True, timeout=300)
+    grid = [
+        "--methods",
+        "n-fgsm",
+        "--eps",
+        "8",
+        "--epochs",
+        "12",
+        "--evaluators",
+        "clean,co",
+        "--param",
+        "models.small-cnn.width=4",
+        "--param",
+        "datasets.digits.size=8",
+        "--device",
+        "cpu",
+    ]
+    straight = subprocess.run(
+        [sys.executable, "-m", "cobench", "run", *grid, "--results-dir", str(tmp_path / "a")],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert straight.returncode == 0, straight.stderr
     res = tmp_path / "b"
     cmd = [sys.executable, "-m", "cobench", "run", *grid, "--results-dir", str(res)]

@@ -1,4 +1,5 @@
 """Speed options of the training loop (bf16 autocast, channels-last) and the speed benchmark."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,18 +13,27 @@ from torch import nn
 from cobench.api import EvalContext, Evaluator
 from cobench.attacks import fgsm
 from cobench.errors import ConfigError
-from cobench.grid.spec import GridSpec, TrainingConfig
-from cobench.run.runner import execute_cell
-from cobench.testing import tiny_grid_spec, tiny_splits
-from cobench.options import RunOptions
-from cobench.run.training import CellParts, Normalize, train
 from cobench.grid.resolve import resolve
+from cobench.grid.spec import GridSpec, TrainingConfig
+from cobench.options import RunOptions
+from cobench.run.runner import execute_cell
+from cobench.run.training import CellParts, Normalize, train
+from cobench.testing import tiny_grid_spec, tiny_splits
 from tests.conftest import cli_run
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the training keys of cobench 0.1.0's cells (protocols added more, and re-keyed every cell on purpose)
-V010_TRAINING_KEYS = {"epochs", "batch_size", "lr_max", "lr_schedule", "momentum", "weight_decay", "augment",
-                      "probe_size", "eval_batch_size"}
+V010_TRAINING_KEYS = {
+    "epochs",
+    "batch_size",
+    "lr_max",
+    "lr_schedule",
+    "momentum",
+    "weight_decay",
+    "augment",
+    "probe_size",
+    "eval_batch_size",
+}
 
 
 # --------------------------------------------------------------------------- amp in the grid
@@ -59,20 +69,33 @@ def run_tiny_train(amp: str = "off", channels_last: bool = False):
     data = tiny_splits(n_train=64, shape=(3, 8, 8))
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 4, 3, padding=1)
-    model = nn.Sequential(Normalize(data.mean, data.std), conv, nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(256, 3))
+    model = nn.Sequential(
+        Normalize(data.mean, data.std), conv, nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3)
+    )
     seen: list[tuple[bool, torch.dtype, bool]] = []
-    conv.register_forward_hook(lambda m, i, o: seen.append(
-        (m.training, o.dtype, i[0].is_contiguous(memory_format=torch.channels_last))))
+    conv.register_forward_hook(
+        lambda m, i, o: seen.append((m.training, o.dtype, i[0].is_contiguous(memory_format=torch.channels_last)))
+    )
     from cobench.injections.none import NoInjection
     from cobench.methods.fgsm import FGSM
 
-    ctx = EvalContext(eps=8 / 255, test_x=data.test_x, test_y=data.test_y, clean_test_x=data.test_x,
-                      injection=NoInjection(), num_classes=3, device=torch.device("cpu"), batch_size=64, seed=0,
-                      probe_x=data.test_x[:8], probe_y=data.test_y[:8])
+    ctx = EvalContext(
+        eps=8 / 255,
+        test_x=data.test_x,
+        test_y=data.test_y,
+        clean_test_x=data.test_x,
+        injection=NoInjection(),
+        num_classes=3,
+        device=torch.device("cpu"),
+        batch_size=64,
+        seed=0,
+        probe_x=data.test_x[:8],
+        probe_y=data.test_y[:8],
+    )
     training = TrainingConfig(epochs=1, batch_size=32, lr_max=0.05, amp=amp).as_config()
-    parts = CellParts(model=model, method=FGSM(), data=data, injection=NoInjection(), evaluators=[DtypeProbe()],
-                      eval_ctx=ctx)
+    parts = CellParts(
+        model=model, method=FGSM(), data=data, injection=NoInjection(), evaluators=[DtypeProbe()], eval_ctx=ctx
+    )
     outcome = train(parts, training, RunOptions(device="cpu", channels_last=channels_last))
     return outcome, seen, model
 
@@ -120,19 +143,50 @@ def load_speed():
 def test_reference_fgsm_is_cobenchs_fgsm():
     speed = load_speed()  # puts benchmarks/ on sys.path, as the script does
     import reference_attacks
+
     torch.manual_seed(0)
-    model = nn.Sequential(Normalize((0.5,) * 3, (0.25,) * 3), nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(4 * 30 * 30, 10)).train()
+    model = nn.Sequential(
+        Normalize((0.5,) * 3, (0.25,) * 3),
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 30 * 30, 10),
+    ).train()
     x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    assert torch.allclose(reference_attacks.reference_fgsm(model, x, y, speed.EPS), fgsm(model, x, y, speed.EPS), atol=1e-7)
+    assert torch.allclose(
+        reference_attacks.reference_fgsm(model, x, y, speed.EPS), fgsm(model, x, y, speed.EPS), atol=1e-7
+    )
 
 
 def test_speed_script_measures_every_variant(tmp_path, capsys):
     speed = load_speed()
     out = tmp_path / "speed.json"
-    speed.main(["--model", "small-cnn", "--width", "4", "--device", "cpu", "--steps", "2", "--warmup", "1",
-                "--repeats", "1", "--variants", "reference,cobench,channels_last+bf16", "--eval",
-                "--eval-samples", "64", "--eval-batch-sizes", "32,64", "--json", str(out)])
+    speed.main(
+        [
+            "--model",
+            "small-cnn",
+            "--width",
+            "4",
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--variants",
+            "reference,cobench,channels_last+bf16",
+            "--eval",
+            "--eval-samples",
+            "64",
+            "--eval-batch-sizes",
+            "32,64",
+            "--json",
+            str(out),
+        ]
+    )
     report = json.loads(out.read_text())
     assert set(report["steps_per_s"]) == {"reference", "cobench", "channels_last+bf16"}
     assert all(v > 0 for v in report["steps_per_s"].values())

@@ -1,4 +1,5 @@
 """The submitit executor, run through submitit's local executor (no SLURM needed)."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ from cobench.executors.submitit_executor import CellBatch, SubmititExecutor, bat
 from cobench.options import NoProgress, RunOptions
 from cobench.run.runner import Runner
 from cobench.testing import tiny_grid_spec
-from tests.scale.test_executors import cells, curves, local_reference, sleepy_work  # noqa: F401 (fixture)
+from tests.scale.test_executors import cells, curves, sleepy_work
 
 submitit = pytest.importorskip("submitit")
 
@@ -47,7 +48,10 @@ def test_bad_options_are_clear_errors(monkeypatch):
 
 def test_a_job_array_runs_every_batch_and_yields_every_cell(tmp_path):
     ex = SubmititExecutor(folder=str(tmp_path / "logs"), cluster="local", cells_per_job=2, poll_s=0.2)
-    got = {cell.seed: result for cell, result in ex.run(cells([0, 1, 2]), sleepy_work, RunOptions(device="cpu"), NoProgress())}
+    got = {
+        cell.seed: result
+        for cell, result in ex.run(cells([0, 1, 2]), sleepy_work, RunOptions(device="cpu"), NoProgress())
+    }
     assert sorted(got) == [0, 1, 2] and all(r["status"] == "ok" for r in got.values())
     assert got[0]["pid"] == got[1]["pid"] != got[2]["pid"]  # two array tasks: cells 0+1, then cell 2
 
@@ -78,10 +82,13 @@ def test_a_preempted_job_requeues_and_skips_the_cells_it_finished(tmp_path):
 
 
 def test_a_grid_through_submitit_matches_the_sequential_executor(tmp_path, local_reference):
-    summary = Runner(tiny_grid_spec(["fgsm", "n-fgsm"]), tmp_path / "res", options={"device": "cpu"},
-                     executor="submitit",
-                     executor_options={"cluster": "local", "folder": str(tmp_path / "logs"), "poll_s": 0.2,
-                                       "cells_per_job": 2}).run()
+    summary = Runner(
+        tiny_grid_spec(["fgsm", "n-fgsm"]),
+        tmp_path / "res",
+        options={"device": "cpu"},
+        executor="submitit",
+        executor_options={"cluster": "local", "folder": str(tmp_path / "logs"), "poll_s": 0.2, "cells_per_job": 2},
+    ).run()
     assert summary.ran == 2 and not summary.failed, [r.get("error") for r in summary.failed]
     got = curves(tmp_path / "res")
     for name in got:

@@ -1,5 +1,6 @@
 """local-parallel: a worker process that dies fails its own cell only; the cells that were
 in flight beside it run again in a fresh pool."""
+
 from __future__ import annotations
 
 import os
@@ -8,9 +9,9 @@ import time
 
 from cobench.api import Method
 from cobench.executors.local_parallel import LocalParallelExecutor
+from cobench.grid.resolve import resolve
 from cobench.options import NoProgress, RunOptions
 from cobench.plugins import get_plugin_manager
-from cobench.grid.resolve import resolve
 from cobench.run.runner import execute_cell
 from cobench.testing import tiny_grid_spec
 
@@ -41,8 +42,9 @@ def work_with_exiting_plugin(config: dict, options: RunOptions, on_epoch=None) -
 def test_a_plugin_that_exits_its_worker_fails_only_its_own_cell():
     register_exiting_method()
     grid = resolve(tiny_grid_spec(["os-exit", "fgsm"]), get_plugin_manager().registry)  # trained side by side
-    out = list(LocalParallelExecutor(workers=2).run(grid, work_with_exiting_plugin, RunOptions(device="cpu"),
-                                                    NoProgress()))
+    out = list(
+        LocalParallelExecutor(workers=2).run(grid, work_with_exiting_plugin, RunOptions(device="cpu"), NoProgress())
+    )
     assert sorted(c.cell_id for c, _ in out) == sorted(c.cell_id for c in grid)  # each cell reported once
     by_method = {}
     for cell, result in out:
@@ -63,8 +65,13 @@ def dies_unrecognisably(config: dict, options: RunOptions, on_epoch=None) -> dic
 
 
 def test_when_the_dead_worker_cannot_be_told_each_suspect_is_retried_once_alone():
-    out = {c.seed: r for c, r in LocalParallelExecutor(workers=2).run(cells([7, 9]), dies_unrecognisably,
-                                                                        RunOptions(device="cpu"), NoProgress())}
+    out = {
+        c.seed: r
+        for c, r in LocalParallelExecutor(workers=2).run(
+            cells([7, 9]), dies_unrecognisably, RunOptions(device="cpu"), NoProgress()
+        )
+    }
     assert out[9] == {"status": "ok", "seed": 9}
     assert out[7]["status"] == "failed" and out[7]["error"]["message"] == (
-        "worker process died (killed by signal SIGTERM) while training this cell")
+        "worker process died (killed by signal SIGTERM) while training this cell"
+    )

@@ -1,5 +1,6 @@
 """Run loggers against the real TensorBoard and MLflow libraries: one tiny cell logs to a temp
 dir, then the event files / tracking store are read back and compared with the result file."""
+
 from __future__ import annotations
 
 import sys
@@ -9,13 +10,12 @@ import pytest
 from cobench import hookimpl
 from cobench.api import RunLogger
 from cobench.errors import ConfigError
-from cobench.store.results import iter_results
-from cobench.run.runner import Runner
 from cobench.grid.spec import GridSpec
-from cobench.testing import tiny_grid_spec
 from cobench.loggers.tracking import cell_tags, resolve_loggers
-
-from ..boundary.oracle_plugin import TinyParts
+from cobench.run.runner import Runner
+from cobench.store.results import iter_results
+from cobench.testing import tiny_grid_spec
+from tests.boundary.oracle_plugin import TinyParts
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -24,10 +24,13 @@ pytest.importorskip("mlflow")
 def logged_run(tmp, pm, loggers):
     """One cheap cell (a 16-image dataset, a linear model, FGSM-AT, 2 epochs) with ``loggers``."""
     pm.register(TinyParts(), "tiny-parts")
-    spec = GridSpec(datasets=["oracle-data"], models=["oracle-model"], methods=["fgsm"], eps=[8],
-                    evaluators=["clean", "co"])
+    spec = GridSpec(
+        datasets=["oracle-data"], models=["oracle-model"], methods=["fgsm"], eps=[8], evaluators=["clean", "co"]
+    )
     spec.override(epochs=2, batch_size=8, probe_size=8)
-    summary = Runner(spec, tmp / "results", options={"device": "cpu", "loggers": resolve_loggers(loggers, pm.registry)}).run()
+    summary = Runner(
+        spec, tmp / "results", options={"device": "cpu", "loggers": resolve_loggers(loggers, pm.registry)}
+    ).run()
     assert not summary.failed
     ((_, result),) = list(iter_results(tmp / "results"))
     return result
@@ -73,8 +76,12 @@ def test_mlflow_run_holds_tags_params_metrics_and_status(logged):
     assert run.info.status == "FINISHED"
     tags = run.data.tags
     assert tags["cobench.cell_id"] == result["cell_id"]
-    assert {k: tags[k] for k in ("method", "eps", "seed", "injection")} == {"method": "fgsm", "eps": "8", "seed": "0",
-                                                                              "injection": "none"}
+    assert {k: tags[k] for k in ("method", "eps", "seed", "injection")} == {
+        "method": "fgsm",
+        "eps": "8",
+        "seed": "0",
+        "injection": "none",
+    }
     assert run.data.params["method.alpha"] == str(result["config"]["method"]["params"]["alpha"])
     history = client.get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in history] == [1, 2]
@@ -122,7 +129,9 @@ def test_missing_library_and_unknown_logger_fail_before_training(tmp_path, pm, m
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
     spec = tiny_grid_spec(["fgsm"])
     with pytest.raises(ConfigError, match=r"pip install 'cobench\[tensorboard\]'"):
-        Runner(spec, tmp_path, options={"device": "cpu", "loggers": resolve_loggers(["tensorboard"], pm.registry)}).run()
+        Runner(
+            spec, tmp_path, options={"device": "cpu", "loggers": resolve_loggers(["tensorboard"], pm.registry)}
+        ).run()
     assert not list(iter_results(tmp_path))
     with pytest.raises(Exception, match="tensorboard"):  # the unknown-name error lists the valid loggers
         resolve_loggers(["tensorbord"], pm.registry)

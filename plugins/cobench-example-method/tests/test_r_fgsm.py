@@ -1,4 +1,5 @@
 """R+FGSM: the cobench method contract, plus the algorithm's geometry checked by hand."""
+
 from __future__ import annotations
 
 import pytest

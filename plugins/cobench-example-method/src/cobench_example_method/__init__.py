@@ -5,6 +5,7 @@ attacks and defenses", ICLR 2018, Sec. 4.1: take a random signed step of size ``
 then an FGSM step of size ``(1 - alpha) * eps`` from that point, so the perturbation stays in
 the eps-ball; train on the result.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,9 @@ class RFGSM(Method):
         eps = ctx.eps
         signs = torch.randn(batch.x.shape, generator=ctx.generator, device=batch.x.device).sign()
         start = ctx.clamp_delta(batch.x, self.alpha * eps * signs)
-        delta = fgsm(ctx.model, batch.x, batch.y, eps, alpha=(1 - self.alpha) * eps, init=start,
-                     lower=ctx.lower, upper=ctx.upper)
+        delta = fgsm(
+            ctx.model, batch.x, batch.y, eps, alpha=(1 - self.alpha) * eps, init=start, lower=ctx.lower, upper=ctx.upper
+        )
         logits = ctx.model(batch.x + delta)
         ctx.update(F.cross_entropy(logits, batch.y), logits, batch.y)
 

@@ -1,0 +1,62 @@
+"""Where a cell's data lives: on the training device when it fits a memory budget, else the
+training set stays on the host and each minibatch is copied over (pinned, asynchronously).
+
+Resident data is what makes a small-image cell fast on a GPU (no host round trip per step), but
+an ImageNet-size training set in float32 does not fit any GPU. The budget is stated, recorded in
+each result's provenance (``execution.train_data``), and never changes what a cell computes: the
+same permutation, on the same generator, picks the same minibatches either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from cobench.api import DataSplits
+from cobench.errors import ConfigError
+
+#: with ``data_budget_gb = 0`` (automatic) the training set may take this share of the device's free memory
+AUTO_SHARE = 0.5
+
+
+def budget_bytes(device: torch.device, data_budget_gb: float) -> float:
+    """The bytes the data may take on ``device``: the stated budget, or (0 = automatic) half of a
+    CUDA device's free memory now; unbounded on the CPU and on MPS, whose memory is the host's."""
+    if data_budget_gb < 0:
+        raise ConfigError(f"data_budget_gb must be >= 0 (0 = automatic), got {data_budget_gb}")
+    if data_budget_gb > 0:
+        return data_budget_gb * 1e9
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return AUTO_SHARE * free
+    return float("inf")
+
+
+def nbytes(*tensors: Tensor) -> int:
+    return sum(t.element_size() * t.nelement() for t in tensors)
+
+
+def place_data(data: DataSplits, device: torch.device, data_budget_gb: float) -> tuple[DataSplits, str]:
+    """``data`` with its test set on ``device`` and its training set there too when the whole set
+    fits the budget; else the training set stays on the host (pinned for CUDA) and the second
+    value is ``"host"`` instead of ``"device"``. Evaluators always see the test set on the device."""
+    on_device = nbytes(data.train_x, data.train_y, data.test_x, data.test_y) <= budget_bytes(device, data_budget_gb)
+    if on_device:
+        return data.to(device), "device"
+    train_x, train_y = data.train_x.cpu(), data.train_y.cpu()
+    if device.type == "cuda":
+        train_x, train_y = train_x.pin_memory(), train_y.pin_memory()
+    placed = dataclasses.replace(
+        data, train_x=train_x, train_y=train_y, test_x=data.test_x.to(device), test_y=data.test_y.to(device)
+    )
+    return placed, "host"
+
+
+def batch_to_device(batch: Tensor, device: torch.device) -> Tensor:
+    """A minibatch gathered from host-resident data, on ``device``: through pinned memory so that
+    the copy to a GPU is asynchronous (the gathered rows are not pinned themselves)."""
+    if device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
