@@ -65,8 +65,10 @@ class Board:
 
     @property
     def table_metrics(self) -> tuple[str, ...]:
-        """The accuracy columns: the built-in ones, then the board's ``metrics``."""
-        return TABLE_METRICS + self.lb.metrics
+        """The accuracy columns: the built-in ones that some row reports (a board without the 20-step
+        ``pgd`` evaluator shows no empty PGD column), then the board's ``metrics``."""
+        reported = tuple(m for m in TABLE_METRICS if any(r.get(f"{m}_mean") is not None for r in self.rows))
+        return reported + tuple(m for m in self.lb.metrics if m not in reported)
 
     @property
     def method_names(self) -> list[str]:

@@ -167,7 +167,19 @@ COLUMN_NOTE = (
 
 
 def fmt_params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(params.items())) or "defaults"
+    return ", ".join(f"{k}={json.dumps(short_digests(v))}" for k, v in sorted(params.items())) or "defaults"
+
+
+def short_digests(value: Any) -> Any:
+    """``value`` with every ``sha256:<64 hex>`` string cut to its first 12 hex digits (the full
+    digests are in the board's TOML file; a protocol line should stay readable)."""
+    if isinstance(value, dict):
+        return {k: short_digests(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [short_digests(v) for v in value]
+    if isinstance(value, str) and value.startswith("sha256:") and len(value) == 71:
+        return value[:19] + "..."
+    return value
 
 
 def component(spec: dict[str, Any]) -> str:

@@ -71,7 +71,7 @@ def test_a_board_shows_the_metric_columns_its_toml_asks_for_and_rejects_unknown_
     assert out.exit_code == 0, out.output
     md, csv, html = (tmp_path / f"noise.{ext}" for ext in ("md", "csv", "html"))
     header = next(line for line in md.read_text().splitlines() if line.startswith("| rank"))
-    assert "| AutoAttack % | noise_acc % | CO rate" in header
+    assert "| clean % | noise_acc % | CO rate" in header  # no empty FGSM, PGD or AutoAttack column: none reported
     assert "noise_acc_mean,noise_acc_std" in csv.read_text().splitlines()[0]
     assert 'data-key="noise_acc" data-type="num"' in html.read_text()
     write_board(tmp_path, 'metrics = ["noise_acc", "blur_acc"]')  # same grid: the stored results still count

@@ -20,33 +20,32 @@ from cobench.store.digest import with_digest
 from tests.leaderboard.conftest import edit_result, find_result, lb_cli, result_paths
 
 
-def md_rows(md: str, setting_title: str) -> dict[tuple[str, str], list[str]]:
-    """{(method, eps): cells} of the Markdown table under ``## setting_title``."""
+def md_rows(md: str, setting_title: str) -> dict[tuple[str, str], dict[str, str]]:
+    """{(method, eps): {column header: cell}} of the Markdown table under ``## setting_title``
+    (a board shows only the accuracy columns its results report, so columns are found by name)."""
     section = md.split(f"## {setting_title}\n", 1)[1].split("\n## ", 1)[0]
-    lines = [
-        ln
-        for ln in section.splitlines()
-        if ln.startswith("| ") and not ln.startswith("| rank") and not ln.startswith("| ---")
-    ]
+    table = [ln for ln in section.splitlines() if ln.startswith("| ") and not ln.startswith("| ---")]
+    header = [c.strip() for c in table[0].strip("|").split(" | ")]
     rows = {}
-    for ln in lines:
+    for ln in table[1:]:
         cells = [c.strip() for c in ln.strip("|").split(" | ")]
-        rows[(cells[1], cells[2])] = cells
+        rows[(cells[1], cells[2])] = dict(zip(header, cells, strict=True))
     return rows
 
 
 COL = {
-    "clean": 3,
-    "fgsm": 4,
-    "pgd": 5,
-    "aa": 6,
-    "co_rate": 7,
-    "co_epoch": 8,
-    "cost": 9,
-    "time": 10,
-    "passes": 11,
-    "seeds": 12,
-    "source": 13,
+    "rank": "rank",
+    "clean": "clean %",
+    "fgsm": "FGSM %",
+    "pgd": "PGD %",
+    "aa": "AutoAttack %",
+    "co_rate": "CO rate [95% CI]",
+    "co_epoch": "CO epoch (median)",
+    "cost": "time/step ÷ FGSM",
+    "time": "time/step",
+    "passes": "forward passes/step",
+    "seeds": "seeds",
+    "source": "source",
 }
 
 
@@ -119,7 +118,7 @@ def test_rows_are_ranked_by_robust_accuracy_within_each_eps(tiny):
         edit_result(p, lambda d: d["metrics"].update(pgd_acc=0.99, clean_acc=1.0))
     assert lb_cli(["render", str(tiny)]).exit_code == 0
     rows = md_rows(tiny.with_suffix(".md").read_text(), "No injection")
-    assert rows[("n-fgsm", "8/255")][0] == "1" and rows[("fgsm", "8/255")][0] == "2"
+    assert rows[("n-fgsm", "8/255")][COL["rank"]] == "1" and rows[("fgsm", "8/255")][COL["rank"]] == "2"
 
 
 def test_stale_tables_fail_the_check_and_name_the_files(tiny):
@@ -297,3 +296,11 @@ def test_committed_figures_are_shown_on_every_page(tiny):
     tiny.write_text(text.replace("searches/phase.png", "searches/missing.png"))
     out = lb_cli(["render", str(tiny)])
     assert out.exit_code != 0 and "figures: 'searches/missing.png' is not a file next to the TOML" in out.output
+
+
+def test_protocol_lines_shorten_sha256_digests_but_keep_other_strings():
+    from cobench.leaderboard.render import fmt_params
+
+    digest = "sha256:" + "ab" * 32
+    text = fmt_params({"fingerprints": {"test_batch": digest}, "name": "sha256:short", "n": 3})
+    assert text == 'fingerprints={"test_batch": "sha256:abababababab..."}, n=3, name="sha256:short"'
