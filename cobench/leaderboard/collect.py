@@ -48,14 +48,18 @@ class Collection:
     def rows(self) -> list[dict[str, Any]]:
         return [flat_row(r) for _, r in self.ok]
 
-    def coverage(self) -> dict[str, int]:
+    def coverage(self) -> dict[str, Any]:
+        """Cells finished, failed and submitted, and ``grid_wall_hours``: the wall-clock time the
+        finished grid cells recorded (of each cell's last run: a resumed cell counts from its resume)."""
         grid_ids = {c.cell_id for c in self.cells}
         ok_ids = {r["cell_id"] for _, r in self.ok}
+        wall_s = sum(r.get("wall_time_s") or 0.0 for _, r in self.ok if r["cell_id"] in grid_ids)
         return {
             "grid_cells": len(grid_ids),
             "grid_cells_finished": len(grid_ids & ok_ids),
             "failed_cells": len(self.failed),
             "submitted_cells": len(ok_ids - grid_ids),
+            "grid_wall_hours": round(wall_s / 3600, 2),
         }
 
 

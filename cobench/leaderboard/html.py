@@ -17,6 +17,7 @@ from cobench.leaderboard.render import (
     GENERATED_NOTE,
     PUBLISHED_NOTE,
     TABLE_METRICS,
+    WALL_NOTE,
     cells_of,
     main_device,
     method_params_text,
@@ -246,7 +247,8 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
     )
     out.append(
         f'<p class="note" id="coverage">Coverage: {cov["grid_cells_finished"]} of {cov["grid_cells"]} grid cells '
-        f"finished, {cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties.</p>"
+        f"finished, {cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties; "
+        f"{esc(WALL_NOTE.format(hours=cov['grid_wall_hours']))}.</p>"
     )
     out.append("</section>")
     if not board.rows:

@@ -166,6 +166,10 @@ COLUMN_NOTE = (
 )
 
 
+#: what the board's finished grid cells took, from their results (the build time a board states)
+WALL_NOTE = "the finished grid cells recorded {hours:g} h of wall-clock time (a resumed cell from its resume)"
+
+
 def fmt_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(short_digests(v))}" for k, v in sorted(params.items())) or "defaults"
 
@@ -264,7 +268,8 @@ def render_markdown(board: Board) -> str:
         + COLUMN_NOTE.format(ranked=ranked),
         "",
         f"Coverage: {cov['grid_cells_finished']} of {cov['grid_cells']} grid cells finished, "
-        f"{cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties.",
+        f"{cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties; "
+        f"{WALL_NOTE.format(hours=cov['grid_wall_hours'])}.",
         "",
     ]
     if not board.rows:

@@ -304,3 +304,14 @@ def test_protocol_lines_shorten_sha256_digests_but_keep_other_strings():
     digest = "sha256:" + "ab" * 32
     text = fmt_params({"fingerprints": {"test_batch": digest}, "name": "sha256:short", "n": 3})
     assert text == 'fingerprints={"test_batch": "sha256:abababababab..."}, n=3, name="sha256:short"'
+
+
+def test_the_coverage_line_states_the_wall_time_the_grid_cells_recorded(tiny):
+    paths = result_paths(tiny)
+    for p in paths:
+        edit_result(p, lambda d: d.update(wall_time_s=450.0))
+    assert lb_cli(["render", str(tiny)]).exit_code == 0
+    hours = round(len(paths) * 450.0 / 3600, 2)
+    line = next(ln for ln in tiny.with_suffix(".md").read_text().splitlines() if ln.startswith("Coverage:"))
+    assert f"recorded {hours:g} h of wall-clock time" in line
+    assert json.loads(tiny.with_suffix(".json").read_text())["coverage"]["grid_wall_hours"] == hours
