@@ -1,4 +1,5 @@
 """Boards defined ahead of their (GPU) run: check/render skip them; build --dry-run estimates them."""
+
 from __future__ import annotations
 
 import re
@@ -33,14 +34,22 @@ def test_check_still_fails_when_tables_exist_but_results_are_gone(tiny):
     assert out.exit_code == 1 and "not built yet" not in out.output
 
 
+#: CPU-scale boards whose first cell is still training: not built yet, or up to date once cells are in
+BEING_BUILT = {"cifar10-prefix-injected"}
+
+
 def test_shipped_cifar10_gpu_boards_are_defined_and_skipped_until_built():
     """The full-data CIFAR-10 boards wait for a GPU; the CPU-scale cifar10-prefix boards are built."""
-    boards = sorted(p for p in (ROOT / "leaderboards").glob("cifar10-*.toml") if not p.stem.startswith("cifar10-prefix-"))
-    built = sorted((ROOT / "leaderboards").glob("cifar10-prefix-*.toml"))
+    boards = sorted(
+        p for p in (ROOT / "leaderboards").glob("cifar10-*.toml") if not p.stem.startswith("cifar10-prefix-")
+    )
+    prefix = sorted((ROOT / "leaderboards").glob("cifar10-prefix-*.toml"))
+    built = [p for p in prefix if p.stem not in BEING_BUILT]
     assert boards and built
-    out = lb_cli(["check", *map(str, boards + built)])
+    out = lb_cli(["check", *map(str, boards + prefix)])
     assert out.exit_code == 0, out.output
-    assert out.output.count("not built yet") == len(boards)
+    building = [p for p in prefix if p.stem in BEING_BUILT and f"{p.stem}: not built yet" in out.output]
+    assert out.output.count("not built yet") == len(boards) + len(building)
     assert all(f"{p.stem}: up to date" in out.output for p in built)
 
 
