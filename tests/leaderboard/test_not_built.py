@@ -1,4 +1,5 @@
 """Boards defined ahead of their (GPU) run: check/render skip them; build --dry-run estimates them."""
+
 from __future__ import annotations
 
 import re
@@ -35,7 +36,9 @@ def test_check_still_fails_when_tables_exist_but_results_are_gone(tiny):
 
 def test_shipped_cifar10_gpu_boards_are_defined_and_skipped_until_built():
     """The full-data CIFAR-10 boards wait for a GPU; the CPU-scale cifar10-prefix boards are built."""
-    boards = sorted(p for p in (ROOT / "leaderboards").glob("cifar10-*.toml") if not p.stem.startswith("cifar10-prefix-"))
+    boards = sorted(
+        p for p in (ROOT / "leaderboards").glob("cifar10-*.toml") if not p.stem.startswith("cifar10-prefix-")
+    )
     built = sorted((ROOT / "leaderboards").glob("cifar10-prefix-*.toml"))
     assert boards and built
     out = lb_cli(["check", *map(str, boards + built)])
