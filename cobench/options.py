@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class RunOptions:
             return cls()
         if isinstance(options, cls):
             return options
+        options = cast(Mapping[str, Any], options)  # not an instance of cls: a mapping of field names
         unknown = sorted(set(options) - {f.name for f in fields(cls)})
         if unknown:
             raise TypeError(

@@ -24,7 +24,7 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def init_hints(cls: type) -> dict[str, Any]:
+def init_hints(cls: type[Any]) -> dict[str, Any]:
     """Type hints of ``cls.__init__``'s parameters (empty where they cannot be resolved)."""
     try:
         return typing.get_type_hints(cls.__init__)

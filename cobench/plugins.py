@@ -15,12 +15,12 @@ import importlib.metadata as md
 import os
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal, overload
 
 import pluggy
 
 from cobench import hookspecs
-from cobench.api import Component
+from cobench.api import Component, Dataset, Evaluator, Executor, Injection, Method, Model, RunLogger
 from cobench.errors import PluginError, UnknownComponentError
 from cobench.kinds import KIND_NAMES, KINDS, singular
 from cobench.kinds import kind as kind_named
@@ -102,13 +102,32 @@ class Registry:
     #: plugins that failed to load or register: plugin name -> message (so "unknown X" can name them)
     failures: dict[str, str] = field(default_factory=dict)
 
+    # registration checks each component against its kind's base class (cobench.kinds), so a
+    # literal kind tells the type checker which base class it gets
+    @overload
+    def get(self, kind: Literal["datasets"], name: str) -> type[Dataset]: ...
+    @overload
+    def get(self, kind: Literal["models"], name: str) -> type[Model]: ...
+    @overload
+    def get(self, kind: Literal["methods"], name: str) -> type[Method]: ...
+    @overload
+    def get(self, kind: Literal["injections"], name: str) -> type[Injection]: ...
+    @overload
+    def get(self, kind: Literal["evaluators"], name: str) -> type[Evaluator]: ...
+    @overload
+    def get(self, kind: Literal["executors"], name: str) -> type[Executor]: ...
+    @overload
+    def get(self, kind: Literal["loggers"], name: str) -> type[RunLogger]: ...
+    @overload
+    def get(self, kind: str, name: str) -> type[Component]: ...
     def get(self, kind: str, name: str) -> type[Component]:
         found = self.components[kind].get(name) or self.qualified[kind].get(name)
         if found is not None:
             return found
         error = UnknownComponentError(singular(kind), name, self.components[kind])
         if self.failures:
-            error.message += "; " + "; ".join(
+            # click declares ClickException.message Final; it is a plain attribute, extended here on purpose
+            error.message += "; " + "; ".join(  # type: ignore[misc]
                 f"plugin {plugin!r} failed to load and may provide it: {msg}" for plugin, msg in self.failures.items()
             )
         raise error

@@ -185,10 +185,11 @@ def render_text(tables: list[Table]) -> str:
     """Rich tables as plain text (no colour codes), as ``cobench results`` prints them to a pipe."""
     import io
 
-    console = Console(file=io.StringIO(), highlight=False, soft_wrap=False, width=120, color_system=None)
+    buffer = io.StringIO()
+    console = Console(file=buffer, highlight=False, soft_wrap=False, width=120, color_system=None)
     for table in tables:
         console.print(table)
-    return console.file.getvalue()
+    return buffer.getvalue()
 
 
 def provenance_table(rows: list[dict[str, Any]]) -> Table:

@@ -119,7 +119,7 @@ class ImageFolderDataset(Dataset):
                 with Image.open(path) as im:
                     im = im.convert(mode)
                     if self.size:
-                        im = im.resize((self.size, self.size), Image.BILINEAR)
+                        im = im.resize((self.size, self.size), Image.Resampling.BILINEAR)
                     arr = np.asarray(im, dtype=np.uint8)
             except (UnidentifiedImageError, OSError, SyntaxError) as exc:
                 raise CobenchError(f"imagefolder {str(root)!r}: cannot read image {path!r}: {exc}") from None

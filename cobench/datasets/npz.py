@@ -137,9 +137,9 @@ class NpzDataset(Dataset):
             )
         k = self.num_classes or int(max(ys[0].max(), ys[1].max())) + 1
         if not self.num_classes:
-            missing = sorted(set(range(k)) - set(ys[0].unique().tolist()))
-            if missing:  # an inferred class count must be dense, else one stray label makes a huge model
-                shown = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            absent = sorted(set(range(k)) - set(ys[0].unique().tolist()))
+            if absent:  # an inferred class count must be dense, else one stray label makes a huge model
+                shown = ", ".join(map(str, absent[:5])) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
                 raise CobenchError(
                     f"{where}: labels must be dense 0..K-1 with every class in y_train; inferred "
                     f"K = {k} from the largest label but classes {shown} never occur "

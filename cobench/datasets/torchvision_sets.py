@@ -113,7 +113,7 @@ class TorchvisionDataset(Dataset):
         """The files of one split, each parseable on its own by :meth:`parse_file` (error reporting only)."""
         return []
 
-    def parse_file(self, path: Path) -> None:
+    def parse_file(self, path: Path) -> Any:
         raise NotImplementedError
 
     def culprit(self, root: str, train: bool) -> Path | None:
@@ -154,8 +154,12 @@ class TorchvisionDataset(Dataset):
                     f"found {yt.min().item()}..{yt.max().item()}"
                 )
             splits += [xt, yt]
+        train_x, train_y, test_x, test_y = splits
         return DataSplits(
-            *splits,
+            train_x,
+            train_y,
+            test_x,
+            test_y,
             self.num_classes,
             self.mean,
             self.std,
@@ -214,7 +218,7 @@ class CIFAR10(TorchvisionDataset):
             )
         return dict(fingerprints)
 
-    def tv_class(self) -> type:
+    def tv_class(self) -> type[Any]:
         from torchvision.datasets import CIFAR10 as TV
 
         return TV
@@ -314,7 +318,7 @@ class CIFAR100(CIFAR10):
     std = (0.2673, 0.2564, 0.2762)
     layout = "DIR/cifar-100-python/{train, test} (CIFAR-100 python version, fine labels)"
 
-    def tv_class(self) -> type:
+    def tv_class(self) -> type[Any]:
         from torchvision.datasets import CIFAR100 as TV
 
         return TV
@@ -391,7 +395,7 @@ class MNIST(TorchvisionDataset):
 
     FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
-    def tv_class(self) -> type:
+    def tv_class(self) -> type[Any]:
         from torchvision.datasets import MNIST as TV
 
         return TV
@@ -465,7 +469,7 @@ class FashionMNIST(MNIST):
     layout = "DIR/FashionMNIST/raw/{train,t10k}-images-idx3-ubyte and {train,t10k}-labels-idx1-ubyte (plain or .gz)"
     flip_default = True  # garments are left-right symmetric up to pose
 
-    def tv_class(self) -> type:
+    def tv_class(self) -> type[Any]:
         from torchvision.datasets import FashionMNIST as TV
 
         return TV

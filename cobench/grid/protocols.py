@@ -128,7 +128,7 @@ GA = "tml-epfl/understanding-fast-adv-training"
 EL = "LIONS-EPFL/ELLE"
 TORCH_CYCLIC = "torch.optim.lr_scheduler.CyclicLR defaults (cycle_momentum=True, base 0.8, max 0.9)"
 
-_PGD_50_10 = dict(eval_steps=50, eval_restarts=10, eval_step_size=2.0, eval_samples=0)
+_PGD_50_10: dict[str, Any] = dict(eval_steps=50, eval_restarts=10, eval_step_size=2.0, eval_samples=0)
 
 PROTOCOLS: dict[str, Protocol] = {
     p.name: p

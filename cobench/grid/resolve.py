@@ -133,6 +133,7 @@ def resolved_params(
     reference's exception under this protocol (``defaults_for_protocol``), then the user's overrides."""
     params = cls.parameters()
     if arg is not None:
+        assert cls.spec_arg is not None, f"{cls.name} takes no ':ARG'"  # resolve_component refuses it before
         params[cls.spec_arg] = arg
     if eps255 is not None:
         params.update(cls.defaults_for_eps(eps255))  # type: ignore[attr-defined]

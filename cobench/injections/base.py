@@ -27,4 +27,5 @@ class CarrierInjection(Injection):
         self.carriers = self.build_carriers(ctx).to(ctx.device or train_x.device, train_x.dtype)
 
     def apply(self, x: Tensor, y: Tensor) -> Tensor:
+        assert self.carriers is not None, "apply() before prepare()"
         return x + (self.sign * self.ctx.beta) * self.carriers.to(x.device, x.dtype)[y]

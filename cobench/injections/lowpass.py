@@ -37,6 +37,10 @@ from cobench.injections.carriers import LOW_PASS_SHAPES, dct_matrix, low_pass_ma
 class LowPassFilter(nn.Module):
     """Per-channel DCT low-pass filter of (N, C, H, W) inputs: ``D_h^T ((D_h x D_w^T) * mask) D_w``."""
 
+    dh: Tensor
+    dw: Tensor
+    mask: Tensor
+
     def __init__(self, h: int, w: int, bandwidth: int, shape: str):
         super().__init__()
         self.register_buffer("dh", dct_matrix(h).float())

@@ -53,6 +53,7 @@ class Perpendicular(CarrierInjection):
 
     def prepare(self, ctx: InjectionContext, train_x: Tensor, train_y: Tensor) -> None:
         super().prepare(ctx, train_x, train_y)
+        assert self.carriers is not None  # set by CarrierInjection.prepare
         if self.projection == "qr":  # float32 on the CPU, as the reference builds it
             self.basis = qr_basis(self.carriers.float().cpu()).to(self.carriers.device, train_x.dtype)
         else:

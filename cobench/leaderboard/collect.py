@@ -133,21 +133,21 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
         if result["status"] != "ok":
             coll.results.append((path, result))
             continue
-        key = (cfg["method"]["name"], cfg["eps"], cfg["injection"]["name"], cfg["beta"])
-        if key + (cfg["seed"],) in seen_seed:
+        row_key = (cfg["method"]["name"], cfg["eps"], cfg["injection"]["name"], cfg["beta"])
+        if row_key + (cfg["seed"],) in seen_seed:
             raise ProtocolError(
-                f"{where} and {str(seen_seed[key + (cfg['seed'],)])!r} are both {key[0]!r} at eps "
-                f"{key[1]:g} seed {cfg['seed']} with different configs; keep one of them"
+                f"{where} and {str(seen_seed[row_key + (cfg['seed'],)])!r} are both {row_key[0]!r} at eps "
+                f"{row_key[1]:g} seed {cfg['seed']} with different configs; keep one of them"
             )
-        seen_seed[key + (cfg["seed"],)] = path
-        if key in method_params and method_params[key][1] != cfg["method"]["params"]:
-            other = method_params[key][0]
-            diff = first_difference(cfg["method"]["params"], method_params[key][1], "config.method.params")
+        seen_seed[row_key + (cfg["seed"],)] = path
+        if row_key in method_params and method_params[row_key][1] != cfg["method"]["params"]:
+            other = method_params[row_key][0]
+            diff = first_difference(cfg["method"]["params"], method_params[row_key][1], "config.method.params")
             raise ProtocolError(
-                f"{where} and {str(other)!r} report method {key[0]!r} at eps {key[1]:g} with "
+                f"{where} and {str(other)!r} report method {row_key[0]!r} at eps {row_key[1]:g} with "
                 f"different parameters ({diff}); one row cannot mix them"
             )
-        method_params.setdefault(key, (path, cfg["method"]["params"]))
+        method_params.setdefault(row_key, (path, cfg["method"]["params"]))
         coll.results.append((path, result))
     return coll
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -45,13 +45,13 @@ def dataset_facts(cell: Cell, options: RunOptions) -> tuple[bool, tuple[int, int
         data = load_dataset(cell.dataset, RunOptions(device=options.device, data_dir=options.data_dir))
         return True, data.image_shape, len(data.train_x), len(data.test_x), data.num_classes
     except CobenchError:
-        facts = [getattr(cls, k, None) for k in ("image_shape", "train_size", "test_size")]
+        facts: list[Any] = [getattr(cls, k, None) for k in ("image_shape", "train_size", "test_size")]
         if None in facts:
             raise CobenchError(
                 f"dataset {cell.dataset['name']!r} is not under {options.data_dir!r} and declares no "
                 "image_shape/train_size/test_size; put its files there to estimate the board's cost"
             ) from None
-        return False, tuple(facts[0]), int(facts[1]), int(facts[2]), int(cls.num_classes)
+        return False, tuple(facts[0]), int(facts[1]), int(facts[2]), int(cast(Any, cls).num_classes)
 
 
 def build_model(cell: Cell, shape: tuple[int, int, int], classes: int, mean, std, device: torch.device):

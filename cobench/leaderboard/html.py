@@ -121,7 +121,7 @@ NUMERIC = {
 }
 
 
-def esc(text: str) -> str:
+def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 

@@ -107,7 +107,7 @@ def number(value: float | None, spec: str) -> str:
 
 
 def main_device(rows: list[dict[str, Any]]) -> str | None:
-    devices = [r.get("timing_device") for r in rows if r.get("timing_device")]
+    devices = [d for d in (r.get("timing_device") for r in rows) if d]
     return max(sorted(set(devices)), key=devices.count) if devices else None
 
 
@@ -400,7 +400,7 @@ def rounded(value: Any) -> Any:
 
 
 def table_records(board: Board, with_problems: bool = False) -> list[dict[str, Any]]:
-    extra = ("problems",) if with_problems else ()
+    extra: tuple[str, ...] = ("problems",) if with_problems else ()
     extra += ("published_figures",) if with_problems and board.published else ()
     return [
         {c: rounded(r.get(c)) for c in [*csv_columns(board.table_metrics, bool(board.published)), *extra]}

@@ -68,7 +68,7 @@ def data_fingerprint(result: dict[str, Any]) -> str | None:
 def board_data_fingerprint(coll: Collection) -> str | None:
     """The dataset fingerprint most of the board's own (grid) results were trained on."""
     grid_ids = {c.cell_id for c in coll.cells}
-    prints = [data_fingerprint(r) for _, r in coll.ok if r["cell_id"] in grid_ids and data_fingerprint(r)]
+    prints = [p for p in (data_fingerprint(r) for _, r in coll.ok if r["cell_id"] in grid_ids) if p]
     return max(sorted(set(prints)), key=prints.count) if prints else None
 
 
@@ -136,7 +136,8 @@ def annotate(rows: list[dict[str, Any]], coll: Collection) -> None:
             [r["metrics"]["co"] for r in results if (r.get("metrics") or {}).get("co") is not None]
         )
         times = [(r.get("cost") or {}).get("time_per_step_s") for r in results]
-        row["time_per_step_s"] = sum(times) / len(times) if times and None not in times else None
+        known = [t for t in times if t is not None]
+        row["time_per_step_s"] = sum(known) / len(known) if times and len(known) == len(times) else None
         devices = sorted(
             {
                 str(

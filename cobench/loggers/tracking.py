@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cobench.grid.resolve import resolve_component
@@ -19,7 +19,7 @@ def resolve_loggers(specs: list[str], registry: Registry) -> list[dict[str, Any]
     return [resolve_component(registry, "loggers", spec, {}) for spec in specs]
 
 
-def check_loggers(specs: list[dict[str, Any]], registry: Registry) -> None:
+def check_loggers(specs: Sequence[dict[str, Any]], registry: Registry) -> None:
     """Construct and check every logger before any training (missing libraries fail here)."""
     for spec in specs:
         registry.get("loggers", spec["name"])(**spec["params"]).check()
@@ -66,7 +66,7 @@ class CellLoggers:
     """The loggers of one cell. A logger that raises is warned about and dropped for the rest
     of the cell: tracking never fails a training run."""
 
-    def __init__(self, specs: list[dict[str, Any]], cell_id: str, label: str, config: dict[str, Any]):
+    def __init__(self, specs: Sequence[dict[str, Any]], cell_id: str, label: str, config: dict[str, Any]):
         self.cell_id, self.label, self.config = cell_id, label, config
         registry = get_plugin_manager().registry if specs else None
         self.loggers = [registry.get("loggers", s["name"])(**s["params"]) for s in specs] if registry else []

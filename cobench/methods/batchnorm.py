@@ -39,6 +39,7 @@ class BatchStatistics:
                 dims = [d for d in range(x.dim()) if d != 1]
                 self.stats[layer] = (x.mean(dims), x.var(dims, unbiased=False))
             else:
+                assert layer.running_var is not None  # registered together with running_mean
                 self.stats[layer] = (layer.running_mean, layer.running_var)
 
         handles = [layer.register_forward_pre_hook(store) for layer in self.layers]

@@ -92,8 +92,11 @@ class AdaptiveLambda:
 
     def __init__(self, lam_max: float, decay: float, sensitivity: float):
         self.lam_max, self.decay, self.sensitivity = lam_max, decay, sensitivity
-        self.lam = 0.0
-        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        # floats, or float64 tensors on the device once a tensor was observed
+        self.lam: float | Tensor = 0.0
+        self.mean: float | Tensor = 0.0
+        self.m2: float | Tensor = 0.0
+        self.count = 0
 
     @property
     def std(self) -> float:

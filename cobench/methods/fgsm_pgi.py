@@ -65,7 +65,7 @@ class FGSMPGI(Method):
         self.momentum = torch.zeros(shape, device=setup.device)
 
     def train_step(self, batch: Batch, ctx: StepContext) -> None:
-        if self.prior is None:
+        if self.prior is None or self.momentum is None:  # set together by _reset
             raise RuntimeError("fgsm-pgi: setup() was not called before training")
         if ctx.epoch != self._last_epoch:
             self._last_epoch = ctx.epoch

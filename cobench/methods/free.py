@@ -60,6 +60,7 @@ class FreeAT(Method):
             leaf = delta.detach().requires_grad_(True)
             logits = ctx.model(x + leaf)
             ctx.update(F.cross_entropy(logits, y), logits, y)  # its backward also fills leaf.grad
+            assert leaf.grad is not None
             delta = sign_step(x, leaf, leaf.grad, self.alpha * eps, eps, ctx.lower, ctx.upper)
         self.delta[:n] = delta
 

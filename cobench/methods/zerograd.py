@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -41,7 +43,7 @@ def consensus(grads: list[Tensor], threshold: int) -> Tensor:
     Follows the reference rule ``|sum of signs| < threshold - (samples - threshold) -> 0``; with
     ``threshold = samples`` a coordinate survives only if every sample has the same (non-zero) sign.
     """
-    s = sum(g.sign() for g in grads)
+    s = cast(Tensor, sum(g.sign() for g in grads))  # grads is never empty (samples >= 1)
     need = threshold - (len(grads) - threshold)
     return torch.where(s.abs() < need, torch.zeros_like(s), s)
 

@@ -9,6 +9,7 @@ the dataset's; the build checks with one forward pass that the model accepts it.
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,7 +43,7 @@ class TimmModel(Model):
                 + (f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()")
             )
         c, h, w = image_shape
-        kwargs = dict(pretrained=False, num_classes=num_classes, in_chans=c, drop_rate=self.drop_rate)
+        kwargs: dict[str, Any] = dict(pretrained=False, num_classes=num_classes, in_chans=c, drop_rate=self.drop_rate)
         try:
             net = timm.create_model(self.model_name, img_size=(h, w), **kwargs)
         except TypeError as exc:

@@ -25,7 +25,7 @@ class WideBasic(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         o = F.relu(self.bn1(x))
-        shortcut = x if self.equal else self.shortcut(o)
+        shortcut = x if self.shortcut is None else self.shortcut(o)  # None exactly when self.equal
         o = self.conv1(o)
         o = F.relu(self.bn2(o))
         if self.dropout > 0:

@@ -17,7 +17,7 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -82,7 +82,8 @@ def rng_states(generator: torch.Generator, device: torch.device | None = None) -
     """Every generator a cell draws from, and the type of the device it trains on. Of CUDA's
     generators only the cell's own device's is saved, so a resume with fewer GPUs visible works."""
     device = torch.device(device if device is not None else generator.device)
-    np_state = np.random.get_state()
+    # numpy's stubs pick the dict overload for the default (legacy=True), which returns the MT19937 tuple
+    np_state = cast(tuple[Any, ...], np.random.get_state())
     return {
         "device": device.type,
         "generator": generator.get_state(),

@@ -7,7 +7,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class GridProgress:
@@ -15,7 +23,8 @@ class GridProgress:
         self.console = console
         self.enabled = console.is_terminal if enabled is None else enabled
         self.progress: Progress | None = None
-        self.grid_task = self.epoch_task = None
+        self.grid_task: TaskID | None = None
+        self.epoch_task: TaskID | None = None
         self.done = 0
         self.total = 0
         self.cell: Any = None
@@ -41,10 +50,12 @@ class GridProgress:
     def on_cell_start(self, cell: Any) -> None:
         self.cell = cell
         if self.progress is not None:
+            assert self.epoch_task is not None  # added with the bars in start_grid
             self.progress.update(self.epoch_task, description=f"  {cell.label}", completed=0, total=None, visible=True)
 
     def on_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
         if self.progress is not None:
+            assert self.epoch_task is not None  # added with the bars in start_grid
             self.progress.update(self.epoch_task, completed=epoch, total=epochs)
             return
         numbers = " ".join(f"{k}={v:.3f}" for k, v in record.items() if isinstance(v, float))
@@ -63,6 +74,7 @@ class GridProgress:
         else:
             line = f"[{self.done}/{self.total}] {cell.label}: [red]FAILED[/red] {result['error']['message']}"
         if self.progress is not None:
+            assert self.grid_task is not None  # added with the bars in start_grid
             self.progress.advance(self.grid_task)
             self.progress.console.print(line)
         else:

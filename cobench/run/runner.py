@@ -268,7 +268,7 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     keys = sorted({k for rec in outcome.history for k in rec})
     curves = {k: [rec.get(k) for rec in outcome.history] for k in keys}
     cost = dict(outcome.cost, eval_time_s=time.perf_counter() - t_eval)
-    out = {
+    out: dict[str, Any] = {
         "metrics": metrics,
         "curves": curves,
         "cost": cost,

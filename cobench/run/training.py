@@ -5,12 +5,13 @@ the protocol's eps warm-up of the training attacks, per-epoch evaluator probes."
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 class Normalize(nn.Module):
     """Per-channel standardisation as the model's first layer, so attacks work in [0,1] pixel space."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
@@ -93,7 +97,10 @@ def make_scheduler(
         )
     if shape == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(
-            opt, milestones=[total_updates / 2, total_updates * 3 / 4], gamma=0.1
+            opt,
+            # float milestones, as the references write them: torch annotates ints, compares with any number
+            milestones=[total_updates / 2, total_updates * 3 / 4],  # type: ignore[list-item]
+            gamma=0.1,
         )
     if shape == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda update: 1.0)
@@ -216,7 +223,8 @@ class CellParts:
     (which also carries the cell's eps in pixel units, its device and its seed)."""
 
     model: nn.Module
-    method: Method
+    #: None when built without it (``build_parts(..., with_method=False)``: re-evaluating saved weights)
+    method: Method | None
     data: DataSplits
     injection: Injection
     evaluators: list[Evaluator]
@@ -256,6 +264,10 @@ def train(
     if checkpoint is not None and saved is not None:  # resume after the last finished epoch, exactly
         loop.resume(saved, f"checkpoint {checkpoint.path}")
     saves = CheckpointCadence()
+
+    def save_checkpoint(target: CellCheckpoint, done: int) -> None:
+        target.save(loop.state_dict(done))
+
     try:
         for epoch in range(loop.start_epoch, loop.epochs):
             seconds = loop.train_epoch(epoch)
@@ -267,7 +279,7 @@ def train(
                 break
             saves.trained(seconds)
             if checkpoint is not None and (epoch + 1 == loop.epochs or saves.due()):
-                saves.timed(lambda done=epoch + 1: checkpoint.save(loop.state_dict(done)))
+                saves.timed(functools.partial(save_checkpoint, checkpoint, epoch + 1))
     finally:
         loop.counter.remove()
     loop.outcome.cost = loop.cost(checkpoint_s=saves.total_s)
@@ -306,6 +318,8 @@ class TrainingLoop:
     ):
         self.parts, self.training, self.options, self.best = parts, training, options, best
         model, method, data = parts.model, parts.method, parts.data
+        assert method is not None, "training needs the cell's method (build_parts with with_method=True)"
+        self.method = method
         self.device = device = parts.eval_ctx.device
         self.amp = training.get("amp", "off")
         check_amp(device, self.amp)
@@ -346,7 +360,9 @@ class TrainingLoop:
         # the protocol's clamp lifts the [0, 1] box entirely; otherwise the injection says where
         # training perturbations live (low-pass: unclamped, as the reference's clip_box=False)
         lower, upper = parts.injection.train_bounds() if training["clamp"] else (-math.inf, math.inf)
-        self.ctx = StepContext(torch.compile(model) if options.compile else model, setup, self.update, lower, upper)
+        # torch.compile of a module returns an OptimizedModule (an nn.Module); torch annotates a Callable
+        compiled = cast(nn.Module, torch.compile(model)) if options.compile else model
+        self.ctx = StepContext(compiled, setup, self.update, lower, upper)
         self.counter = PassCounter(model)
         self.outcome = TrainOutcome()
         self.train_time = 0.0
@@ -410,16 +426,14 @@ class TrainingLoop:
             ctx.eps_scale = eps_warmup_scale(self.updates, self.warmup_updates)
             with step_precision(self.device, self.amp):
                 try:
-                    parts.method.train_step(Batch(x, y, idx), ctx)
+                    self.method.train_step(Batch(x, y, idx), ctx)
                 except RuntimeError as exc:  # a third-party method that needs double backward
                     if self.options.compile and ("double backward" in str(exc) or "create_graph" in str(exc)):
-                        raise ConfigError(compile_refusal(parts.method.name)) from exc
+                        raise ConfigError(compile_refusal(self.method.name)) from exc
                     raise
             self.batch_samples += len(y)
             if ctx.updates_this_step == 0:
-                raise RuntimeError(
-                    f"method {parts.method.name!r} returned from train_step without calling ctx.update()"
-                )
+                raise RuntimeError(f"method {self.method.name!r} returned from train_step without calling ctx.update()")
         sync(self.device)
         seconds = time.perf_counter() - t0
         self.train_time += seconds
@@ -462,7 +476,7 @@ class TrainingLoop:
             "model": self.parts.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "method": self.parts.method.state_dict(),
+            "method": self.method.state_dict(),
             "rng": rng_states(self.generator, self.device),
             "updates": self.updates,
             "history": self.outcome.history,
@@ -479,7 +493,7 @@ class TrainingLoop:
         self.parts.model.load_state_dict(saved["model"])
         self.opt.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        self.parts.method.load_state_dict(to_device(saved["method"], self.device))
+        self.method.load_state_dict(to_device(saved["method"], self.device))
         restore_rng_states(saved["rng"], self.generator, self.device)
         self.start_epoch, self.updates, self.outcome.history = saved["epoch"], saved["updates"], saved["history"]
         self.train_time, self.epoch_times = saved["train_time"], saved["epoch_times"]

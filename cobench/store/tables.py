@@ -67,7 +67,7 @@ def aggregate(rows: list[dict[str, Any]], metrics: Iterable[str] | None = None) 
         for m in metrics:
             mu, sd, n = mean_std(r.get(m) for r in rs)
             row[f"{m}_mean"], row[f"{m}_std"] = mu, sd
-        cos = [r.get("co") for r in rs if r.get("co") is not None]
+        cos = [r["co"] for r in rs if r.get("co") is not None]
         row["co_rate"] = sum(cos) / len(cos) if cos else None
         epochs = [r["co_epoch"] for r in rs if r.get("co_epoch") is not None]
         row["co_epoch_median"] = statistics.median(epochs) if epochs else None
