@@ -37,6 +37,7 @@ from cobench.api import DataSplits, Injection
 from cobench.attacks import pgd_until_fooled
 from cobench.errors import ConfigError
 from cobench.run.evaluation import evaluation_mode
+from cobench.run.placement import decode
 
 #: PGD steps of the per-epoch validation attack (step eps/4, one restart)
 VAL_STEPS = 10
@@ -60,7 +61,7 @@ def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSp
     dev = data.train_x.device
     held, kept = held.to(dev), kept.to(dev)
     train = replace(data, train_x=data.train_x[kept], train_y=data.train_y[kept])
-    return train, data.train_x[held], data.train_y[held], record
+    return train, decode(data.train_x[held]), data.train_y[held], record
 
 
 class BestCheckpoint:

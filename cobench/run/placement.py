@@ -2,9 +2,13 @@
 training set stays on the host and each minibatch is copied over (pinned, asynchronously).
 
 Resident data is what makes a small-image cell fast on a GPU (no host round trip per step), but
-an ImageNet-size training set in float32 does not fit any GPU. The budget is stated, recorded in
-each result's provenance (``execution.train_data``), and never changes what a cell computes: the
-same permutation, on the same generator, picks the same minibatches either way.
+an ImageNet-size training set in float32 does not fit any GPU. So the training images are kept as
+uint8 wherever that is lossless (every value exactly k/255, as the image datasets produce them: a
+quarter of the memory) and each minibatch is decoded to float32 when it is gathered, and the
+budget is counted on what is actually kept. The budget is stated, recorded in each result's
+provenance (``execution.train_data``), and neither it nor the compaction changes what a cell
+computes: the same permutation, on the same generator, picks the same minibatches either way, and
+decoding gives back the dataset's float32 values bit for bit.
 """
 
 from __future__ import annotations
@@ -34,6 +38,31 @@ def budget_bytes(device: torch.device, data_budget_gb: float) -> float:
     return float("inf")
 
 
+#: rows converted at a time when a split is checked for a lossless uint8 form (bounds the extra memory)
+COMPACT_CHUNK = 4096
+
+
+def as_uint8(x: Tensor) -> Tensor | None:
+    """``x`` as uint8 when every value is exactly k/255 (:func:`decode` gives ``x`` back bit for bit,
+    as the image datasets compute it), else None."""
+    if x.dtype != torch.float32 or x.numel() == 0:
+        return None
+    out = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
+    for i in range(0, len(x), COMPACT_CHUNK):
+        part = x[i : i + COMPACT_CHUNK]
+        u8 = (part * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+        if not torch.equal(decode(u8), part):
+            return None
+        out[i : i + COMPACT_CHUNK] = u8
+    return out
+
+
+def decode(x: Tensor) -> Tensor:
+    """Images in [0, 1] as float32: uint8 ones divided by 255 (the datasets' own conversion, so
+    bit for bit what they returned), anything else as it is."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
 def nbytes(*tensors: Tensor) -> int:
     return sum(t.element_size() * t.nelement() for t in tensors)
 
@@ -41,7 +70,12 @@ def nbytes(*tensors: Tensor) -> int:
 def place_data(data: DataSplits, device: torch.device, data_budget_gb: float) -> tuple[DataSplits, str]:
     """``data`` with its test set on ``device`` and its training set there too when the whole set
     fits the budget; else the training set stays on the host (pinned for CUDA) and the second
-    value is ``"host"`` instead of ``"device"``. Evaluators always see the test set on the device."""
+    value is ``"host"`` instead of ``"device"``. The training images come back as uint8 where that
+    is lossless: whoever gathers a minibatch from them calls :func:`decode`. Evaluators always see
+    the test set, float32, on the device."""
+    compact = as_uint8(data.train_x)
+    if compact is not None:
+        data = dataclasses.replace(data, train_x=compact)
     on_device = nbytes(data.train_x, data.train_y, data.test_x, data.test_y) <= budget_bytes(device, data_budget_gb)
     if on_device:
         return data.to(device), "device"

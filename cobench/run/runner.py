@@ -31,7 +31,7 @@ from cobench.run.claims import ClaimedCells, ClaimKeeper, Skipped
 from cobench.run.device import configure_numerics, numerics_record, resolve_device, seed_everything
 from cobench.run.early_stopping import BestCheckpoint, best_metrics, split_validation
 from cobench.run.evaluation import run_evaluators
-from cobench.run.placement import place_data
+from cobench.run.placement import as_uint8, decode, place_data
 from cobench.run.training import CellParts, Normalize, compile_refusal, train
 from cobench.store.digest import with_digest
 from cobench.store.provenance import cobench_record, components_record, fingerprint, machine_record
@@ -54,25 +54,6 @@ OnEpoch = Callable[[int, int, dict[str, Any]], None]
 WEIGHTS_BYTES = "_weights_safetensors"
 
 
-#: rows converted at a time when a split is checked for a lossless uint8 form (bounds the extra memory)
-COMPACT_CHUNK = 4096
-
-
-def as_uint8(x: torch.Tensor) -> torch.Tensor | None:
-    """``x`` as uint8 when every value is exactly k/255 (``u8.float().div(255)`` gives ``x`` back bit
-    for bit, as the image datasets compute it), else None."""
-    if x.dtype != torch.float32 or x.numel() == 0:
-        return None
-    out = torch.empty(x.shape, dtype=torch.uint8)
-    for i in range(0, len(x), COMPACT_CHUNK):
-        part = x[i : i + COMPACT_CHUNK]
-        u8 = (part * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-        if not torch.equal(u8.float().div_(255.0), part):
-            return None
-        out[i : i + COMPACT_CHUNK] = u8
-    return out
-
-
 def compact(data: DataSplits) -> DataSplits:
     """``data`` with each image split kept as uint8 where that is lossless (a quarter of the memory)."""
     train, test = as_uint8(data.train_x), as_uint8(data.test_x)
@@ -81,14 +62,7 @@ def compact(data: DataSplits) -> DataSplits:
 
 def expand(data: DataSplits) -> DataSplits:
     """The float32 splits in [0, 1] every consumer sees (bit for bit what the dataset returned)."""
-    return replace(
-        data,
-        **{
-            k: getattr(data, k).float().div_(255.0)
-            for k in ("train_x", "test_x")
-            if getattr(data, k).dtype == torch.uint8
-        },
-    )
+    return replace(data, train_x=decode(data.train_x), test_x=decode(data.test_x))
 
 
 @lru_cache(maxsize=4)
@@ -194,7 +168,8 @@ def build_parts(
 
     ``with_method=False`` leaves the method out (``None``): re-evaluating saved weights needs
     everything but the training method, whose plugin the verifier may not have installed."""
-    data, train_data = place_data(load_dataset(cell.dataset, options), device, options.data_budget_gb)
+    loaded = load_dataset(cell.dataset, options)
+    data, train_data = place_data(loaded, device, options.data_budget_gb)
     injection = registry.get("injections", cell.injection["name"])(**cell.injection["params"])
     injection.prepare(
         InjectionContext(
@@ -204,8 +179,8 @@ def build_parts(
             seed=cell.seed,
             device=device,
         ),
-        data.train_x,
-        data.train_y,
+        loaded.train_x,  # float32 on the host; the carriers go to ctx.device
+        loaded.train_y,
     )
     test_x = injection.apply(data.test_x, data.test_y)
     net = registry.get("models", cell.model["name"])(**cell.model["params"]).build(

@@ -23,7 +23,7 @@ from cobench.errors import ConfigError, NonFiniteLossError
 from cobench.options import RunOptions
 from cobench.run.checkpoints import CellCheckpoint, check_resume_device, restore_rng_states, rng_states, to_device
 from cobench.run.evaluation import run_evaluators
-from cobench.run.placement import batch_to_device
+from cobench.run.placement import batch_to_device, decode
 
 if TYPE_CHECKING:
     from cobench.run.early_stopping import BestCheckpoint
@@ -417,6 +417,7 @@ class TrainingLoop:
                 )
             else:
                 x, y = data.train_x[idx], data.train_y[idx]
+            x = decode(x)  # uint8 training images (lossless compaction) -> float32 in [0, 1]
             if training["augment"] and (data.crop_padding or data.flip):
                 x = random_crop_flip(x, data.crop_padding, data.flip, self.generator)
             x = parts.injection.apply(x, y)

@@ -3,6 +3,7 @@ computes exactly what it computes with the data resident on the device."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,11 +11,13 @@ import torch
 
 from cobench.api import InjectionContext
 from cobench.errors import ConfigError
-from cobench.run import training
-from cobench.run.placement import budget_bytes, place_data
+from cobench.run import placement, runner, training
+from cobench.run.early_stopping import split_validation
+from cobench.run.placement import budget_bytes, decode, place_data
 from cobench.run.runner import Runner
 from cobench.store.results import iter_results
 from cobench.testing import tiny_grid_spec, tiny_splits
+from tests.data.formats import write_cifar10
 
 
 def test_the_budget_is_the_stated_one_or_half_the_free_gpu_memory(monkeypatch):
@@ -75,3 +78,55 @@ def test_host_resident_training_gives_the_resident_cells_numbers_exactly(tmp_pat
     assert result["provenance"]["execution"]["train_data"] == "host"
     ((_, result),) = iter_results(tmp_path / "resident")
     assert result["provenance"]["execution"]["train_data"] == "device"
+
+
+def test_training_images_that_are_k_over_255_are_kept_as_uint8_and_the_budget_counts_that():
+    data = tiny_splits()
+    data = dataclasses.replace(data, train_x=(data.train_x * 255).round() / 255)  # what image datasets give
+    floats = sum(t.element_size() * t.nelement() for t in (data.train_x, data.train_y, data.test_x, data.test_y))
+    compact = floats - 3 * data.train_x.nelement()  # 1 byte per training pixel instead of 4
+    placed, where = place_data(data, torch.device("cpu"), data_budget_gb=compact / 1e9)
+    assert where == "device" and placed.train_x.dtype == torch.uint8 and placed.test_x.dtype == torch.float32
+    assert torch.equal(decode(placed.train_x), data.train_x)  # bit for bit
+    placed, where = place_data(data, torch.device("cpu"), data_budget_gb=(compact - 1) / 1e9)
+    assert where == "host" and placed.train_x.dtype == torch.uint8
+    # values that are not k/255 (the upsampled digits, say) stay float32
+    placed, _ = place_data(tiny_splits(), torch.device("cpu"), data_budget_gb=0)
+    assert placed.train_x.dtype == torch.float32
+
+
+@pytest.mark.parametrize("budget", [0, 1e-9], ids=["resident", "host"])
+def test_a_cell_on_uint8_training_images_computes_what_it_computes_on_float32(tmp_path, monkeypatch, budget):
+    write_cifar10(tmp_path / "data", n_train=40, n_test=16)
+    placed_dtypes = []
+    real_place = runner.place_data
+
+    def spy(data, device, data_budget_gb):
+        placed, where = real_place(data, device, data_budget_gb)
+        placed_dtypes.append(placed.train_x.dtype)
+        return placed, where
+
+    monkeypatch.setattr(runner, "place_data", spy)
+
+    def run(name):
+        spec = tiny_grid_spec(["fgsm"], datasets=["cifar10"], models=["small-cnn"], injections=["low-freq"], betas=[8])
+        spec.params["datasets"] = {"cifar10": {"verify_checksums": False}}
+        options = {"device": "cpu", "data_dir": str(tmp_path / "data"), "data_budget_gb": budget}
+        summary = Runner(spec, tmp_path / name, options=options).run()
+        assert summary.ran == 1 and not summary.failed, summary.failed
+
+    run("uint8")
+    monkeypatch.setattr(placement, "as_uint8", lambda x: None)  # the float32 path, as before compaction
+    run("float32")
+    assert placed_dtypes == [torch.uint8, torch.float32]
+    assert json.dumps(metrics_and_curves(tmp_path / "uint8")) == json.dumps(metrics_and_curves(tmp_path / "float32"))
+
+
+def test_the_validation_images_held_out_of_uint8_training_images_come_back_as_float32():
+    data = tiny_splits()
+    data = dataclasses.replace(data, train_x=(data.train_x * 255).round() / 255)
+    placed, _ = place_data(data, torch.device("cpu"), data_budget_gb=0)
+    train, val_x, _, _ = split_validation(placed, 8, seed=0)
+    assert train.train_x.dtype == torch.uint8 and val_x.dtype == torch.float32
+    _, float_val_x, _, _ = split_validation(data, 8, seed=0)
+    assert torch.equal(val_x, float_val_x)
