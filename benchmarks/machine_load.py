@@ -97,8 +97,11 @@ def gpu_load() -> list[dict[str, Any]] | None:
     return gpus
 
 
-def machine_load(sample_s: float = 1.0) -> dict[str, Any]:
-    """The machine's load now: load averages, cores, other busy processes, GPUs; and ``idle``."""
+def machine_load(sample_s: float = 1.0, judge_loadavg: bool = True) -> dict[str, Any]:
+    """The machine's load now: load averages, cores, other busy processes, GPUs; and ``idle``.
+
+    ``judge_loadavg=False`` records the load average without judging by it: right after a
+    benchmark it mostly counts the benchmark's own threads (they are not "other processes")."""
     cores = os.cpu_count() or 1
     try:
         load = list(os.getloadavg())
@@ -107,7 +110,7 @@ def machine_load(sample_s: float = 1.0) -> dict[str, Any]:
     busy = busy_processes(sample_s)
     gpus = gpu_load()
     reasons = []
-    if load is not None and load[0] > IDLE_LOAD_PER_CORE * cores:
+    if judge_loadavg and load is not None and load[0] > IDLE_LOAD_PER_CORE * cores:
         reasons.append(f"1-minute load average {load[0]:.2f} on {cores} cores")
     if busy:
         reasons.append(
@@ -154,7 +157,7 @@ class LoadRecorder:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.record["after"] = machine_load(self.sample_s)
+        self.record["after"] = machine_load(self.sample_s, judge_loadavg=False)  # the load is ours now
         warn_if_busy(self.record["after"], "after the benchmark", self.echo)
         self.record["idle"] = self.record["before"]["idle"] and self.record["after"]["idle"]
 
