@@ -141,8 +141,9 @@ def run_cobench(spec: GridSpec, args: argparse.Namespace) -> tuple[float, list[d
     with tempfile.TemporaryDirectory() as results_dir:
         options = {"device": args.device, "data_dir": args.data_dir, "channels_last": args.channels_last}
         t0 = time.perf_counter()
+        executor_options = {"workers": args.workers} if args.workers else {}  # only executors that take it
         summary = Runner(
-            spec, results_dir, options=options, executor=args.executor, executor_options={"workers": args.workers}
+            spec, results_dir, options=options, executor=args.executor, executor_options=executor_options
         ).run()
         seconds = time.perf_counter() - t0
     if summary.failed:
