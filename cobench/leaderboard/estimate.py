@@ -30,7 +30,7 @@ from cobench.leaderboard.spec import Leaderboard
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
 from cobench.run.device import resolve_device, seed_everything, true_fp32
-from cobench.run.runner import load_dataset
+from cobench.run.runner import load_compact
 from cobench.run.training import CellParts, Normalize, sync, train
 
 #: evaluators whose final attack is timed, and the parameters that give (steps, restarts, samples)
@@ -42,7 +42,7 @@ def dataset_facts(cell: Cell, options: RunOptions) -> tuple[bool, tuple[int, int
     else from what the dataset class declares."""
     cls = get_plugin_manager().registry.get("datasets", cell.dataset["name"])
     try:
-        data = load_dataset(cell.dataset, RunOptions(device=options.device, data_dir=options.data_dir))
+        data = load_compact(cell.dataset, RunOptions(device=options.device, data_dir=options.data_dir))
         return True, data.image_shape, len(data.train_x), len(data.test_x), data.num_classes
     except CobenchError:
         facts: list[Any] = [getattr(cls, k, None) for k in ("image_shape", "train_size", "test_size")]

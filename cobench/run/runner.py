@@ -76,7 +76,13 @@ def _load_dataset(spec_json: str, data_dir: str, download: bool) -> DataSplits:
 
 def load_dataset(spec: dict[str, Any], options: RunOptions) -> DataSplits:
     """Load (and cache in-process, compactly) a dataset component's splits; float32 on the CPU, with checks."""
-    data = expand(_load_dataset(json.dumps(spec, sort_keys=True), options.data_dir, options.download))
+    return expand(load_compact(spec, options))
+
+
+def load_compact(spec: dict[str, Any], options: RunOptions) -> DataSplits:
+    """A dataset component's splits as this process caches them (images uint8 where lossless, see
+    :func:`compact`), checked: for whatever needs only shapes, or places the data itself."""
+    data = _load_dataset(json.dumps(spec, sort_keys=True), options.data_dir, options.download)
     for split in ("train", "test"):
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
@@ -168,8 +174,8 @@ def build_parts(
 
     ``with_method=False`` leaves the method out (``None``): re-evaluating saved weights needs
     everything but the training method, whose plugin the verifier may not have installed."""
-    loaded = load_dataset(cell.dataset, options)
-    data, train_data = place_data(loaded, device, options.data_budget_gb)
+    kept = load_compact(cell.dataset, options)
+    data, train_data = place_data(kept, device, options.data_budget_gb)
     injection = registry.get("injections", cell.injection["name"])(**cell.injection["params"])
     injection.prepare(
         InjectionContext(
@@ -179,8 +185,8 @@ def build_parts(
             seed=cell.seed,
             device=device,
         ),
-        loaded.train_x,  # float32 on the host; the carriers go to ctx.device
-        loaded.train_y,
+        decode(kept.train_x),  # float32 on the host; the carriers go to ctx.device
+        kept.train_y,
     )
     test_x = injection.apply(data.test_x, data.test_y)
     net = registry.get("models", cell.model["name"])(**cell.model["params"]).build(
@@ -413,7 +419,7 @@ class Runner:
                     raise ConfigError(compile_refusal(name))
         check_loggers(self.options.loggers, get_plugin_manager().registry)
         for spec in {json.dumps(c.dataset, sort_keys=True): c.dataset for c in cells}.values():
-            load_dataset(spec, self.options)
+            load_compact(spec, self.options)
 
     def run(self, progress: Progress | None = None) -> RunSummary:
         progress = progress or NoProgress()

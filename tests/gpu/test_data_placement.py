@@ -116,7 +116,10 @@ def test_a_cell_on_uint8_training_images_computes_what_it_computes_on_float32(tm
         assert summary.ran == 1 and not summary.failed, summary.failed
 
     run("uint8")
-    monkeypatch.setattr(placement, "as_uint8", lambda x: None)  # the float32 path, as before compaction
+    # the float32 path, as before compaction: neither the process's cache nor the placement compacts
+    monkeypatch.setattr(placement, "as_uint8", lambda x: None)
+    monkeypatch.setattr(runner, "as_uint8", lambda x: None)
+    runner._load_dataset.cache_clear()
     run("float32")
     assert placed_dtypes == [torch.uint8, torch.float32]
     assert json.dumps(metrics_and_curves(tmp_path / "uint8")) == json.dumps(metrics_and_curves(tmp_path / "float32"))
