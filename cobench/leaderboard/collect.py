@@ -36,6 +36,8 @@ class Collection:
     leaderboard: Leaderboard
     cells: list[Cell]
     results: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    #: the results stored in the board's ``searches`` folders (the searches that chose its grid)
+    search_results: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def ok(self) -> list[tuple[Path, dict[str, Any]]]:
@@ -50,17 +52,25 @@ class Collection:
 
     def coverage(self) -> dict[str, Any]:
         """Cells finished, failed and submitted, and ``grid_wall_hours``: the wall-clock time the
-        finished grid cells recorded (of each cell's last run: a resumed cell counts from its resume)."""
+        finished grid cells recorded (of each cell's last run: a resumed cell counts from its resume).
+        With ``searches``, also ``search_cells`` and ``search_wall_hours``: the search cells that are
+        not also finished grid cells (a search cell the board reuses is counted once), and their time."""
         grid_ids = {c.cell_id for c in self.cells}
         ok_ids = {r["cell_id"] for _, r in self.ok}
         wall_s = sum(r.get("wall_time_s") or 0.0 for _, r in self.ok if r["cell_id"] in grid_ids)
-        return {
+        cov: dict[str, Any] = {
             "grid_cells": len(grid_ids),
             "grid_cells_finished": len(grid_ids & ok_ids),
             "failed_cells": len(self.failed),
             "submitted_cells": len(ok_ids - grid_ids),
             "grid_wall_hours": round(wall_s / 3600, 2),
         }
+        if self.leaderboard.searches:
+            own = grid_ids & ok_ids
+            extra = {r["cell_id"]: r for _, r in self.search_results if r["cell_id"] not in own}
+            cov["search_cells"] = len(extra)
+            cov["search_wall_hours"] = round(sum(r.get("wall_time_s") or 0.0 for r in extra.values()) / 3600, 2)
+        return cov
 
 
 def first_difference(got: Any, want: Any, where: str) -> str | None:
@@ -86,6 +96,9 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
     registry = registry or get_plugin_manager().registry
     cells = resolve(lb.grid, registry)
     coll = Collection(lb, cells)
+    coll.search_results = [
+        item for folder in lb.searches for item in iter_results(lb.root / folder, strict=True, validate=True)
+    ]
     stored = list(iter_results(lb.results_dir, strict=True, validate=True)) if lb.results_dir.is_dir() else []
     known = {p.resolve() for p, _ in stored}
     candidates = stored + [(p, read_result(p, validate=True)) for p in extra if Path(p).resolve() not in known]

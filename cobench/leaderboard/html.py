@@ -17,7 +17,6 @@ from cobench.leaderboard.render import (
     GENERATED_NOTE,
     PUBLISHED_NOTE,
     TABLE_METRICS,
-    WALL_NOTE,
     cells_of,
     main_device,
     method_params_text,
@@ -26,6 +25,7 @@ from cobench.leaderboard.render import (
     published_cells,
     published_columns,
     table_columns,
+    wall_note,
 )
 
 #: data URIs of embedded images; ``check`` blanks them out before comparing pages
@@ -248,7 +248,7 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
     out.append(
         f'<p class="note" id="coverage">Coverage: {cov["grid_cells_finished"]} of {cov["grid_cells"]} grid cells '
         f"finished, {cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties; "
-        f"{esc(WALL_NOTE.format(hours=cov['grid_wall_hours']))}.</p>"
+        f"{esc(wall_note(lb, cov))}.</p>"
     )
     out.append("</section>")
     if not board.rows:

@@ -15,7 +15,7 @@ from typing import Any
 
 from cobench.api import NO_INJECTION
 from cobench.leaderboard.board import METRIC_LABELS, Board
-from cobench.leaderboard.spec import TABLE_METRICS
+from cobench.leaderboard.spec import TABLE_METRICS, Leaderboard
 
 
 def csv_columns(metrics: tuple[str, ...] = TABLE_METRICS, published: bool = False) -> list[str]:
@@ -168,6 +168,23 @@ COLUMN_NOTE = (
 
 #: what the board's finished grid cells took, from their results (the build time a board states)
 WALL_NOTE = "the finished grid cells recorded {hours:g} h of wall-clock time (a resumed cell from its resume)"
+#: added when the board names the searches that chose its grid
+SEARCH_NOTE = (
+    "; the {cells} further cells of the searches behind the grid ({folders}) recorded {hours:g} h; {total:g} h in all"
+)
+
+
+def wall_note(lb: Leaderboard, cov: dict[str, Any]) -> str:
+    """The build time the board states: its grid cells' and, where it names them, its searches'."""
+    text = WALL_NOTE.format(hours=cov["grid_wall_hours"])
+    if "search_wall_hours" in cov:
+        text += SEARCH_NOTE.format(
+            cells=cov["search_cells"],
+            folders=", ".join(lb.searches),
+            hours=cov["search_wall_hours"],
+            total=round(cov["grid_wall_hours"] + cov["search_wall_hours"], 2),
+        )
+    return text
 
 
 def fmt_params(params: dict[str, Any]) -> str:
@@ -269,7 +286,7 @@ def render_markdown(board: Board) -> str:
         "",
         f"Coverage: {cov['grid_cells_finished']} of {cov['grid_cells']} grid cells finished, "
         f"{cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties; "
-        f"{WALL_NOTE.format(hours=cov['grid_wall_hours'])}.",
+        f"{wall_note(lb, cov)}.",
         "",
     ]
     if not board.rows:

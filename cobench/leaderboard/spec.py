@@ -12,6 +12,7 @@ The file is a grid file (``[grid]``, ``[training]``, ``[evaluation]``, ``[params
     require_verification = false   # true: a submission enters only once `verify` reproduced it
     verify_tolerance = 0.01        # |re-evaluated - reported| allowed per accuracy (fraction)
     figures = [{ path = "searches/x.png", caption = "..." }]   # committed images shown on the page
+    searches = ["results/<search>"]   # result folders of the searches behind the board (their time counts)
     [[leaderboard.published]]      # a reference's figure for one row, with its source (cobench.leaderboard.published)
 
 A leaderboard has exactly one dataset and one model. Its outputs sit next to the TOML:
@@ -38,6 +39,7 @@ LEADERBOARD_KEYS = (
     "require_verification",
     "verify_tolerance",
     "figures",
+    "searches",
     "published",
 )
 #: the accuracies every board shows; ``metrics`` adds others after them
@@ -62,6 +64,9 @@ class Leaderboard:
     verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE
     #: committed images shown on the page (a boundary search's phase diagram): (path relative to the TOML, caption)
     figures: tuple[tuple[str, str], ...] = ()
+    #: result folders (relative to the TOML) of the searches that chose the board's grid, such as a
+    #: ``cobench boundary`` run: their recorded training time counts in the board's build time
+    searches: tuple[str, ...] = ()
     #: published figures shown beside the board's own (``[[leaderboard.published]]``)
     published: tuple[Published, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -184,6 +189,19 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
     for f in figures:
         if not (path.parent / f["path"]).is_file():
             raise ConfigError(f"{path}: [leaderboard] figures: {f['path']!r} is not a file next to the TOML")
+    searches = meta.get("searches", [])
+    if (
+        not isinstance(searches, list)
+        or not all(isinstance(d, str) and d and not Path(d).is_absolute() for d in searches)
+        or len(set(searches)) != len(searches)
+    ):
+        raise ConfigError(
+            f"{path}: [leaderboard] searches must be a list of distinct result folders relative to the "
+            f'TOML file, e.g. ["results/{name}-boundary"]; got {searches!r}'
+        )
+    for d in searches:
+        if not (path.parent / d).is_dir():
+            raise ConfigError(f"{path}: [leaderboard] searches: {d!r} is not a folder next to the TOML")
     return Leaderboard(
         name=name,
         path=path,
@@ -197,6 +215,7 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
         require_verification=require,
         verify_tolerance=float(tolerance),
         figures=tuple((Path(f["path"]).as_posix(), " ".join(f["caption"].split())) for f in figures),
+        searches=tuple(Path(d).as_posix() for d in searches),
         published=parse_published(
             meta.get("published"), str(path), TABLE_METRICS + tuple(metrics), list(grid.methods), list(grid.eps)
         ),

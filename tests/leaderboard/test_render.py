@@ -315,3 +315,49 @@ def test_the_coverage_line_states_the_wall_time_the_grid_cells_recorded(tiny):
     line = next(ln for ln in tiny.with_suffix(".md").read_text().splitlines() if ln.startswith("Coverage:"))
     assert f"recorded {hours:g} h of wall-clock time" in line
     assert json.loads(tiny.with_suffix(".json").read_text())["coverage"]["grid_wall_hours"] == hours
+
+
+def test_the_build_time_counts_the_searches_behind_the_grid_once_per_cell(tiny):
+    """``searches`` names the result folders of the searches that chose the grid (a boundary
+    search): their cells' time is stated beside the grid's, and a search cell the board reuses
+    is counted once."""
+    paths = result_paths(tiny)
+    for p in paths:
+        edit_result(p, lambda d: d.update(wall_time_s=450.0))
+    search = tiny.parent / "results" / "tiny-boundary"
+    search.mkdir()
+    shutil.copy(paths[0], search / "reused.json")  # the grid reuses this search cell
+    shutil.copy(paths[0], search / "beyond.json")  # a cell only the search trained
+
+    def beyond_the_grid(data):  # as the search would have stored a cell at 9/255
+        data["config"]["eps"] = 9
+        data["cell_id"] = data["config_hash"] = Cell.from_config(data["config"]).cell_id
+        data["wall_time_s"] = 900.0
+
+    edit_result(search / "beyond.json", beyond_the_grid)
+    text = tiny.read_text()
+    tiny.write_text(
+        text.replace(
+            'description = "Two fast methods, two epochs."',
+            'description = "Two fast methods, two epochs."\nsearches = ["results/tiny-boundary"]',
+        )
+    )
+    out = lb_cli(["render", str(tiny)])
+    assert out.exit_code == 0, out.output
+    grid_h = round(len(paths) * 450.0 / 3600, 2)
+    line = next(ln for ln in tiny.with_suffix(".md").read_text().splitlines() if ln.startswith("Coverage:"))
+    assert (
+        f"recorded {grid_h:g} h of wall-clock time (a resumed cell from its resume); the 1 further cells of the "
+        f"searches behind the grid (results/tiny-boundary) recorded 0.25 h; {round(grid_h + 0.25, 2):g} h in all."
+    ) in line
+    cov = json.loads(tiny.with_suffix(".json").read_text())["coverage"]
+    assert (cov["search_cells"], cov["search_wall_hours"]) == (1, 0.25)
+    assert "results/tiny-boundary) recorded 0.25 h" in tiny.with_suffix(".html").read_text()
+    assert lb_cli(["check", str(tiny)]).exit_code == 0
+    for bad, message in [
+        ('searches = ["results/nowhere"]', "searches: 'results/nowhere' is not a folder next to the TOML"),
+        ('searches = "results/tiny-boundary"', "searches must be a list of distinct result folders"),
+    ]:
+        tiny.write_text(text.replace('description = "Two fast methods, two epochs."', f'description = "x"\n{bad}'))
+        out = lb_cli(["render", str(tiny)])
+        assert out.exit_code != 0 and message in out.output
