@@ -52,12 +52,12 @@ class Collection:
 
     def coverage(self) -> dict[str, Any]:
         """Cells finished, failed and submitted, and ``grid_wall_hours``: the wall-clock time the
-        finished grid cells recorded (of each cell's last run: a resumed cell counts from its resume).
+        finished grid cells recorded (:func:`build_seconds`).
         With ``searches``, also ``search_cells`` and ``search_wall_hours``: the search cells that are
         not also finished grid cells (a search cell the board reuses is counted once), and their time."""
         grid_ids = {c.cell_id for c in self.cells}
         ok_ids = {r["cell_id"] for _, r in self.ok}
-        wall_s = sum(r.get("wall_time_s") or 0.0 for _, r in self.ok if r["cell_id"] in grid_ids)
+        wall_s = sum(build_seconds(r) for _, r in self.ok if r["cell_id"] in grid_ids)
         cov: dict[str, Any] = {
             "grid_cells": len(grid_ids),
             "grid_cells_finished": len(grid_ids & ok_ids),
@@ -69,8 +69,16 @@ class Collection:
             own = grid_ids & ok_ids
             extra = {r["cell_id"]: r for _, r in self.search_results if r["cell_id"] not in own}
             cov["search_cells"] = len(extra)
-            cov["search_wall_hours"] = round(sum(r.get("wall_time_s") or 0.0 for r in extra.values()) / 3600, 2)
+            cov["search_wall_hours"] = round(sum(build_seconds(r) for r in extra.values()) / 3600, 2)
         return cov
+
+
+def build_seconds(result: dict[str, Any]) -> float:
+    """The wall-clock seconds a cell took to build: its last run's, plus, for a resumed cell, what
+    its interrupted runs had trained until the checkpoint it resumed from (work lost after that
+    checkpoint is not counted, nor, for results older than that record, the interrupted runs)."""
+    before = (result.get("cost") or {}).get("wall_before_resume_s") or 0.0
+    return float(result.get("wall_time_s") or 0.0) + float(before)
 
 
 def first_difference(got: Any, want: Any, where: str) -> str | None:

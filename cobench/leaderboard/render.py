@@ -167,7 +167,10 @@ COLUMN_NOTE = (
 
 
 #: what the board's finished grid cells took, from their results (the build time a board states)
-WALL_NOTE = "the finished grid cells recorded {hours:g} h of wall-clock time (a resumed cell from its resume)"
+WALL_NOTE = (
+    "the finished grid cells recorded {hours:g} h of wall-clock time (a resumed cell's interrupted runs "
+    "up to the checkpoint it resumed from)"
+)
 #: added when the board names the searches that chose its grid
 SEARCH_NOTE = (
     "; the {cells} further cells of the searches behind the grid ({folders}) recorded {hours:g} h; {total:g} h in all"

@@ -366,6 +366,9 @@ class TrainingLoop:
         self.counter = PassCounter(model)
         self.outcome = TrainOutcome()
         self.train_time = 0.0
+        #: wall seconds of this run so far start here; earlier, interrupted runs' come from the checkpoint
+        self.wall_start = time.perf_counter()
+        self.wall_before_resume = 0.0
         self.epoch_times: list[float] = []
         self.batch_samples = 0  # minibatch samples trained on, to turn sample counts into passes per step
         self.start_epoch = 0
@@ -482,6 +485,7 @@ class TrainingLoop:
             "updates": self.updates,
             "history": self.outcome.history,
             "train_time": self.train_time,
+            "wall_s": self.wall_before_resume + time.perf_counter() - self.wall_start,
             "epoch_times": self.epoch_times,
             "batch_samples": self.batch_samples,
             "passes": [self.counter.forward, self.counter.backward],
@@ -498,6 +502,7 @@ class TrainingLoop:
         restore_rng_states(saved["rng"], self.generator, self.device)
         self.start_epoch, self.updates, self.outcome.history = saved["epoch"], saved["updates"], saved["history"]
         self.train_time, self.epoch_times = saved["train_time"], saved["epoch_times"]
+        self.wall_before_resume = saved.get("wall_s", 0.0)  # checkpoints written before it was kept: 0
         self.batch_samples = saved["batch_samples"]
         self.counter.forward, self.counter.backward = saved["passes"]
         if self.best is not None and saved.get("best") is not None:
@@ -519,4 +524,7 @@ class TrainingLoop:
             "amp": self.amp,
             "channels_last": self.options.channels_last,
             "checkpoint_s": checkpoint_s,  # seconds spent writing mid-cell checkpoints (not in train_time_s)
+            # a resumed cell: the wall seconds its interrupted runs had trained until the checkpoint it
+            # resumed from (wall_time_s is this run's only); a build's time is the sum of both
+            "wall_before_resume_s": self.wall_before_resume,
         }

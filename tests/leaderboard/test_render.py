@@ -307,11 +307,13 @@ def test_protocol_lines_shorten_sha256_digests_but_keep_other_strings():
 
 
 def test_the_coverage_line_states_the_wall_time_the_grid_cells_recorded(tiny):
+    """Each cell's last run, plus what a resumed cell's interrupted runs had trained."""
     paths = result_paths(tiny)
     for p in paths:
         edit_result(p, lambda d: d.update(wall_time_s=450.0))
+    edit_result(paths[0], lambda d: d["cost"].update(wall_before_resume_s=900.0))
     assert lb_cli(["render", str(tiny)]).exit_code == 0
-    hours = round(len(paths) * 450.0 / 3600, 2)
+    hours = round((len(paths) * 450.0 + 900.0) / 3600, 2)
     line = next(ln for ln in tiny.with_suffix(".md").read_text().splitlines() if ln.startswith("Coverage:"))
     assert f"recorded {hours:g} h of wall-clock time" in line
     assert json.loads(tiny.with_suffix(".json").read_text())["coverage"]["grid_wall_hours"] == hours
@@ -347,7 +349,8 @@ def test_the_build_time_counts_the_searches_behind_the_grid_once_per_cell(tiny):
     grid_h = round(len(paths) * 450.0 / 3600, 2)
     line = next(ln for ln in tiny.with_suffix(".md").read_text().splitlines() if ln.startswith("Coverage:"))
     assert (
-        f"recorded {grid_h:g} h of wall-clock time (a resumed cell from its resume); the 1 further cells of the "
+        f"recorded {grid_h:g} h of wall-clock time (a resumed cell's interrupted runs up to the checkpoint it "
+        f"resumed from); the 1 further cells of the "
         f"searches behind the grid (results/tiny-boundary) recorded 0.25 h; {round(grid_h + 0.25, 2):g} h in all."
     ) in line
     cov = json.loads(tiny.with_suffix(".json").read_text())["coverage"]

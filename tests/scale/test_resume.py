@@ -114,3 +114,22 @@ def test_a_cell_sigkilled_mid_training_resumes_from_its_checkpoint(tmp_path):
     (a,), (b,) = results(tmp_path / "a").values(), results(res).values()
     assert comparable(a) == comparable(b)
     assert not list(checkpoints.glob("*.pt"))
+
+
+def test_a_resumed_cell_records_the_time_its_interrupted_run_had_trained(tmp_path):
+    """``wall_time_s`` is the last run's; ``cost.wall_before_resume_s`` adds what the interrupted
+    run spent up to the checkpoint it resumed from, so a board's build time counts both."""
+    cell = tiny_cell("fgsm")
+    straight = execute_cell(cell.config(), {"device": "cpu"})
+    assert straight["cost"]["wall_before_resume_s"] == 0.0
+    options = {"device": "cpu", "checkpoint_dir": str(tmp_path)}
+
+    def stop_in_epoch_two(epoch, epochs, record):
+        if epoch == 2:
+            raise Interrupt
+
+    broken = execute_cell(cell.config(), options, stop_in_epoch_two)
+    resumed = execute_cell(cell.config(), options)
+    before = resumed["cost"]["wall_before_resume_s"]
+    assert 0.0 < before <= broken["wall_time_s"]
+    assert before >= resumed["curves"]["epoch_train_time_s"][0]  # epoch 1 was trained by the broken run
