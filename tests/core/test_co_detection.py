@@ -167,7 +167,8 @@ def test_new_detector_parameters_stay_out_of_stored_cells_at_their_default(pm):
 def test_on_real_images_the_rule_flags_the_collapsed_models_only():
     """The committed cells of the cifar10-prefix-fast-at board (5000 real CIFAR-10 images,
     PreActResNet18-w16): a model flagged CO ends with PGD-50-10 accuracy below 2% while its FGSM
-    accuracy stays above 15%; every other model keeps PGD-50-10 accuracy above 10%. FGSM-AT at
+    accuracy stays at least 5 points above it (FGSM-AT 16/255 seed 2 ends at FGSM 7.3 %, PGD 0.0 %,
+    clean 54.4 %: a final FGSM accuracy above 15 % is common, not the rule); every other model keeps PGD-50-10 accuracy above 10%. FGSM-AT at
     16/255, seed 0, loses its PGD probe accuracy at epoch 6 (0.03, from a peak of 0.11) while its
     clean accuracy is 0.16-0.3: the relative rule dates the collapse there, the absolute rule only
     at epoch 18, once clean accuracy has grown enough for an FGSM-PGD gap of 0.3."""
@@ -183,7 +184,7 @@ def test_on_real_images_the_rule_flags_the_collapsed_models_only():
         first = CODetector().first_collapse(history)
         assert (first is not None) == bool(m["co"]), key
         if m["co"]:
-            assert m["pgd50_10_acc"] < 0.02 and m["fgsm_acc"] > 0.15, key
+            assert m["pgd50_10_acc"] < 0.02 and m["fgsm_acc"] > m["pgd50_10_acc"] + 0.05, key
             assert first < (absolute.first_collapse(history) or len(history)), key
         else:
             assert m["pgd50_10_acc"] > 0.10, key
