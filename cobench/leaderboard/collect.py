@@ -103,10 +103,8 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
     they were already in its results folder."""
     registry = registry or get_plugin_manager().registry
     cells = resolve(lb.grid, registry)
-    coll = Collection(lb, cells)
-    coll.search_results = [
-        item for folder in lb.searches for item in iter_results(lb.root / folder, strict=True, validate=True)
-    ]
+    searched = [item for folder in lb.searches for item in iter_results(lb.root / folder, strict=True, validate=True)]
+    coll = Collection(lb, cells, search_results=searched)
     stored = list(iter_results(lb.results_dir, strict=True, validate=True)) if lb.results_dir.is_dir() else []
     known = {p.resolve() for p, _ in stored}
     candidates = stored + [(p, read_result(p, validate=True)) for p in extra if Path(p).resolve() not in known]

@@ -71,8 +71,9 @@ def place_data(data: DataSplits, device: torch.device, data_budget_gb: float) ->
     """``data`` with its test set on ``device`` and its training set there too when the whole set
     fits the budget; else the training set stays on the host (pinned for CUDA) and the second
     value is ``"host"`` instead of ``"device"``. ``data`` may hold uint8 images already (the
-    process's compact cache). The training images come back as uint8 where that is lossless: whoever gathers a minibatch from them calls :func:`decode`. Evaluators always see
-    the test set, float32, on the device."""
+    process's compact cache). The training images come back as uint8 where that is lossless:
+    whoever gathers a minibatch from them calls :func:`decode`. Evaluators always see the test
+    set, float32, on the device."""
     compact = as_uint8(data.train_x)  # None when already uint8 (a cached split) or not lossless
     train_x = data.train_x if compact is None else compact
     data = dataclasses.replace(data, train_x=train_x, test_x=decode(data.test_x))
