@@ -173,7 +173,7 @@ WALL_NOTE = (
 )
 #: added when the board names the searches that chose its grid
 SEARCH_NOTE = (
-    "; the {cells} further cells of the searches behind the grid ({folders}) recorded {hours:g} h; {total:g} h in all"
+    "; the {cells} further {noun} of the searches behind the grid ({folders}) recorded {hours:g} h; {total:g} h in all"
 )
 
 
@@ -183,6 +183,7 @@ def wall_note(lb: Leaderboard, cov: dict[str, Any]) -> str:
     if "search_wall_hours" in cov:
         text += SEARCH_NOTE.format(
             cells=cov["search_cells"],
+            noun="cell" if cov["search_cells"] == 1 else "cells",
             folders=", ".join(lb.searches),
             hours=cov["search_wall_hours"],
             total=round(cov["grid_wall_hours"] + cov["search_wall_hours"], 2),

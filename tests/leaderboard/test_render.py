@@ -350,7 +350,7 @@ def test_the_build_time_counts_the_searches_behind_the_grid_once_per_cell(tiny):
     line = next(ln for ln in tiny.with_suffix(".md").read_text().splitlines() if ln.startswith("Coverage:"))
     assert (
         f"recorded {grid_h:g} h of wall-clock time (a resumed cell's interrupted runs up to the checkpoint it "
-        f"resumed from); the 1 further cells of the "
+        f"resumed from); the 1 further cell of the "
         f"searches behind the grid (results/tiny-boundary) recorded 0.25 h; {round(grid_h + 0.25, 2):g} h in all."
     ) in line
     cov = json.loads(tiny.with_suffix(".json").read_text())["coverage"]
