@@ -23,11 +23,18 @@ from cobench.leaderboard.board import METRIC_LABELS, Board, Setting
 DPI = 100
 
 
+#: the robust accuracies a figure can show, strongest attack first
+ROBUST_METRICS = ("autoattack_acc", "pgd50_10_acc", "pgd_acc")
+
+
 def robust_metric(board: Board) -> str:
-    """The robust accuracy the figures show: the ranking metric when it is an accuracy, else PGD."""
-    if board.rank_metric in ("autoattack_acc", "pgd_acc"):
+    """The robust accuracy the figures show: the ranking metric when it is a robust accuracy, else
+    the strongest attack the rows report (a board without the 20-step `pgd` evaluator has no
+    ``pgd_acc`` to draw)."""
+    if board.rank_metric in ROBUST_METRICS:
         return board.rank_metric
-    return "pgd_acc"
+    reported = [m for m in ROBUST_METRICS if any(r.get(f"{m}_mean") is not None for r in board.rows)]
+    return reported[0] if reported else "pgd_acc"
 
 
 def heatmap_injections(board: Board) -> list[str]:
