@@ -25,6 +25,8 @@ METRIC_LABELS = {
     "pgd_acc": "PGD",
     "autoattack_acc": "AutoAttack",
     "pgd50_10_acc": "PGD-50-10",
+    "carrier_acc": "carrier",
+    "no_injection_acc": "no-injection",
 }
 
 
