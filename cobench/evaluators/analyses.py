@@ -52,10 +52,21 @@ class CarrierAccuracy(Evaluator):
 
 
 class NoInjectionAccuracy(Evaluator):
-    """Accuracy on the original test set with the injection removed (clean, unperturbed)."""
+    """Accuracy on the original test set with the injection removed (clean, unperturbed); per
+    epoch too with ``per_epoch=True``, so a curve shows when the model turns to the feature
+    (off by default: stored cells were hashed without the parameter)."""
 
     name = "no-injection-acc"
     paper = PAPER
+    recorded_when_set = ("per_epoch",)
+
+    def __init__(self, per_epoch: bool = False):
+        self.per_epoch = per_epoch
+
+    def on_epoch_end(self, model: nn.Module, ctx: EvalContext, epoch: int) -> dict[str, float] | None:
+        if not self.per_epoch:
+            return None
+        return {"probe_no_injection_acc": self.evaluate(model, ctx)["no_injection_acc"]}
 
     def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
         return {"no_injection_acc": accuracy(model, ctx.clean_test_x, ctx.test_y, ctx.batch_size)}

@@ -74,6 +74,19 @@ def test_carrier_accuracy_of_a_matched_filter(pm, injection, expected):
     assert evaluate(pm, "carrier-acc", model, ctx)["carrier_acc"] == expected
 
 
+def test_no_injection_accuracy_per_epoch_is_opt_in_and_unrecorded_at_its_default(pm):
+    """Stored cells were hashed before ``per_epoch`` existed: at its default it stays out of the config."""
+    from cobench.grid.resolve import resolve_component
+
+    assert resolve_component(pm.registry, "evaluators", "no-injection-acc", {})["params"] == {}
+    on = {"evaluators": {"no-injection-acc": {"per_epoch": True}}}
+    assert resolve_component(pm.registry, "evaluators", "no-injection-acc", on)["params"] == {"per_epoch": True}
+    x, y = torch.rand(20, 3, 8, 8), torch.arange(20) % 10
+    ctx = eval_ctx(pm, "low-freq", x, y, 10)
+    model = MatchedFilter(ctx.injection.carriers)
+    assert pm.registry.get("evaluators", "no-injection-acc")().on_epoch_end(model, ctx, 1) is None
+
+
 def test_carrier_accuracy_is_none_without_carriers(pm):
     x, y = torch.rand(8, 1, 8, 8), torch.arange(8) % 4
     for injection in ("none", "low-pass"):
@@ -296,6 +309,7 @@ def test_analyses_run_per_epoch_and_at_the_end_in_a_cell(pm, tmp_path):
     spec.set_param("evaluators.pgd-50-10.restarts=2")
     spec.set_param('evaluators.autoattack.version="fast"')
     spec.set_param("evaluators.autoattack.n_iter=3")
+    spec.set_param("evaluators.no-injection-acc.per_epoch=true")
     (cell,) = resolve(spec, pm.registry)
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "ok", result.get("error")
@@ -303,7 +317,9 @@ def test_analyses_run_per_epoch_and_at_the_end_in_a_cell(pm, tmp_path):
     for key in ("clean_acc", "carrier_acc", "no_injection_acc", "grad_align", "lle", "pgd50_10_acc", "autoattack_acc"):
         assert key in m and (m[key] is None or math.isfinite(m[key])), key
     assert m["autoattack_acc"] <= m["autoattack_clean_acc"] == m["clean_acc"]
-    for key in ("probe_carrier_acc", "probe_grad_align", "probe_lle"):
+    for key in ("probe_carrier_acc", "probe_no_injection_acc", "probe_grad_align", "probe_lle"):
         assert len(curves[key]) == 2
+    # the last epoch's probe is the final model's accuracy on the images without the feature
+    assert curves["probe_no_injection_acc"][-1] == m["no_injection_acc"]
     row = flat_row(result)
     assert "autoattack_info" not in row and row["autoattack_acc"] == m["autoattack_acc"]
