@@ -1,0 +1,89 @@
+"""One scale axis of the induced-CO study (issue 28), run as the design fixes it before any outcome.
+
+For the axis' setting (more updates, a wider model, or fewer images; everything else as
+``leaderboards/cifar10-prefix-injected.toml``), it
+
+1. finds plain FGSM-AT's threshold with ``cobench boundary`` (low-freq-pm at beta 0, i.e. no
+   feature, so the cells sit in the same eps x beta plane as the injected ones; coarse eps
+   6, 10, 14, refined to steps of 2/255; seed 0);
+2. trains the pair at ``a``, the largest eps below that threshold where plain FGSM-AT held: the
+   feature at beta = a (co_features' configs pair eps 8 with beta 8) and at beta = round(2a/3)
+   (its README example: eps 6, beta 4). The plain member of the pair is the search's own cell at a.
+
+Every cell records the CO probe, the carrier accuracy and the no-injection accuracy per epoch.
+Run from the repository root::
+
+    python studies/induced_co/axis.py updates --data-dir ../shared/data/cifar10-prefix
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BOARD = "leaderboards/cifar10-prefix-injected.toml"
+COARSE_EPS = "6,10,14"
+EPS_STEP = "2"
+
+#: axis -> (results folder under leaderboards/results, the flags that move the setting)
+AXES: dict[str, tuple[str, list[str]]] = {
+    "updates": ("cifar10-prefix-study-updates", ["--epochs", "100"]),
+    "updates-300": ("cifar10-prefix-study-updates-300", ["--epochs", "300"]),
+    "width": ("cifar10-prefix-study-width", ["--param", "models.preact-resnet18.width=32"]),
+    "data": ("cifar10-prefix-study-data", ["--param", "datasets.cifar10.first_per_file=500"]),
+}
+
+STUDY_FLAGS = [
+    "--methods", "fgsm", "--injections", "low-freq-pm", "--seeds", "0",
+    "--evaluators", "clean,co,carrier-acc,no-injection-acc",
+    "--param", "evaluators.no-injection-acc.per_epoch=true",
+    "--stop-after-collapse", "3",
+]  # fmt: skip
+
+
+def pair_eps(thresholds: dict) -> float:
+    """The largest eps below plain FGSM-AT's threshold (the largest evaluated eps if none collapsed)."""
+    (plain,) = [t for t in thresholds["thresholds"] if t["beta"] == 0.0]
+    if plain["below_eps"] is None:
+        raise SystemExit(f"plain FGSM-AT collapses at every eps searched ({COARSE_EPS}): no eps below its threshold")
+    return float(plain["below_eps"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("axis", choices=sorted(AXES))
+    parser.add_argument("--data-dir", default="../shared/data/cifar10-prefix")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    folder, setting = AXES[args.axis]
+    results = f"leaderboards/results/{folder}"
+    common = [
+        BOARD,
+        *STUDY_FLAGS,
+        *setting,
+        "--data-dir",
+        args.data_dir,
+        "--results-dir",
+        results,
+        "--device",
+        args.device,
+    ]
+    out = Path("leaderboards/figures") / f"{folder}-threshold.json"
+    cobench = [sys.executable, "-m", "cobench"]
+    subprocess.run(
+        [*cobench, "boundary", *common, "--beta", "0", "--eps", COARSE_EPS, "--eps-step", EPS_STEP, "-o", str(out)],
+        check=True,
+    )
+    a = pair_eps(json.loads(out.read_text()))
+    betas = sorted({a, float(round(2 * a / 3))})
+    print(f"{args.axis}: the pair at eps {a:g}/255, beta {', '.join(f'{b:g}' for b in betas)}/255", flush=True)
+    subprocess.run(
+        [*cobench, "run", *common, "--eps", f"{a:g}", "--beta", ",".join(f"{b:g}" for b in betas)], check=True
+    )
+
+
+if __name__ == "__main__":
+    main()
