@@ -24,8 +24,11 @@ class RunOptions:
     download: bool = False
     #: channels-last memory format for model and batches (same arithmetic, see benchmarks/speed.py)
     channels_last: bool = False
-    #: keep each cell's final weights beside its result (safetensors; see :mod:`cobench.store.weights`)
+    #: keep each cell's final (and best-epoch) weights in the weights store (safetensors; see
+    #: :mod:`cobench.store.weights`)
     save_models: bool = False
+    #: the weights store's fsspec URL or folder ("" = $COBENCH_WEIGHTS_STORE, else the cache folder)
+    weights_store: str = ""
     #: run loggers as resolved component specs ({name, params}; see cobench.loggers.tracking.resolve_loggers)
     loggers: tuple[dict[str, Any], ...] = ()
     #: torch.compile the model for the training steps (evaluators run the model itself); see benchmarks/speed.py

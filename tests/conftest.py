@@ -27,6 +27,12 @@ def _fresh_plugins():
     reset_plugin_manager()
 
 
+@pytest.fixture(autouse=True)
+def _private_weights_store(tmp_path_factory, monkeypatch):
+    """Weights that tests save (--save-models) go to a folder of the test's own, never the user's cache."""
+    monkeypatch.setenv("COBENCH_WEIGHTS_STORE", str(tmp_path_factory.mktemp("weights-store")))
+
+
 @pytest.fixture
 def pm() -> PluginManager:
     from cobench.plugins import get_plugin_manager

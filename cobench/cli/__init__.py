@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cobench import __version__
 from cobench.cli.run_flags import grid_options, report_run, run_options
+from cobench.cli.weights import weights
 from cobench.errors import CobenchError
 from cobench.grid.spec import GridSpec
 from cobench.kinds import KIND_NAMES
@@ -314,6 +315,9 @@ def list_protocols(as_json: bool) -> None:
         )
         table.add_row(p.name, escape(training), evaluation, escape(p.summary))
     stdout().print(table)
+
+
+cli.add_command(weights)
 
 
 def _load_plugin_commands() -> None:

@@ -26,7 +26,15 @@ RUN_OPTIONS = (
     click.option(
         "--save-models",
         is_flag=True,
-        help="Keep each cell's final weights beside its result (safetensors, hash in the result).",
+        help="Keep each cell's final (and best-epoch) weights in the weights store (safetensors; "
+        "hash, size and store in the result).",
+    ),
+    click.option(
+        "--weights-store",
+        metavar="URL",
+        default="",
+        help="Where --save-models writes weights: a folder or fsspec URL (file://, s3://, gs://, hf://) "
+        "[default: $COBENCH_WEIGHTS_STORE, else ~/.cache/cobench/weights].",
     ),
     click.option(
         "--compile",
@@ -175,6 +183,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         device: str,
         channels_last: bool,
         save_models: bool,
+        weights_store: str,
         compile_model: bool,
         checkpoints: bool,
         checkpoint_dir: str,
@@ -203,6 +212,8 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 f"{'--keep-checkpoints' if keep_checkpoints else '--checkpoint-dir'} needs "
                 "checkpoints, which --no-checkpoints turns off; give one or the other"
             )
+        if weights_store and not save_models:
+            raise click.UsageError("--weights-store names where --save-models writes weights; add --save-models")
         if loggers is not None and not loggers.strip():
             raise CobenchError(
                 "--loggers is empty; name run loggers, e.g. --loggers tensorboard "
@@ -227,6 +238,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
             keep_checkpoints=keep_checkpoints,
             loggers=logger_specs,
             save_models=save_models,
+            weights_store=weights_store,
             data_budget_gb=data_budget_gb,
             deterministic=deterministic,
         )

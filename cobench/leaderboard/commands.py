@@ -203,34 +203,50 @@ def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
 @click.option(
     "--all", "include_built", is_flag=True, help="Also re-evaluate the leaderboard's own cells that saved weights."
 )
-def verify(toml_file: str, device: str, data_dir: str, include_built: bool) -> None:
-    """Re-evaluate submitted results' saved weights under the leaderboard's evaluators; exit 1
-    naming each result whose accuracies are not reproduced within verify_tolerance."""
+@click.option(
+    "--weights-store",
+    metavar="URL",
+    default="",
+    help="Where to fetch weights by hash first: a folder or fsspec URL (file://, s3://, gs://, https://, hf://) "
+    "[default: $COBENCH_WEIGHTS_STORE, else ~/.cache/cobench/weights]; then the store each result names.",
+)
+def verify(toml_file: str, device: str, data_dir: str, include_built: bool, weights_store: str) -> None:
+    """Re-evaluate submitted results' saved weights (final and best epoch) under the leaderboard's
+    evaluators; exit 1 naming each result whose accuracies are not reproduced within verify_tolerance
+    or whose weights no store has. A weights file whose SHA-256 differs is refused (exit 2)."""
     from cobench.leaderboard.collect import collect
     from cobench.leaderboard.reevaluate import reevaluate, write_record
     from cobench.leaderboard.spec import load_leaderboard
     from cobench.run.device import resolve_device
+    from cobench.store.weights import WeightsMissing, WeightsStore
 
     lb = load_leaderboard(toml_file)
     options = RunOptions(device=device, data_dir=data_dir)
+    store = WeightsStore(weights_store or None)
     coll = collect(lb)
     grid_ids = {c.cell_id for c in coll.cells}
     out, err = _console(), _console(err=True)
     targets = [(p, r) for p, r in coll.ok if include_built or r["cell_id"] not in grid_ids]
-    failed = 0
+    failed = missing = 0
     for path, result in targets:
         if not result.get("weights"):
             err.print(f"not verifiable {path}: no saved weights (run it with --save-models)", markup=False)
             continue
-        verdict = reevaluate(path, result, lb, options)
+        try:
+            verdict = reevaluate(path, result, lb, options, store)
+        except WeightsMissing as exc:
+            err.print(f"weights not fetched: {exc}", markup=False)
+            missing += 1
+            continue
         write_record(lb, verdict, resolve_device(device))
         (out if verdict.passed else err).print(verdict.summary(), markup=False)
         failed += not verdict.passed
     out.print(
-        f"{lb.name}: {len(targets)} result(s) checked, {failed} not reproduced (tolerance {lb.verify_tolerance:g}); "
-        f"records in {lb.results_dir}/.verified/"
+        f"{lb.name}: {len(targets)} result(s) checked, {failed} not reproduced (tolerance {lb.verify_tolerance:g})"
+        + (f", {missing} without fetched weights" if missing else "")
+        + f"; records in {lb.results_dir}/.verified/"
     )
-    if failed:
+    if failed or missing:
         sys.exit(1)
 
 

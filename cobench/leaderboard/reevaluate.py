@@ -8,6 +8,10 @@ evaluators are seeded by the cell's seed, so on the same kind of device the figu
 exactly; the tolerance absorbs the arithmetic differences between devices. Metrics computed
 from the training curves (``co``, ``co_epoch``) are recomputed from the stored curves, which
 re-evaluation cannot check: that is what the consistency checks do.
+
+The weights are fetched by their SHA-256 from a weights store (:mod:`cobench.store.weights`);
+a file whose bytes hash to anything else is refused. With ``training.val_size`` a result also
+holds the best epoch's weights: they are re-evaluated against its ``best_*`` accuracies.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from cobench.run.device import resolve_device, seed_everything
 from cobench.run.evaluation import run_evaluators
 from cobench.run.runner import build_parts
 from cobench.store.provenance import machine_record
-from cobench.store.weights import load_weights
+from cobench.store.weights import (
+    BEST,
+    FINAL,
+    WeightsStore,
+    fetch_weights,
+    load_weights,
+    result_weights,
+)
 
 
 @dataclass
@@ -49,7 +60,8 @@ class Verdict:
         return {
             "cell_id": self.result["cell_id"],
             "result_digest": self.result.get("digest"),
-            "weights_sha256": self.result["weights"]["sha256"],
+            "weights_sha256": self.result[FINAL]["sha256"],
+            **({"best_weights_sha256": self.result[BEST]["sha256"]} if self.result.get(BEST) else {}),
             "passed": self.passed,
             "tolerance": self.tolerance,
             "reported": {k: self.result["metrics"][k] for k in self.differences},
@@ -71,24 +83,41 @@ class Verdict:
         return f"{self.path}: {verdict}: {shown}"
 
 
-def reevaluate(path: Path, result: dict[str, Any], lb: Leaderboard, options: RunOptions) -> Verdict:
-    """Load ``result``'s weights into its model and run the evaluators of its config."""
-    if not result.get("weights"):
+def reevaluate(
+    path: Path, result: dict[str, Any], lb: Leaderboard, options: RunOptions, store: WeightsStore | None = None
+) -> Verdict:
+    """Fetch ``result``'s weights (from ``store``, the default store when None), load them into
+    its model and run the evaluators of its config; the best epoch's weights, where saved, too."""
+    final = result_weights(result, FINAL)
+    if final is None:
         raise CobenchError(
             f"result file {str(path)!r} has no saved weights; re-run it with `cobench run --save-models`"
         )
+    store = store or WeightsStore()
+    best = result_weights(result, BEST)
+    # fetched (and their hashes checked) before anything is built: a missing or tampered file fails fast
+    fetched = {key: fetch_weights(record, path, store) for key, record in ((FINAL, final), (BEST, best)) if record}
     registry = get_plugin_manager().registry
     cell = Cell.from_config(result["config"])
     device = resolve_device(options.device)
     seed_everything(cell.seed)
     parts = build_parts(cell, options, device, registry, with_method=False)
-    load_weights(parts.model, path, result["weights"])
     curves = result.get("curves") or {}
     epochs = len(next(iter(curves.values()), []))
     parts.eval_ctx.history = [{k: v[i] for k, v in curves.items()} for i in range(epochs)]
-    metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
-    # best_*: the early-stopped model's accuracies (training.val_size); its weights are not saved, the last model's are
-    reported = {k: v for k, v in (result.get("metrics") or {}).items() if not k.startswith("best_")}
+
+    def evaluate(key: str) -> dict[str, Any]:
+        data, where = fetched[key]
+        load_weights(parts.model, data, where)  # strict: every parameter and buffer is replaced
+        return run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
+
+    metrics = evaluate(FINAL)
+    reported = dict(result.get("metrics") or {})
+    # best_*: the early-stopped model's accuracies (training.val_size), compared only where its weights were saved
+    if best is not None:
+        metrics.update({f"best_{k}": v for k, v in evaluate(BEST).items() if k.endswith("_acc")})
+    else:
+        reported = {k: v for k, v in reported.items() if not k.startswith("best_")}
     compared = sorted(
         k
         for k in reported

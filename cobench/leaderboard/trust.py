@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from cobench.leaderboard.collect import Collection
-from cobench.leaderboard.verification import FAILED, RECORDS_DIR, verification_status
+from cobench.leaderboard.verification import FAILED, NOT_FETCHED, RECORDS_DIR, verification_status
 from cobench.store.consistency import problems
 from cobench.store.tables import GROUP_KEYS
+from cobench.store.weights import WeightsStore
 
 #: confidence level of the CO-rate interval over seeds
 CO_CI_LEVEL = 0.95
@@ -112,7 +113,8 @@ def annotate(rows: list[dict[str, Any]], coll: Collection) -> None:
         built_here = all(r["cell_id"] in grid_ids for r in results)
         row["source"] = "built here" if built_here else "submitted"
         row["plugin"] = ", ".join(sorted({plugin_label(r) for r in results}))
-        statuses = {p: verification_status(coll.leaderboard, p, r) for p, r in items}
+        store = None if built_here else WeightsStore()  # whether a submission's weights are here to verify
+        statuses = {p: verification_status(coll.leaderboard, p, r, store) for p, r in items}
         row["verification"] = (
             "built here"
             if built_here
@@ -121,6 +123,8 @@ def annotate(rows: list[dict[str, Any]], coll: Collection) -> None:
                 if set(statuses.values()) == {"verified"}
                 else FAILED
                 if FAILED in statuses.values()
+                else NOT_FETCHED
+                if NOT_FETCHED in statuses.values()
                 else "unverified"
             )
         )

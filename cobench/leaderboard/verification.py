@@ -4,7 +4,9 @@ evaluators and reproduced its numbers.
 ``cobench leaderboard verify`` writes one record per verified result into the leaderboard's
 results folder, under ``.verified/<cell_id>.json``; a row is *verified* when every seed's
 result has a record that names this result's digest and its weights' hash, so editing the
-result or swapping the weights afterwards voids the record.
+result or swapping the weights afterwards voids the record. A result without a record whose
+weights are not in the local weights store (nor beside it) is *weights not fetched*: nobody here
+could have verified it yet.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cobench.leaderboard.spec import Leaderboard
+from cobench.store.weights import BEST, FINAL, WeightsStore, result_weights, weights_fetched
 
 RECORDS_DIR = ".verified"
 
@@ -32,18 +35,25 @@ def read_record(lb: Leaderboard, cell_id: str) -> dict[str, Any] | None:
 
 #: a record that matches the result but whose re-evaluation did not reproduce it
 FAILED = "verification failed"
+#: no matching record, and the weights are not in the local store: not verifiable here yet
+NOT_FETCHED = "weights not fetched"
 
 
-def verification_status(lb: Leaderboard, path: Path, result: dict[str, Any]) -> str:
-    """``verified`` when a passing record matches this result's digest and weights,
-    ``verification failed`` when a matching record did not pass, else ``unverified``."""
+def verification_status(lb: Leaderboard, path: Path, result: dict[str, Any], store: WeightsStore | None = None) -> str:
+    """``verified`` when a passing record matches this result's digest and weights (final and
+    best), ``verification failed`` when a matching record did not pass; otherwise ``weights not
+    fetched`` when its weights are not in ``store``, else ``unverified`` (without ``store``:
+    ``unverified``, whether or not they are fetched)."""
     record = read_record(lb, result["cell_id"])
-    weights = result.get("weights") or {}
-    if not (
+    final, best = result_weights(result, FINAL), result_weights(result, BEST)
+    if (
         record
         and record.get("result_digest") == result.get("digest")
-        and weights.get("sha256")
-        and record.get("weights_sha256") == weights.get("sha256")
+        and final is not None
+        and record.get("weights_sha256") == final.sha256
+        and record.get("best_weights_sha256") == (best.sha256 if best else None)
     ):
-        return "unverified"
-    return "verified" if record.get("passed") else FAILED
+        return "verified" if record.get("passed") else FAILED
+    if store is not None and final is not None and not weights_fetched(final, path, store):
+        return NOT_FETCHED
+    return "unverified"

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from cobench.api import Component, DataContext, DataSplits, EvalContext, InjectionContext
-from cobench.atomic import write_atomic
 from cobench.errors import CobenchError, ConfigError, NonFiniteLossError
 from cobench.grid.cell import Cell
 from cobench.grid.resolve import resolve
@@ -47,10 +46,11 @@ from cobench.store.results import (
     sanitize,
     write_json,
 )
-from cobench.store.weights import weights_bytes, weights_path, weights_record
+from cobench.store.weights import BEST, FINAL, WeightsStore, weights_bytes
 
 OnEpoch = Callable[[int, int, dict[str, Any]], None]
-#: key of a worker's result under which the saved weights travel to the driver (never written)
+#: key of a worker's result under which the saved weights travel to the driver (never written):
+#: {result key (``weights``, ``best_weights``): safetensors bytes}
 WEIGHTS_BYTES = "_weights_safetensors"
 
 
@@ -233,6 +233,7 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     parts.eval_ctx.history = outcome.history
     t_eval = time.perf_counter()
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
+    best_model = None
     if best is not None:  # the early-stopped model, with the same evaluators
         best_model = best.best_model(parts.model)
         metrics.update(
@@ -258,8 +259,10 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     }
     if validation is not None:
         out["provenance"]["data"]["validation"] = validation
-    if options.save_models:
-        out[WEIGHTS_BYTES] = weights_bytes(parts.model)  # the driver writes them beside the result
+    if options.save_models:  # the driver writes them to the weights store
+        out[WEIGHTS_BYTES] = {FINAL: weights_bytes(parts.model)}
+        if best_model is not None:
+            out[WEIGHTS_BYTES][BEST] = weights_bytes(best_model)
     return out
 
 
@@ -314,20 +317,19 @@ def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
     return owners
 
 
-def attach_weights(path: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """Write the weights a worker sent (``--save-models``) beside the result at ``path`` and
-    record their file and SHA-256 in the result (whose digest then covers them)."""
-    data = result.get(WEIGHTS_BYTES)
-    if data is None:
+def attach_weights(result: dict[str, Any], store: WeightsStore) -> dict[str, Any]:
+    """Write the weights a worker sent (``--save-models``) to ``store`` and record their hash,
+    size and store in the result (whose digest then covers them)."""
+    sent = result.get(WEIGHTS_BYTES)
+    if sent is None:
         return result
-    write_atomic(weights_path(path), data)
     rest = {k: v for k, v in result.items() if k != WEIGHTS_BYTES}
-    return with_digest({**rest, "weights": weights_record(path, data)})
+    return with_digest({**rest, **{key: store.put(data).to_json() for key, data in sent.items()}})
 
 
-def store_result(path: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """Write ``result`` (and the weights it carries) to ``path``; returns the result as stored."""
-    result = attach_weights(path, result)
+def store_result(path: Path, result: dict[str, Any], store: WeightsStore) -> dict[str, Any]:
+    """Write ``result`` to ``path`` and the weights it carries to ``store``; returns the result as stored."""
+    result = attach_weights(result, store)
     write_json(path, result)
     return result
 
@@ -341,7 +343,7 @@ def rescue_result(results_dir: Path, path: Path, result: dict[str, Any], error: 
     )
     try:
         spare = Path(tempfile.mkdtemp(prefix="cobench-unsaved-"))
-        store_result(spare / relative, result)
+        store_result(spare / relative, result, WeightsStore(str(spare / "weights")))
     except OSError as again:
         metrics = json.dumps(result.get("metrics") or {}, sort_keys=True, default=str)
         return f"{problem}; it could not be saved elsewhere either ({again.strerror or again}), its metrics: {metrics}"
@@ -402,6 +404,11 @@ class Runner:
         self.executor_name = executor
         self.executor_options = dict(executor_options or {})
 
+    @property
+    def weights_store(self) -> WeightsStore:
+        """Where ``--save-models`` writes the weights (``--weights-store``, else the default store)."""
+        return WeightsStore(self.options.weights_store or None)
+
     def plan(self) -> list[tuple[Cell, Path, dict[str, Any] | None]]:
         cells = resolve(self.spec, get_plugin_manager().registry)
         return [(c, result_path(self.results_dir, c), finished_result(self.results_dir, c)) for c in cells]
@@ -412,6 +419,8 @@ class Runner:
         check_writable(self.results_dir)
         if self.options.checkpoints:
             check_writable(Path(self.options.checkpoint_dir), "checkpoint dir")
+        if self.options.save_models:
+            self.weights_store.check_writable()
         if self.options.compile:
             registry = get_plugin_manager().registry
             for name in sorted({c.method["name"] for c in cells}):
@@ -464,7 +473,7 @@ class Runner:
             summary.skipped += 1
 
         def record(cell: Cell, result: dict[str, Any]) -> None:
-            result = store_result(paths[cell.cell_id], result)
+            result = store_result(paths[cell.cell_id], result, self.weights_store)
             by_id[cell.cell_id] = result
             summary.ran += 1
             if result["status"] != "ok":

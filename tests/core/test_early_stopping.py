@@ -83,9 +83,12 @@ def test_best_and_last_models_are_both_evaluated_and_a_board_shows_both(tmp_path
     row = next(csv.DictReader(io.StringIO(lb.output("csv").read_text())))
     assert float(row["best_pgd_acc_mean"]) == round(m["best_pgd_acc"], 6)
     assert float(row["pgd_acc_mean"]) == round(m["pgd_acc"], 6)
-    # the saved weights are the last model's: verify re-evaluates those and leaves best_* alone
+    # both models' weights are saved: verify re-evaluates the last against the plain metrics and the
+    # best against best_*
+    assert r["weights"]["sha256"] and r["best_weights"]["sha256"] and r["best_weights"]["size"] > 0
+    if m["best_epoch"] != 3:
+        assert r["best_weights"]["sha256"] != r["weights"]["sha256"]
     out = lb_cli(["verify", str(board), "--all", "--device", "cpu"])
     assert out.exit_code == 0, out.output
-    assert (
-        "reproduced: clean_acc" in out.output and "best_pgd_acc" not in out.output and "0 not reproduced" in out.output
-    )
+    assert "reproduced: best_clean_acc" in out.output and "best_pgd_acc" in out.output
+    assert "clean_acc" in out.output.replace("best_clean_acc", "") and "0 not reproduced" in out.output

@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
 from cobench.grid.cell import Cell
 from cobench.leaderboard.trust import co_interval, noise_aware_ranks
 from cobench.store.digest import with_digest
+from cobench.store.weights import WeightsRecord, WeightsStore
 from tests.leaderboard.conftest import find_result, lb_cli
 
 
@@ -177,14 +179,21 @@ def test_a_submission_with_saved_weights_is_verified_end_to_end(tiny, tmp_path):
     assert ran.exit_code == 0, ran.output
     (result_file,) = [p for p in mine.rglob("*.json") if p.name not in ("summary.json",)]
     result = json.loads(result_file.read_text())
-    weights = result_file.with_suffix(".safetensors")
-    assert weights.is_file() and result["weights"]["file"] == weights.name and len(result["weights"]["sha256"]) == 64
+    store = WeightsStore()  # the test's own store (tests/conftest.py)
+    record = WeightsRecord.from_json(result["weights"])
+    stored = Path(store.path(record.sha256))
+    assert record.store == store.url and record.size == stored.stat().st_size and record.file is None
+    assert not list(mine.rglob("*.safetensors"))  # the weights are in the store, not beside the result
     dest = tiny.parent / "results" / "tiny" / "submissions" / "me"
     dest.mkdir(parents=True)
-    for f in (result_file, weights):
-        (dest / f.name).write_bytes(f.read_bytes())
+    (dest / result_file.name).write_bytes(result_file.read_bytes())
     assert lb_cli(["render", str(tiny)]).exit_code == 0
-    assert rows_of(tiny)[("rs-fgsm", 8.0)]["verification"] == "unverified"
+    assert rows_of(tiny)[("rs-fgsm", 8.0)]["verification"] == "unverified"  # its weights are in the local store
+    stored.rename(stored.with_suffix(".away"))
+    assert lb_cli(["render", str(tiny)]).exit_code == 0
+    assert rows_of(tiny)[("rs-fgsm", 8.0)]["verification"] == "weights not fetched"
+    assert ", weights not fetched |" in tiny.with_suffix(".md").read_text()
+    stored.with_suffix(".away").rename(stored)
 
     checked = lb_cli(["verify", str(tiny), "--device", "cpu"])
     assert checked.exit_code == 0, checked.output
@@ -211,10 +220,10 @@ def test_a_submission_with_saved_weights_is_verified_end_to_end(tiny, tmp_path):
     row = rows_of(tiny)[("rs-fgsm", 8.0)]
     assert row["verification"] == "verification failed" and row["flagged"] and row["rank"] is None
 
-    # other weights than the result names
+    # other weights than the result names, under its hash in the store
     submitted.write_text(json.dumps(result))
-    blob = bytearray(weights.read_bytes())
+    blob = bytearray(stored.read_bytes())
     blob[-1] ^= 1
-    (dest / weights.name).write_bytes(bytes(blob))
+    stored.write_bytes(bytes(blob))
     swapped = lb_cli(["verify", str(tiny), "--device", "cpu"])
-    assert swapped.exit_code == 2 and "does not have the SHA-256 its result records" in swapped.output
+    assert swapped.exit_code == 2 and "does not hash to the SHA-256 it is named by" in swapped.output
