@@ -85,7 +85,8 @@ def rank_text(row: dict[str, Any]) -> str:
 
 
 def source_text(row: dict[str, Any]) -> str:
-    """``built here``, or ``submitted: <plugin distribution version>, verified|unverified``; ``⚠`` when flagged."""
+    """``built here``, or ``submitted: <plugin distribution version>, <verification>`` (verified, unverified,
+    verification failed, weights not fetched); ``⚠`` when flagged."""
     text = (
         "built here"
         if row.get("source") == "built here"
@@ -157,7 +158,8 @@ COLUMN_NOTE = (
     "Rows are ranked by {ranked} accuracy within each eps; rows whose means differ by no more than the larger "
     "of their standard deviations over seeds share a rank (=N). **source**: built here by the leaderboard's own "
     "grid, or submitted, with the submitter's plugin distribution and version and whether its saved weights "
-    "were re-evaluated (`cobench leaderboard verify`); rows whose results contradict themselves are marked ⚠, "
+    "were re-evaluated (`cobench leaderboard verify`; `weights not fetched`: they are not in the local weights "
+    "store yet); rows whose results contradict themselves are marked ⚠, "
     "not ranked, and listed under the table. **CO rate**: fraction of seeds that overfit catastrophically, with "
     "its 95% Wilson interval; **CO epoch**: median epoch of the collapse over those seeds; **time/step ÷ FGSM**: "
     "training time per step (median epoch, evaluation excluded) relative to FGSM-AT in the same setting, shown "

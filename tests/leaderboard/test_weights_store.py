@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,18 @@ def test_save_models_writes_final_and_best_weights_to_the_store_and_verify_fetch
     finally:
         (remote.parent / "moved").rename(remote)
     assert out.exit_code == 1 and "weights not fetched:" in out.output and "1 without fetched weights" in out.output
+
+
+def test_committed_results_name_their_weights_by_hash_and_git_tracks_no_weights():
+    root = Path(__file__).resolve().parents[2]
+    results = [json.loads(p.read_text()) for p in sorted((root / "leaderboards" / "results").rglob("eps*.json"))]
+    records = [r[key] for r in results for key in ("weights", "best_weights") if r.get(key)]
+    assert records, "the built boards saved their weights"
+    for record in records:
+        assert set(record) <= {"sha256", "size", "store"} and record["size"] > 0, record  # no file beside it
+    assert all(digest_matches(r) is not False for r in results)
+    if shutil.which("git") and (root / ".git").exists():
+        tracked = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "*.safetensors"], capture_output=True, text=True, check=True
+        )
+        assert tracked.stdout == "", "model weights belong in the weights store (docs/weights.md), not in git"
