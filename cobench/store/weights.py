@@ -100,9 +100,11 @@ class WeightsStore:
     def __init__(self, url: str | None = None):
         import fsspec
 
-        given = url if url and url.strip() else default_store_url()
+        given = (url if url and url.strip() else default_store_url()).strip()
+        if "://" not in given:  # a folder: recorded absolute, so a result names it from any directory
+            given = str(Path(given).expanduser().absolute())
         try:
-            self.fs, root = fsspec.core.url_to_fs(os.path.expanduser(given))
+            self.fs, root = fsspec.core.url_to_fs(given)
         except (ValueError, ImportError) as exc:
             raise CobenchError(
                 f"weights store {given!r} cannot be opened: {exc} (a local folder, or a file://, s3://, gs://, "
@@ -149,7 +151,7 @@ class WeightsStore:
         record = WeightsRecord.of(data, store=self.url)
         path = self.path(record.sha256)
         try:
-            if self.fs.exists(path) and self.fs.size(path) == len(data):
+            if self.fs.exists(path) and self.fs.size(path) == len(data) and not (self.local and self.damaged(path)):
                 return record
             if self.local:  # a crash mid-write never leaves a partial file under the hash
                 write_atomic(Path(path), data)
@@ -158,6 +160,10 @@ class WeightsStore:
         except OSError as exc:
             raise OSError(exc.errno, f"weights store {self.url!r}: {exc.strerror or exc}") from exc
         return record
+
+    def damaged(self, path: str) -> bool:
+        """Whether the file at ``path`` does not hash to the name it is stored under."""
+        return sha256_hex(self.fs.cat_file(path)) + WEIGHTS_SUFFIX != path.rsplit("/", 1)[-1]
 
     def get(self, sha256: str) -> bytes | None:
         """The bytes stored under ``sha256``; None when the store does not have them.
@@ -192,8 +198,10 @@ def fetch_weights(record: WeightsRecord, result_path: Path, store: WeightsStore)
         where.append(record.store)
         data = WeightsStore(record.store).get(record.sha256)
         if data is not None:
-            if not store.read_only:
+            try:  # a copy for next time; verifying does not depend on it
                 store.put(data)
+            except (CobenchError, OSError):
+                pass
             return data, record.store
     if record.file:
         beside = legacy_file(result_path, record)

@@ -58,6 +58,13 @@ def test_a_store_keeps_bytes_under_their_hash(tmp_path, as_url):
     on_disk.write_bytes(data + b"!")  # tampered under the same name
     with pytest.raises(WeightsTampered, match="does not hash to the SHA-256 it is named by"):
         store.get(record.sha256)
+    assert store.put(data) == record and store.get(record.sha256) == data  # storing again repairs it
+
+
+def test_a_relative_folder_is_recorded_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    record = WeightsStore("rel/store").put(b"x")
+    assert record.store == str(tmp_path / "rel" / "store") and (tmp_path / "rel" / "store").is_dir()
 
 
 def test_the_default_store_follows_the_environment(monkeypatch, tmp_path):
