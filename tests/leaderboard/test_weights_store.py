@@ -210,6 +210,9 @@ def test_save_models_writes_final_and_best_weights_to_the_store_and_verify_fetch
     assert "reproduced: best_clean_acc" in out.output and "0 not reproduced" in out.output
     assert local.has(final.sha256) and local.has(best.sha256)
 
+    out = lb_cli(["verify", str(board), "--all", "--device", "cpu", "--weights-store", url])  # a file:// URL
+    assert out.exit_code == 0 and "0 not reproduced" in out.output, out.output
+
     # tampered in the store asked first: refused in one line, exit 2
     tampered = Path(local.path(best.sha256))
     tampered.write_bytes(tampered.read_bytes()[:-1] + b"\0")
