@@ -13,6 +13,7 @@ back other weights than the result names. See docs/weights.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -98,23 +99,38 @@ class WeightsStore:
     """A folder of ``<sha256>.safetensors`` files behind any fsspec URL."""
 
     def __init__(self, url: str | None = None):
-        import fsspec
-
         given = (url if url and url.strip() else default_store_url()).strip()
         if "://" not in given:  # a folder: recorded absolute, so a result names it from any directory
             given = str(Path(given).expanduser().absolute())
+        self.url = given
+        scheme = given.split("://", 1)[0].lower()
+        self.local = scheme in ("file", "local") or given.startswith("/")
+        self.read_only = scheme in READ_ONLY_PROTOCOLS
+        if not self.read_only:  # opened now: a store that cannot be opened fails before any work
+            self.fs  # noqa: B018
+
+    @functools.cached_property
+    def _opened(self) -> tuple[Any, str]:
+        import fsspec
+
         try:
-            self.fs, root = fsspec.core.url_to_fs(given)
+            fs, root = fsspec.core.url_to_fs(self.url)
         except (ValueError, ImportError) as exc:
             raise CobenchError(
-                f"weights store {given!r} cannot be opened: {exc} (a local folder, or a file://, s3://, gs://, "
+                f"weights store {self.url!r} cannot be opened: {exc} (a local folder, or a file://, s3://, gs://, "
                 "https:// or hf:// URL whose fsspec backend is installed)"
             ) from None
-        self.url = given
-        self.root = root.rstrip("/")
-        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        self.local = "file" in protocols or "local" in protocols
-        self.read_only = any(p in READ_ONLY_PROTOCOLS for p in protocols)
+        return fs, root.rstrip("/")
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec file system behind the store."""
+        return self._opened[0]
+
+    @property
+    def root(self) -> str:
+        """The store's folder on :attr:`fs`."""
+        return self._opened[1]
 
     def __repr__(self) -> str:
         return f"WeightsStore({self.url!r})"

@@ -90,10 +90,17 @@ def test_bad_stores_are_refused_in_one_line(tmp_path):
     assert out.exit_code == 2 and "add --save-models" in out.output
 
 
-def test_an_https_store_is_read_only(tmp_path):
-    pytest.importorskip("aiohttp", reason="fsspec's https backend needs aiohttp")
-    with pytest.raises(CobenchError, match="is read-only"):
-        WeightsStore("https://example.invalid/weights").check_writable()
+def test_an_https_store_is_read_only_and_save_models_refuses_it_before_training(tmp_path):
+    with pytest.raises(CobenchError, match="weights store 'https://example.invalid/w' is read-only"):
+        WeightsStore("https://example.invalid/w").check_writable()
+    results = tmp_path / "results"
+    out = cli_run(
+        ["run", "--methods", "fgsm", "--eps", "8", "--epochs", "1", "--save-models"]
+        + ["--weights-store", "https://example.invalid/w"]
+        + ["--results-dir", str(results), "--device", "cpu"]
+    )
+    assert out.exit_code != 0 and "is read-only" in out.output, out.output
+    assert not list(results.rglob("eps*.json"))  # nothing trained
 
 
 def legacy_result(folder: Path, data: bytes, name: str = "eps8-none-beta0-seed0-0123456789abcdef") -> Path:
