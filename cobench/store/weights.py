@@ -100,11 +100,11 @@ class WeightsStore:
 
     def __init__(self, url: str | None = None):
         given = (url if url and url.strip() else default_store_url()).strip()
+        scheme = given.split("://", 1)[0].lower() if "://" in given else "file"
         if "://" not in given:  # a folder: recorded absolute, so a result names it from any directory
             given = str(Path(given).expanduser().absolute())
         self.url = given
-        scheme = given.split("://", 1)[0].lower()
-        self.local = scheme in ("file", "local") or given.startswith("/")
+        self.local = scheme in ("file", "local")
         self.read_only = scheme in READ_ONLY_PROTOCOLS
         if not self.read_only:  # opened now: a store that cannot be opened fails before any work
             self.fs  # noqa: B018
