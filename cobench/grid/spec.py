@@ -54,7 +54,7 @@ class TrainingConfig:
     #: opt-in early stop: end a cell once the ``co`` evaluator has seen CO for this many epochs in a row (0 = never)
     stop_after_collapse: int = 0
     #: training images held out as a validation split; > 0 also keeps the epoch with the best validation PGD
-    #: accuracy and evaluates it beside the last model (``best_*`` metrics; cobench.run.early_stopping). 0 = off
+    #: accuracy and evaluates it beside the last model (``best_*`` metrics; cobench.run.best_checkpoint). 0 = off
     val_size: int | None = None
 
     def resolved(self) -> dict[str, Any]:

@@ -26,10 +26,10 @@ from cobench.loggers.tracking import CellLoggers, check_loggers
 from cobench.options import NoProgress, Progress, RunOptions
 from cobench.params import component_problems
 from cobench.plugins import Registry, get_plugin_manager
+from cobench.run.best_checkpoint import BestCheckpoint, best_metrics, split_validation
 from cobench.run.checkpoints import CellCheckpoint
 from cobench.run.claims import ClaimedCells, ClaimKeeper, Skipped
 from cobench.run.device import configure_numerics, numerics_record, resolve_device, seed_everything
-from cobench.run.early_stopping import BestCheckpoint, best_metrics, split_validation
 from cobench.run.evaluation import run_evaluators
 from cobench.run.placement import as_uint8, decode, place_data
 from cobench.run.training import CellParts, Normalize, compile_refusal, train

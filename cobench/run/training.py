@@ -26,7 +26,7 @@ from cobench.run.evaluation import run_evaluators
 from cobench.run.placement import batch_to_device, decode
 
 if TYPE_CHECKING:
-    from cobench.run.early_stopping import BestCheckpoint
+    from cobench.run.best_checkpoint import BestCheckpoint
 
 
 class Normalize(nn.Module):
@@ -256,7 +256,7 @@ def train(
     that finds one resumes after its epoch (see :mod:`cobench.run.checkpoints`).
     ``training["stop_after_collapse"]`` = P > 0 ends training once the ``co`` evaluator has
     seen collapse for P epochs in a row (``stopped_early_epoch``).
-    ``best`` (``training["val_size"]`` > 0, :mod:`cobench.run.early_stopping`) measures the held-out
+    ``best`` (``training["val_size"]`` > 0, :mod:`cobench.run.best_checkpoint`) measures the held-out
     validation split after every epoch (``val_pgd_acc``) and keeps the best epoch's weights.
     """
     loop = TrainingLoop(parts, training, options, best)
