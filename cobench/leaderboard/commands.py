@@ -113,10 +113,10 @@ def table_command(board: str, fmt: str, labels: tuple[str, ...]) -> None:
 
 
 def board_table(board: str, fmt: str, labels: tuple[str, ...] | list[str], base: Path) -> str:
-    from cobench.leaderboard.table import board_json, load_board, parse_labels
+    from cobench.leaderboard.table import board_json, load_rows, parse_labels
     from cobench.leaderboard.table import render as render_table
 
-    return render_table(load_board(board_json(board, base)), parse_labels(labels), fmt)
+    return render_table(load_rows(board_json(board, base)), parse_labels(labels), fmt)
 
 
 def table_block(args: list[str], base: Path) -> str:

@@ -51,14 +51,51 @@ def board_json(board: str, base: Path) -> Path:
     return path
 
 
-def load_board(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Row:
+    """One row of a rendered board's JSON, as the table reads it."""
+
+    method: str
+    injection: str
+    eps: float
+    beta: float
+    seeds: int
+    #: accuracy name -> (mean, std) as fractions; None where not measured
+    accuracies: dict[str, tuple[float | None, float | None]]
+    co_rate: float | None = None
+    co_epoch_median: float | None = None
+    flagged: bool = False
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> Row:
+        names = {k.removesuffix("_mean") for k in row if k.endswith("_acc_mean")}
+        return cls(
+            method=row["method"],
+            injection=row["injection"],
+            eps=float(row["eps"]),
+            beta=float(row["beta"]),
+            seeds=int(row["seeds"]),
+            accuracies={m: (row[f"{m}_mean"], row.get(f"{m}_std")) for m in names},
+            co_rate=row.get("co_rate"),
+            co_epoch_median=row.get("co_epoch_median"),
+            flagged=bool(row.get("flagged")),
+        )
+
+    @property
+    def collapsed(self) -> int:
+        """Seeds that overfit catastrophically."""
+        return round((self.co_rate or 0) * self.seeds)
+
+
+def load_rows(path: Path) -> list[Row]:
+    """The rows of the rendered board at ``path``; a file that is not one is a one-line error."""
     try:
         data = json.loads(path.read_text())
+        return [Row.from_json(r) for r in data["rows"]]
     except json.JSONDecodeError as exc:
         raise CobenchError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise CobenchError(f"{path} is not a rendered board (it has no list of rows)")
-    return data
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CobenchError(f"{path} is not a rendered board (a row without {exc})") from None
 
 
 def parse_labels(assignments: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -72,58 +109,51 @@ def parse_labels(assignments: tuple[str, ...] | list[str]) -> dict[str, str]:
     return labels
 
 
-def accuracy_metrics(rows: list[dict[str, Any]]) -> list[str]:
+def accuracy_metrics(rows: list[Row]) -> list[str]:
     """The accuracies the board's rows report, in :data:`ORDER`, then the others by name."""
-    reported = {k.removesuffix("_mean") for row in rows for k in row if k.endswith("_acc_mean")}
+    reported = {m for row in rows for m in row.accuracies}
     return [m for m in ORDER if m in reported] + sorted(reported - set(ORDER))
 
 
-def percent(row: dict[str, Any], metric: str) -> str:
+def percent(row: Row, metric: str) -> str:
     """``mean ± std`` in %, one decimal (the std only over more than one seed); ``-`` when not measured."""
-    mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
+    mean, std = row.accuracies.get(metric, (None, None))
     if mean is None:
         return "-"
-    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if row.get("seeds", 0) > 1 and std is not None else "")
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if row.seeds > 1 and std is not None else "")
 
 
-def collapsed(row: dict[str, Any]) -> int:
-    return round((row.get("co_rate") or 0) * row["seeds"])
-
-
-def co_text(row: dict[str, Any]) -> str:
+def co_text(row: Row) -> str:
     """``k of n`` seeds collapsed, with the median epoch of the collapse where any did."""
-    if row.get("co_rate") is None:
+    if row.co_rate is None:
         return "-"
-    k = collapsed(row)
-    return f"{k} of {row['seeds']}" + (f" ({row['co_epoch_median']:g})" if k and row.get("co_epoch_median") else "")
+    k = row.collapsed
+    return f"{k} of {row.seeds}" + (f" ({row.co_epoch_median:g})" if k and row.co_epoch_median else "")
 
 
 def level(value: float) -> str:
     return f"{value:g}/255"
 
 
-def table(board: dict[str, Any], labels: Mapping[str, str] | None = None) -> tuple[list[str], list[list[Cell]]]:
-    """(headers, rows) of ``board``: one row per method and setting, grouped by injection, beta and
-    eps, methods by name within them."""
+def table(rows: list[Row], labels: Mapping[str, str] | None = None) -> tuple[list[str], list[list[Cell]]]:
+    """(headers, cells) of a board's rows: one row per method and setting, grouped by injection,
+    beta and eps, methods by name within them."""
     labels = labels or {}
-    rows = sorted(
-        board["rows"],
-        key=lambda r: (r["injection"] != NO_INJECTION, r["injection"], r["beta"], r["eps"], r["method"]),
-    )
-    injections = {r["injection"] for r in rows}
+    rows = sorted(rows, key=lambda r: (r.injection != NO_INJECTION, r.injection, r.beta, r.eps, r.method))
+    injections = {r.injection for r in rows}
     metrics = accuracy_metrics(rows)
-    with_co = any(r.get("co_rate") is not None for r in rows)
+    with_co = any(r.co_rate is not None for r in rows)
     headers = ["method"] + ["injection"] * (len(injections) > 1) + ["eps"]
     headers += ["beta"] * (injections != {NO_INJECTION}) + ["seeds"]
     headers += [f"{METRIC_LABELS.get(m, m)} %" for m in metrics] + ["CO (median epoch)"] * with_co
     body = []
     for r in rows:
-        mark = collapsed(r) > 0
-        cells = [Cell(labels.get(r["method"], r["method"]) + (" ⚠" if r.get("flagged") else ""))]
-        cells += [Cell(r["injection"])] * (len(injections) > 1) + [Cell(level(r["eps"]))]
+        mark = r.collapsed > 0
+        cells = [Cell(labels.get(r.method, r.method) + (" ⚠" if r.flagged else ""))]
+        cells += [Cell(r.injection)] * (len(injections) > 1) + [Cell(level(r.eps))]
         if injections != {NO_INJECTION}:
-            cells.append(Cell("-" if r["injection"] == NO_INJECTION else level(r["beta"])))
-        cells.append(Cell(str(r["seeds"])))
+            cells.append(Cell("-" if r.injection == NO_INJECTION else level(r.beta)))
+        cells.append(Cell(str(r.seeds)))
         cells += [Cell(percent(r, m), bold=mark and m in ROBUST) for m in metrics]
         cells += [Cell(co_text(r), bold=mark)] * with_co
         body.append(cells)
@@ -145,11 +175,11 @@ def as_csv(headers: list[str], rows: list[list[Cell]]) -> str:
     return buf.getvalue()
 
 
-def render(board: dict[str, Any], labels: Mapping[str, str] | None = None, fmt: str = "markdown") -> str:
+def render(rows: list[Row], labels: Mapping[str, str] | None = None, fmt: str = "markdown") -> str:
     if fmt not in FORMATS:
         raise CobenchError(f"table format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    headers, rows = table(board, labels)
-    return (markdown if fmt == "markdown" else as_csv)(headers, rows)
+    headers, cells = table(rows, labels)
+    return (markdown if fmt == "markdown" else as_csv)(headers, cells)
 
 
 #: a block a command writes: its opening comment holds the command's arguments, ``<!-- end -->`` closes it

@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from cobench.leaderboard.table import render
+from cobench.leaderboard.table import Row, render
 from tests.leaderboard.conftest import lb_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +33,8 @@ def row(method: str, eps: float, injection: str = "none", beta: float = 0.0, **o
     return base | over
 
 
-def board(*rows: dict) -> dict:
-    return {"name": "b", "rows": list(rows)}
+def board(*rows: dict) -> list[Row]:
+    return [Row.from_json(r) for r in rows]
 
 
 def test_the_readme_tables_are_up_to_date_with_the_committed_boards():
@@ -80,7 +80,7 @@ def test_the_table_command_reads_a_toml_json_or_name_and_prints_csv():
 
 def test_the_figures_are_the_board_json_rounded():
     committed = json.loads((ROOT / "leaderboards" / "digits-small-cnn.json").read_text())
-    lines = render(committed, fmt="csv").splitlines()
+    lines = render(board(*committed["rows"]), fmt="csv").splitlines()
     assert len(lines) == 1 + len(committed["rows"])
     first = min(committed["rows"], key=lambda r: (r["eps"], r["method"]))
     cells = lines[1].split(",")
@@ -114,6 +114,10 @@ def test_bad_input_is_one_clear_line(tmp_path):
     assert missing.exit_code == 2 and "board 'no-such-board': no rendered board at" in missing.output
     label = lb_cli(["table", "cifar10-prefix-injected", "--label", "FGSM-AT"])
     assert label.exit_code == 2 and "--label 'FGSM-AT': expected METHOD=TEXT" in label.output
+    (tmp_path / "leaderboards").mkdir()
+    (tmp_path / "leaderboards" / "broken.json").write_text('{"rows": [{"method": "fgsm"}]}')
+    broken = lb_cli(["table", str(tmp_path / "leaderboards" / "broken.json")])
+    assert broken.exit_code == 2 and "broken.json is not a rendered board (a row without 'injection')" in broken.output
     open_block = tmp_path / "README.md"
     open_block.write_text("<!-- cobench leaderboard table cifar10-prefix-injected -->\n| x |\n")
     unclosed = lb_cli(["readme", str(open_block)])
