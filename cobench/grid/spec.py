@@ -52,6 +52,7 @@ class CellTraining:
     normalize: bool
     clamp: bool
     optimizer_steps: int
+    # every cell's config has these three; their defaults serve hand-made ones (a test's, a benchmark's)
     protocol: str = DEFAULT_PROTOCOL
     probe_size: int = 256
     eval_batch_size: int = 512
