@@ -65,22 +65,22 @@ def reference_cell(config: dict[str, Any], device: torch.device, data_dir: str) 
         num_classes=data.num_classes, image_shape=data.image_shape
     )
     model = nn.Sequential(Normalize(data.mean, data.std), net).to(device)
-    tr = cell.training
+    tr = cell.training_settings
     eps = cell.eps / 255
     train_loader = DataLoader(
         TensorDataset(data.train_x, data.train_y),
-        batch_size=tr["batch_size"],
+        batch_size=tr.batch_size,
         shuffle=True,
         drop_last=True,
         pin_memory=device.type == "cuda",
     )
-    test_loader = DataLoader(TensorDataset(data.test_x, data.test_y), batch_size=tr["eval_batch_size"], shuffle=False)
-    opt = torch.optim.SGD(model.parameters(), lr=tr["lr_max"], momentum=tr["momentum"], weight_decay=tr["weight_decay"])
-    total = tr["epochs"] * len(train_loader)
+    test_loader = DataLoader(TensorDataset(data.test_x, data.test_y), batch_size=tr.eval_batch_size, shuffle=False)
+    opt = torch.optim.SGD(model.parameters(), lr=tr.lr_max, momentum=tr.momentum, weight_decay=tr.weight_decay)
+    total = tr.epochs * len(train_loader)
     scheduler = torch.optim.lr_scheduler.CyclicLR(
-        opt, base_lr=0.0, max_lr=tr["lr_max"], step_size_up=total / 2, step_size_down=total / 2
+        opt, base_lr=0.0, max_lr=tr.lr_max, step_size_up=total / 2, step_size_down=total / 2
     )
-    for _ in range(tr["epochs"]):
+    for _ in range(tr.epochs):
         model.train()
         for X, y in train_loader:
             X, y = X.to(device), y.to(device)

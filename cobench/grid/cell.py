@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cobench.api import NO_INJECTION
+from cobench.grid.spec import CellTraining
 
 
 @dataclass
@@ -36,6 +37,11 @@ class Cell:
     def cell_id(self) -> str:
         blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def training_settings(self) -> CellTraining:
+        """The training config as typed settings (a late field the dict leaves out at its default)."""
+        return CellTraining.from_config(self.training)
 
     @property
     def injected(self) -> bool:

@@ -61,7 +61,7 @@ class Protocol:
     #: evaluation always uses the full eps (N-FGSM's SVHN runs: 5, see cobench.run.training.eps_warmup_scale)
     eps_warmup_epochs: int = 0
     #: training images held out as a validation split; > 0 also evaluates the epoch with the best validation
-    #: PGD accuracy beside the last model (cobench.run.early_stopping; ELLE's val_best.pt on 1,024 images)
+    #: PGD accuracy beside the last model (cobench.run.best_checkpoint; ELLE's val_best.pt on 1,024 images)
     val_size: int = 0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 

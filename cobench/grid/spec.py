@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import sys
 import typing
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,79 @@ from cobench.errors import ConfigError
 from cobench.grid.protocols import DEFAULT_PROTOCOL, LR_SCHEDULES, get_protocol
 from cobench.kinds import GRID_KINDS, singular
 from cobench.params import value_problems
+
+#: marks a CellTraining field added after 0.1.0: a config written before it lacks the key, and one at
+#: its default leaves it out, so that every cell of those days keeps its id (see CellTraining.as_config)
+LATE = {"late": True}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellTraining:
+    """A cell's training settings, every value resolved: what the training loop and the cell worker
+    read, as typed attributes. The dict form (:meth:`as_config`) is what a cell hashes and a result
+    stores; :meth:`from_config` reads it back. The defaults here are the only ones: a field a stored
+    config lacks takes its default."""
+
+    epochs: int
+    batch_size: int
+    lr_max: float
+    lr_schedule: str  # see cobench.grid.protocols.LR_SCHEDULES
+    lr_peak: float
+    momentum: float
+    cycle_momentum: bool
+    base_momentum: float
+    weight_decay: float
+    augment: bool
+    normalize: bool
+    clamp: bool
+    optimizer_steps: int
+    # every cell's config has these three; their defaults serve hand-made ones (a test's, a benchmark's)
+    protocol: str = DEFAULT_PROTOCOL
+    probe_size: int = 256
+    eval_batch_size: int = 512
+    amp: str = field(default="off", metadata=LATE)
+    stop_after_collapse: int = field(default=0, metadata=LATE)
+    eps_warmup_epochs: int = field(default=0, metadata=LATE)
+    val_size: int = field(default=0, metadata=LATE)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> CellTraining:
+        """The settings of a training config dict (a cell's, a stored result's); a late field it
+        lacks takes its default. A key that is no setting, or a required one missing, is an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(k for k in config if k not in known)
+        missing = sorted(f.name for f in fields(cls) if f.name not in config and not has_default(f))
+        if unknown or missing:
+            raise ConfigError(
+                "training config: "
+                + "; ".join(
+                    [f"unknown key(s) {', '.join(unknown)}"] * bool(unknown)
+                    + [f"missing key(s) {', '.join(missing)}"] * bool(missing)
+                )
+            )
+        return cls(**config)
+
+    @classmethod
+    def of(cls, training: CellTraining | Mapping[str, Any]) -> CellTraining:
+        """``training`` itself, or the settings of a config dict (callers may pass either)."""
+        return training if isinstance(training, CellTraining) else cls.from_config(training)
+
+    def as_config(self) -> dict[str, Any]:
+        """The dict a cell hashes and a result stores. Fields added after the first release are left
+        out while at their default, so an unchanged config keeps its hash (and its cell its id)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not (f.metadata.get("late") and getattr(self, f.name) == f.default)
+        }
+
+
+def has_default(f: Any) -> bool:
+    return f.default is not MISSING or f.default_factory is not MISSING
+
+
+#: CellTraining fields added after 0.1.0 and their defaults (see CellTraining.as_config)
+LATE_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellTraining) if f.metadata.get("late")}
 
 
 @dataclass
@@ -47,14 +121,14 @@ class TrainingConfig:
     clamp: bool | None = None  # training attacks keep x + delta in [0, 1]
     optimizer_steps: int | None = None  # optimiser steps per minibatch (ELLE's reference: 2)
     eps_warmup_epochs: int | None = None  # training attacks' eps ramped from 0 over these epochs (N-FGSM on SVHN: 5)
-    probe_size: int = 256  # held-out test samples probed every epoch for CO detection
-    eval_batch_size: int = 512
+    probe_size: int = CellTraining.probe_size  # held-out test samples probed every epoch for CO detection
+    eval_batch_size: int = CellTraining.eval_batch_size
     #: mixed precision of the training steps: "off" (fp32) or "bf16" (autocast); evaluation is always fp32
-    amp: str = "off"
+    amp: str = CellTraining.amp
     #: opt-in early stop: end a cell once the ``co`` evaluator has seen CO for this many epochs in a row (0 = never)
-    stop_after_collapse: int = 0
+    stop_after_collapse: int = CellTraining.stop_after_collapse
     #: training images held out as a validation split; > 0 also keeps the epoch with the best validation PGD
-    #: accuracy and evaluates it beside the last model (``best_*`` metrics; cobench.run.early_stopping). 0 = off
+    #: accuracy and evaluates it beside the last model (``best_*`` metrics; cobench.run.best_checkpoint). 0 = off
     val_size: int | None = None
 
     def resolved(self) -> dict[str, Any]:
@@ -67,34 +141,29 @@ class TrainingConfig:
         """Every field of the right type, and every resolved value in range; one error lists every problem."""
         problems = value_problems("training", asdict(self), typing.get_type_hints(TrainingConfig), {})
         if not problems:
-            v = self.resolved()
-            problems = value_problems("training", v, {}, TRAINING_RANGES)
-            if v["lr_schedule"] not in LR_SCHEDULES:
+            problems = value_problems("training", self.resolved(), {}, TRAINING_RANGES)
+            v = self.for_cell()
+            if v.lr_schedule not in LR_SCHEDULES:
+                problems.append(f"training.lr_schedule = {v.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+            if v.base_momentum > v.momentum:
+                problems.append(f"training.base_momentum = {v.base_momentum!r}: expected <= momentum ({v.momentum})")
+            if v.eps_warmup_epochs > v.epochs:
                 problems.append(
-                    f"training.lr_schedule = {v['lr_schedule']!r}: expected one of {', '.join(LR_SCHEDULES)}"
+                    f"training.eps_warmup_epochs = {v.eps_warmup_epochs!r}: expected <= epochs "
+                    f"({v.epochs}), or the training attacks never reach the full eps"
                 )
-            if isinstance(v["base_momentum"], (int, float)) and v["base_momentum"] > v["momentum"]:
-                problems.append(
-                    f"training.base_momentum = {v['base_momentum']!r}: expected <= momentum ({v['momentum']})"
-                )
-            if isinstance(v["eps_warmup_epochs"], int) and v["eps_warmup_epochs"] > v["epochs"]:
-                problems.append(
-                    f"training.eps_warmup_epochs = {v['eps_warmup_epochs']!r}: expected <= epochs "
-                    f"({v['epochs']}), or the training attacks never reach the full eps"
-                )
-            if v["amp"] not in AMP_MODES:
-                problems.append(f"training.amp = {v['amp']!r}: expected one of {', '.join(AMP_MODES)}")
+            if v.amp not in AMP_MODES:
+                problems.append(f"training.amp = {v.amp!r}: expected one of {', '.join(AMP_MODES)}")
         if problems:
             raise ConfigError("invalid training value(s):\n  " + "\n  ".join(problems))
 
+    def for_cell(self) -> CellTraining:
+        """The settings a cell of this grid trains with: the protocol's values where this config leaves them unset."""
+        return CellTraining.from_config(self.resolved())
+
     def as_config(self) -> dict[str, Any]:
-        """The training part of a cell's config: the protocol's name and every resolved value.
-        Fields added after the first release are left out while at their default."""
-        config = self.resolved()
-        for key, default in LATE_DEFAULTS.items():
-            if config[key] == default:
-                del config[key]
-        return config
+        """The training part of a cell's config (:meth:`CellTraining.as_config`)."""
+        return self.for_cell().as_config()
 
 
 AMP_MODES = ("off", "bf16")
@@ -116,8 +185,6 @@ TRAINING_RANGES = {
     "eps_warmup_epochs": ">= 0",
     "val_size": ">= 0",
 }
-#: TrainingConfig fields added after 0.1.0 and their defaults (see TrainingConfig.as_config)
-LATE_DEFAULTS: dict[str, Any] = {"amp": "off", "stop_after_collapse": 0, "eps_warmup_epochs": 0, "val_size": 0}
 
 
 @dataclass

@@ -98,6 +98,80 @@ def build(
         sys.exit(status)
 
 
+LABEL_HELP = "How the table names a method, METHOD=TEXT (fgsm=FGSM-AT); repeatable."
+
+
+@leaderboard.command("table")
+@click.argument("board")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown", show_default=True)
+@click.option("--label", "labels", multiple=True, metavar="METHOD=TEXT", help=LABEL_HELP)
+def table_command(board: str, fmt: str, labels: tuple[str, ...]) -> None:
+    """Print a board's rows as a short table for prose: method, eps (and beta), seeds, each accuracy
+    as mean ± std in %, CO seeds (median epoch). BOARD is the board's TOML or rendered JSON, or its
+    name (leaderboards/NAME.json); the table is built from the rendered JSON."""
+    click.echo(board_table(board, fmt, labels, Path.cwd()), nl=False)
+
+
+def board_table(board: str, fmt: str, labels: tuple[str, ...] | list[str], base: Path) -> str:
+    from cobench.leaderboard.table import board_json, load_rows, parse_labels
+    from cobench.leaderboard.table import render as render_table
+
+    return render_table(load_rows(board_json(board, base)), parse_labels(labels), fmt)
+
+
+def table_block(args: list[str], base: Path) -> str:
+    """The table that ``cobench leaderboard table ARGS`` prints, board names looked up under ``base``."""
+    try:
+        ctx = table_command.make_context("table", list(args))
+    except click.ClickException as exc:
+        raise CobenchError(f"table arguments {' '.join(args)!r}: {exc.format_message()}") from None
+    return board_table(ctx.params["board"], ctx.params["fmt"], ctx.params["labels"], base)
+
+
+@leaderboard.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when a table is stale.")
+def readme(files: tuple[str, ...], check: bool) -> None:
+    """Write the tables between '<!-- cobench leaderboard table ARGS -->' and '<!-- end -->' in
+    Markdown files (ARGS as `cobench leaderboard table` takes them; board names are looked up under
+    the file's folder), or with --check fail when one differs from what the boards give."""
+    import difflib
+    import functools
+
+    from cobench.atomic import write_atomic
+    from cobench.leaderboard.table import rewrite
+
+    out, err = _console(), _console(err=True)
+    stale = []
+    for f in files:
+        path = Path(f)
+        text = path.read_text()
+
+        new, blocks = rewrite(text, f, functools.partial(table_block, base=path.parent))
+        changed = [b for b in blocks if b.old != b.new]
+        if not blocks:
+            out.print(f"{f}: no '<!-- cobench leaderboard table ... -->' blocks", markup=False)
+        elif check:
+            stale += [f"{f}:{b.line}" for b in changed]
+            for b in changed:
+                err.print(f"stale {f}:{b.line}: table {' '.join(b.args)}", markup=False)
+                diff = difflib.unified_diff(b.old.splitlines(), b.new.splitlines(), "README", "boards", lineterm="")
+                err.print("\n".join(diff), markup=False)
+            if not changed:
+                out.print(f"{f}: {len(blocks)} table(s) up to date", markup=False)
+        else:
+            if new != text:
+                write_atomic(path, new)
+            out.print(f"{f}: {len(blocks)} table(s), {len(changed)} rewritten", markup=False)
+    if stale:
+        err.print(
+            f"{len(stale)} stale table(s): {', '.join(stale)}\nrewrite with: cobench leaderboard readme "
+            + " ".join(files),
+            markup=False,
+        )
+        sys.exit(1)
+
+
 @leaderboard.command()
 @click.argument("toml_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def render(toml_files: tuple[str, ...]) -> None:

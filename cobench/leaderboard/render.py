@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cobench.api import NO_INJECTION
+from cobench.grid.spec import CellTraining
 from cobench.leaderboard.board import METRIC_LABELS, Board
 from cobench.leaderboard.spec import TABLE_METRICS, Leaderboard
 
@@ -238,21 +239,17 @@ def provenance_lines(board: Board) -> list[str]:
 
 def protocol_lines(board: Board) -> list[str]:
     p = board.protocol()
-    t = p["training"]
+    t = CellTraining.from_config(p["training"])
     settings = ", ".join(
         NO_INJECTION if s["injection"]["name"] == NO_INJECTION else f"{s['injection']['name']} beta={s['beta']:g}/255"
         for s in p["settings"]
     )
     return [
         f"- **Dataset** {component(p['dataset'])}, **model** {component(p['model'])}.",
-        f"- **Training** {t['epochs']} epochs, batch {t['batch_size']}, SGD momentum {t['momentum']:g}, "
-        f"weight decay {t['weight_decay']:g}, {t['lr_schedule']} learning rate up to {t['lr_max']:g}, "
-        f"the dataset's augmentation {'on (where it defines one)' if t['augment'] else 'off'}"
-        + (
-            f", training attacks' eps warmed up over {t['eps_warmup_epochs']} epochs"
-            if t.get("eps_warmup_epochs")
-            else ""
-        )
+        f"- **Training** {t.epochs} epochs, batch {t.batch_size}, SGD momentum {t.momentum:g}, "
+        f"weight decay {t.weight_decay:g}, {t.lr_schedule} learning rate up to {t.lr_max:g}, "
+        f"the dataset's augmentation {'on (where it defines one)' if t.augment else 'off'}"
+        + (f", training attacks' eps warmed up over {t.eps_warmup_epochs} epochs" if t.eps_warmup_epochs else "")
         + ".",
         f"- **Grid** eps {', '.join(f'{e:g}' for e in p['eps'])} (/255); injections: {settings}; "
         f"seeds {', '.join(str(s) for s in p['seeds'])}.",
@@ -264,7 +261,7 @@ def protocol_lines(board: Board) -> list[str]:
             if "evaluators_by_eps" in p
             else ", ".join(component(e) for e in p["evaluators"])
         )
-        + f"; CO probe on {t['probe_size']} held-out test images every epoch.",
+        + f"; CO probe on {t.probe_size} held-out test images every epoch.",
     ]
 
 

@@ -25,10 +25,10 @@ from cobench.loggers.tracking import CellLoggers, check_loggers
 from cobench.options import NoProgress, Progress, RunOptions
 from cobench.params import component_problems
 from cobench.plugins import Registry, get_plugin_manager
+from cobench.run.best_checkpoint import BestCheckpoint, best_metrics, split_validation
 from cobench.run.checkpoints import CellCheckpoint
 from cobench.run.claims import ClaimedCells, ClaimKeeper, Skipped
 from cobench.run.device import configure_numerics, numerics_record, resolve_device, seed_everything
-from cobench.run.early_stopping import BestCheckpoint, best_metrics, split_validation
 from cobench.run.evaluation import run_evaluators
 from cobench.run.placement import as_uint8, decode, place_data
 from cobench.run.training import CellParts, Normalize, compile_refusal, train
@@ -192,12 +192,13 @@ def build_parts(
     net = registry.get("models", cell.model["name"])(**cell.model["params"]).build(
         num_classes=data.num_classes, image_shape=data.image_shape
     )
-    probe = min(cell.training["probe_size"], len(test_x))
+    training = cell.training_settings
+    probe = min(training.probe_size, len(test_x))
     return CellParts(
         # without normalisation (GradAlign's and ELLE's protocols) the network sees [0, 1] pixels directly;
         # an injection may put a layer in front of it (low-pass: the paper's DCT filter inside the model)
         model=injection.wrap_model(
-            torch.nn.Sequential(*([Normalize(data.mean, data.std)] if cell.training["normalize"] else []), net)
+            torch.nn.Sequential(*([Normalize(data.mean, data.std)] if training.normalize else []), net)
         ).to(device),
         method=registry.get("methods", cell.method["name"])(**cell.method["params"]) if with_method else None,
         data=data,
@@ -211,7 +212,7 @@ def build_parts(
             injection=injection,
             num_classes=data.num_classes,
             device=device,
-            batch_size=cell.training["eval_batch_size"],
+            batch_size=training.eval_batch_size,
             seed=cell.seed,
             probe_x=test_x[:probe],
             probe_y=data.test_y[:probe],
@@ -229,7 +230,7 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     checkpoint = (
         CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
     )
-    outcome = train(parts, cell.training, options, on_epoch, checkpoint=checkpoint, best=best)
+    outcome = train(parts, cell.training_settings, options, on_epoch, checkpoint=checkpoint, best=best)
     parts.eval_ctx.history = outcome.history
     t_eval = time.perf_counter()
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
@@ -242,7 +243,7 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
                 best.best_epoch,
             )
         )
-    if cell.training.get("stop_after_collapse"):
+    if cell.training_settings.stop_after_collapse:
         metrics["stopped_early"] = int(outcome.stopped_early_epoch is not None)
         metrics["stopped_early_epoch"] = outcome.stopped_early_epoch
     if checkpoint is not None and not options.keep_checkpoints:
@@ -269,7 +270,7 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
 def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | None, dict[str, Any] | None]:
     """With ``training.val_size`` > 0: take the validation split out of ``parts.data`` (in place)
     and return the tracker of the best epoch and the split's record; else (None, None)."""
-    val_size = int(cell.training.get("val_size", 0))
+    val_size = cell.training_settings.val_size
     if val_size <= 0:
         return None, None
     parts.data, val_x, val_y, record = split_validation(parts.data, val_size, cell.seed)
@@ -279,7 +280,7 @@ def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | 
         val_y.to(device),
         parts.injection,
         parts.eval_ctx.eps,
-        cell.training["eval_batch_size"],
+        cell.training_settings.eval_batch_size,
         cell.seed,
     )
     return best, record

@@ -20,13 +20,14 @@ from torch import Tensor, nn
 
 from cobench.api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
 from cobench.errors import ConfigError, NonFiniteLossError
+from cobench.grid.spec import CellTraining
 from cobench.options import RunOptions
 from cobench.run.checkpoints import CellCheckpoint, check_resume_device, restore_rng_states, rng_states, to_device
 from cobench.run.evaluation import run_evaluators
 from cobench.run.placement import batch_to_device, decode
 
 if TYPE_CHECKING:
-    from cobench.run.early_stopping import BestCheckpoint
+    from cobench.run.best_checkpoint import BestCheckpoint
 
 
 class Normalize(nn.Module):
@@ -63,9 +64,9 @@ def random_crop_flip(x: Tensor, padding: int, flip: bool, generator: torch.Gener
 
 
 def make_scheduler(
-    opt: torch.optim.Optimizer, training: dict[str, Any], total_updates: int, steps_per_epoch: int
+    opt: torch.optim.Optimizer, training: CellTraining, total_updates: int, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """The LR (and momentum) schedule of ``training["lr_schedule"]``, stepped once per minibatch
+    """The LR (and momentum) schedule of ``training.lr_schedule``, stepped once per minibatch
     after the optimiser, built from torch's own schedulers as the reference repositories build them.
 
     ``cyclic``: CyclicLR(base_lr=0, max_lr=lr_max, step_size_up=total * lr_peak, step_size_down=
@@ -76,22 +77,23 @@ def make_scheduler(
     (epochs, 0). ``multistep``: MultiStepLR x0.1 at total / 2 and total * 3 / 4 (as float
     milestones, like the references). ``constant``: lr_max.
     """
-    lr_max, shape = training["lr_max"], training["lr_schedule"]
+    lr_max, shape = training.lr_max, training.lr_schedule
     if shape == "cyclic":
-        up = total_updates * training["lr_peak"]
+        up = total_updates * training.lr_peak
         return torch.optim.lr_scheduler.CyclicLR(
             opt,
             base_lr=0.0,
             max_lr=lr_max,
-            step_size_up=up,
-            step_size_down=total_updates - up,
-            cycle_momentum=training["cycle_momentum"],
-            base_momentum=training["base_momentum"],
-            max_momentum=training["momentum"],
+            # float step sizes, as the references pass them: torch annotates ints, computes with any number
+            step_size_up=up,  # type: ignore[arg-type]
+            step_size_down=total_updates - up,  # type: ignore[arg-type]
+            cycle_momentum=training.cycle_momentum,
+            base_momentum=training.base_momentum,
+            max_momentum=training.momentum,
         )
     if shape == "interp":
         epochs = total_updates / steps_per_epoch
-        peak_epoch = math.floor(epochs * training["lr_peak"])
+        peak_epoch = math.floor(epochs * training.lr_peak)
         return torch.optim.lr_scheduler.LambdaLR(
             opt, lambda update: float(np.interp((update + 1) / steps_per_epoch, [0, peak_epoch, epochs], [0, 1, 0]))
         )
@@ -236,7 +238,7 @@ class CellParts:
 
 def train(
     parts: CellParts,
-    training: dict[str, Any],
+    training: CellTraining | dict[str, Any],
     options: RunOptions,
     on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
     checkpoint: CellCheckpoint | None = None,
@@ -244,8 +246,8 @@ def train(
 ) -> TrainOutcome:
     """Train ``parts.model`` with ``parts.method``; returns per-epoch history and the measured cost.
 
-    ``training`` is a cell's training config (:meth:`cobench.grid.spec.TrainingConfig.as_config`);
-    ``training["amp"]`` (``"off"`` or ``"bf16"``) runs the method's steps under autocast.
+    ``training`` is a cell's training settings (:class:`cobench.grid.spec.CellTraining`, or its dict
+    form, :meth:`~cobench.grid.spec.CellTraining.as_config`); ``training.amp`` (``"off"`` or ``"bf16"``) runs the method's steps under autocast.
     ``options.channels_last`` keeps model and batches in channels-last memory format (the same
     arithmetic, faster convolutions on CPU: see benchmarks/speed.py). Evaluators always run
     in fp32 (:func:`cobench.run.evaluation.evaluation_mode`).
@@ -254,9 +256,9 @@ def train(
     evaluators get the model itself, whose varying batch shapes would recompile).
     ``checkpoint``: after every epoch the whole training state is saved there, and a run
     that finds one resumes after its epoch (see :mod:`cobench.run.checkpoints`).
-    ``training["stop_after_collapse"]`` = P > 0 ends training once the ``co`` evaluator has
+    ``training.stop_after_collapse`` = P > 0 ends training once the ``co`` evaluator has
     seen collapse for P epochs in a row (``stopped_early_epoch``).
-    ``best`` (``training["val_size"]`` > 0, :mod:`cobench.run.early_stopping`) measures the held-out
+    ``best`` (``training.val_size`` > 0, :mod:`cobench.run.best_checkpoint`) measures the held-out
     validation split after every epoch (``val_pgd_acc``) and keeps the best epoch's weights.
     """
     loop = TrainingLoop(parts, training, options, best)
@@ -314,24 +316,29 @@ class TrainingLoop:
     :meth:`resume` (mid-cell checkpoints) and :meth:`cost`. :func:`train` runs them in order."""
 
     def __init__(
-        self, parts: CellParts, training: dict[str, Any], options: RunOptions, best: BestCheckpoint | None = None
+        self,
+        parts: CellParts,
+        training: CellTraining | dict[str, Any],
+        options: RunOptions,
+        best: BestCheckpoint | None = None,
     ):
-        self.parts, self.training, self.options, self.best = parts, training, options, best
+        self.training = training = CellTraining.of(training)
+        self.parts, self.options, self.best = parts, options, best
         model, method, data = parts.model, parts.method, parts.data
         assert method is not None, "training needs the cell's method (build_parts with with_method=True)"
         self.method = method
         self.device = device = parts.eval_ctx.device
-        self.amp = training.get("amp", "off")
+        self.amp = training.amp
         check_amp(device, self.amp)
         check_compile(method, options)
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         if options.channels_last:
             model.to(memory_format=self.memory_format)
         self.n = n = len(data.train_x)
-        self.batch_size = bs = training["batch_size"]
+        self.batch_size = bs = training.batch_size
         self.steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a trailing batch of 1 would break BatchNorm
         replays = max(1, int(method.replays))
-        self.epochs = max(1, math.ceil(training["epochs"] / replays))  # Free-AT: same number of optimiser updates
+        self.epochs = max(1, math.ceil(training.epochs / replays))  # Free-AT: same number of optimiser updates
         total_updates = self.epochs * self.steps_per_epoch * replays
         self.generator = torch.Generator(device=device).manual_seed(parts.eval_ctx.seed)
         setup = TrainSetup(
@@ -347,19 +354,19 @@ class TrainingLoop:
         method.setup(setup)
         self.opt = torch.optim.SGD(
             model.parameters(),
-            lr=training["lr_max"],
-            momentum=training["momentum"],
-            weight_decay=training["weight_decay"],
+            lr=training.lr_max,
+            momentum=training.momentum,
+            weight_decay=training.weight_decay,
         )
         self.scheduler = make_scheduler(self.opt, training, total_updates, self.steps_per_epoch * replays)
-        self.extra_steps = training["optimizer_steps"] - 1  # ELLE's reference steps twice per batch
-        # an epoch of updates is steps_per_epoch of them, also for replaying methods (as training["epochs"])
-        self.warmup_updates = training.get("eps_warmup_epochs", 0) * self.steps_per_epoch
+        self.extra_steps = training.optimizer_steps - 1  # ELLE's reference steps twice per batch
+        # an epoch of updates is steps_per_epoch of them, also for replaying methods (as training.epochs)
+        self.warmup_updates = training.eps_warmup_epochs * self.steps_per_epoch
         self.updates = 0
         self._reset_epoch_sums()
         # the protocol's clamp lifts the [0, 1] box entirely; otherwise the injection says where
         # training perturbations live (low-pass: unclamped, as the reference's clip_box=False)
-        lower, upper = parts.injection.train_bounds() if training["clamp"] else (-math.inf, math.inf)
+        lower, upper = parts.injection.train_bounds() if training.clamp else (-math.inf, math.inf)
         # torch.compile of a module returns an OptimizedModule (an nn.Module); torch annotates a Callable
         compiled = cast(nn.Module, torch.compile(model)) if options.compile else model
         self.ctx = StepContext(compiled, setup, self.update, lower, upper)
@@ -372,7 +379,7 @@ class TrainingLoop:
         self.epoch_times: list[float] = []
         self.batch_samples = 0  # minibatch samples trained on, to turn sample counts into passes per step
         self.start_epoch = 0
-        stop_after = int(training.get("stop_after_collapse", 0))
+        stop_after = int(training.stop_after_collapse)
         streak = next((ev.collapse_streak for ev in parts.evaluators if hasattr(ev, "collapse_streak")), None)
         self.collapse_streak = streak if stop_after else None
         self.stop_after = stop_after
@@ -421,7 +428,7 @@ class TrainingLoop:
             else:
                 x, y = data.train_x[idx], data.train_y[idx]
             x = decode(x)  # uint8 training images (lossless compaction) -> float32 in [0, 1]
-            if training["augment"] and (data.crop_padding or data.flip):
+            if training.augment and (data.crop_padding or data.flip):
                 x = random_crop_flip(x, data.crop_padding, data.flip, self.generator)
             x = parts.injection.apply(x, y)
             if self.options.channels_last:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cobench.grid.protocols import get_protocol
 from cobench.grid.resolve import resolve
-from cobench.grid.spec import GridSpec
+from cobench.grid.spec import GridSpec, TrainingConfig
 from cobench.run.runner import execute_cell
 from cobench.run.training import make_scheduler, random_crop_flip
 
@@ -24,8 +23,8 @@ def tiny_cell(pm, method="fgsm", evaluators=("clean",), eps=8, params=(), **trai
 
 
 def schedule(lr_schedule, total=100, steps_per_epoch=10, **over):
-    training = {**get_protocol("co-features").training_values(), "lr_schedule": lr_schedule, **over}
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=training["lr_max"], momentum=training["momentum"])
+    training = TrainingConfig(protocol="co-features", lr_schedule=lr_schedule, **over).for_cell()
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=training.lr_max, momentum=training.momentum)
     sched = make_scheduler(opt, training, total, steps_per_epoch)
     lrs, moms = [], []
     for _ in range(total):

@@ -12,7 +12,7 @@ import torch
 from cobench.api import InjectionContext
 from cobench.errors import ConfigError
 from cobench.run import placement, runner, training
-from cobench.run.early_stopping import split_validation
+from cobench.run.best_checkpoint import split_validation
 from cobench.run.placement import budget_bytes, decode, place_data
 from cobench.run.runner import Runner
 from cobench.store.results import iter_results

@@ -12,7 +12,7 @@ import torch
 from cobench.api import DataSplits
 from cobench.grid.spec import GridSpec
 from cobench.leaderboard.spec import load_leaderboard
-from cobench.run.early_stopping import split_validation
+from cobench.run.best_checkpoint import split_validation
 from cobench.run.runner import Runner
 from cobench.store.results import iter_results
 from tests.leaderboard.conftest import lb_cli

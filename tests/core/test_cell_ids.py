@@ -1,0 +1,70 @@
+"""Stored cells keep their ids: the committed results' configs hash to the ids they were stored
+under, also after a round trip through the typed training settings (cobench.grid.spec.CellTraining),
+and the late fields' defaults are the settings' own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cobench.errors import ConfigError
+from cobench.grid.cell import Cell
+from cobench.grid.protocols import TRAINING_FIELDS
+from cobench.grid.spec import LATE_DEFAULTS, CellTraining, TrainingConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = sorted((ROOT / "leaderboards" / "results").rglob("*.json"))
+
+
+def stored(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_there_are_committed_results_to_check():
+    assert len(RESULTS) >= 80  # the seven committed result folders hold 89
+
+
+@pytest.mark.parametrize("path", RESULTS, ids=lambda p: str(p.relative_to(ROOT / "leaderboards" / "results")))
+def test_a_committed_result_hashes_to_its_stored_id(path: Path):
+    result = stored(path)
+    cell = Cell.from_config(result["config"])
+    assert cell.cell_id == result["config_hash"] == result["cell_id"]
+    typed = CellTraining.from_config(result["config"]["training"])
+    assert typed.as_config() == result["config"]["training"]  # nothing added, dropped or changed
+    again = Cell.from_config({**result["config"], "training": typed.as_config()})
+    assert again.cell_id == result["cell_id"]
+
+
+def test_a_stored_config_without_the_late_fields_reads_their_defaults():
+    old = {k: v for k, v in TrainingConfig().as_config().items() if k not in LATE_DEFAULTS}
+    typed = CellTraining.from_config(old)
+    assert {k: getattr(typed, k) for k in LATE_DEFAULTS} == {
+        "amp": "off",
+        "stop_after_collapse": 0,
+        "eps_warmup_epochs": 0,
+        "val_size": 0,
+    }
+    assert typed.as_config() == old
+
+
+def test_a_late_field_off_its_default_is_kept_and_moves_the_id():
+    training = TrainingConfig(amp="bf16", stop_after_collapse=2).as_config()
+    assert (training["amp"], training["stop_after_collapse"]) == ("bf16", 2)
+    assert "val_size" not in training and "eps_warmup_epochs" not in training
+    assert CellTraining.from_config(training).amp == "bf16"
+
+
+def test_the_grid_config_and_the_typed_settings_agree_on_every_field():
+    config = TrainingConfig(protocol="elle", epochs=3)
+    typed = config.for_cell()
+    resolved = config.resolved()
+    assert {k: getattr(typed, k) for k in resolved} == resolved
+    assert set(TRAINING_FIELDS) <= set(resolved)
+
+
+def test_a_malformed_training_config_is_one_clear_error():
+    good = TrainingConfig().as_config()
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) lr; missing key\(s\) lr_max"):
+        CellTraining.from_config({**{k: v for k, v in good.items() if k != "lr_max"}, "lr": 0.1})
