@@ -44,6 +44,8 @@ class RunOptions:
     data_budget_gb: float = 0.0
     #: deterministic algorithms, deterministic cuDNN and cuBLAS (see cobench.run.device.configure_numerics)
     deterministic: bool = False
+    #: cuDNN autotuning (kernels picked by timing: faster convolutions, last bits may differ between runs)
+    cudnn_benchmark: bool = False
     #: the executor running the cell and how many cells share its device at once, recorded in each
     #: result's provenance so that times per step taken under different sharing are never compared
     #: (set by the runner and the executors, not by the user)

@@ -63,6 +63,12 @@ RUN_OPTIONS = (
         help="Deterministic algorithms, cuDNN and cuBLAS (slower on GPUs; see docs/reproducibility.md).",
     ),
     click.option(
+        "--cudnn-benchmark",
+        is_flag=True,
+        help="Let cuDNN pick convolution kernels by timing them (faster on GPUs, but two runs may "
+        "differ in the last bits; recorded in each result; not with --deterministic).",
+    ),
+    click.option(
         "--executor", default="local", show_default=True, help="How cells are scheduled (see `cobench list executors`)."
     ),
     click.option("--workers", type=click.IntRange(min=1), help="Worker processes for parallel executors."),
@@ -190,6 +196,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         keep_checkpoints: bool,
         data_budget_gb: float,
         deterministic: bool,
+        cudnn_benchmark: bool,
         executor: str,
         workers: int | None,
         cells_per_device: int | None,
@@ -214,6 +221,10 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
             )
         if weights_store and not save_models:
             raise click.UsageError("--weights-store names where --save-models writes weights; add --save-models")
+        if deterministic and cudnn_benchmark:
+            raise click.UsageError(
+                "--cudnn-benchmark picks kernels by timing them, which --deterministic rules out; give one or the other"
+            )
         if loggers is not None and not loggers.strip():
             raise CobenchError(
                 "--loggers is empty; name run loggers, e.g. --loggers tensorboard "
@@ -241,6 +252,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
             weights_store=weights_store,
             data_budget_gb=data_budget_gb,
             deterministic=deterministic,
+            cudnn_benchmark=cudnn_benchmark,
         )
         executor_options = {
             k: v

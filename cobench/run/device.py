@@ -100,28 +100,48 @@ def fp32_precision() -> dict[str, str]:
     return {name: str(obj.fp32_precision) for name, obj in _precision_owners().items()}
 
 
+def _cudnn_allow_tf32() -> bool | None:
+    """cuDNN's legacy TF32 switch, or None where it cannot be read (a caller mixed the APIs)."""
+    try:
+        return bool(torch.backends.cudnn.allow_tf32)
+    except RuntimeError:
+        return None
+
+
 @contextlib.contextmanager
 def true_fp32() -> Iterator[None]:
     """Every backend in IEEE fp32 (no TF32, no bf16 inside fp32 ops), restored afterwards: evaluation
-    always runs in true fp32, so "fp32" accuracies mean the same on every GPU generation."""
+    always runs in true fp32, so "fp32" accuracies mean the same on every GPU generation.
+
+    cuDNN's legacy ``allow_tf32`` is switched off too: PyTorch (2.14) checks that it agrees with the
+    conv and RNN precisions whenever anything reads ``torch.backends.cudnn.allow_tf32``, and raises
+    ("a mix of the legacy and new APIs") when they differ, so a library reading it during
+    evaluation would crash. The legacy switch goes first: setting it resets the per-op ones."""
     owners = _precision_owners()
     before = {name: obj.fp32_precision for name, obj in owners.items()}
+    legacy = _cudnn_allow_tf32()
     try:
+        torch.backends.cudnn.allow_tf32 = False
         for obj in owners.values():
             obj.fp32_precision = "ieee"
         yield
     finally:
+        if legacy is not None:
+            torch.backends.cudnn.allow_tf32 = legacy
         for name, obj in owners.items():
             obj.fp32_precision = before[name]
 
 
-def configure_numerics(deterministic: bool) -> None:
-    """Set the backends for one cell: cuDNN autotuning off (it picks kernels by timing, so two runs
-    may differ); with ``deterministic``, deterministic algorithms everywhere (ops that have none
-    warn, naming themselves), deterministic cuDNN and the cuBLAS workspace that makes CUDA
-    matmuls reproducible. Training keeps PyTorch's fp32 precision defaults (TF32 convolutions
-    on Ampere and newer); evaluation always runs in true fp32 (:func:`true_fp32`)."""
-    torch.backends.cudnn.benchmark = False
+def configure_numerics(deterministic: bool, benchmark: bool = False) -> None:
+    """Set the backends for one cell: cuDNN autotuning off unless ``benchmark`` opts in (it picks
+    kernels by timing, so two runs may differ in the last bits; recorded in each result); with
+    ``deterministic``, deterministic algorithms everywhere (ops that have none warn, naming
+    themselves), deterministic cuDNN and the cuBLAS workspace that makes CUDA matmuls
+    reproducible. Training keeps PyTorch's fp32 precision defaults (TF32 convolutions on Ampere
+    and newer); evaluation always runs in true fp32 (:func:`true_fp32`)."""
+    if deterministic and benchmark:
+        raise ConfigError("cudnn_benchmark picks kernels by timing them, which deterministic rules out")
+    torch.backends.cudnn.benchmark = benchmark
     torch.backends.cudnn.deterministic = deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if deterministic:  # effective only before cuBLAS starts in this process (the CLI sets it at once)

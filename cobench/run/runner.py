@@ -223,7 +223,7 @@ def build_parts(
 
 def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: OnEpoch | None) -> dict[str, Any]:
     registry = get_plugin_manager().registry
-    configure_numerics(options.deterministic)
+    configure_numerics(options.deterministic, options.cudnn_benchmark)
     seed_everything(cell.seed)
     parts = build_parts(cell, options, device, registry)
     best, validation = held_out_validation(cell, parts)

@@ -7,10 +7,15 @@ import json
 import pytest
 import torch
 
+from cobench.errors import ConfigError
+from cobench.grid.resolve import resolve
 from cobench.leaderboard.trust import timing_key
+from cobench.plugins import get_plugin_manager
 from cobench.run.device import configure_numerics, fp32_precision, numerics_record, true_fp32
 from cobench.run.evaluation import evaluation_mode
+from cobench.run.runner import execute_cell
 from cobench.store.tables import aggregate
+from cobench.testing import tiny_grid_spec
 from tests.conftest import cli_run
 
 
@@ -125,3 +130,33 @@ def test_board_timing_keys_tell_sharing_apart_and_keep_old_results_keys():
     assert timing_key({"provenance": {**prov, "execution": resident}}) == alone  # resident is what was always done
     on_host = timing_key({"provenance": {**prov, "execution": {**resident, "train_data": "host"}}})
     assert on_host not in {old, alone, shared}
+
+
+def test_a_library_reading_the_legacy_tf32_switches_during_evaluation_does_not_crash(restore_numerics):
+    """PyTorch 2.14 raises 'a mix of the legacy and new APIs' when ``cudnn.allow_tf32`` is read while
+    the conv and RNN precisions disagree with it (what true_fp32 left them in before the fix)."""
+    before = torch.backends.cudnn.allow_tf32
+    with evaluation_mode(torch.nn.Linear(2, 2)):
+        assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+        assert set(fp32_precision().values()) == {"ieee"}
+    assert torch.backends.cudnn.allow_tf32 is before  # readable again, and restored
+
+
+def test_cudnn_benchmark_is_off_unless_opted_into_and_never_with_deterministic(restore_numerics):
+    torch.backends.cudnn.benchmark = True  # left on by something else in the process
+    configure_numerics(deterministic=False)
+    assert not numerics_record()["cudnn_benchmark"]
+    configure_numerics(deterministic=False, benchmark=True)
+    assert numerics_record()["cudnn_benchmark"] is True
+    with pytest.raises(ConfigError, match="deterministic rules out"):
+        configure_numerics(deterministic=True, benchmark=True)
+    out = cli_run(["run", "--deterministic", "--cudnn-benchmark", "--device", "cpu"])
+    assert out.exit_code == 2 and "give one or the other" in out.output
+
+
+def test_a_cell_run_with_cudnn_benchmark_records_it(restore_numerics, tmp_path):
+    (cell,) = resolve(tiny_grid_spec(["fgsm"]), get_plugin_manager().registry)
+    result = execute_cell(cell.config(), {"device": "cpu", "checkpoints": False, "cudnn_benchmark": True})
+    assert result["status"] == "ok", result.get("error")
+    assert result["provenance"]["numerics"]["cudnn_benchmark"] is True
