@@ -39,8 +39,9 @@ class RunOptions:
     checkpoint_dir: str = ""
     #: keep a cell's checkpoint once it finished (by default it is removed)
     keep_checkpoints: bool = False
-    #: GB of device memory the data set may take there; past it the training set stays on the host and
-    #: minibatches are copied over (0 = half the device's free memory on CUDA; see cobench.run.placement)
+    #: GB of device memory a cell's data may take there, its test set and injected test copy included; past
+    #: it the training set stays on the host and minibatches are copied over (0 = half the device's free
+    #: memory on CUDA, split between the cells sharing it; see cobench.run.placement)
     data_budget_gb: float = 0.0
     #: deterministic algorithms, deterministic cuDNN and cuBLAS (see cobench.run.device.configure_numerics)
     deterministic: bool = False

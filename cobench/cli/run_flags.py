@@ -54,8 +54,9 @@ RUN_OPTIONS = (
         "--data-budget-gb",
         type=click.FloatRange(min=0),
         default=0.0,
-        help="GB of device memory the data may take; a larger training set stays on the host and "
-        "its minibatches are copied over [default: 0 = half the GPU's free memory].",
+        help="GB of device memory a cell's data may take (the test set and its injected copy first); a "
+        "larger training set stays on the host and its minibatches are copied over [default: 0 = half "
+        "the GPU's free memory, split between the cells sharing it].",
     ),
     click.option(
         "--deterministic",

@@ -175,20 +175,23 @@ def build_parts(
     ``with_method=False`` leaves the method out (``None``): re-evaluating saved weights needs
     everything but the training method, whose plugin the verifier may not have installed."""
     kept = load_compact(cell.dataset, options)
-    data, train_data = place_data(kept, device, options.data_budget_gb)
     injection = registry.get("injections", cell.injection["name"])(**cell.injection["params"])
     injection.prepare(
         InjectionContext(
             beta=cell.beta / 255.0,
-            num_classes=data.num_classes,
-            image_shape=data.image_shape,
+            num_classes=kept.num_classes,
+            image_shape=kept.image_shape,
             seed=cell.seed,
             device=device,
         ),
         decode(kept.train_x),  # float32 on the host; the carriers go to ctx.device
         kept.train_y,
     )
-    test_x = injection.apply(data.test_x, data.test_y)
+    # the injected test set is counted in the data budget with the rest
+    placed = place_data(
+        kept, device, options.data_budget_gb, inject=injection.apply, cells_per_device=options.cells_per_device
+    )
+    data, test_x, train_data = placed.data, placed.test_x, placed.train_data
     net = registry.get("models", cell.model["name"])(**cell.model["params"]).build(
         num_classes=data.num_classes, image_shape=data.image_shape
     )
