@@ -131,20 +131,54 @@ def test_a_slow_checkpoint_is_written_less_often_and_its_cost_recorded(monkeypat
     from cobench.run import training as loop
 
     config = TrainingConfig(epochs=8, batch_size=32, lr_max=0.1).as_config()
-    for cost, expected in ((0.0, [1, 2, 3, 4, 5, 6, 7, 8]), (2.0, [1, 8])):
+    for cost, expected in ((0.0, [1, 8]), (2.0, [1, 8])):
         clock = FakeClock()
         monkeypatch.setattr(loop, "time", clock)
         checkpoint = SlowCheckpoint(clock, cost)
         outcome = train(tiny_parts(FGSMPGI()), config, RunOptions(device="cpu"), checkpoint=checkpoint)
-        # quick writes: every epoch; a 2.1 s write against 0.1 s of 'training' per epoch would cost far
+        # a 0.2 s or a 2.2 s write against a fraction of a second of 'training' per epoch would cost far
         # more than 5% of the training: only the first and the last epoch's are written
         assert checkpoint.epochs == expected
         # each write is timed across two clock ticks: the state's wall stamp and the end of the write
         assert outcome.cost["checkpoint_s"] == pytest.approx(len(expected) * (cost + 0.2))
 
 
-def test_checkpoints_are_due_every_epoch_while_quick_and_by_overhead_when_slow():
+def test_checkpoints_are_due_by_their_share_of_the_training_time_however_quick():
     from cobench.run.training import checkpoint_due
 
-    assert checkpoint_due(0.0, 0.0) and checkpoint_due(0.9, 0.1)
+    assert checkpoint_due(0.0, 0.0)  # the first, which times the writes
+    assert not checkpoint_due(0.5, 3.0) and checkpoint_due(0.5, 10.0)  # a quick write after short GPU epochs
     assert not checkpoint_due(5.0, 60.0) and checkpoint_due(5.0, 100.0)
+
+
+class SteppedClock:
+    """``time`` that moves only when told to."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+@pytest.mark.parametrize(("epoch_s", "every"), [(3.0, 4), (600.0, 1)], ids=["gpu-epochs", "cpu-epochs"])
+def test_quick_checkpoints_cost_a_few_percent_of_training_on_short_gpu_epochs(monkeypatch, epoch_s, every):
+    """30 epochs, each write taking 0.5 s: under 1 s, it was written after every epoch, 17% of 3-s epochs."""
+    from cobench.run import training as loop
+
+    clock = SteppedClock()
+    monkeypatch.setattr(loop, "time", clock)
+    cadence, written = loop.CheckpointCadence(), []
+
+    def write():
+        clock.now += 0.5
+
+    for epoch in range(1, 31):
+        clock.now += epoch_s
+        cadence.trained(epoch_s)
+        if cadence.due():
+            cadence.timed(write)
+            written.append(epoch)
+    assert written == list(range(1, 31, every))
+    trained = 30 * epoch_s
+    assert cadence.total_s <= loop.CHECKPOINT_MAX_OVERHEAD * trained + 0.5  # 5% and the first write
