@@ -191,7 +191,9 @@ def pgd_until_fooled(
     with the highest loss (the reference keeps the highest loss even over a fooling one).
 
     ``prune=True`` sends only the still-correct samples through the model: a fooled sample
-    leaves the batch, and later restarts attack only the samples no earlier restart fooled.
+    is frozen at once and leaves the batch at the next compaction (:func:`compact_after`: the
+    host syncs only there, not every step), and later restarts attack only the samples no
+    earlier restart fooled.
     ``prune=False`` is the naive cost (every sample forward and backward at every step of
     every restart, updates masked as in the reference). Both draw the same random starts
     (every restart draws noise for the whole batch) and take the gradient of the *summed*
@@ -200,6 +202,7 @@ def pgd_until_fooled(
     between batch sizes); only the cost differs. Returns the chosen perturbations.
     """
     n = len(x)
+    rows = (-1,) + (1,) * (x.dim() - 1)  # a per-sample mask broadcast over an image
     best_delta = torch.zeros_like(x)
     best_loss = torch.full((n,), -float("inf"), device=x.device, dtype=x.dtype)
     fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -211,38 +214,58 @@ def pgd_until_fooled(
         delta = clamp_delta(x, noise, lower, upper)
         now_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
         loss = torch.full((n,), -float("inf"), device=x.device, dtype=x.dtype)
-        active = attacked  # samples still correct at the last check
-        for _ in range(steps):
+        active = attacked  # the batch: samples still correct at the last compaction
+        for step in range(1, steps + 1):
             d = delta[active].requires_grad_(True)
             logits = model(x[active] + d)
             correct = logits.argmax(1) == y[active]
-            if prune:
-                now_fooled[active[~correct]] = True
-                keep = correct.nonzero().squeeze(1)
-                if len(keep) == 0:
-                    active = keep
-                    break
+            if prune:  # a sample fooled at an earlier step stays fooled, with the perturbation that fooled it
+                alive = ~now_fooled[active]
+                now_fooled[active] = ~alive | ~correct
+                move = alive & correct
+            else:
+                move = correct
             per_sample = F.cross_entropy(logits, y[active], reduction="none")
             (grad,) = torch.autograd.grad(per_sample.sum(), d)
             moved = (d.detach() + alpha * grad.sign()).clamp(-eps, eps)
             moved = clamp_delta(x[active], moved, lower, upper)
-            if prune:
-                delta[active[keep]] = moved[keep]
-                active = active[keep]
-            else:
-                delta[active[correct]] = moved[correct]
+            delta[active] = torch.where(move.view(rows), moved, d.detach())
+            if prune and compact_after(step):  # the one host sync: fooled samples leave the batch
+                active = active[~now_fooled[active]]
+                if len(active) == 0:
+                    break
         if len(active):
             with torch.no_grad():
                 logits = model(x[active] + delta[active])
-                now_fooled[active] = logits.argmax(1) != y[active]
-                loss[active] = F.cross_entropy(logits, y[active], reduction="none")
+                final_fooled = logits.argmax(1) != y[active]
+                final_loss = F.cross_entropy(logits, y[active], reduction="none")
+                if prune:
+                    alive = ~now_fooled[active]
+                    now_fooled[active] = ~alive | final_fooled
+                    loss[active] = torch.where(alive, final_loss, loss[active])
+                else:
+                    now_fooled[active] = final_fooled
+                    loss[active] = final_loss
         in_restart = torch.zeros(n, dtype=torch.bool, device=x.device)
         in_restart[attacked] = True
         take = in_restart & ~fooled & (now_fooled | (loss > best_loss))
-        best_delta[take] = delta[take]
+        best_delta = torch.where(take.view(rows), delta, best_delta)
         best_loss = torch.where(take, loss, best_loss)
         fooled |= in_restart & now_fooled
     return best_delta.detach()
+
+
+#: pruned PGD drops its fooled samples from the batch after steps 1, 2 and 4, then every this many
+PRUNE_EVERY = 8
+
+
+def compact_after(step: int) -> bool:
+    """Whether pruned PGD compacts its batch after ``step`` (1-based). Finding the fooled samples
+    makes the host wait for the device, so it is not done every step: early, when a collapsed
+    model lets most samples fall, then every ``PRUNE_EVERY`` steps. Between compactions a fooled
+    sample rides along frozen (masked, never moved), so the decisions are those of compacting
+    every step; only the cost differs."""
+    return step in (1, 2, 4) or step % PRUNE_EVERY == 0
 
 
 @torch.no_grad()
