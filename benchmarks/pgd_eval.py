@@ -36,6 +36,7 @@ from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec
 from cobench.plugins import get_plugin_manager
 from cobench.run.device import resolve_device
+from cobench.run.evaluation import evaluation_mode
 from cobench.run.runner import execute_cell
 
 TRAINED: dict[str, Any] = {}
@@ -79,30 +80,33 @@ def train_model(args: argparse.Namespace, method: str) -> tuple[nn.Module, torch
 def attack(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, prune: bool, device: torch.device
 ) -> tuple[float, torch.Tensor]:
-    """Seconds for PGD-steps-restarts over the test set, and the per-sample 'robust' decisions."""
+    """Seconds for PGD-steps-restarts over the test set, and the per-sample 'robust' decisions, in
+    the evaluators' own setting (:func:`cobench.run.evaluation.evaluation_mode`: eval mode, true
+    fp32; a GPU would otherwise time TF32 convolutions the evaluators never run)."""
     g = torch.Generator(device=device).manual_seed(1)
     robust = []
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for i in range(0, len(x), args.batch_size):
-        xb, yb = x[i : i + args.batch_size], y[i : i + args.batch_size]
-        delta = pgd_until_fooled(
-            model,
-            xb,
-            yb,
-            args.eps / 255,
-            alpha=args.step_size / 255,
-            steps=args.steps,
-            restarts=args.restarts,
-            generator=g,
-            prune=prune,
-        )
-        with torch.no_grad():
-            robust.append(model(xb + delta).argmax(1) == yb)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0, torch.cat(robust)
+    with evaluation_mode(model):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for i in range(0, len(x), args.batch_size):
+            xb, yb = x[i : i + args.batch_size], y[i : i + args.batch_size]
+            delta = pgd_until_fooled(
+                model,
+                xb,
+                yb,
+                args.eps / 255,
+                alpha=args.step_size / 255,
+                steps=args.steps,
+                restarts=args.restarts,
+                generator=g,
+                prune=prune,
+            )
+            with torch.no_grad():
+                robust.append(model(xb + delta).argmax(1) == yb)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0, torch.cat(robust)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

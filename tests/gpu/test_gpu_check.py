@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
+import torch
+
+from cobench.run.device import fp32_precision
+from cobench.run.runner import RunSummary
 
 from tests.data.formats import write_cifar10
 
@@ -41,7 +46,8 @@ def test_gpu_check_runs_every_section_on_cpu_in_its_tiny_setting(tmp_path, capsy
     assert (
         set(sections["cells_per_device"]["cells_per_hour"]) == {"1", "2"} and not sections["cells_per_device"]["failed"]
     )
-    assert sections["pgd"]["decisions_differ"] == 0
+    assert set(sections["cells_per_device"]["steady_cells_per_hour"]) == {"1", "2"}
+    assert sections["pgd"]["decisions_differ"] == 0 and sections["pgd"]["agree"] is True
     assert sections["determinism"]["deterministic"]["identical_metrics"] is True
     assert sections["determinism"]["deterministic"]["numerics"]["deterministic_algorithms"] is True
     written = json.loads((tmp_path / "out" / "gpu_check-cpu.json").read_text())
@@ -90,3 +96,105 @@ def test_machine_load_warns_when_the_machine_is_not_idle(monkeypatch, capsys):
     assert machine_load.warn_if_busy(record, "before the benchmark")
     assert "WARNING: the machine was not idle before the benchmark" in capsys.readouterr().out
     assert not machine_load.warn_if_busy({"idle": True}, "now")
+
+
+def test_gpu_check_times_both_attacks_as_the_evaluators_run_them_and_allows_rounding(tmp_path, monkeypatch):
+    """Section 3: eval mode and true fp32 (not training's TF32), and one decision in 16 flipped by
+    rounding is agreement, not a failure."""
+    write_cifar10(tmp_path / "data", n_train=40, n_test=20)
+    gpu_check = load("gpu_check")
+    real_load, seen = gpu_check.load_script, []
+
+    def load_spied(name):
+        module = real_load(name)
+        if name == "pgd_eval":
+            real_pgd, real_attack = module.pgd_until_fooled, module.attack
+
+            def pgd_until_fooled(model, *args, **kwargs):
+                seen.append((model.training, set(fp32_precision().values())))
+                return real_pgd(model, *args, **kwargs)
+
+            def attack(*args, prune, **kwargs):
+                seconds, robust = real_attack(*args, prune=prune, **kwargs)
+                if prune:  # a sample on its decision boundary, rounded the other way
+                    robust = robust.clone()
+                    robust[0] = ~robust[0]
+                return seconds, robust
+
+            module.pgd_until_fooled, module.attack = pgd_until_fooled, attack
+        return module
+
+    monkeypatch.setattr(gpu_check, "load_script", load_spied)
+    args = gpu_check.parse_args(["--tiny", "--device", "cpu", "--data-dir", str(tmp_path / "data")])
+    out = {}
+    gpu_check.check_pgd(args, torch.device("cpu"), out)
+    assert seen and all(s == (False, {"ieee"}) for s in seen), seen
+    assert out["decisions_differ"] == 1 and out["decisions_allowed_to_differ"] == 1 and out["agree"] is True
+
+
+def test_gpu_check_counts_cells_per_hour_from_the_cells_own_times_not_worker_start_up(monkeypatch):
+    gpu_check = load("gpu_check")
+
+    class SlowStartRunner:
+        """Cells that each took 2 s, behind a pool that took 30 s to start."""
+
+        def __init__(self, spec, results_dir, **kwargs):
+            self.k = kwargs["executor_options"]["cells_per_device"]
+
+        def run(self):
+            clock.now += 30 + 2 * 2 / self.k
+            return RunSummary(results=[{"status": "ok", "wall_time_s": 2.0}] * 2, ran=2)
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self):
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(gpu_check, "Runner", SlowStartRunner)
+    monkeypatch.setattr(gpu_check, "time", clock)
+    args = gpu_check.parse_args(["--tiny", "--device", "cpu"])
+    out = {}
+    gpu_check.check_cells_per_device(args, torch.device("cpu"), out)
+    assert out["steady_cells_per_hour"] == {"1": 1800.0, "2": 3600.0}  # K cells per 2 s
+    assert out["ratio_to_one"] == {"1": 1.0, "2": 2.0}
+    assert out["cells_per_hour"]["1"] == pytest.approx(3600 * 2 / 34)  # end to end: start-up included
+
+
+def test_gpu_check_stops_a_started_section_at_its_budget_and_keeps_what_it_measured(tmp_path, monkeypatch):
+    write_cifar10(tmp_path / "data", n_train=40, n_test=20)
+    gpu_check = load("gpu_check")
+
+    def slow_section(args, device, out):
+        out["first"] = 1.0
+        time.sleep(60)
+        out["second"] = 2.0
+
+    monkeypatch.setattr(gpu_check, "SECTIONS", (("speed", slow_section, 0.3),))
+    t0 = time.perf_counter()
+    report = gpu_check.main(
+        [
+            "--tiny",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--budget-s",
+            "3",
+            "--sections",
+            "speed",
+        ]
+    )
+    assert time.perf_counter() - t0 < 30
+    section = report["sections"]["speed"]
+    assert section["first"] == 1.0 and "second" not in section and "stopped after" in section["stopped"]
+    assert "speed: stopped after" in (tmp_path / "out" / "gpu_check-cpu.txt").read_text()
+
+
+def test_each_section_ends_by_its_share_of_the_budget():
+    gpu_check = load("gpu_check")
+    ends = gpu_check.section_ends(["speed", "pgd"], 100.0)
+    assert ends == pytest.approx({"speed": 60.0, "pgd": 100.0})
