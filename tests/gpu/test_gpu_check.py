@@ -12,7 +12,6 @@ import torch
 
 from cobench.run.device import fp32_precision
 from cobench.run.runner import RunSummary
-
 from tests.data.formats import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[2]
