@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import time
@@ -131,6 +132,25 @@ def test_gpu_check_times_both_attacks_as_the_evaluators_run_them_and_allows_roun
     assert out["decisions_differ"] == 1 and out["decisions_allowed_to_differ"] == 1 and out["agree"] is True
 
 
+def test_pgd_eval_attacks_in_the_evaluators_setting(monkeypatch):
+    """Eval mode and true fp32, as the pgd evaluators run: a GPU would otherwise time TF32 convolutions."""
+    pgd_eval = load("pgd_eval")
+    seen = []
+    real = pgd_eval.pgd_until_fooled
+
+    def spy(model, *args, **kwargs):
+        seen.append((model.training, set(fp32_precision().values())))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(pgd_eval, "pgd_until_fooled", spy)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3), torch.nn.BatchNorm1d(3)).train()
+    x, y = torch.rand(8, 3, 2, 2), torch.randint(0, 3, (8,))
+    args = argparse.Namespace(eps=8.0, step_size=2.0, steps=2, restarts=1, batch_size=4)
+    _, robust = pgd_eval.attack(model, x, y, args, prune=True, device=torch.device("cpu"))
+    assert len(robust) == 8 and seen == [(False, {"ieee"})] * 2
+    assert model.training  # restored
+
+
 def test_gpu_check_counts_cells_per_hour_from_the_cells_own_times_not_worker_start_up(monkeypatch):
     gpu_check = load("gpu_check")
 
@@ -165,10 +185,12 @@ def test_gpu_check_stops_a_started_section_at_its_budget_and_keeps_what_it_measu
     write_cifar10(tmp_path / "data", n_train=40, n_test=20)
     gpu_check = load("gpu_check")
 
-    def slow_section(args, device, out):
+    def slow_section(args, device, out=None):
+        out = {} if out is None else out
         out["first"] = 1.0
-        time.sleep(60)
+        time.sleep(20)
         out["second"] = 2.0
+        return out
 
     monkeypatch.setattr(gpu_check, "SECTIONS", (("speed", slow_section, 0.3),))
     t0 = time.perf_counter()
@@ -187,7 +209,7 @@ def test_gpu_check_stops_a_started_section_at_its_budget_and_keeps_what_it_measu
             "speed",
         ]
     )
-    assert time.perf_counter() - t0 < 30
+    assert time.perf_counter() - t0 < 15
     section = report["sections"]["speed"]
     assert section["first"] == 1.0 and "second" not in section and "stopped after" in section["stopped"]
     assert "speed: stopped after" in (tmp_path / "out" / "gpu_check-cpu.txt").read_text()
