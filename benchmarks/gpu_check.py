@@ -355,6 +355,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated subset of " + ", ".join(name for name, _, _ in SECTIONS),
     )
     args = p.parse_args(argv)
+    unknown = sorted({s.strip() for s in args.sections.split(",") if s.strip()} - {n for n, _, _ in SECTIONS})
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(n for n, _, _ in SECTIONS)}")
     args.setting = SETTINGS["tiny" if args.tiny else "full"]
     return args
 

@@ -77,6 +77,12 @@ def test_gpu_check_skips_what_the_budget_leaves_no_time_for(tmp_path):
     assert "skipped" in report["sections"]["pgd"]
 
 
+def test_gpu_check_names_an_unknown_section(capsys):
+    with pytest.raises(SystemExit):
+        load("gpu_check").parse_args(["--sections", "speed,sped"])
+    assert "unknown section(s) sped; valid: speed, cells_per_device, pgd, determinism" in capsys.readouterr().err
+
+
 def test_gpu_check_names_a_missing_data_dir(tmp_path):
     with pytest.raises(SystemExit, match="cifar10-prefix"):
         load("gpu_check").main(["--tiny", "--device", "cpu", "--data-dir", str(tmp_path / "none")])
