@@ -223,6 +223,28 @@ def check(toml_files: tuple[str, ...]) -> None:
 
 
 @leaderboard.command()
+@click.argument("toml_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(),
+    help="The folder to write the site to (new, empty, or a site written before, which is replaced).",
+)
+def site(toml_files: tuple[str, ...], out_dir: str) -> None:
+    """Write every board as one static site (index, pages, plots, CSV and JSON downloads); no training."""
+    from cobench.leaderboard.site import build_site
+    from cobench.leaderboard.spec import load_leaderboard
+
+    report = build_site([load_leaderboard(f) for f in toml_files], Path(out_dir))
+    built = sum(e.built for e in report.entries)
+    _console().print(
+        f"{len(report.entries)} leaderboard(s), {built} built: {report.files} files -> {report.out / 'index.html'}"
+    )
+
+
+@leaderboard.command()
 @click.argument("result_files", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option(
     "--leaderboard",
