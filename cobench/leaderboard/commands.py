@@ -277,8 +277,8 @@ def validate(result_files: tuple[str, ...], toml_files: tuple[str, ...], summary
         raise CobenchError(f"no result files in {', '.join(result_files)}")
     report = check(paths, [load_leaderboard(t) for t in toml_files])
     if summary_path:
-        with open(summary_path, "a", encoding="utf-8") as f:
-            f.write(summary_markdown(report))
+        with open(summary_path, "a", encoding="utf-8") as summary:
+            summary.write(summary_markdown(report))
     err = _console(err=True)
     for v in report.verdicts:
         if v.invalid is not None:
