@@ -24,6 +24,8 @@ from cobench.leaderboard.plots import render_plots
 from cobench.leaderboard.render import metric_label, pct, render_tables, wall_note
 from cobench.leaderboard.spec import Leaderboard
 
+#: the index's long titles and best rows wrap (the board tables' cells do not)
+INDEX_CSS = "table#boards td.text { white-space: normal; min-width: 8rem; }\n"
 #: a file that marks a folder as written by this module (so a rebuild may empty it)
 MARKER = ".cobench-site"
 
@@ -170,7 +172,7 @@ def index_html(entries: list[BoardEntry]) -> str:
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>cobench leaderboards</title>",
-        f"<style>{CSS}{SITE_CSS}</style>",
+        f"<style>{CSS}{SITE_CSS}{INDEX_CSS}</style>",
         "</head>",
         "<body>",
         "<header><h1>cobench leaderboards</h1>",
