@@ -100,7 +100,7 @@ def check_board(lb: Leaderboard, verdicts: list[FileVerdict]) -> tuple[BoardChec
     """``lb`` rebuilt with the files in it; the verdicts gain the data check against its cells."""
     paths = tuple(v.path for v in verdicts)
     try:
-        board = build_board(lb, extra=[p for p in paths])
+        board = build_board(lb, extra=list(paths))
     except ProtocolError as exc:
         return BoardCheck(lb, paths, protocol_error=exc.message), verdicts
     reference = board_data_fingerprint(board.coll)
@@ -177,4 +177,10 @@ def summary_markdown(report: Validation) -> str:
         rows = check.rows(report.verdicts)
         out.append("The rows these files add to the board, as it will show them:")
         out += [""] + markdown_rows(check.board, rows)
+        if any(r["source"] == "submitted" and r["verification"] != "verified" for r in rows):
+            out += [
+                "",
+                "To verify: fetch each file's weights from the URL the pull request gives, beside the result "
+                f"(its `weights.file`), then run `cobench leaderboard verify {check.lb.path}`.",
+            ]
     return "\n".join(out) + "\n"
