@@ -30,8 +30,10 @@ class FileVerdict:
     #: why the file could not be read as a result (schema, JSON); None when it could
     invalid: str | None = None
     problems: tuple[str, ...] = ()
-    #: the SHA-256 of the weights it records (``cobench run --save-models``), needed by ``verify``
+    #: the SHA-256 of the weights it records (``cobench run --save-models``), which ``verify`` fetches
     weights_sha256: str | None = None
+    #: the weights store the result names, if any (docs/weights.md)
+    weights_store: str | None = None
     result: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -83,8 +85,14 @@ def read_verdict(path: Path) -> FileVerdict:
         result = read_result(path, validate=True)
     except ResultValidationError as exc:
         return FileVerdict(path, invalid=exc.message)
-    weights = (result.get("weights") or {}).get("sha256")
-    return FileVerdict(path, problems=tuple(result_problems(result)), weights_sha256=weights, result=result)
+    weights = result.get("weights") or {}
+    return FileVerdict(
+        path,
+        problems=tuple(result_problems(result)),
+        weights_sha256=weights.get("sha256"),
+        weights_store=weights.get("store"),
+        result=result,
+    )
 
 
 def board_of(path: Path, boards: list[Leaderboard]) -> Leaderboard | None:
@@ -110,7 +118,7 @@ def check_board(lb: Leaderboard, verdicts: list[FileVerdict]) -> tuple[BoardChec
         extra: tuple[str, ...] = ()
         if v.result is not None and v.result["cell_id"] not in grid_ids:
             extra = tuple(data_problems(v.result, reference))
-        checked.append(FileVerdict(v.path, v.invalid, v.problems + extra, v.weights_sha256, v.result))
+        checked.append(FileVerdict(v.path, v.invalid, v.problems + extra, v.weights_sha256, v.weights_store, v.result))
     return BoardCheck(lb, paths, board=board), checked
 
 
@@ -164,6 +172,7 @@ def summary_markdown(report: Validation) -> str:
         else:
             weights = (
                 f"weights sha256 `{v.weights_sha256[:16]}…`"
+                + (f" (result names store `{v.weights_store}`)" if v.weights_store else "")
                 if v.weights_sha256
                 else "no weights recorded (cannot be verified: run with `--save-models`)"
             )
@@ -180,7 +189,8 @@ def summary_markdown(report: Validation) -> str:
         if any(r["source"] == "submitted" and r["verification"] != "verified" for r in rows):
             out += [
                 "",
-                "To verify: fetch each file's weights from the URL the pull request gives, beside the result "
-                f"(its `weights.file`), then run `cobench leaderboard verify {check.lb.path}`.",
+                "To verify: `cobench leaderboard verify "
+                f"{check.lb.path} --weights-store URL` with the weights store the pull request names "
+                "(it fetches each result's weights by their SHA-256).",
             ]
     return "\n".join(out) + "\n"

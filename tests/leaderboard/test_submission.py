@@ -74,7 +74,7 @@ def test_an_honest_submission_passes_and_shows_its_row(tiny, tmp_path):
     nfgsm = next(r for r in board["rows"] if (r["method"], r["eps"], r["injection"]) == ("n-fgsm", 16, "none"))
     assert row[6] == f"{100 * nfgsm['pgd_acc_mean']:.1f} ± {100 * nfgsm['pgd_acc_std']:.1f}"  # same numbers
     assert sum(line.startswith("| none |") for line in summary.splitlines()) == 1  # only the added row
-    assert f"then run `cobench leaderboard verify {tiny}`" in summary
+    assert f"To verify: `cobench leaderboard verify {tiny} --weights-store URL`" in summary
 
 
 def test_a_forged_metric_fails_and_its_row_is_marked(tiny, tmp_path):
