@@ -52,6 +52,9 @@ class RunOptions:
     #: (set by the runner and the executors, not by the user)
     executor: str = "local"
     cells_per_device: int = 1
+    #: the grid a cell belongs to, as run loggers group runs (``<results folder>-<hash of its cells>``;
+    #: set by the runner, see :func:`cobench.loggers.tracking.grid_group`)
+    run_group: str = ""
 
     @classmethod
     def of(cls, options: RunOptions | Mapping[str, Any] | None) -> RunOptions:

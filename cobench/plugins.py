@@ -66,6 +66,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "cobench.executors.submitit_executor",
     "cobench.loggers.tensorboard",
     "cobench.loggers.mlflow",
+    "cobench.loggers.wandb",
     "cobench.leaderboard.commands",
     "cobench.boundary.commands",
 )

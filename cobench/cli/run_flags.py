@@ -271,9 +271,10 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def report_run(summary: RunSummary, where: str, err: Console, note: str = "") -> int:
     """Print how a grid run went; returns the exit status the command ends with: 130 when it
     was interrupted, 1 when a cell failed (each failure is listed), else 0."""
-    err.print(
+    err.print(  # one line, never wrapped: a log or a narrow pipe would split it
         f"{summary.ran} cells run, {summary.skipped} already finished, {len(summary.failed)} failed; "
-        f"results in {where}/{note}"
+        f"results in {where}/{note}",
+        soft_wrap=True,
     )
     if summary.busy:
         holders = Counter(skipped.holder for skipped in summary.busy)
@@ -289,7 +290,7 @@ def report_run(summary: RunSummary, where: str, err: Console, note: str = "") ->
         err.print("[yellow]interrupted: finished cells are saved; run the same command again to resume[/yellow]")
         return 130
     for result in summary.failed:
-        err.print(f"[red]failed[/red] {result['cell_id']}: {result['error']['message']}")
+        err.print(f"[red]failed[/red] {result['cell_id']}: {result['error']['message']}", soft_wrap=True)
     if summary.unsaved:
         err.print(
             f"stopped: {summary.unsaved}; the remaining cells would fail the same way", markup=False, soft_wrap=True

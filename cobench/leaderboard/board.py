@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cobench.api import NO_INJECTION
@@ -142,10 +143,11 @@ def choose_rank_metric(agg: list[dict[str, Any]], rank_by: tuple[str, ...]) -> s
     return None
 
 
-def build_board(lb: Leaderboard, registry: Registry | None = None) -> Board:
-    """Collect and validate ``lb``'s results and turn them into ranked rows."""
+def build_board(lb: Leaderboard, registry: Registry | None = None, extra: list[Path] | tuple[Path, ...] = ()) -> Board:
+    """Collect and validate ``lb``'s results (and ``extra`` files, as if they were among them) and
+    turn them into ranked rows."""
     registry = registry or get_plugin_manager().registry
-    coll = collect(lb, registry)
+    coll = collect(lb, registry, extra)
     check_metrics(lb, coll)
     metrics = tuple(dict.fromkeys(METRICS + lb.rank_by + lb.metrics))
     agg = aggregate(coll.rows(), metrics)

@@ -223,17 +223,50 @@ def check(toml_files: tuple[str, ...]) -> None:
 
 
 @leaderboard.command()
+@click.argument("toml_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(),
+    help="The folder to write the site to (new, empty, or a site written before, which is replaced).",
+)
+def site(toml_files: tuple[str, ...], out_dir: str) -> None:
+    """Write every board as one static site (index, pages, plots, CSV and JSON downloads); no training."""
+    from cobench.leaderboard.site import build_site
+    from cobench.leaderboard.spec import load_leaderboard
+
+    report = build_site([load_leaderboard(f) for f in toml_files], Path(out_dir))
+    built = sum(e.built for e in report.entries)
+    _console().print(
+        f"{len(report.entries)} leaderboard(s), {built} built: {report.files} files -> {report.out / 'index.html'}"
+    )
+
+
+@leaderboard.command()
 @click.argument("result_files", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option(
     "--leaderboard",
-    "toml_file",
+    "toml_files",
+    multiple=True,
     type=click.Path(dir_okay=False),
-    help="Also check the results against this leaderboard's protocol and its stored results.",
+    help="Also check the results against this leaderboard's protocol and its stored results (repeatable: "
+    "each file goes to the board whose results folder holds it; with one board, every file does).",
 )
-def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
+@click.option(
+    "--summary",
+    "summary_path",
+    type=click.Path(dir_okay=False),
+    help="Append a Markdown report (each file's verdict, the rows the files add) to this file, "
+    "e.g. $GITHUB_STEP_SUMMARY.",
+)
+def validate(result_files: tuple[str, ...], toml_files: tuple[str, ...], summary_path: str | None) -> None:
     """Check result files (or folders of them) against the result JSON schema and for
     self-contradiction; exit 1 when any file is invalid or inconsistent (a summary line counts them)."""
-    from cobench.store.results import ResultValidationError, read_result, result_problems
+    from cobench.leaderboard.spec import load_leaderboard
+    from cobench.leaderboard.submission import summary_markdown
+    from cobench.leaderboard.submission import validate as check
     from cobench.store.results import result_files as files_under
 
     paths: list[Path] = []
@@ -242,32 +275,24 @@ def validate(result_files: tuple[str, ...], toml_file: str | None) -> None:
         paths += files_under(p) if p.is_dir() else [p]
     if not paths:
         raise CobenchError(f"no result files in {', '.join(result_files)}")
+    report = check(paths, [load_leaderboard(t) for t in toml_files])
+    if summary_path:
+        with open(summary_path, "a", encoding="utf-8") as summary:
+            summary.write(summary_markdown(report))
     err = _console(err=True)
-    invalid = inconsistent = 0
-    for p in paths:
-        try:
-            problems = result_problems(read_result(p, validate=True))
-        except ResultValidationError as exc:
-            invalid += 1
-            err.print(f"invalid {exc.message}", markup=False)
-            continue
-        inconsistent += bool(problems)
-        for problem in problems:
-            err.print(f"inconsistent {p}: {problem}", markup=False)
-    valid = len(paths) - invalid - inconsistent
-    if toml_file and not invalid:
-        from cobench.leaderboard.collect import collect
-        from cobench.leaderboard.spec import load_leaderboard
-
-        collect(load_leaderboard(toml_file), extra=paths)
-    if invalid or inconsistent:
-        err.print(
-            f"{len(paths)} result file(s): {valid} valid, {inconsistent} inconsistent, {invalid} invalid", markup=False
-        )
+    for v in report.verdicts:
+        if v.invalid is not None:
+            err.print(f"invalid {v.invalid}", markup=False)
+        for problem in v.problems:
+            err.print(f"inconsistent {v.path}: {problem}", markup=False)
+    protocol_errors = [c.protocol_error for c in report.boards if c.protocol_error]
+    if protocol_errors:
+        raise CobenchError("; ".join(protocol_errors))
+    if not report.passed:
+        err.print(report.counts(), markup=False)
         sys.exit(1)
-    _console().print(
-        f"{len(paths)} result file(s) valid" + (f"; they follow {toml_file}'s protocol" if toml_file else "")
-    )
+    boards = ", ".join(str(c.lb.path) for c in report.boards)
+    _console().print(f"{len(paths)} result file(s) valid" + (f"; they follow {boards}'s protocol" if boards else ""))
 
 
 @leaderboard.command()

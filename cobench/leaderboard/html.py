@@ -3,6 +3,9 @@ inline script that sorts the tables when a header is clicked, and the plots embe
 base64 PNG. Nothing is fetched from the network.
 
 ``page.html#sort=pgd_acc-desc`` opens the page with every table sorted by that column.
+
+The same page, given :class:`SiteLinks`, is a page of the static site (``cobench leaderboard
+site``): images are then files beside it, and a bar links back to the index and to the downloads.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from dataclasses import dataclass
 
 from cobench.leaderboard.board import Board
 from cobench.leaderboard.render import (
@@ -54,6 +58,8 @@ figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; border: 1px solid 
 figcaption { font-size: .9rem; color: #4a5561; }
 footer { margin-top: 3rem; font-size: .8rem; color: #6b7681; }
 """
+#: added to a site page's style (the bar of links above its heading)
+SITE_CSS = "nav.site { font-size: .9rem; margin-bottom: 1rem; } nav.site a { margin-right: 1rem; }\n"
 
 SCRIPT = """
 (function () {
@@ -206,17 +212,37 @@ def published_html(board: Board) -> list[str]:
     return out
 
 
-def figure_html(png: bytes, alt: str, caption_html: str, attrs: str = "") -> str:
-    """A PNG embedded in the page (it works offline), with its caption."""
-    data = base64.b64encode(png).decode("ascii")
-    return (
-        f'<figure{attrs}><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
-        f"<figcaption>{caption_html}</figcaption></figure>"
-    )
+@dataclass(frozen=True)
+class SiteLinks:
+    """Where a site page finds its neighbours, as relative URLs: the index, the downloads, and
+    the folders its plots and figures are copied to (see :mod:`cobench.leaderboard.site`)."""
+
+    index: str
+    #: (label, href) of each download, e.g. ("CSV", "digits-small-cnn.csv")
+    downloads: tuple[tuple[str, str], ...]
+    plots: str = "plots"
+    #: the figure paths of the board's TOML -> their href
+    figures: tuple[tuple[str, str], ...] = ()
+
+    def figure(self, path: str) -> str:
+        return dict(self.figures)[path]
 
 
-def render_html(board: Board, plots: dict[str, bytes]) -> str:
-    """The page; ``plots`` maps the names of :func:`plots.planned_plots` to PNG bytes."""
+def figure_html(png: bytes | str, alt: str, caption_html: str, attrs: str = "") -> str:
+    """A PNG embedded in the page (it works offline), or, given a URL, linked; with its caption."""
+    src = png if isinstance(png, str) else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return f'<figure{attrs}><img src="{esc(src)}" alt="{esc(alt)}"><figcaption>{caption_html}</figcaption></figure>'
+
+
+def nav_html(links: SiteLinks) -> str:
+    parts = [f'<a href="{esc(links.index)}">All leaderboards</a>']
+    parts += [f'<a href="{esc(href)}" download>Download {esc(label)}</a>' for label, href in links.downloads]
+    return f'<nav class="site">{"".join(parts)}</nav>'
+
+
+def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None = None) -> str:
+    """The page; ``plots`` maps the names of :func:`plots.planned_plots` to PNG bytes. Without
+    ``links`` the page is self-contained (images embedded); with them, a page of the site."""
     from cobench.leaderboard.plots import planned_plots
 
     lb, cov = board.lb, board.coll.coverage()
@@ -227,12 +253,14 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{esc(lb.title)} — cobench leaderboard</title>",
-        f"<style>{CSS}</style>",
+        f"<style>{CSS}{SITE_CSS if links else ''}</style>",
         "</head>",
         "<body>",
         f"<!-- {esc(GENERATED_NOTE)} -->",
-        f"<header><h1>{esc(lb.title)}</h1>",
     ]
+    if links:
+        out.append(nav_html(links))
+    out += [f"<header><h1>{esc(lb.title)}</h1>"]
     if lb.description:
         out.append(f'<p class="description">{esc(lb.description)}</p>')
     out.append("</header>")
@@ -289,16 +317,18 @@ def render_html(board: Board, plots: dict[str, bytes]) -> str:
     if planned:
         out.append('<section id="plots"><h2>Plots</h2>')
         for name, title in planned:
-            out.append(figure_html(plots[name], title, esc(title), f' id="plot-{esc(name[:-4])}"'))
+            image = f"{links.plots}/{name}" if links else plots[name]
+            out.append(figure_html(image, title, esc(title), f' id="plot-{esc(name[:-4])}"'))
         out.append("</section>")
     if lb.figures:
         out.append('<section id="figures"><h2>Figures</h2>')
         for fig_path, caption in lb.figures:
-            out.append(figure_html((lb.root / fig_path).read_bytes(), caption, inline_markdown(caption)))
+            figure = links.figure(fig_path) if links else (lb.root / fig_path).read_bytes()
+            out.append(figure_html(figure, caption, inline_markdown(caption)))
         out.append("</section>")
     out.append(
         f"<footer>cobench leaderboard <code>{esc(lb.name)}</code>; results in "
-        f"<code>{esc(lb.results_rel)}/</code>. Works offline.</footer>"
+        f"<code>{esc(lb.results_rel)}/</code>." + ("" if links else " Works offline.") + "</footer>"
     )
     out.append(f"<script>{SCRIPT}</script>")
     out.append("</body>")

@@ -3,9 +3,11 @@ and keep a failing tracker from failing the training it observes."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from cobench.grid.resolve import resolve_component
@@ -45,6 +47,14 @@ def cell_tags(config: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def grid_group(results_dir: Path, cell_ids: Iterable[str]) -> str:
+    """The grid's name for trackers that group runs (W&B's group, a ``grid`` tag): its results
+    folder's name and a hash of its cells, so a resumed grid keeps its group and another grid in
+    the same folder gets its own."""
+    digest = hashlib.sha256("\n".join(sorted(cell_ids)).encode()).hexdigest()[:8]
+    return f"{Path(results_dir).resolve().name}-{digest}"
+
+
 def run_path(tags: dict[str, str], cell_id: str) -> str:
     """A readable, unique relative path for a cell's run, laid out like its result file."""
     return (
@@ -66,8 +76,10 @@ class CellLoggers:
     """The loggers of one cell. A logger that raises is warned about and dropped for the rest
     of the cell: tracking never fails a training run."""
 
-    def __init__(self, specs: Sequence[dict[str, Any]], cell_id: str, label: str, config: dict[str, Any]):
-        self.cell_id, self.label, self.config = cell_id, label, config
+    def __init__(
+        self, specs: Sequence[dict[str, Any]], cell_id: str, label: str, config: dict[str, Any], group: str = ""
+    ):
+        self.cell_id, self.label, self.config, self.group = cell_id, label, config, group
         registry = get_plugin_manager().registry if specs else None
         self.loggers = [registry.get("loggers", s["name"])(**s["params"]) for s in specs] if registry else []
 
@@ -85,7 +97,7 @@ class CellLoggers:
                 self.loggers.remove(logger)
 
     def start(self) -> None:
-        tags = cell_tags(self.config)
+        tags = cell_tags(self.config) | ({"grid": self.group} if self.group else {})
         self._each(lambda lg: lg.start(self.cell_id, self.label, tags, self.config), "start")
 
     def wrap(self, on_epoch: EpochCallback | None) -> EpochCallback | None:

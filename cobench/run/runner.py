@@ -21,7 +21,7 @@ from cobench.grid.cell import Cell
 from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec
 from cobench.kinds import GRID_KINDS, singular
-from cobench.loggers.tracking import CellLoggers, check_loggers
+from cobench.loggers.tracking import CellLoggers, check_loggers, grid_group
 from cobench.options import NoProgress, Progress, RunOptions
 from cobench.params import component_problems
 from cobench.plugins import Registry, get_plugin_manager
@@ -126,7 +126,7 @@ def execute_cell(
     options = RunOptions.of(options)
     started, t0 = now(), time.perf_counter()
     device = torch.device("cpu")
-    loggers = CellLoggers(options.loggers, cell.cell_id, cell.label, cell.config())
+    loggers = CellLoggers(options.loggers, cell.cell_id, cell.label, cell.config(), group=options.run_group)
     try:
         device = resolve_device(options.device)
         loggers.start()
@@ -500,7 +500,11 @@ class Runner:
                 progress.notice,
                 given_up,
             )
-            options = replace(self.options, executor=self.executor_name)  # recorded in each result
+            options = replace(  # the executor is recorded in each result; the group names the grid to trackers
+                self.options,
+                executor=self.executor_name,
+                run_group=self.options.run_group or grid_group(self.results_dir, [c.cell_id for c, _, _ in plan]),
+            )
             results = iter(executor.run(claimed, execute_cell, options, progress))
             try:
                 for cell, result in results:
