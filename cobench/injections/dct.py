@@ -17,9 +17,14 @@ from cobench.injections.base import CarrierInjection
 from cobench.injections.carriers import dct_carriers, pm_carriers
 
 PAPER = "Ortiz-Jimenez, de Jorge, Sanyal, Bibi, Dokania, Frossard, Rogez & Torr, TMLR 2023"
+#: the strength co_features' injected-feature scripts run at without arguments
+#: (config/injected_feature_cifar_{fgsm,nfgsm,gradalign,pgd}_train/config.yaml: ``beta: 8``, /255)
+REFERENCE_BETA = 8.0
+REFERENCE_BETA_SOURCE = "co_features' configs (config/injected_feature_cifar_*_train/config.yaml: beta: 8)"
 
 __all__ = [
     "CarrierInjection",
+    "DCTInjection",
     "LowFrequency",
     "HighFrequency",
     "LowFrequencySub",
@@ -29,7 +34,14 @@ __all__ = [
 ]
 
 
-class LowFrequency(CarrierInjection):
+class DCTInjection(CarrierInjection):
+    """The paper's DCT-sign carriers: without a beta they run at its configs' ``beta: 8``."""
+
+    default_beta = REFERENCE_BETA
+    default_beta_source = REFERENCE_BETA_SOURCE
+
+
+class LowFrequency(DCTInjection):
     """x + beta * V[y], V[c] = sign of the c-th lowest-frequency 2-D DCT basis (zig-zag order)."""
 
     name = "low-freq"
@@ -42,7 +54,7 @@ class LowFrequency(CarrierInjection):
         return dct_carriers(ctx.num_classes, ctx.image_shape, band="low", skip_dc=self.skip_dc)
 
 
-class HighFrequency(CarrierInjection):
+class HighFrequency(DCTInjection):
     """x + beta * V[y], V[c] = sign of the c-th highest-frequency 2-D DCT basis (zig-zag order from the top)."""
 
     name = "high-freq"
@@ -52,7 +64,7 @@ class HighFrequency(CarrierInjection):
         return dct_carriers(ctx.num_classes, ctx.image_shape, band="high")
 
 
-class LowFrequencyPM(CarrierInjection):
+class LowFrequencyPM(DCTInjection):
     """x + beta * V[y] with the paper's CIFAR-10 +-carrier: ceil(K/2) low DCT signs, class c+K/2 gets -V[c]."""
 
     name = "low-freq-pm"
