@@ -1,10 +1,13 @@
 """Class-wise DCT-sign injections of Ortiz-Jimenez, de Jorge et al. (TMLR 2023).
 
-``low-freq``/``high-freq`` use the K lowest/highest non-DC frequencies in zig-zag order
-(``low-freq`` is ``create_general_linf_carrier`` of the paper's ``data/injection.py``, which
-none of its training scripts calls); ``low-freq-pm`` is the carrier of every CIFAR-10
-experiment in the paper's code (``create_linf_carrier``: 5 frequencies, classes c and c+5 get
-opposite signs). The ``-sub`` variants inject ``x - beta * V[y]``.
+``low-freq``/``high-freq`` use the K lowest/highest non-DC frequencies in zig-zag order, one
+DCT coefficient per class: cobench's carriers. ``low-freq`` is modelled on
+``create_general_linf_carrier`` of the paper's ``data/injection.py`` (which none of its training
+scripts calls) but is not what that function computes: its ``matrix[:, j] = 1.0`` with the tuple
+``j = (u, v)`` sets two whole rows of coefficients, not the coefficient (u, v), so its carriers
+differ from these in about half of the pixels (docs/fidelity.md). ``low-freq-pm`` is the carrier
+of every CIFAR-10 experiment in the paper's code (``create_linf_carrier``: 5 frequencies,
+classes c and c+5 get opposite signs). The ``-sub`` variants inject ``x - beta * V[y]``.
 """
 
 from __future__ import annotations
