@@ -133,6 +133,11 @@ class Injection(Component):
     #: ``False`` for injections that ignore ``ctx.beta`` (data transforms such as ``low-pass``):
     #: their cells get no beta axis, like ``none``'s, so ``--beta 4,8,16`` makes one cell, not three
     uses_beta: ClassVar[bool] = True
+    #: the beta (/255) a grid that names this injection but gives no beta runs at, where the
+    #: injection's reference has a default (``None``: no reference default, such a grid is refused)
+    default_beta: ClassVar[float | None] = None
+    #: where ``default_beta`` comes from, for the line that tells the user it was taken
+    default_beta_source: ClassVar[str] = ""
 
     def prepare(self, ctx: InjectionContext, train_x: Tensor, train_y: Tensor) -> None:
         self.ctx = ctx

@@ -112,7 +112,7 @@ def search_boundaries(
 
     validate(spec, min_rate=min_rate, eps_step=eps_step, beta_step=beta_step, two_d=two_d)
     for injection in spec.injections:  # planes() reads beta 0 for an injection given no --beta: refuse it first
-        grid_betas(spec, get_plugin_manager().registry, injection)
+        grid_betas(spec, get_plugin_manager().registry, injection, reference_default=False)
     runs = [
         PlaneSearch(
             p,

@@ -95,10 +95,13 @@ def run(
     With no arguments, runs the default grid on the embedded digits dataset and prints
     the summary table. GRID_FILE is a TOML grid; command-line flags override it.
     """
+    from cobench.grid.resolve import default_beta_notes
     from cobench.run.runner import Runner
 
     runner = Runner(spec, results_dir, options=options, executor=executor, executor_options=executor_options)
     out, err = stdout(), stderr()
+    for note in default_beta_notes(spec, get_plugin_manager().registry):  # stderr: --json stays parseable
+        err.print(f"note: {escape(note)}", soft_wrap=True)
     if dry_run:
         from cobench.run.claims import live_holder
 

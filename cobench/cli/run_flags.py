@@ -157,6 +157,11 @@ def grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
         values = {field: parse_list(kwargs.pop(field), what=flag) for field, flag in _LIST_FLAGS.items()}
         values.update({field: kwargs.pop(field) for field in _VALUE_FLAGS})
         spec.override(**values)
+        if params:  # an unknown component first: a --param naming a valid one would hide it
+            from cobench.grid.resolve import check_component_names
+            from cobench.plugins import get_plugin_manager
+
+            check_component_names(spec, get_plugin_manager().registry)
         spec.set_params(params)
         return command(*args, spec=spec, results_dir=results_dir, **kwargs)
 

@@ -78,18 +78,41 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
     return cells
 
 
-def grid_betas(spec: GridSpec, registry: Registry, injection: str) -> list[float]:
+def grid_betas(spec: GridSpec, registry: Registry, injection: str, reference_default: bool = True) -> list[float]:
     """The betas ``injection``'s cells run at: ``[0.0]`` for one that ignores beta (``none``,
-    ``low-pass``); the grid's betas for one that adds ``beta * V[y]``, which refuses to run when
-    no beta was given (the old default, beta 0, injected nothing without a word)."""
-    if not registry.get("injections", split_spec(injection)[0]).uses_beta:
+    ``low-pass``); the grid's betas for one that adds ``beta * V[y]``. Given no beta, such an
+    injection runs at its reference's default (``default_beta``: the paper's DCT carriers take
+    co_features' ``beta: 8``, see :func:`default_beta_notes`) and one without a reference default
+    is refused (the old default, beta 0, injected nothing without a word); so is every injection
+    when ``reference_default`` is false."""
+    cls = registry.get("injections", split_spec(injection)[0])
+    if not cls.uses_beta:
         return [0.0]
     if spec.betas is None:
+        if reference_default and cls.default_beta is not None:
+            return [float(cls.default_beta)]
         raise ConfigError(
-            f"injection {injection!r} adds beta * V[y] but no strength was given: add --beta "
-            "(in /255 units, e.g. --beta 8) or betas = [8] to the grid file"
+            f"injection {injection!r} adds beta * V[y] but no strength was given"
+            + ("" if cls.default_beta is None else " (a search needs the betas it searches)")
+            + ": add --beta (in /255 units, e.g. --beta 8) or betas = [8] to the grid file"
         )
     return spec.betas
+
+
+def default_beta_notes(spec: GridSpec, registry: Registry) -> list[str]:
+    """One line per injection of ``spec`` that runs at its reference's default beta because the
+    grid gives none (what ``cobench run`` prints before it plans)."""
+    if spec.betas is not None:
+        return []
+    notes = []
+    for injection in spec.injections:
+        cls = registry.get("injections", split_spec(injection)[0])
+        if cls.uses_beta and cls.default_beta is not None:
+            notes.append(
+                f"injection {injection!r} given no --beta: taking beta {cls.default_beta:g}/255, the default of "
+                f"{cls.default_beta_source}; --beta sets another, --beta 0 injects nothing"
+            )
+    return notes
 
 
 def protocol_evaluator(spec: GridSpec, part: dict[str, Any], name: str, eps255: float) -> dict[str, Any]:
@@ -104,11 +127,18 @@ def protocol_evaluator(spec: GridSpec, part: dict[str, Any], name: str, eps255: 
     return {"name": part["name"], "params": {**part["params"], **fixed}}
 
 
-def check_names(spec: GridSpec, registry: Registry) -> None:
-    """Every component and every overridden parameter exists (the error lists the valid ones)."""
+def check_component_names(spec: GridSpec, registry: Registry) -> None:
+    """Every component of the grid exists (the error lists the valid ones). The command line checks
+    this before it reads ``--param``, so an unknown name is reported rather than a ``--param``
+    that names a valid component the grid lacks."""
     for kind in GRID_KINDS:
         for name in getattr(spec, kind):
             registry.get(kind, split_spec(name)[0])
+
+
+def check_names(spec: GridSpec, registry: Registry) -> None:
+    """Every component and every overridden parameter exists (the error lists the valid ones)."""
+    check_component_names(spec, registry)
     for kind, comps in spec.params.items():
         for comp, params in comps.items():
             valid = registry.get(kind, split_spec(comp)[0]).parameters()

@@ -1,10 +1,13 @@
 """Class-wise DCT-sign injections of Ortiz-Jimenez, de Jorge et al. (TMLR 2023).
 
-``low-freq``/``high-freq`` use the K lowest/highest non-DC frequencies in zig-zag order
-(``low-freq`` is ``create_general_linf_carrier`` of the paper's ``data/injection.py``, which
-none of its training scripts calls); ``low-freq-pm`` is the carrier of every CIFAR-10
-experiment in the paper's code (``create_linf_carrier``: 5 frequencies, classes c and c+5 get
-opposite signs). The ``-sub`` variants inject ``x - beta * V[y]``.
+``low-freq``/``high-freq`` use the K lowest/highest non-DC frequencies in zig-zag order, one
+DCT coefficient per class: cobench's carriers. ``low-freq`` is modelled on
+``create_general_linf_carrier`` of the paper's ``data/injection.py`` (which none of its training
+scripts calls) but is not what that function computes: its ``matrix[:, j] = 1.0`` with the tuple
+``j = (u, v)`` sets two whole rows of coefficients, not the coefficient (u, v), so its carriers
+differ from these in about half of the pixels (docs/fidelity.md). ``low-freq-pm`` is the carrier
+of every CIFAR-10 experiment in the paper's code (``create_linf_carrier``: 5 frequencies,
+classes c and c+5 get opposite signs). The ``-sub`` variants inject ``x - beta * V[y]``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,14 @@ from cobench.injections.base import CarrierInjection
 from cobench.injections.carriers import dct_carriers, pm_carriers
 
 PAPER = "Ortiz-Jimenez, de Jorge, Sanyal, Bibi, Dokania, Frossard, Rogez & Torr, TMLR 2023"
+#: the strength co_features' injected-feature scripts run at without arguments
+#: (config/injected_feature_cifar_{fgsm,nfgsm,gradalign,pgd}_train/config.yaml: ``beta: 8``, /255)
+REFERENCE_BETA = 8.0
+REFERENCE_BETA_SOURCE = "co_features' configs (config/injected_feature_cifar_*_train/config.yaml: beta: 8)"
 
 __all__ = [
     "CarrierInjection",
+    "DCTInjection",
     "LowFrequency",
     "HighFrequency",
     "LowFrequencySub",
@@ -29,7 +37,14 @@ __all__ = [
 ]
 
 
-class LowFrequency(CarrierInjection):
+class DCTInjection(CarrierInjection):
+    """The paper's DCT-sign carriers: without a beta they run at its configs' ``beta: 8``."""
+
+    default_beta = REFERENCE_BETA
+    default_beta_source = REFERENCE_BETA_SOURCE
+
+
+class LowFrequency(DCTInjection):
     """x + beta * V[y], V[c] = sign of the c-th lowest-frequency 2-D DCT basis (zig-zag order)."""
 
     name = "low-freq"
@@ -42,7 +57,7 @@ class LowFrequency(CarrierInjection):
         return dct_carriers(ctx.num_classes, ctx.image_shape, band="low", skip_dc=self.skip_dc)
 
 
-class HighFrequency(CarrierInjection):
+class HighFrequency(DCTInjection):
     """x + beta * V[y], V[c] = sign of the c-th highest-frequency 2-D DCT basis (zig-zag order from the top)."""
 
     name = "high-freq"
@@ -52,7 +67,7 @@ class HighFrequency(CarrierInjection):
         return dct_carriers(ctx.num_classes, ctx.image_shape, band="high")
 
 
-class LowFrequencyPM(CarrierInjection):
+class LowFrequencyPM(DCTInjection):
     """x + beta * V[y] with the paper's CIFAR-10 +-carrier: ceil(K/2) low DCT signs, class c+K/2 gets -V[c]."""
 
     name = "low-freq-pm"

@@ -38,6 +38,8 @@ class Perpendicular(CarrierInjection):
 
     name = "perp"
     paper = "Ortiz-Jimenez, de Jorge et al., TMLR 2023 (inject_perp_feature in their code)"
+    # no default_beta: the script's hydra config (config/injected_perp_feature_cifar_fgsm_train)
+    # is not in the repository (co_features @ff9292f), so its beta has no reference default
 
     def __init__(self, carrier: str = "low-freq-pm", seed: int = 0, projection: str = "qr"):
         if carrier not in CARRIER_KINDS:

@@ -31,6 +31,9 @@ class GAT(Method):
     (together with a learning-rate drop); we apply the same factor from 86% of the epochs on
     (``boost``/``boost_from``). Defaults are the reference's CIFAR-10 values at 8/255 (B = 4/255 =
     eps/2, step 8/255, lam = 10); they are stated relative to eps and no eps rule is published.
+    The reference clamps its perturbation to a hard-coded +-8/255 (``GAT_cifar10.py`` line 198,
+    ``torch.clamp(delta,-8.0/255.0,8.0/255)``) whatever its eps; we project to the cell's eps, so
+    the two agree at 8/255 only (at 16/255 the reference never trains beyond 8/255).
     """
 
     name = "gat"

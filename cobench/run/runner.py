@@ -83,20 +83,20 @@ def load_compact(spec: dict[str, Any], options: RunOptions) -> DataSplits:
     """A dataset component's splits as this process caches them (images uint8 where lossless, see
     :func:`compact`), checked: for whatever needs only shapes, or places the data itself."""
     data = _load_dataset(json.dumps(spec, sort_keys=True), options.data_dir, options.download)
+    name = dataset_name(spec, options.data_dir)
     for split in ("train", "test"):
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
             raise CobenchError(
-                f"dataset {spec['name']!r} returned a malformed {split} split: x {tuple(x.shape)}, y {tuple(y.shape)}"
+                f"dataset {name} returned a malformed {split} split: x {tuple(x.shape)}, y {tuple(y.shape)}"
             )
-    name = spec["name"]
     if data.num_classes < 2:
-        raise CobenchError(f"dataset {name!r} has {data.num_classes} class(es); classification needs at least 2")
+        raise CobenchError(f"dataset {name} has {data.num_classes} class(es); classification needs at least 2")
     if len(data.train_x) < 2:
-        raise CobenchError(f"dataset {name!r} has {len(data.train_x)} training image(s); training needs at least 2")
+        raise CobenchError(f"dataset {name} has {len(data.train_x)} training image(s); training needs at least 2")
     if min(data.train_x.shape[-2:]) < MIN_IMAGE_SIDE:
         raise CobenchError(
-            f"dataset {name!r} has {data.train_x.shape[-2]}x{data.train_x.shape[-1]}-pixel images; "
+            f"dataset {name} has {data.train_x.shape[-2]}x{data.train_x.shape[-1]}-pixel images; "
             f"cobench needs at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (the injections' carriers need "
             "frequencies, attacks need pixels)"
         )
@@ -105,6 +105,17 @@ def load_compact(spec: dict[str, Any], options: RunOptions) -> DataSplits:
 
 #: the smallest image side a dataset may have
 MIN_IMAGE_SIDE = 4
+
+
+def dataset_name(spec: dict[str, Any], data_dir: str) -> str:
+    """The dataset as an error names it: ``'npz' read from '/data/x.npz'`` for one read from a
+    file or folder (a ``path`` parameter: ``npz``, ``imagefolder``), else its quoted name."""
+    from cobench.datasets.common import resolve_path
+
+    path = spec.get("params", {}).get("path")
+    if isinstance(path, str) and path:
+        return f"{spec['name']!r} read from {str(resolve_path(path, data_dir))!r}"
+    return repr(spec["name"])
 
 
 @lru_cache(maxsize=4)

@@ -1,4 +1,5 @@
-"""Attack steps alone: cobench's training perturbations equal the reference attacks' to 1e-6."""
+"""Attack steps alone: cobench's training perturbations equal the reference attacks' to 1e-6
+(in float64, as every parity test: see conftest.py)."""
 
 from __future__ import annotations
 

@@ -41,10 +41,38 @@ CASES = [
         2,
         ["datasets.imagefolder.crop_padding = -3: expected >= -1"],
     ),
-    (["--datasets", "{one_class}"], 2, ["has 1 class(es)", "at least 2"]),
-    (["--datasets", "{one_image}", "--param", "datasets.npz.num_classes=2"], 2, ["has 1 training image(s)"]),
-    (["--datasets", "{two_pixels}"], 2, ["2x2-pixel images", "at least 4x4"]),
+    # the dataset errors name the file or folder they read (issue 32)
+    (["--datasets", "{one_class}"], 2, ["dataset 'npz' read from '{dir}/c.npz' has 1 class(es)", "at least 2"]),
+    (
+        ["--datasets", "{one_image}", "--param", "datasets.npz.num_classes=2"],
+        2,
+        ["dataset 'npz' read from '{dir}/i.npz' has 1 training image(s)"],
+    ),
+    (["--datasets", "{two_pixels}"], 2, ["dataset 'npz' read from '{dir}/p.npz' has 2x2-pixel images", "at least 4x4"]),
+    (
+        ["--datasets", "imagefolder:{one_class_folder}"],
+        2,
+        ["dataset 'imagefolder' read from '{dir}/one' has 1 class(es)", "at least 2"],
+    ),
+    (
+        ["--datasets", "imagefolder:{two_pixel_folder}"],
+        2,
+        ["dataset 'imagefolder' read from '{dir}/tiny' has 2x2-pixel images", "at least 4x4"],
+    ),
 ]
+
+
+def image_folder(root, classes: int = 1, side: int = 8) -> str:
+    """``root/{train,test}/c{k}/{0,1}.png``: two grey images of ``side`` pixels per class and split."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for k in range(classes):
+            folder = root / split / f"c{k}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.new("L", (side, side), color=40 * i + 10 * k).save(folder / f"{i}.png")
+    return str(root)
 
 
 @pytest.mark.parametrize("extra, status, words", CASES, ids=[" ".join(c[0]) for c in CASES])
@@ -55,10 +83,13 @@ def test_bad_value_is_refused_before_training(tmp_path, monkeypatch, extra, stat
         "one_class": npz(tmp_path / "c.npz", classes=1),
         "one_image": npz(tmp_path / "i.npz", n_train=1),
         "two_pixels": npz(tmp_path / "p.npz", side=2),
+        "one_class_folder": image_folder(tmp_path / "one"),
+        "two_pixel_folder": image_folder(tmp_path / "tiny", classes=2, side=2),
     }
+    monkeypatch.setenv("COLUMNS", "400")  # the message whole on one line, however long tmp_path is
     out = cli_run([*TINY, *(a.format(**places) for a in extra)])
     assert out.exit_code == status, out.output
-    assert all(w in out.output for w in words), out.output
+    assert all(w.format(**places) in out.output for w in words), out.output
     assert "Traceback" not in out.output
     assert not list(tmp_path.rglob("*.json")), "nothing may be trained"
 

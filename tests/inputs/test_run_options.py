@@ -130,7 +130,10 @@ def test_an_unreachable_ray_address_is_named_instead_of_hanging(address):
     assert f"--ray-address {address!r}: cannot reach the Ray cluster" in info.value.message
 
 
+@pytest.mark.extras
 def test_an_unreachable_ray_address_fails_the_run_before_training(tmp_path, monkeypatch):
+    # without the extra the run stops earlier, at "install cobench[ray]" (tests/scale/test_executors.py)
+    pytest.importorskip("ray", reason="needs the ray extra: pip install -e '.[ray]'")
     monkeypatch.chdir(tmp_path)
     out = cli_run([*TINY, "--executor", "ray", "--ray-address", "127.0.0.1:1"])
     assert out.exit_code == 2 and "cannot reach the Ray cluster" in out.output, out.output

@@ -55,6 +55,19 @@ def lb_cli(args: list[str]):
     return cli_run(["leaderboard", *args])
 
 
+@pytest.fixture
+def tables_only(monkeypatch):
+    """Renders without the figures, for tests that check rows, tables and messages only: drawing the
+    tiny board's five PNGs is about 95 % of a render (tests/leaderboard/test_plots.py, test_render.py
+    and test_html.py check the figures)."""
+    from cobench.leaderboard.plots import planned_plots
+
+    blank = b"\x89PNG\r\n\x1a\n"  # the pages still link every planned figure
+    monkeypatch.setattr(
+        "cobench.leaderboard.outputs.render_plots", lambda board: {name: blank for name, _ in planned_plots(board)}
+    )
+
+
 @pytest.fixture(scope="session")
 def built_tiny(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny-leaderboard")

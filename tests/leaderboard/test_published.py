@@ -50,12 +50,14 @@ def render(toml):
     )
 
 
+@pytest.mark.usefixtures("tables_only")  # tables and text only: figures are checked elsewhere
 def test_a_board_without_published_figures_has_no_published_columns(tiny):
     _, md, rows, doc, page = render(tiny)
     assert "published" not in md.lower() and "published" not in rows[0] and "published" not in doc
     assert 'id="published"' not in page
 
 
+@pytest.mark.usefixtures("tables_only")  # tables and text only: figures are checked elsewhere
 def test_published_figures_render_beside_cobench_with_the_difference(tiny):
     tiny.write_text(tiny.read_text() + FIGURES)
     lb, md, rows, doc, page = render(tiny)

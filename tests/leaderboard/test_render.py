@@ -67,6 +67,7 @@ def test_build_renders_every_output_and_resumes(tiny):
     assert stale_files(lb) == []
 
 
+@pytest.mark.usefixtures("tables_only")  # rows and text only: figures are checked below
 def test_table_is_mean_and_std_over_seeds_of_the_stored_results(tiny):
     """Editing stored results changes the table, to hand-computed values."""
     s0, s1 = find_result(tiny, "fgsm", 8.0, seed=0)[0], find_result(tiny, "fgsm", 8.0, seed=1)[0]
@@ -96,6 +97,7 @@ def test_table_is_mean_and_std_over_seeds_of_the_stored_results(tiny):
     assert doc["ranked_by"] == "pgd_acc"  # autoattack_acc is not reported by every row
 
 
+@pytest.mark.usefixtures("tables_only")  # rows and text only: figures are checked below
 def test_cost_relative_to_fgsm_and_median_co_epoch(tiny):
     for seed, t in ((0, 0.010), (1, 0.030)):
         edit_result(find_result(tiny, "fgsm", 16.0, seed=seed)[0], lambda d, t=t: d["cost"].update(time_per_step_s=t))
@@ -111,6 +113,7 @@ def test_cost_relative_to_fgsm_and_median_co_epoch(tiny):
     assert row[COL["time"]] == "60.0 ms" and row[COL["source"]].startswith("built here")
 
 
+@pytest.mark.usefixtures("tables_only")  # rows and text only: figures are checked below
 def test_rows_are_ranked_by_robust_accuracy_within_each_eps(tiny):
     for p in find_result(tiny, "fgsm", 8.0):
         edit_result(p, lambda d: d["metrics"].update(pgd_acc=0.01))
@@ -160,6 +163,7 @@ def test_plots_are_real_pictures(tiny):
         assert len(colours) > 20, p.name
 
 
+@pytest.mark.usefixtures("tables_only")  # rows and text only: figures are checked below
 def test_third_party_submission_of_a_new_method_joins_the_table(tiny, tmp_path):
     """A result of a method the leaderboard does not define, under its protocol, is a new row."""
     mine = tmp_path / "my-results"
@@ -200,6 +204,7 @@ def test_third_party_submission_of_a_new_method_joins_the_table(tiny, tmp_path):
         ),
     ],
 )
+@pytest.mark.usefixtures("tables_only")  # rows and text only: figures are checked below
 def test_submissions_under_another_protocol_are_rejected(tiny, mutate, fragment):
     src = find_result(tiny, "fgsm", 8.0, seed=0)[0]
     data = json.loads(src.read_text())
@@ -217,6 +222,7 @@ def test_submissions_under_another_protocol_are_rejected(tiny, mutate, fragment)
     assert out.exit_code == 2 and str(bad) in out.output and fragment in out.output, out.output
 
 
+@pytest.mark.usefixtures("tables_only")  # rows and text only: figures are checked below
 def test_a_grid_method_with_other_parameters_is_rejected(tiny):
     src = find_result(tiny, "fgsm", 8.0, seed=0)[0]
     data = json.loads(src.read_text())
@@ -232,6 +238,7 @@ def test_a_grid_method_with_other_parameters_is_rejected(tiny):
     )
 
 
+@pytest.mark.usefixtures("tables_only")  # rows and text only: figures are checked below
 def test_duplicate_results_are_rejected(tiny):
     src = result_paths(tiny)[0]
     copy = src.with_name("copy-of-" + src.name)
@@ -306,6 +313,7 @@ def test_protocol_lines_shorten_sha256_digests_but_keep_other_strings():
     assert text == 'fingerprints={"test_batch": "sha256:abababababab..."}, n=3, name="sha256:short"'
 
 
+@pytest.mark.usefixtures("tables_only")  # rows and text only: figures are checked below
 def test_the_coverage_line_states_the_wall_time_the_grid_cells_recorded(tiny):
     """Each cell's last run, plus what a resumed cell's interrupted runs had trained."""
     paths = result_paths(tiny)
@@ -319,6 +327,7 @@ def test_the_coverage_line_states_the_wall_time_the_grid_cells_recorded(tiny):
     assert json.loads(tiny.with_suffix(".json").read_text())["coverage"]["grid_wall_hours"] == hours
 
 
+@pytest.mark.usefixtures("tables_only")  # rows and text only: figures are checked below
 def test_the_build_time_counts_the_searches_behind_the_grid_once_per_cell(tiny):
     """``searches`` names the result folders of the searches that chose the grid (a boundary
     search): their cells' time is stated beside the grid's, and a search cell the board reuses

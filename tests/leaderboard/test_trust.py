@@ -16,6 +16,9 @@ from cobench.store.digest import with_digest
 from cobench.store.weights import WeightsRecord, WeightsStore
 from tests.leaderboard.conftest import find_result, lb_cli
 
+# rows, tables and messages only: the figures are drawn and checked elsewhere (conftest.tables_only)
+pytestmark = pytest.mark.usefixtures("tables_only")
+
 
 def forge(tiny, method: str = "forged-method", redigest: bool = False, name_in_table: str | None = None) -> None:
     """The issue's forgery: a method installed nowhere, clean/FGSM/PGD = 99 %, cell_id recomputed."""

@@ -122,8 +122,9 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
 
 @pytest.mark.ray
+@pytest.mark.extras
 def test_ray_grid_on_a_local_cpu_instance(tmp_path, local_reference, monkeypatch):
-    pytest.importorskip("ray")
+    pytest.importorskip("ray", reason="needs the ray extra: pip install -e '.[ray]'")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     summary = Runner(
         tiny_grid_spec(["fgsm", "n-fgsm"]),

@@ -77,7 +77,7 @@ def test_a_cell_sigkilled_mid_training_resumes_from_its_checkpoint(tmp_path):
         "--eps",
         "8",
         "--epochs",
-        "12",
+        "6",
         "--evaluators",
         "clean,co",
         "--param",
@@ -108,7 +108,7 @@ def test_a_cell_sigkilled_mid_training_resumes_from_its_checkpoint(tmp_path):
     assert not results(res), "the kill should land mid-cell"
     (ckpt,) = checkpoints.glob("*.pt")
     killed_at = torch.load(ckpt, weights_only=True)["epoch"]
-    assert 1 <= killed_at < 12
+    assert 1 <= killed_at < 6
     again = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     (a,), (b,) = results(tmp_path / "a").values(), results(res).values()

@@ -17,7 +17,8 @@ from cobench.run.runner import Runner
 from cobench.testing import tiny_grid_spec
 from tests.scale.test_executors import cells, curves, sleepy_work
 
-submitit = pytest.importorskip("submitit")
+pytestmark = pytest.mark.extras
+submitit = pytest.importorskip("submitit", reason="needs the slurm extra: pip install -e '.[slurm]'")
 
 
 def logged_work(config: dict, log: str, on_epoch=None) -> dict:

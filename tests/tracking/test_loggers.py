@@ -17,8 +17,9 @@ from cobench.store.results import iter_results
 from cobench.testing import tiny_grid_spec
 from tests.boundary.oracle_plugin import TinyParts
 
-pytest.importorskip("tensorboard")
-pytest.importorskip("mlflow")
+pytestmark = pytest.mark.extras
+pytest.importorskip("tensorboard", reason="needs the tensorboard extra: pip install -e '.[tensorboard]'")
+pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install -e '.[mlflow]'")
 
 
 def logged_run(tmp, pm, loggers):
