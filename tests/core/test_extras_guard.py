@@ -12,7 +12,7 @@ from cobench.grid.spec import tomllib  # tomli before Python 3.11
 ROOT = Path(__file__).resolve().parents[2]
 
 #: the importable module of each optional extra of pyproject.toml
-EXTRA_MODULES = {"ray": "ray", "slurm": "submitit", "tensorboard": "tensorboard", "mlflow": "mlflow"}
+EXTRA_MODULES = {"ray": "ray", "slurm": "submitit", "tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 def test_every_extra_of_pyproject_has_its_module_here():
@@ -40,4 +40,5 @@ def test_a_test_that_needs_an_extra_skips_with_its_reason_and_is_marked():
         "tests/scale/test_executors.py",
         "tests/scale/test_submitit.py",
         "tests/tracking/test_loggers.py",
+        "tests/tracking/test_wandb.py",
     } <= set(found)

@@ -103,6 +103,7 @@ def offline(tmp_path_factory):
     reset_plugin_manager()
 
 
+@pytest.mark.extras
 def test_one_offline_run_per_cell_named_by_cell_id_grouped_by_grid(offline):
     tmp, results, runs = offline
     assert sorted(r["name"] for r in runs) == sorted(results)
@@ -112,6 +113,7 @@ def test_one_offline_run_per_cell_named_by_cell_id_grouped_by_grid(offline):
     assert all(r["exit_code"] == 0 for r in runs)
 
 
+@pytest.mark.extras
 def test_offline_runs_hold_config_curves_and_final_metrics(offline):
     _, results, runs = offline
     for run in runs:
