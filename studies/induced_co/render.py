@@ -164,7 +164,7 @@ def curves_figure(cells: list[StudyCell]) -> bytes:
     for ax, c in zip(axes.flat, cells):
         epochs = c.curves["epoch"]
         for key, (label, colour, style) in styles.items():
-            if key in c.curves:
+            if key in c.curves and (c.beta or key != "probe_carrier_acc"):  # beta 0 has no carrier
                 ax.plot(epochs, c.curves[key], style, color=colour, label=label, linewidth=1.2)
         if c.co_epoch is not None:
             ax.axvline(c.co_epoch, color="black", linestyle=":", linewidth=1)
