@@ -38,7 +38,7 @@ from cobench.grid.spec import TrainingConfig
 from cobench.methods import cure, elle, llr
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
-from cobench.run.runner import load_dataset
+from cobench.run.dataset_cache import load_dataset
 from cobench.run.training import CellParts, Normalize, train
 
 

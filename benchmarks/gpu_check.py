@@ -58,8 +58,10 @@ from cobench.grid.resolve import resolve  # noqa: E402
 from cobench.grid.spec import GridSpec  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
+from cobench.run.cell_worker import execute_cell  # noqa: E402
+from cobench.run.dataset_cache import load_dataset  # noqa: E402
 from cobench.run.device import CUBLAS_WORKSPACE, resolve_device  # noqa: E402
-from cobench.run.runner import Runner, execute_cell, load_dataset  # noqa: E402
+from cobench.run.runner import Runner  # noqa: E402
 
 DATASET = "cifar10"
 DATASET_PARAMS = ("datasets.cifar10.verify_checksums=false",)

@@ -49,8 +49,9 @@ from cobench.grid.resolve import resolve  # noqa: E402
 from cobench.grid.spec import GridSpec  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
+from cobench.run.dataset_cache import load_dataset  # noqa: E402
 from cobench.run.device import resolve_device  # noqa: E402
-from cobench.run.runner import Runner, load_dataset  # noqa: E402
+from cobench.run.runner import Runner  # noqa: E402
 from cobench.run.training import Normalize  # noqa: E402
 
 

@@ -35,9 +35,9 @@ from cobench.attacks import pgd_until_fooled
 from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec
 from cobench.plugins import get_plugin_manager
+from cobench.run.cell_worker import execute_cell
 from cobench.run.device import resolve_device
 from cobench.run.evaluation import evaluation_mode
-from cobench.run.runner import execute_cell
 
 TRAINED: dict[str, Any] = {}
 

@@ -351,7 +351,7 @@ class Executor(Component):
     everything at once may take ``list(cells)``.
     ``run`` calls ``work(cell.config(), options[, on_epoch])`` for each cell, wherever it
     likes (in-process, a process pool, a cluster): ``work`` is a picklable module-level
-    function (:func:`cobench.run.runner.execute_cell`) that never raises for a failing cell but
+    function (:func:`cobench.run.cell_worker.execute_cell`) that never raises for a failing cell but
     returns a ``failed`` result. ``options`` is the run's frozen
     :class:`~cobench.options.RunOptions` (an executor may hand a worker a copy with another
     ``device``); ``progress`` is the driver's :class:`~cobench.options.Progress`, whose

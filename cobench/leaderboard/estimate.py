@@ -29,8 +29,8 @@ from cobench.grid.cell import Cell
 from cobench.leaderboard.spec import Leaderboard
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
+from cobench.run.dataset_cache import load_compact
 from cobench.run.device import resolve_device, seed_everything, true_fp32
-from cobench.run.runner import load_compact
 from cobench.run.training import CellParts, Normalize, sync, train
 
 #: evaluators whose final attack is timed, and the parameters that give (steps, restarts, samples)

@@ -28,9 +28,9 @@ from cobench.leaderboard.spec import Leaderboard
 from cobench.leaderboard.verification import record_path
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
+from cobench.run.cell_worker import build_parts
 from cobench.run.device import resolve_device, seed_everything
 from cobench.run.evaluation import run_evaluators
-from cobench.run.runner import build_parts
 from cobench.store.provenance import machine_record
 from cobench.store.weights import (
     BEST,

@@ -18,13 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cobench.api import Batch, DataSplits, EvalContext, Evaluator, Injection, Method, StepContext, TrainSetup
+from cobench.api import Batch, Method, StepContext, TrainSetup
 from cobench.errors import ConfigError, NonFiniteLossError
 from cobench.grid.spec import CellTraining
 from cobench.options import RunOptions
 from cobench.run.checkpoints import CellCheckpoint, check_resume_device, restore_rng_states, rng_states, to_device
 from cobench.run.evaluation import run_evaluators
 from cobench.run.placement import batch_to_device, decode
+
+# CellParts lives with the runtime; the step-parity tests (tests/fidelity, kept unchanged) import it from here
+from cobench.run.runtime import CellParts
 
 if TYPE_CHECKING:
     from cobench.run.best_checkpoint import BestCheckpoint
@@ -217,24 +220,6 @@ def checkpoint_due(last_save_s: float, trained_since_s: float) -> bool:
     return last_save_s <= CHECKPOINT_MAX_OVERHEAD * trained_since_s
 
 
-@dataclass
-class CellParts:
-    """The built components of one cell, ready to train: the model (normalisation first), the
-    method, the data on the device, the prepared injection, the evaluators and their context
-    (which also carries the cell's eps in pixel units, its device and its seed)."""
-
-    model: nn.Module
-    #: None when built without it (``build_parts(..., with_method=False)``: re-evaluating saved weights)
-    method: Method | None
-    data: DataSplits
-    injection: Injection
-    evaluators: list[Evaluator]
-    eval_ctx: EvalContext
-    #: where the training set is: "device", or "host" when it exceeds the data budget (minibatches are
-    #: then copied to the device; cobench.run.placement)
-    train_data: str = "device"
-
-
 def train(
     parts: CellParts,
     training: CellTraining | dict[str, Any],
@@ -261,7 +246,7 @@ def train(
     ``best`` (``training.val_size`` > 0, :mod:`cobench.run.best_checkpoint`) measures the held-out
     validation split after every epoch (``val_pgd_acc``) and keeps the best epoch's weights.
     """
-    loop = TrainingLoop(parts, training, options, best)
+    loop = TrainingLoop(parts, CellTraining.of(training), options, best)
     saved = checkpoint.load() if checkpoint is not None else None
     if checkpoint is not None and saved is not None:  # resume after the last finished epoch, exactly
         loop.resume(saved, f"checkpoint {checkpoint.path}")
@@ -310,85 +295,125 @@ class CheckpointCadence:
         self.since_s = 0.0
 
 
+@dataclass(frozen=True)
+class LoopPlan:
+    """How long a cell trains, fixed before its first step."""
+
+    n_train: int
+    batch_size: int
+    steps_per_epoch: int
+    #: epochs of passes over the data: a replaying method (Free-AT) makes the same number of
+    #: optimiser updates in ``training.epochs / replays`` of them
+    epochs: int
+    replays: int
+    #: updates over which the training attacks' eps ramps up (``training.eps_warmup_epochs``)
+    warmup_updates: int
+
+    @classmethod
+    def of(cls, n_train: int, training: CellTraining, replays: int) -> LoopPlan:
+        bs = training.batch_size
+        steps = n_train // bs + (1 if n_train % bs >= 2 else 0)  # a trailing batch of 1 would break BatchNorm
+        # an epoch of updates is steps_per_epoch of them, also for replaying methods (as training.epochs)
+        warmup = training.eps_warmup_epochs * steps
+        return cls(n_train, bs, steps, max(1, math.ceil(training.epochs / replays)), replays, warmup)
+
+    @property
+    def total_updates(self) -> int:
+        return self.epochs * self.steps_per_epoch * self.replays
+
+
+class EpochSums:
+    """The training loss and accuracy summed over one epoch's minibatches, on the device."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.seen = 0
+
+    def add(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        self.loss += loss.detach().float() * len(y)
+        self.correct += (logits.detach().argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def means(self) -> tuple[float, float]:
+        """(mean loss, accuracy) of the epoch; one host sync each."""
+        return (self.loss / max(1, self.seen)).item(), (self.correct / max(1, self.seen)).item()
+
+
+@dataclass
+class LoopTally:
+    """What a cell's training has done so far, carried across a checkpoint's resume."""
+
+    updates: int = 0
+    train_time: float = 0.0
+    epoch_times: list[float] = field(default_factory=list)
+    batch_samples: int = 0  # minibatch samples trained on, to turn sample counts into passes per step
+    #: wall seconds of this run start here; earlier, interrupted runs' come from the checkpoint
+    wall_start: float = field(default_factory=time.perf_counter)
+    wall_before_resume: float = 0.0
+
+
 class TrainingLoop:
     """One cell's training state, set up as the reference repositories set it up, and its steps:
     :meth:`train_epoch`, :meth:`probe` (the evaluators between epochs), :meth:`state_dict` /
-    :meth:`resume` (mid-cell checkpoints) and :meth:`cost`. :func:`train` runs them in order."""
+    :meth:`resume` (mid-cell checkpoints) and :meth:`cost`. :func:`train` runs them in order.
+
+    It reads the cell's eps, seed, device, data and injection from ``parts.runtime`` and its
+    settings from ``training``; the evaluators' context is only handed to their probes."""
 
     def __init__(
-        self,
-        parts: CellParts,
-        training: CellTraining | dict[str, Any],
-        options: RunOptions,
-        best: BestCheckpoint | None = None,
+        self, parts: CellParts, training: CellTraining, options: RunOptions, best: BestCheckpoint | None = None
     ):
-        self.training = training = CellTraining.of(training)
-        self.parts, self.options, self.best = parts, options, best
-        model, method, data = parts.model, parts.method, parts.data
-        assert method is not None, "training needs the cell's method (build_parts with with_method=True)"
-        self.method = method
-        self.device = device = parts.eval_ctx.device
-        self.amp = training.amp
-        check_amp(device, self.amp)
-        check_compile(method, options)
-        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        self.parts, self.runtime, self.training, self.options, self.best = parts, parts.runtime, training, options, best
+        assert parts.method is not None, "training needs the cell's method (build_parts with with_method=True)"
+        self.method = parts.method
+        check_amp(self.runtime.device, training.amp)
+        check_compile(self.method, options)
         if options.channels_last:
-            model.to(memory_format=self.memory_format)
-        self.n = n = len(data.train_x)
-        self.batch_size = bs = training.batch_size
-        self.steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a trailing batch of 1 would break BatchNorm
-        replays = max(1, int(method.replays))
-        self.epochs = max(1, math.ceil(training.epochs / replays))  # Free-AT: same number of optimiser updates
-        total_updates = self.epochs * self.steps_per_epoch * replays
-        self.generator = torch.Generator(device=device).manual_seed(parts.eval_ctx.seed)
+            parts.model.to(memory_format=torch.channels_last)
+        self.plan = LoopPlan.of(len(self.runtime.data.train_x), training, max(1, int(self.method.replays)))
+        self.generator = torch.Generator(device=self.runtime.device).manual_seed(self.runtime.seed)
+        self.opt, self.scheduler, self.ctx = self._set_up()
+        self.sums = EpochSums(self.runtime.device)
+        self.counter = PassCounter(parts.model)
+        self.outcome = TrainOutcome()
+        self.tally = LoopTally()
+        self.start_epoch = 0
+        parts.model.train()
+
+    def _set_up(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, StepContext]:
+        """The method's setup, then the optimiser, its schedule and the methods' step context, in
+        the reference repositories' order (the method's setup may draw from the generator)."""
+        runtime, training, plan, model = self.runtime, self.training, self.plan, self.parts.model
         setup = TrainSetup(
-            eps=parts.eval_ctx.eps,
-            n_train=n,
-            num_classes=data.num_classes,
-            image_shape=data.image_shape,
-            device=device,
+            eps=runtime.eps,
+            n_train=plan.n_train,
+            num_classes=runtime.num_classes,
+            image_shape=runtime.image_shape,
+            device=runtime.device,
             generator=self.generator,
-            epochs=self.epochs,
-            steps_per_epoch=self.steps_per_epoch,
+            epochs=plan.epochs,
+            steps_per_epoch=plan.steps_per_epoch,
         )
-        method.setup(setup)
-        self.opt = torch.optim.SGD(
-            model.parameters(),
-            lr=training.lr_max,
-            momentum=training.momentum,
-            weight_decay=training.weight_decay,
+        self.method.setup(setup)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=training.lr_max, momentum=training.momentum, weight_decay=training.weight_decay
         )
-        self.scheduler = make_scheduler(self.opt, training, total_updates, self.steps_per_epoch * replays)
-        self.extra_steps = training.optimizer_steps - 1  # ELLE's reference steps twice per batch
-        # an epoch of updates is steps_per_epoch of them, also for replaying methods (as training.epochs)
-        self.warmup_updates = training.eps_warmup_epochs * self.steps_per_epoch
-        self.updates = 0
-        self._reset_epoch_sums()
+        scheduler = make_scheduler(opt, training, plan.total_updates, plan.steps_per_epoch * plan.replays)
         # the protocol's clamp lifts the [0, 1] box entirely; otherwise the injection says where
         # training perturbations live (low-pass: unclamped, as the reference's clip_box=False)
-        lower, upper = parts.injection.train_bounds() if training.clamp else (-math.inf, math.inf)
+        lower, upper = runtime.injection.train_bounds() if training.clamp else (-math.inf, math.inf)
         # torch.compile of a module returns an OptimizedModule (an nn.Module); torch annotates a Callable
-        compiled = cast(nn.Module, torch.compile(model)) if options.compile else model
-        self.ctx = StepContext(compiled, setup, self.update, lower, upper)
-        self.counter = PassCounter(model)
-        self.outcome = TrainOutcome()
-        self.train_time = 0.0
-        #: wall seconds of this run so far start here; earlier, interrupted runs' come from the checkpoint
-        self.wall_start = time.perf_counter()
-        self.wall_before_resume = 0.0
-        self.epoch_times: list[float] = []
-        self.batch_samples = 0  # minibatch samples trained on, to turn sample counts into passes per step
-        self.start_epoch = 0
-        stop_after = int(training.stop_after_collapse)
-        streak = next((ev.collapse_streak for ev in parts.evaluators if hasattr(ev, "collapse_streak")), None)
-        self.collapse_streak = streak if stop_after else None
-        self.stop_after = stop_after
-        model.train()
+        compiled = cast(nn.Module, torch.compile(model)) if self.options.compile else model
+        return opt, scheduler, StepContext(compiled, setup, self.update, lower, upper)
 
-    def _reset_epoch_sums(self) -> None:
-        self.loss_sum = torch.zeros((), device=self.device)
-        self.correct = torch.zeros((), device=self.device)
-        self.seen = 0
+    @property
+    def epochs(self) -> int:
+        return self.plan.epochs
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.options.channels_last else torch.contiguous_format
 
     def update(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
         """The optimiser update a method calls from ``train_step`` (``ctx.update``)."""
@@ -396,72 +421,72 @@ class TrainingLoop:
         loss.backward()
         self.opt.step()
         self.scheduler.step()
-        for _ in range(self.extra_steps):
+        for _ in range(self.training.optimizer_steps - 1):  # ELLE's reference steps twice per batch
             self.opt.step()
-        if self.amp != "off":
+        if self.training.amp != "off":
             # autocast caches its low-precision copy of every weight until its region ends, and the
             # optimiser updates the weights in place: a method that updates more than once per
             # step (Free-AT's replays) would run its next forward pass on the old weights
             torch.clear_autocast_cache()
-        self.updates += 1
-        self.loss_sum += loss.detach().float() * len(y)
-        self.correct += (logits.detach().argmax(1) == y).sum()
-        self.seen += len(y)
+        self.tally.updates += 1
+        self.sums.add(loss, logits, y)
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training data in a fresh random order; returns its seconds."""
-        parts, training, data, ctx = self.parts, self.training, self.parts.data, self.ctx
-        sync(self.device)
+        runtime, data, ctx, bs = self.runtime, self.runtime.data, self.ctx, self.plan.batch_size
+        device = runtime.device
+        sync(device)
         t0 = time.perf_counter()
-        self._reset_epoch_sums()
-        perm = torch.randperm(self.n, generator=self.generator, device=self.device)
-        on_host = parts.train_data == "host"
+        self.sums = EpochSums(device)
+        perm = torch.randperm(self.plan.n_train, generator=self.generator, device=device)
+        on_host = runtime.train_data == "host"
         host_perm = perm.cpu() if on_host else perm  # one host sync per epoch, not per step
-        for step in range(self.steps_per_epoch):
-            idx = perm[step * self.batch_size : (step + 1) * self.batch_size]
+        for step in range(self.plan.steps_per_epoch):
+            idx = perm[step * bs : (step + 1) * bs]
             if on_host:
-                rows = host_perm[step * self.batch_size : (step + 1) * self.batch_size]
-                x, y = (
-                    batch_to_device(data.train_x[rows], self.device),
-                    batch_to_device(data.train_y[rows], self.device),
-                )
+                rows = host_perm[step * bs : (step + 1) * bs]
+                x, y = batch_to_device(data.train_x[rows], device), batch_to_device(data.train_y[rows], device)
             else:
                 x, y = data.train_x[idx], data.train_y[idx]
             x = decode(x)  # uint8 training images (lossless compaction) -> float32 in [0, 1]
-            if training.augment and (data.crop_padding or data.flip):
+            if self.training.augment and (data.crop_padding or data.flip):
                 x = random_crop_flip(x, data.crop_padding, data.flip, self.generator)
-            x = parts.injection.apply(x, y)
+            x = runtime.injection.apply(x, y)
             if self.options.channels_last:
                 x = x.contiguous(memory_format=self.memory_format)
             ctx.epoch, ctx.step, ctx.updates_this_step = epoch, step, 0
-            ctx.eps_scale = eps_warmup_scale(self.updates, self.warmup_updates)
-            with step_precision(self.device, self.amp):
-                try:
-                    self.method.train_step(Batch(x, y, idx), ctx)
-                except RuntimeError as exc:  # a third-party method that needs double backward
-                    if self.options.compile and ("double backward" in str(exc) or "create_graph" in str(exc)):
-                        raise ConfigError(compile_refusal(self.method.name)) from exc
-                    raise
-            self.batch_samples += len(y)
-            if ctx.updates_this_step == 0:
-                raise RuntimeError(f"method {self.method.name!r} returned from train_step without calling ctx.update()")
-        sync(self.device)
+            ctx.eps_scale = eps_warmup_scale(self.tally.updates, self.plan.warmup_updates)
+            self._step(Batch(x, y, idx))
+            self.tally.batch_samples += len(y)
+        sync(device)
         seconds = time.perf_counter() - t0
-        self.train_time += seconds
-        self.epoch_times.append(seconds)
+        self.tally.train_time += seconds
+        self.tally.epoch_times.append(seconds)
         return seconds
+
+    def _step(self, batch: Batch) -> None:
+        """The method's training step on one minibatch, in the cell's precision."""
+        with step_precision(self.runtime.device, self.training.amp):
+            try:
+                self.method.train_step(batch, self.ctx)
+            except RuntimeError as exc:  # a third-party method that needs double backward
+                if self.options.compile and ("double backward" in str(exc) or "create_graph" in str(exc)):
+                    raise ConfigError(compile_refusal(self.method.name)) from exc
+                raise
+        if self.ctx.updates_this_step == 0:
+            raise RuntimeError(f"method {self.method.name!r} returned from train_step without calling ctx.update()")
 
     def probe(self, epoch: int, seconds: float) -> dict[str, Any]:
         """The epoch's record: training loss and accuracy, then the evaluators' probes (not
         counted as training passes) and the validation split; appended to the history."""
-        loss = (self.loss_sum / max(1, self.seen)).item()
+        loss, acc = self.sums.means()
         if not math.isfinite(loss):
-            raise NonFiniteLossError(epoch + 1, self.steps_per_epoch, loss)
+            raise NonFiniteLossError(epoch + 1, self.plan.steps_per_epoch, loss)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": self.opt.param_groups[0]["lr"],
             "train_loss": loss,
-            "train_acc": (self.correct / max(1, self.seen)).item(),
+            "train_acc": acc,
             "epoch_train_time_s": seconds,
         }
         model, eval_ctx = self.parts.model, self.parts.eval_ctx
@@ -478,60 +503,67 @@ class TrainingLoop:
 
     def collapsed_for_long_enough(self) -> bool:
         """``stop_after_collapse`` = P > 0: the ``co`` evaluator has seen collapse for P epochs in a row."""
-        return self.collapse_streak is not None and self.collapse_streak(self.outcome.history) >= self.stop_after
+        stop_after = int(self.training.stop_after_collapse)
+        if not stop_after:
+            return False
+        streak = next((ev.collapse_streak for ev in self.parts.evaluators if hasattr(ev, "collapse_streak")), None)
+        return streak is not None and streak(self.outcome.history) >= stop_after
 
     def state_dict(self, epochs_done: int) -> dict[str, Any]:
         """Everything a resumed cell needs to continue exactly where this one is."""
+        tally = self.tally
         return {
             "epoch": epochs_done,
             "model": self.parts.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "method": self.method.state_dict(),
-            "rng": rng_states(self.generator, self.device),
-            "updates": self.updates,
+            "rng": rng_states(self.generator, self.runtime.device),
+            "updates": tally.updates,
             "history": self.outcome.history,
-            "train_time": self.train_time,
-            "wall_s": self.wall_before_resume + time.perf_counter() - self.wall_start,
-            "epoch_times": self.epoch_times,
-            "batch_samples": self.batch_samples,
+            "train_time": tally.train_time,
+            "wall_s": tally.wall_before_resume + time.perf_counter() - tally.wall_start,
+            "epoch_times": tally.epoch_times,
+            "batch_samples": tally.batch_samples,
             "passes": [self.counter.forward, self.counter.backward],
             **({"best": self.best.state_dict()} if self.best is not None else {}),
         }
 
     def resume(self, saved: dict[str, Any], where: str) -> None:
         """Load :meth:`state_dict`'s output; training continues after its epoch."""
-        check_resume_device(saved["rng"], self.device, where)
+        device, tally = self.runtime.device, self.tally
+        check_resume_device(saved["rng"], device, where)
         self.parts.model.load_state_dict(saved["model"])
         self.opt.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        self.method.load_state_dict(to_device(saved["method"], self.device))
-        restore_rng_states(saved["rng"], self.generator, self.device)
-        self.start_epoch, self.updates, self.outcome.history = saved["epoch"], saved["updates"], saved["history"]
-        self.train_time, self.epoch_times = saved["train_time"], saved["epoch_times"]
-        self.wall_before_resume = saved.get("wall_s", 0.0)  # checkpoints written before it was kept: 0
-        self.batch_samples = saved["batch_samples"]
+        self.method.load_state_dict(to_device(saved["method"], device))
+        restore_rng_states(saved["rng"], self.generator, device)
+        self.start_epoch, tally.updates, self.outcome.history = saved["epoch"], saved["updates"], saved["history"]
+        tally.train_time, tally.epoch_times = saved["train_time"], saved["epoch_times"]
+        tally.wall_before_resume = saved.get("wall_s", 0.0)  # checkpoints written before it was kept: 0
+        tally.batch_samples = saved["batch_samples"]
         self.counter.forward, self.counter.backward = saved["passes"]
         if self.best is not None and saved.get("best") is not None:
             self.best.load_state_dict(saved["best"])
 
     def cost(self, checkpoint_s: float) -> dict[str, Any]:
         """What training cost: time, epochs, steps, updates and passes per step."""
+        tally, steps_per_epoch = self.tally, self.plan.steps_per_epoch
         epochs_run = len(self.outcome.history)
-        steps = max(1, epochs_run * self.steps_per_epoch)
+        steps = max(1, epochs_run * steps_per_epoch)
         return {
-            "train_time_s": self.train_time,
+            "train_time_s": tally.train_time,
             "epochs_run": epochs_run,
             "steps": steps,
-            "optimizer_updates": self.updates,
-            "forward_passes_per_step": self.counter.forward / max(1, self.batch_samples),
-            "backward_passes_per_step": self.counter.backward / max(1, self.batch_samples),
+            "optimizer_updates": tally.updates,
+            "forward_passes_per_step": self.counter.forward / max(1, tally.batch_samples),
+            "backward_passes_per_step": self.counter.backward / max(1, tally.batch_samples),
             # the median epoch is robust to the first epoch's one-off warm-up (allocator, kernels)
-            "time_per_step_s": statistics.median(self.epoch_times) / self.steps_per_epoch if self.epoch_times else None,
-            "amp": self.amp,
+            "time_per_step_s": statistics.median(tally.epoch_times) / steps_per_epoch if tally.epoch_times else None,
+            "amp": self.training.amp,
             "channels_last": self.options.channels_last,
             "checkpoint_s": checkpoint_s,  # seconds spent writing mid-cell checkpoints (not in train_time_s)
             # a resumed cell: the wall seconds its interrupted runs had trained until the checkpoint it
             # resumed from (wall_time_s is this run's only); a build's time is the sum of both
-            "wall_before_resume_s": self.wall_before_resume,
+            "wall_before_resume_s": tally.wall_before_resume,
         }

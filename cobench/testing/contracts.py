@@ -233,7 +233,7 @@ class ModelContract(ComponentContract):
 
 
 def echo_work(config: dict[str, Any], options: RunOptions, on_epoch: Any = None) -> dict[str, Any]:
-    """A picklable stand-in for :func:`cobench.run.runner.execute_cell` (for executor contracts)."""
+    """A picklable stand-in for :func:`cobench.run.cell_worker.execute_cell` (for executor contracts)."""
     return {"status": "ok", "seed": config["seed"]}
 
 
@@ -387,7 +387,7 @@ class MethodContract:
 
     def test_one_epoch_through_execute_cell(self, cobench_pm: PluginManager, contract_method: str) -> None:
         """One epoch through the runner: metrics, curves, attribution and the training cost."""
-        from cobench.run.runner import execute_cell
+        from cobench.run.cell_worker import execute_cell
 
         spec = tiny_grid_spec([contract_method], eps=[self.eps255])
         if self.params:

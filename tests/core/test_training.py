@@ -7,7 +7,7 @@ import torch
 
 from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec, TrainingConfig
-from cobench.run.runner import execute_cell
+from cobench.run.cell_worker import execute_cell
 from cobench.run.training import make_scheduler, random_crop_flip
 
 TINY = {"epochs": 1, "batch_size": 128, "lr_max": 0.1, "probe_size": 64}

@@ -12,7 +12,7 @@ from cobench.api import DataContext
 from cobench.errors import CobenchError
 from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec
-from cobench.run.runner import execute_cell
+from cobench.run.cell_worker import execute_cell
 
 from . import formats
 

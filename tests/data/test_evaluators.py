@@ -288,7 +288,7 @@ def test_autoattack_rejects_unknown_versions(pm):
 # --------------------------------------------------------------------------- through the runner
 def test_analyses_run_per_epoch_and_at_the_end_in_a_cell(pm, tmp_path):
     from cobench.grid.spec import GridSpec
-    from cobench.run.runner import execute_cell
+    from cobench.run.cell_worker import execute_cell
     from cobench.store.results import flat_row
 
     from . import formats

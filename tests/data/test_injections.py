@@ -359,7 +359,7 @@ def test_low_pass_cell_trains_unclamped_fgsm_through_the_filter(pm):
     from cobench.attacks import fgsm
     from cobench.grid.resolve import resolve
     from cobench.grid.spec import GridSpec
-    from cobench.run.runner import execute_cell
+    from cobench.run.cell_worker import execute_cell
 
     spec = GridSpec(methods=["fgsm"], eps=[16], injections=["low-pass"], evaluators=["clean"])
     spec.override(epochs=1, batch_size=64, probe_size=8)
@@ -390,7 +390,7 @@ def test_injection_with_too_many_classes_fails_the_cell_with_a_clear_message(pm,
     import numpy as np
 
     from cobench.grid.spec import GridSpec
-    from cobench.run.runner import execute_cell
+    from cobench.run.cell_worker import execute_cell
 
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"

@@ -70,7 +70,7 @@ def test_wide_resnet_has_the_standard_size_and_rejects_bad_depths(pm):
 
 
 def test_timm_model_trains_one_epoch_through_the_runner(pm):
-    from cobench.run.runner import execute_cell
+    from cobench.run.cell_worker import execute_cell
 
     spec = GridSpec(models=["timm:test_resnet"], methods=["fgsm"], eps=[8], evaluators=["clean"])
     spec.override(epochs=1, batch_size=64, probe_size=8)

@@ -8,8 +8,8 @@ import torch
 
 from cobench.api import DataContext
 from cobench.options import RunOptions
+from cobench.run.dataset_cache import _load_dataset, dataset_fingerprint, load_dataset
 from cobench.run.placement import as_uint8
-from cobench.run.runner import _load_dataset, dataset_fingerprint, load_dataset
 from cobench.store.provenance import fingerprint
 from tests.data.formats import write_cifar10
 

@@ -14,7 +14,7 @@ from cobench.errors import ConfigError
 from cobench.grid.resolve import resolve
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
-from cobench.run import placement, runner, training
+from cobench.run import cell_worker, dataset_cache, placement, training
 from cobench.run.best_checkpoint import split_validation
 from cobench.run.placement import budget_bytes, decode, place_data
 from cobench.run.runner import Runner
@@ -111,14 +111,14 @@ def test_a_cell_on_uint8_training_images_computes_what_it_computes_on_float32(tm
     write_cifar10(tmp_path / "data", n_train=40, n_test=16)
     budget = 0 if resident else just_the_test_set_gb(16 * 3 * 32 * 32 * 4 + 16 * 8)
     placed_dtypes = []
-    real_place = runner.place_data
+    real_place = cell_worker.place_data
 
     def spy(*args, **kwargs):
         placed = real_place(*args, **kwargs)
         placed_dtypes.append(placed.data.train_x.dtype)
         return placed
 
-    monkeypatch.setattr(runner, "place_data", spy)
+    monkeypatch.setattr(cell_worker, "place_data", spy)
 
     def run(name):
         spec = tiny_grid_spec(["fgsm"], datasets=["cifar10"], models=["small-cnn"], injections=["low-freq"], betas=[8])
@@ -130,8 +130,8 @@ def test_a_cell_on_uint8_training_images_computes_what_it_computes_on_float32(tm
     run("uint8")
     # the float32 path, as before compaction: neither the process's cache nor the placement compacts
     monkeypatch.setattr(placement, "as_uint8", lambda x: None)
-    monkeypatch.setattr(runner, "as_uint8", lambda x: None)
-    runner._load_dataset.cache_clear()
+    monkeypatch.setattr(dataset_cache, "as_uint8", lambda x: None)
+    dataset_cache.clear_cache()
     run("float32")
     assert placed_dtypes == [torch.uint8, torch.float32]
     assert json.dumps(metrics_and_curves(tmp_path / "uint8")) == json.dumps(metrics_and_curves(tmp_path / "float32"))
@@ -165,7 +165,7 @@ def test_a_cell_passes_its_sharing_to_the_budget(monkeypatch):
     monkeypatch.setattr(placement, "budget_bytes", spy)
     (cell,) = resolve(tiny_grid_spec(["fgsm"]), get_plugin_manager().registry)
     options = RunOptions(device="cpu", cells_per_device=3)
-    runner.build_parts(cell, options, torch.device("cpu"), get_plugin_manager().registry)
+    cell_worker.build_parts(cell, options, torch.device("cpu"), get_plugin_manager().registry)
     assert seen == [3]
 
 
@@ -173,13 +173,13 @@ def injected_cell(budget_bytes: float):
     """A low-freq-injected cell's parts, built under a data budget of ``budget_bytes``."""
     (cell,) = resolve(tiny_grid_spec(["fgsm"], injections=["low-freq"], betas=[8]), get_plugin_manager().registry)
     options = RunOptions(device="cpu", data_budget_gb=budget_bytes / 1e9)
-    return runner.build_parts(cell, options, torch.device("cpu"), get_plugin_manager().registry)
+    return cell_worker.build_parts(cell, options, torch.device("cpu"), get_plugin_manager().registry)
 
 
 def data_sizes() -> tuple[int, int]:
     """(the test set's bytes as evaluators see it, the training set's as kept) for ``injected_cell``."""
     (cell,) = resolve(tiny_grid_spec(["fgsm"], injections=["low-freq"], betas=[8]), get_plugin_manager().registry)
-    data = runner.load_dataset(cell.dataset, RunOptions())
+    data = dataset_cache.load_dataset(cell.dataset, RunOptions())
     train = placement.as_uint8(data.train_x)
     train_x = data.train_x if train is None else train
     return placement.nbytes(data.test_x, data.test_y), placement.nbytes(train_x, data.train_y)
@@ -188,11 +188,11 @@ def data_sizes() -> tuple[int, int]:
 def test_the_injected_test_copy_counts_in_the_data_budget():
     test, train = data_sizes()
     parts = injected_cell(2 * test + train)  # the clean test set, its injected copy and the training set
-    assert parts.train_data == "device"
+    assert parts.runtime.train_data == "device"
     assert not torch.equal(parts.eval_ctx.test_x, parts.eval_ctx.clean_test_x)  # a real copy
     # room for both test sets and the training set, but not the injected copy too: the training set stays
     parts = injected_cell(test + train)
-    assert parts.train_data == "host"
+    assert parts.runtime.train_data == "host"
 
 
 def test_a_test_set_over_the_data_budget_is_refused_in_one_line():

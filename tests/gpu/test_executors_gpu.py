@@ -257,9 +257,9 @@ def test_the_driver_keeps_no_copy_of_the_data_when_cells_run_elsewhere(monkeypat
     """Each worker loads (and holds) the data it trains on; the driver only checks it loads."""
     from cobench.datasets.digits import Digits
     from cobench.executors.local import LocalExecutor
-    from cobench.run import runner as runner_module
+    from cobench.run.dataset_cache import clear_cache
 
-    runner_module._load_dataset.cache_clear()
+    clear_cache()
     loads = []
     original = Digits.load
     monkeypatch.setattr(Digits, "load", lambda self, ctx: loads.append(1) or original(self, ctx))

@@ -11,9 +11,9 @@ from cobench.errors import ConfigError
 from cobench.grid.resolve import resolve
 from cobench.leaderboard.trust import timing_key
 from cobench.plugins import get_plugin_manager
+from cobench.run.cell_worker import execute_cell
 from cobench.run.device import configure_numerics, fp32_precision, numerics_record, true_fp32
 from cobench.run.evaluation import evaluation_mode
-from cobench.run.runner import execute_cell
 from cobench.store.tables import aggregate
 from cobench.testing import tiny_grid_spec
 from tests.conftest import cli_run

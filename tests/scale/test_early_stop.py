@@ -10,7 +10,7 @@ from cobench.evaluators.co_detection import CODetector
 from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec
 from cobench.plugins import get_plugin_manager
-from cobench.run.runner import execute_cell
+from cobench.run.cell_worker import execute_cell
 from cobench.store.results import flat_row, schema_errors
 from cobench.store.tables import aggregate, summary_tables
 from cobench.testing import tiny_grid_spec

@@ -14,8 +14,8 @@ import torch
 
 from cobench.grid.resolve import resolve
 from cobench.plugins import get_plugin_manager
+from cobench.run.cell_worker import execute_cell
 from cobench.run.checkpoints import checkpoint_path
-from cobench.run.runner import execute_cell
 from cobench.testing import tiny_grid_spec
 from tests.scale.test_kill_resume import env, results
 

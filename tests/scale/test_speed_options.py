@@ -16,7 +16,7 @@ from cobench.errors import ConfigError
 from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec, TrainingConfig
 from cobench.options import RunOptions
-from cobench.run.runner import execute_cell
+from cobench.run.cell_worker import execute_cell
 from cobench.run.training import CellParts, Normalize, train
 from cobench.testing import tiny_grid_spec, tiny_splits
 from tests.conftest import cli_run

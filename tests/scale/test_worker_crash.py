@@ -12,7 +12,7 @@ from cobench.executors.local_parallel import LocalParallelExecutor
 from cobench.grid.resolve import resolve
 from cobench.options import NoProgress, RunOptions
 from cobench.plugins import get_plugin_manager
-from cobench.run.runner import execute_cell
+from cobench.run.cell_worker import execute_cell
 from cobench.testing import tiny_grid_spec
 
 from .test_executors import cells
