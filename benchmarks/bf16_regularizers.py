@@ -39,7 +39,8 @@ from cobench.methods import cure, elle, llr
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
 from cobench.run.dataset_cache import load_dataset
-from cobench.run.training import CellParts, Normalize, train
+from cobench.run.runtime import CellParts
+from cobench.run.training import Normalize, train
 
 
 def build(data, width: int) -> torch.nn.Module:

@@ -51,7 +51,8 @@ from cobench.grid.spec import TrainingConfig
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
 from cobench.run.device import resolve_device
-from cobench.run.training import CellParts, Normalize, train
+from cobench.run.runtime import CellParts
+from cobench.run.training import Normalize, train
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)  # CIFAR-10's
 EPS = 8 / 255

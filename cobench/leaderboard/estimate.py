@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import torch
 
-from cobench.api import DataSplits, EvalContext
+from cobench.api import DataSplits
 from cobench.attacks import input_gradient
 from cobench.errors import CobenchError
 from cobench.grid.cell import Cell
@@ -31,7 +31,8 @@ from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
 from cobench.run.dataset_cache import load_compact
 from cobench.run.device import resolve_device, seed_everything, true_fp32
-from cobench.run.training import CellParts, Normalize, sync, train
+from cobench.run.runtime import CellParts, CellRuntime
+from cobench.run.training import Normalize, sync, train
 
 #: evaluators whose final attack is timed, and the parameters that give (steps, restarts, samples)
 PGD_EVALUATORS = ("pgd", "pgd-50-10")
@@ -79,21 +80,19 @@ def time_per_step(
     model = build_model(cell, shape, classes, mean, std, device)
     method = reg.get("methods", cell.method["name"])(**cell.method["params"])
     injection = reg.get("injections", "none")()
-    ctx = EvalContext(
+    runtime = CellRuntime(
         eps=cell.eps / 255,
-        test_x=data.test_x,
-        test_y=data.test_y,
-        clean_test_x=data.test_x,
-        injection=injection,
-        num_classes=classes,
-        device=device,
-        batch_size=bs,
+        beta=0.0,
         seed=0,
-        probe_x=data.test_x,
-        probe_y=data.test_y,
+        device=device,
+        data=data,
+        injection=injection,
+        test_x=data.test_x,
+        eval_batch_size=bs,
+        probe_size=len(data.test_x),
     )
     training = replace(cell.training_settings, epochs=2 * max(1, int(method.replays)))  # two epochs: the first warms up
-    parts = CellParts(model=model, method=method, data=data, injection=injection, evaluators=[], eval_ctx=ctx)
+    parts = CellParts(model=model, method=method, evaluators=[], runtime=runtime)
     outcome = train(
         parts, training, RunOptions(device=str(device), channels_last=options.channels_last, compile=options.compile)
     )

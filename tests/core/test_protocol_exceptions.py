@@ -19,7 +19,8 @@ from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec, TrainingConfig
 from cobench.leaderboard.spec import load_leaderboard
 from cobench.options import RunOptions
-from cobench.run.training import CellParts, eps_warmup_scale, train
+from cobench.run.runtime import CellParts
+from cobench.run.training import eps_warmup_scale, train
 from tests.conftest import cli_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,8 @@ from cobench.grid.spec import TrainingConfig
 from cobench.injections.none import NoInjection
 from cobench.methods.free import FreeAT
 from cobench.options import RunOptions
-from cobench.run.training import CellParts, Normalize, train
+from cobench.run.runtime import CellParts
+from cobench.run.training import Normalize, train
 from cobench.testing import tiny_splits
 
 

@@ -17,7 +17,8 @@ from cobench.grid.resolve import resolve
 from cobench.grid.spec import GridSpec, TrainingConfig
 from cobench.options import RunOptions
 from cobench.run.cell_worker import execute_cell
-from cobench.run.training import CellParts, Normalize, train
+from cobench.run.runtime import CellParts
+from cobench.run.training import Normalize, train
 from cobench.testing import tiny_grid_spec, tiny_splits
 from tests.conftest import cli_run
 
