@@ -149,7 +149,8 @@ def search_of(setting: Setting, cells: list[StudyCell]) -> PlaneSearch:
 
 
 def curves_figure(cells: list[StudyCell]) -> bytes:
-    """One panel per cell: the CO probe (clean, FGSM, PGD) beside the carrier and no-injection accuracy."""
+    """One panel per cell: the CO probe (clean, FGSM, PGD) beside the carrier and no-injection
+    accuracy (cells from before ``no-injection-acc`` recorded per epoch show the carrier only)."""
     ncols = min(4, len(cells))
     nrows = -(-len(cells) // ncols)
     fig = Figure(figsize=(3.6 * ncols, 2.8 * nrows), layout="constrained")
@@ -222,6 +223,11 @@ def generated(cells: list[StudyCell], figure_dir: Path = FIGURES) -> tuple[str, 
             figures[BOARD_PHASE_FIGURE] = figures[phase]
         out += ["", f"### {setting.label}", "", f"![phase diagram, {setting.label}](figures/{phase.name})", ""]
         traced = [c for c in group if c.per_epoch_feature]
+        collapsed = [c for c in group if c.co]
+        if collapsed and not any(c.co and c.beta for c in traced):
+            # a collapsed case beside the held ones: the largest beta at the smallest collapsing eps
+            first = min(c.eps for c in collapsed)
+            traced.append(max((c for c in collapsed if c.eps == first), key=lambda c: (c.beta, -c.seed)))
         if traced:
             curves = figure_dir / f"induced-co-curves-{setting.slug}.png"
             figures[curves] = curves_figure(traced)
