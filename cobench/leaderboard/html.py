@@ -240,6 +240,21 @@ def nav_html(links: SiteLinks) -> str:
     return f'<nav class="site">{"".join(parts)}</nav>'
 
 
+def page_head(title_html: str, css: str) -> list[str]:
+    """The opening lines of every page cobench writes, up to ``<body>`` (``title_html`` is escaped)."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{title_html}</title>",
+        f"<style>{css}</style>",
+        "</head>",
+        "<body>",
+    ]
+
+
 def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None = None) -> str:
     """The page; ``plots`` maps the names of :func:`plots.planned_plots` to PNG bytes. Without
     ``links`` the page is self-contained (images embedded); with them, a page of the site."""
@@ -247,15 +262,7 @@ def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None =
 
     lb, cov = board.lb, board.coll.coverage()
     out = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(lb.title)} — cobench leaderboard</title>",
-        f"<style>{CSS}{SITE_CSS if links else ''}</style>",
-        "</head>",
-        "<body>",
+        *page_head(f"{esc(lb.title)} — cobench leaderboard", CSS + (SITE_CSS if links else "")),
         f"<!-- {esc(GENERATED_NOTE)} -->",
     ]
     if links:

@@ -19,7 +19,7 @@ from pathlib import Path
 from cobench.atomic import write_atomic
 from cobench.errors import CobenchError
 from cobench.leaderboard.board import Board, build_board
-from cobench.leaderboard.html import CSS, SCRIPT, SITE_CSS, SiteLinks, esc, render_html
+from cobench.leaderboard.html import CSS, SCRIPT, SITE_CSS, SiteLinks, esc, page_head, render_html
 from cobench.leaderboard.plots import render_plots
 from cobench.leaderboard.render import metric_label, pct, render_tables, wall_note
 from cobench.leaderboard.spec import Leaderboard
@@ -166,15 +166,7 @@ def index_html(entries: list[BoardEntry]) -> str:
         ("best", "best row (largest eps)", "text"),
     ]
     out = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>cobench leaderboards</title>",
-        f"<style>{CSS}{SITE_CSS}{INDEX_CSS}</style>",
-        "</head>",
-        "<body>",
+        *page_head("cobench leaderboards", CSS + SITE_CSS + INDEX_CSS),
         "<header><h1>cobench leaderboards</h1>",
         '<p class="description">Catastrophic overfitting in fast adversarial training: each board trains a '
         "grid of methods under one protocol and ranks them by robust accuracy. Click a board for its tables, "
