@@ -52,6 +52,11 @@ def pair_eps(thresholds: dict) -> float:
     return float(plain["below_eps"])
 
 
+def pair_betas(a: float) -> list[float]:
+    """The injected members of the pair at eps ``a``: beta = a and beta = round(2a/3)."""
+    return sorted({a, float(round(2 * a / 3))})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("axis", choices=sorted(AXES))
@@ -78,7 +83,7 @@ def main() -> None:
         check=True,
     )
     a = pair_eps(json.loads(out.read_text()))
-    betas = sorted({a, float(round(2 * a / 3))})
+    betas = pair_betas(a)
     print(f"{args.axis}: the pair at eps {a:g}/255, beta {', '.join(f'{b:g}' for b in betas)}/255", flush=True)
     subprocess.run(
         [*cobench, "run", *common, "--eps", f"{a:g}", "--beta", ",".join(f"{b:g}" for b in betas)], check=True

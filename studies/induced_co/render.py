@@ -14,6 +14,7 @@ between the ``study`` markers is generated; the rest of the page is written by h
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import statistics
 import sys
@@ -33,15 +34,19 @@ from cobench.store.results import iter_results
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "leaderboards" / "results"
+
+
+def _axes() -> dict[str, tuple[str, list[str]]]:
+    """The scale axes as ``axis.py`` runs them (a script beside this one, loaded by path)."""
+    spec = importlib.util.spec_from_file_location("study_axis", Path(__file__).with_name("axis.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.AXES)
+
+
 #: the folders whose cells are the study's (the phase search, its beta probes and the scale axes)
-FOLDERS = [
-    "cifar10-prefix-phase",
-    "cifar10-prefix-beta-probe",
-    "cifar10-prefix-study-updates",
-    "cifar10-prefix-study-updates-300",
-    "cifar10-prefix-study-width",
-    "cifar10-prefix-study-data",
-]
+FOLDERS = ["cifar10-prefix-phase", "cifar10-prefix-beta-probe", *(folder for folder, _ in _axes().values())]
 PAGE = ROOT / "docs" / "induced-co.md"
 FIGURES = ROOT / "docs" / "figures"
 #: the injected board's phase figure, re-drawn from the base setting's cells (the phase search's own)

@@ -7,16 +7,22 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_render():
-    spec = importlib.util.spec_from_file_location("study_render", ROOT / "studies" / "induced_co" / "render.py")
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"study_{name}", ROOT / "studies" / "induced_co" / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def load_render():
+    return load_script("render")
 
 
 def test_the_study_page_is_up_to_date_with_its_cells():
@@ -50,3 +56,23 @@ def test_a_setting_collapsing_below_its_plain_threshold_shows_in_the_thresholds(
     cells = [cell(6, 0, False), cell(8, 0, False), cell(10, 0, True), cell(6, 4, False), cell(8, 4, True)]
     rows = render.threshold_rows(s, cells)
     assert rows == [f"| {s.label} | 0 | (8, 10] |", f"| {s.label} | 4 | (6, 8] |"]
+
+
+def test_the_pair_sits_at_the_largest_eps_where_plain_fgsm_held():
+    axis = load_script("axis")
+    # the shape `cobench boundary -o` writes: one threshold per beta (beta 0 = the plain data)
+    found = {"thresholds": [{"beta": 0.0, "below_eps": 8.0, "threshold_eps": 10.0}]}
+    assert axis.pair_eps(found) == 8.0
+    with pytest.raises(SystemExit, match="collapses at every eps"):
+        axis.pair_eps({"thresholds": [{"beta": 0.0, "below_eps": None, "threshold_eps": 6.0}]})
+
+
+def test_the_pair_betas_follow_co_features_configs_and_readme_example():
+    axis = load_script("axis")
+    assert axis.pair_betas(8.0) == [5.0, 8.0]  # configs: eps 8 with beta 8; 2/3 of it rounds to 5
+    assert axis.pair_betas(6.0) == [4.0, 6.0]  # README example: eps 6 with beta 4
+
+
+def test_the_page_reads_every_axis_folder_that_axis_py_writes():
+    render, axis = load_render(), load_script("axis")
+    assert {folder for folder, _ in axis.AXES.values()} <= set(render.FOLDERS)
