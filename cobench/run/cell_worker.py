@@ -45,7 +45,7 @@ def execute_cell(
     options = RunOptions.of(options)
     started, t0 = now(), time.perf_counter()
     device = torch.device("cpu")
-    loggers = CellLoggers(options.loggers, cell.cell_id, cell.label, cell.config(), group=options.run_group)
+    loggers = CellLoggers(options.loggers, cell, group=options.run_group)
     try:
         device = resolve_device(options.device)
         loggers.start()
@@ -91,7 +91,7 @@ def build_runtime(cell: Cell, options: RunOptions, device: torch.device, registr
     within the data budget, the injected test set included (the training set stays on the host
     when it does not fit what the test sets leave: :func:`cobench.run.placement.place_data`)."""
     kept = load_compact(cell.dataset, options)
-    injection = registry.get("injections", cell.injection["name"])(**cell.injection["params"])
+    injection = registry.get("injections", cell.injection.name)(**cell.injection.kwargs())
     injection.prepare(
         InjectionContext(
             beta=cell.beta / 255.0,
@@ -107,7 +107,7 @@ def build_runtime(cell: Cell, options: RunOptions, device: torch.device, registr
     placed = place_data(
         kept, device, options.data_budget_gb, inject=injection.apply, cells_per_device=options.cells_per_device
     )
-    training = cell.training_settings
+    training = cell.training
     return CellRuntime(
         eps=cell.eps / 255.0,
         beta=cell.beta / 255.0,
@@ -132,17 +132,17 @@ def build_parts(
     everything but the training method, whose plugin the verifier may not have installed."""
     runtime = build_runtime(cell, options, device, registry)
     data = runtime.data
-    net = registry.get("models", cell.model["name"])(**cell.model["params"]).build(
+    net = registry.get("models", cell.model.name)(**cell.model.kwargs()).build(
         num_classes=data.num_classes, image_shape=data.image_shape
     )
     return CellParts(
         # without normalisation (GradAlign's and ELLE's protocols) the network sees [0, 1] pixels directly;
         # an injection may put a layer in front of it (low-pass: the paper's DCT filter inside the model)
         model=runtime.injection.wrap_model(
-            torch.nn.Sequential(*([Normalize(data.mean, data.std)] if cell.training_settings.normalize else []), net)
+            torch.nn.Sequential(*([Normalize(data.mean, data.std)] if cell.training.normalize else []), net)
         ).to(device),
-        method=registry.get("methods", cell.method["name"])(**cell.method["params"]) if with_method else None,
-        evaluators=[registry.get("evaluators", e["name"])(**e["params"]) for e in cell.evaluators],
+        method=registry.get("methods", cell.method.name)(**cell.method.kwargs()) if with_method else None,
+        evaluators=[registry.get("evaluators", e.name)(**e.kwargs()) for e in cell.evaluators],
         runtime=runtime,
     )
 
@@ -156,7 +156,7 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     checkpoint = (
         CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
     )
-    outcome = train(parts, cell.training_settings, options, on_epoch, checkpoint=checkpoint, best=best)
+    outcome = train(parts, cell.training, options, on_epoch, checkpoint=checkpoint, best=best)
     parts.eval_ctx.history = outcome.history
     t_eval = time.perf_counter()
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
@@ -169,7 +169,7 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
                 best.best_epoch,
             )
         )
-    if cell.training_settings.stop_after_collapse:
+    if cell.training.stop_after_collapse:
         metrics["stopped_early"] = int(outcome.stopped_early_epoch is not None)
         metrics["stopped_early_epoch"] = outcome.stopped_early_epoch
     if checkpoint is not None and not options.keep_checkpoints:
@@ -197,7 +197,7 @@ def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | 
     """With ``training.val_size`` > 0: take the validation split out of the training set of
     ``parts.runtime`` (which is replaced) and return the tracker of the best epoch and the split's
     record; else (None, None)."""
-    val_size = cell.training_settings.val_size
+    val_size = cell.training.val_size
     if val_size <= 0:
         return None, None
     runtime = parts.runtime
@@ -216,8 +216,8 @@ def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | 
 
 def provenance(cell: Cell, options: RunOptions, device: torch.device, runtime: CellRuntime) -> dict[str, Any]:
     """Who computed the result and on what (see :mod:`cobench.store.provenance`)."""
-    components = [(kind, getattr(cell, singular(kind))["name"]) for kind in GRID_KINDS if kind != "evaluators"]
-    components += [("evaluators", e["name"]) for e in cell.evaluators]
+    components = [(kind, getattr(cell, singular(kind)).name) for kind in GRID_KINDS if kind != "evaluators"]
+    components += [("evaluators", e.name) for e in cell.evaluators]
     return {
         "cobench": cobench_record(),
         "components": components_record(get_plugin_manager(), components),
@@ -238,7 +238,7 @@ def provenance(cell: Cell, options: RunOptions, device: torch.device, runtime: C
 def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
     """The plugin that registered each of ``cell``'s components (evaluators: name -> plugin)."""
     owners: dict[str, Any] = {
-        kind: registry.owner(kind, getattr(cell, singular(kind))["name"]) for kind in GRID_KINDS if kind != "evaluators"
+        kind: registry.owner(kind, getattr(cell, singular(kind)).name) for kind in GRID_KINDS if kind != "evaluators"
     }
-    owners["evaluators"] = {e["name"]: registry.owner("evaluators", e["name"]) for e in cell.evaluators}
+    owners["evaluators"] = {e.name: registry.owner("evaluators", e.name) for e in cell.evaluators}
     return owners

@@ -134,12 +134,12 @@ class Runner:
             self.weights_store.check_writable()
         if self.options.compile:
             registry = get_plugin_manager().registry
-            for name in sorted({c.method["name"] for c in cells}):
+            for name in sorted({c.method.name for c in cells}):
                 if getattr(registry.get("methods", name), "double_backward", False):
                     raise ConfigError(compile_refusal(name))
         check_loggers(self.options.loggers, get_plugin_manager().registry)
-        for spec in {json.dumps(c.dataset, sort_keys=True): c.dataset for c in cells}.values():
-            load_compact(spec, self.options)
+        for dataset in dict.fromkeys(c.dataset for c in cells):
+            load_compact(dataset, self.options)
 
     def run(self, progress: Progress | None = None) -> RunSummary:
         progress = progress or NoProgress()

@@ -11,7 +11,6 @@ never half of one.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import os
@@ -31,14 +30,11 @@ import torch
 from cobench import __version__
 from cobench.atomic import write_atomic
 from cobench.errors import CobenchError
-from cobench.grid.cell import Cell
+from cobench.grid.cell import CELL_FIELDS, COMPONENT_FIELDS, Cell
 
 SCHEMA_VERSION = 1
 #: the JSON schema every result file follows, shipped inside the package
 SCHEMA_FILE = "result.schema.json"
-#: what a result's config holds (a Cell's fields), and those that are components ({"name", "params"})
-CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell))
-COMPONENT_FIELDS = ("dataset", "model", "method", "injection")
 #: files ``cobench run`` writes beside the results that are not results
 SUMMARY_FILES = ("summary.json", "summary.csv")
 
