@@ -14,8 +14,10 @@ from cobench.grid.cell import COMPONENT_FIELDS, Cell
 from cobench.grid.resolve import resolve_component
 from cobench.params import ComponentSpec
 from cobench.plugins import Registry, get_plugin_manager
+from cobench.store.records import ResultRecord, plain
 
-EpochCallback = Callable[[int, int, dict[str, Any]], None]
+#: told each epoch's record as it finishes: (epoch, epochs, record)
+EpochCallback = Callable[[int, int, dict[str, float | None]], None]
 
 
 def resolve_loggers(specs: list[str], registry: Registry) -> list[ComponentSpec]:
@@ -107,7 +109,7 @@ class CellLoggers:
         if not self.loggers:
             return on_epoch
 
-        def both(epoch: int, epochs: int, record: dict[str, Any]) -> None:
+        def both(epoch: int, epochs: int, record: dict[str, float | None]) -> None:
             metrics = numeric({k: v for k, v in record.items() if k != "epoch"})
             self._each(lambda lg: lg.log_epoch(epoch, metrics), "log an epoch")
             if on_epoch is not None:
@@ -115,5 +117,5 @@ class CellLoggers:
 
         return both
 
-    def finish(self, result: dict[str, Any]) -> None:
-        self._each(lambda lg: lg.finish(result), "finish")
+    def finish(self, result: ResultRecord) -> None:
+        self._each(lambda lg: lg.finish(plain(result)), "finish")

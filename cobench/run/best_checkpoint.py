@@ -38,12 +38,13 @@ from cobench.attacks import pgd_until_fooled
 from cobench.errors import ConfigError
 from cobench.run.evaluation import evaluation_mode
 from cobench.run.placement import decode
+from cobench.store.records import ValidationRecord
 
 #: PGD steps of the per-epoch validation attack (step eps/4, one restart)
 VAL_STEPS = 10
 
 
-def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSplits, Tensor, Tensor, dict[str, Any]]:
+def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSplits, Tensor, Tensor, ValidationRecord]:
     """(training data without the held-out images, their images, their labels, the split's record)."""
     n = len(data.train_x)
     if not 0 < val_size < n:
@@ -52,7 +53,7 @@ def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSp
         )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     held, kept = perm[:val_size].sort().values, perm[val_size:].sort().values
-    record = {
+    record: ValidationRecord = {
         "size": val_size,
         "of": n,
         "seed": seed,

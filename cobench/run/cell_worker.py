@@ -28,10 +28,20 @@ from cobench.run.runtime import CellRuntime
 from cobench.run.training import CellParts, Normalize, train
 from cobench.store.digest import with_digest
 from cobench.store.provenance import cobench_record, components_record, fingerprint, machine_record
+from cobench.store.records import (
+    CellOutcome,
+    CostRecord,
+    PluginsRecord,
+    ProvenanceRecord,
+    ResultRecord,
+    ValidationRecord,
+    plain,
+)
 from cobench.store.results import environment, failed_result, now, result_header, sanitize
 from cobench.store.weights import BEST, FINAL, weights_bytes
 
-OnEpoch = Callable[[int, int, dict[str, Any]], None]
+#: told each epoch's record as it finishes: (epoch, epochs, record)
+OnEpoch = Callable[[int, int, dict[str, float | None]], None]
 #: key of a worker's result under which the saved weights travel to the driver (never written):
 #: {result key (``weights``, ``best_weights``): safetensors bytes}
 WEIGHTS_BYTES = "_weights_safetensors"
@@ -40,20 +50,20 @@ WEIGHTS_BYTES = "_weights_safetensors"
 def execute_cell(
     config: dict[str, Any], options: RunOptions | Mapping[str, Any] | None = None, on_epoch: OnEpoch | None = None
 ) -> dict[str, Any]:
-    """Train and evaluate one cell; always returns a result dict (``status`` ok or failed)."""
+    """Train and evaluate one cell; always returns a result (``status`` ok or failed), as the plain
+    dict the executor contract hands back (:class:`cobench.api.Executor`; :class:`ResultRecord`)."""
     cell = Cell.from_config(config)
     options = RunOptions.of(options)
     started, t0 = now(), time.perf_counter()
     device = torch.device("cpu")
     loggers = CellLoggers(options.loggers, cell, group=options.run_group)
+    weights: dict[str, bytes] | None = None
+    result: ResultRecord
     try:
         device = resolve_device(options.device)
         loggers.start()
-        result = {
-            **result_header(cell, started),
-            **run_cell(cell, options, device, loggers.wrap(on_epoch)),
-            "status": "ok",
-        }
+        outcome, weights = run_cell(cell, options, device, loggers.wrap(on_epoch))
+        result = {**result_header(cell, started), **outcome, "status": "ok"}
     except KeyboardInterrupt:
         raise
     except SystemExit as exc:  # a component's sys.exit() fails its cell, not the whole grid
@@ -68,10 +78,9 @@ def execute_cell(
     result["environment"] = environment(device)
     result["finished_at"] = now()
     result["wall_time_s"] = time.perf_counter() - t0
-    weights = result.pop(WEIGHTS_BYTES, None)
     result = with_digest(sanitize(result))
     loggers.finish(result)
-    return result if weights is None else {**result, WEIGHTS_BYTES: weights}
+    return plain(result) if weights is None else {**result, WEIGHTS_BYTES: weights}
 
 
 def exiting_component(exc: BaseException) -> str:
@@ -147,7 +156,11 @@ def build_parts(
     )
 
 
-def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: OnEpoch | None) -> dict[str, Any]:
+def run_cell(
+    cell: Cell, options: RunOptions, device: torch.device, on_epoch: OnEpoch | None
+) -> tuple[CellOutcome, dict[str, bytes] | None]:
+    """Train and evaluate ``cell``: what its result holds beyond the header, and with ``--save-models``
+    the weights to store ({result key: safetensors bytes}; the driver writes them)."""
     registry = get_plugin_manager().registry
     configure_numerics(options.deterministic, options.cudnn_benchmark)
     seed_everything(cell.seed)
@@ -176,8 +189,9 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
         checkpoint.remove()
     keys = sorted({k for rec in outcome.history for k in rec})
     curves = {k: [rec.get(k) for rec in outcome.history] for k in keys}
-    cost = dict(outcome.cost, eval_time_s=time.perf_counter() - t_eval)
-    out: dict[str, Any] = {
+    assert outcome.cost is not None  # train() sets it once training ends
+    cost: CostRecord = {**outcome.cost, "eval_time_s": time.perf_counter() - t_eval}
+    out: CellOutcome = {
         "metrics": metrics,
         "curves": curves,
         "cost": cost,
@@ -186,14 +200,15 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     }
     if validation is not None:
         out["provenance"]["data"]["validation"] = validation
+    weights = None
     if options.save_models:  # the driver writes them to the weights store
-        out[WEIGHTS_BYTES] = {FINAL: weights_bytes(parts.model)}
+        weights = {FINAL: weights_bytes(parts.model)}
         if best_model is not None:
-            out[WEIGHTS_BYTES][BEST] = weights_bytes(best_model)
-    return out
+            weights[BEST] = weights_bytes(best_model)
+    return out, weights
 
 
-def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | None, dict[str, Any] | None]:
+def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | None, ValidationRecord | None]:
     """With ``training.val_size`` > 0: take the validation split out of the training set of
     ``parts.runtime`` (which is replaced) and return the tracker of the best epoch and the split's
     record; else (None, None)."""
@@ -214,7 +229,7 @@ def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | 
     return best, record
 
 
-def provenance(cell: Cell, options: RunOptions, device: torch.device, runtime: CellRuntime) -> dict[str, Any]:
+def provenance(cell: Cell, options: RunOptions, device: torch.device, runtime: CellRuntime) -> ProvenanceRecord:
     """Who computed the result and on what (see :mod:`cobench.store.provenance`)."""
     components = [(kind, getattr(cell, singular(kind)).name) for kind in GRID_KINDS if kind != "evaluators"]
     components += [("evaluators", e.name) for e in cell.evaluators]
@@ -235,10 +250,12 @@ def provenance(cell: Cell, options: RunOptions, device: torch.device, runtime: C
     }
 
 
-def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
+def component_owners(cell: Cell, registry: Registry) -> PluginsRecord:
     """The plugin that registered each of ``cell``'s components (evaluators: name -> plugin)."""
-    owners: dict[str, Any] = {
-        kind: registry.owner(kind, getattr(cell, singular(kind)).name) for kind in GRID_KINDS if kind != "evaluators"
+    return {
+        "datasets": registry.owner("datasets", cell.dataset.name),
+        "models": registry.owner("models", cell.model.name),
+        "methods": registry.owner("methods", cell.method.name),
+        "injections": registry.owner("injections", cell.injection.name),
+        "evaluators": {e.name: registry.owner("evaluators", e.name) for e in cell.evaluators},
     }
-    owners["evaluators"] = {e.name: registry.owner("evaluators", e.name) for e in cell.evaluators}
-    return owners

@@ -28,6 +28,7 @@ from cobench.run.placement import batch_to_device, decode
 
 # CellParts lives with the runtime; the step-parity tests (tests/fidelity, kept unchanged) import it from here
 from cobench.run.runtime import CellParts
+from cobench.store.records import TrainCost
 
 if TYPE_CHECKING:
     from cobench.run.best_checkpoint import BestCheckpoint
@@ -150,8 +151,9 @@ class PassCounter:
 
 @dataclass
 class TrainOutcome:
+    #: per-epoch records (:meth:`TrainingLoop.probe`), also those a resumed cell read from its checkpoint
     history: list[dict[str, Any]] = field(default_factory=list)
-    cost: dict[str, Any] = field(default_factory=dict)
+    cost: TrainCost | None = None
     #: the epoch after which an opt-in early stop ended training (``stop_after_collapse``), else None
     stopped_early_epoch: int | None = None
 
@@ -224,7 +226,7 @@ def train(
     parts: CellParts,
     training: CellTraining | dict[str, Any],
     options: RunOptions,
-    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[int, int, dict[str, float | None]], None] | None = None,
     checkpoint: CellCheckpoint | None = None,
     best: BestCheckpoint | None = None,
 ) -> TrainOutcome:
@@ -476,13 +478,13 @@ class TrainingLoop:
         if self.ctx.updates_this_step == 0:
             raise RuntimeError(f"method {self.method.name!r} returned from train_step without calling ctx.update()")
 
-    def probe(self, epoch: int, seconds: float) -> dict[str, Any]:
+    def probe(self, epoch: int, seconds: float) -> dict[str, float | None]:
         """The epoch's record: training loss and accuracy, then the evaluators' probes (not
         counted as training passes) and the validation split; appended to the history."""
         loss, acc = self.sums.means()
         if not math.isfinite(loss):
             raise NonFiniteLossError(epoch + 1, self.plan.steps_per_epoch, loss)
-        record: dict[str, Any] = {
+        record: dict[str, float | None] = {
             "epoch": epoch + 1,
             "lr": self.opt.param_groups[0]["lr"],
             "train_loss": loss,
@@ -546,7 +548,7 @@ class TrainingLoop:
         if self.best is not None and saved.get("best") is not None:
             self.best.load_state_dict(saved["best"])
 
-    def cost(self, checkpoint_s: float) -> dict[str, Any]:
+    def cost(self, checkpoint_s: float) -> TrainCost:
         """What training cost: time, epochs, steps, updates and passes per step."""
         tally, steps_per_epoch = self.tally, self.plan.steps_per_epoch
         epochs_run = len(self.outcome.history)

@@ -18,7 +18,7 @@ import platform
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
@@ -31,6 +31,7 @@ from cobench import __version__
 from cobench.atomic import write_atomic
 from cobench.errors import CobenchError
 from cobench.grid.cell import CELL_FIELDS, COMPONENT_FIELDS, Cell
+from cobench.store.records import EnvironmentRecord, ResultHeader, ResultRecord, as_record
 
 SCHEMA_VERSION = 1
 #: the JSON schema every result file follows, shipped inside the package
@@ -43,9 +44,16 @@ class ResultValidationError(CobenchError):
     """A result file that cannot be read, is not valid JSON or does not match the result schema."""
 
 
+#: a value of a flat row (:func:`flat_row`, summary.csv, the aggregated tables): a JSON scalar
+Scalar = str | int | float | bool | None
+#: one result as flat columns, or one aggregated row of results (cobench.store.tables)
+FlatRow = dict[str, Scalar]
+
+
 # --------------------------------------------------------------------------- writing
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """``data`` as strict, sorted, indented JSON (tensors and numpy scalars become numbers)."""
+def write_json(path: Path, data: Mapping[str, object]) -> None:
+    """``data`` (any JSON object: a result, a summary, a rendered board) as strict, sorted, indented
+    JSON (tensors and numpy scalars become numbers)."""
     write_atomic(path, json_text(data))
 
 
@@ -62,7 +70,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
+def csv_text(rows: Sequence[FlatRow]) -> str:
     """``rows`` as CSV, with the union of their keys as columns (in first-seen order)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
@@ -71,7 +79,7 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_summary(results_dir: Path, rows: list[dict[str, Any]]) -> None:
+def write_summary(results_dir: Path, rows: Sequence[FlatRow]) -> None:
     """summary.json and summary.csv of the grid just run (every cell, flat columns)."""
     if not rows:
         return
@@ -167,7 +175,7 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def result_header(cell: Cell, started_at: str) -> dict[str, Any]:
+def result_header(cell: Cell, started_at: str) -> ResultHeader:
     """The fields every result of ``cell`` starts with: its identity and config."""
     return {
         "schema_version": SCHEMA_VERSION,
@@ -179,7 +187,7 @@ def result_header(cell: Cell, started_at: str) -> dict[str, Any]:
     }
 
 
-def failed_result(cell: Cell, exc: BaseException, message: str, started_at: str | None = None) -> dict[str, Any]:
+def failed_result(cell: Cell, exc: BaseException, message: str, started_at: str | None = None) -> ResultRecord:
     """A ``failed`` result of ``cell``: recorded, shown to the user, and retried on the next run."""
     started_at = started_at or now()
     return {
@@ -205,8 +213,8 @@ def sanitize(obj: Any) -> Any:
     return obj
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    env = {
+def environment(device: torch.device) -> EnvironmentRecord:
+    env: EnvironmentRecord = {
         "cobench": __version__,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
@@ -287,8 +295,9 @@ def iter_results(
                 warn(f"skipped: {exc.message}")
 
 
-def finished_result(results_dir: Path, cell: Cell) -> dict[str, Any] | None:
-    """The stored result if ``cell`` already finished successfully with the same config."""
+def finished_result(results_dir: Path, cell: Cell) -> ResultRecord | None:
+    """The stored result if ``cell`` already finished successfully with the same config (a file
+    this cobench reads as a result, with ``status`` ok and the cell's hash: a result it wrote)."""
     path = result_path(results_dir, cell)
     if not path.exists():
         return None
@@ -297,7 +306,7 @@ def finished_result(results_dir: Path, cell: Cell) -> dict[str, Any] | None:
     except ResultValidationError:
         return None  # a corrupt or foreign file is redone, not trusted
     if data.get("status") == "ok" and data.get("config_hash") == cell.cell_id:
-        return data
+        return as_record(data)
     return None
 
 
@@ -375,7 +384,7 @@ def result_problems(result: dict[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- rows
-def provenance_columns(result: dict[str, Any]) -> dict[str, Any]:
+def provenance_columns(result: dict[str, Any]) -> FlatRow:
     """Where the result came from (see :mod:`cobench.store.provenance`) and its consistency problems, flat."""
     prov = result.get("provenance") or {}
     method = ((prov.get("components") or {}).get("methods") or {}).get(result["config"]["method"]["name"]) or {}
@@ -398,10 +407,10 @@ def provenance_columns(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def flat_row(result: dict[str, Any]) -> dict[str, Any]:
-    """One flat dict per result, ready for ``pandas.DataFrame``."""
+def flat_row(result: dict[str, Any]) -> FlatRow:
+    """One flat dict per result (as read from its file), ready for ``pandas.DataFrame``."""
     cfg = result["config"]
-    row: dict[str, Any] = {
+    row: FlatRow = {
         "cell_id": result.get("cell_id"),
         "status": result.get("status"),
         "dataset": cfg["dataset"]["name"],
