@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TypedDict, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +40,8 @@ from cobench.errors import ConfigError
 from cobench.run.evaluation import evaluation_mode
 from cobench.run.placement import decode
 from cobench.store.records import ValidationRecord
+
+V = TypeVar("V")
 
 #: PGD steps of the per-epoch validation attack (step eps/4, one restart)
 VAL_STEPS = 10
@@ -63,6 +66,14 @@ def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSp
     held, kept = held.to(dev), kept.to(dev)
     train = replace(data, train_x=data.train_x[kept], train_y=data.train_y[kept])
     return train, decode(data.train_x[held]), data.train_y[held], record
+
+
+class BestState(TypedDict):
+    """What a mid-cell checkpoint keeps of a :class:`BestCheckpoint`."""
+
+    best_acc: float
+    best_epoch: int | None
+    state: dict[str, Tensor] | None
 
 
 class BestCheckpoint:
@@ -96,10 +107,10 @@ class BestCheckpoint:
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return acc
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"best_acc": self.best_acc, "best_epoch": self.best_epoch, "state": self.state}
+    def state_dict(self) -> BestState:
+        return BestState(best_acc=self.best_acc, best_epoch=self.best_epoch, state=self.state)
 
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
+    def load_state_dict(self, saved: BestState) -> None:
         self.best_acc, self.best_epoch, self.state = saved["best_acc"], saved["best_epoch"], saved["state"]
 
     def best_model(self, model: nn.Module) -> nn.Module:
@@ -110,8 +121,8 @@ class BestCheckpoint:
         return best
 
 
-def best_metrics(metrics: dict[str, Any], best_epoch: int | None) -> dict[str, Any]:
+def best_metrics(metrics: Mapping[str, V], best_epoch: int | None) -> dict[str, V | int | None]:
     """The best model's accuracies as ``best_<metric>``, and ``best_epoch``."""
-    out = {f"best_{k}": v for k, v in metrics.items() if k.endswith("_acc")}
+    out: dict[str, V | int | None] = {f"best_{k}": v for k, v in metrics.items() if k.endswith("_acc")}
     out["best_epoch"] = best_epoch
     return out

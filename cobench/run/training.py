@@ -22,7 +22,14 @@ from cobench.api import Batch, Method, StepContext, TrainSetup
 from cobench.errors import ConfigError, NonFiniteLossError
 from cobench.grid.spec import CellTraining
 from cobench.options import RunOptions
-from cobench.run.checkpoints import CellCheckpoint, check_resume_device, restore_rng_states, rng_states, to_device
+from cobench.run.checkpoints import (
+    CellCheckpoint,
+    LoopState,
+    check_resume_device,
+    restore_rng_states,
+    rng_states,
+    to_device,
+)
 from cobench.run.evaluation import run_evaluators
 from cobench.run.placement import batch_to_device, decode
 
@@ -511,10 +518,10 @@ class TrainingLoop:
         streak = next((ev.collapse_streak for ev in self.parts.evaluators if hasattr(ev, "collapse_streak")), None)
         return streak is not None and streak(self.outcome.history) >= stop_after
 
-    def state_dict(self, epochs_done: int) -> dict[str, Any]:
+    def state_dict(self, epochs_done: int) -> LoopState:
         """Everything a resumed cell needs to continue exactly where this one is."""
         tally = self.tally
-        return {
+        state: LoopState = {
             "epoch": epochs_done,
             "model": self.parts.model.state_dict(),
             "optimizer": self.opt.state_dict(),
@@ -528,10 +535,12 @@ class TrainingLoop:
             "epoch_times": tally.epoch_times,
             "batch_samples": tally.batch_samples,
             "passes": [self.counter.forward, self.counter.backward],
-            **({"best": self.best.state_dict()} if self.best is not None else {}),
         }
+        if self.best is not None:
+            state["best"] = self.best.state_dict()
+        return state
 
-    def resume(self, saved: dict[str, Any], where: str) -> None:
+    def resume(self, saved: LoopState, where: str) -> None:
         """Load :meth:`state_dict`'s output; training continues after its epoch."""
         device, tally = self.runtime.device, self.tally
         check_resume_device(saved["rng"], device, where)
