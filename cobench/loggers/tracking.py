@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,9 @@ def run_path(tags: dict[str, str], cell_id: str) -> str:
     )
 
 
-def numeric(record: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a record (bools and None dropped), as floats."""
+def numeric(record: Mapping[str, object]) -> dict[str, float]:
+    """The finite numbers of any record (an epoch's, a result's metrics or cost; bools, None and
+    anything else dropped), as floats."""
     return {
         k: float(v)
         for k, v in record.items()

@@ -29,6 +29,7 @@ from cobench.run.training import CellParts, Normalize, train
 from cobench.store.digest import with_digest
 from cobench.store.provenance import cobench_record, components_record, fingerprint, machine_record
 from cobench.store.records import (
+    WEIGHTS_BYTES,
     CellOutcome,
     CostRecord,
     PluginsRecord,
@@ -42,9 +43,6 @@ from cobench.store.weights import BEST, FINAL, weights_bytes
 
 #: told each epoch's record as it finishes: (epoch, epochs, record)
 OnEpoch = Callable[[int, int, dict[str, float | None]], None]
-#: key of a worker's result under which the saved weights travel to the driver (never written):
-#: {result key (``weights``, ``best_weights``): safetensors bytes}
-WEIGHTS_BYTES = "_weights_safetensors"
 
 
 def execute_cell(

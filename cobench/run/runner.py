@@ -19,13 +19,13 @@ from cobench.loggers.tracking import check_loggers, grid_group
 from cobench.options import NoProgress, Progress, RunOptions
 from cobench.params import component_problems
 from cobench.plugins import get_plugin_manager
-from cobench.run.cell_worker import WEIGHTS_BYTES, execute_cell
+from cobench.run.cell_worker import execute_cell
 from cobench.run.claims import ClaimedCells, ClaimKeeper, Skipped
 from cobench.run.dataset_cache import clear_cache, load_compact
 from cobench.run.device import resolve_device
 from cobench.run.training import compile_refusal
 from cobench.store.digest import with_digest
-from cobench.store.records import ResultRecord, as_record, plain
+from cobench.store.records import WEIGHTS_BYTES, ResultRecord, WorkerResult, as_record, plain, worker_result
 from cobench.store.results import (
     FlatRow,
     check_writable,
@@ -38,12 +38,11 @@ from cobench.store.results import (
 from cobench.store.weights import BEST, FINAL, WeightsStore
 
 
-def attach_weights(result: dict[str, Any], store: WeightsStore) -> ResultRecord:
-    """A result as an executor hands it back (a plain dict: :class:`cobench.api.Executor`), with the
-    weights the worker sent (``--save-models``) written to ``store`` and their hash, size and store
-    recorded in it (its digest then covers them)."""
+def attach_weights(result: WorkerResult, store: WeightsStore) -> ResultRecord:
+    """A worker's result with the weights it sent (``--save-models``) written to ``store`` and their
+    hash, size and store recorded in it (its digest then covers them)."""
     record = as_record({k: v for k, v in result.items() if k != WEIGHTS_BYTES})
-    sent: dict[str, bytes] | None = result.get(WEIGHTS_BYTES)
+    sent = result.get("_weights_safetensors")
     if sent is None:
         return record
     if FINAL in sent:
@@ -53,15 +52,15 @@ def attach_weights(result: dict[str, Any], store: WeightsStore) -> ResultRecord:
     return with_digest(record)
 
 
-def store_result(path: Path, result: dict[str, Any], store: WeightsStore) -> ResultRecord:
-    """Write ``result`` (as an executor hands it back) to ``path`` and the weights it carries to
-    ``store``; returns the result as stored."""
+def store_result(path: Path, result: WorkerResult, store: WeightsStore) -> ResultRecord:
+    """Write a worker's ``result`` to ``path`` and the weights it carries to ``store``; returns the
+    result as stored."""
     record = attach_weights(result, store)
     write_json(path, record)
     return record
 
 
-def rescue_result(results_dir: Path, path: Path, result: dict[str, Any], error: OSError) -> str:
+def rescue_result(results_dir: Path, path: Path, result: WorkerResult, error: OSError) -> str:
     """``result`` could not be written to ``path``: save it under a temporary folder instead
     (same relative path) and return the one line that tells the user where and why."""
     relative = path.relative_to(results_dir)
@@ -198,7 +197,7 @@ class Runner:
             by_id[cell.cell_id] = result
             summary.skipped += 1
 
-        def record(cell: Cell, result: dict[str, Any]) -> None:
+        def record(cell: Cell, result: WorkerResult) -> None:
             stored = store_result(paths[cell.cell_id], result, self.weights_store)
             by_id[cell.cell_id] = stored
             summary.ran += 1
@@ -208,7 +207,7 @@ class Runner:
 
         def given_up(cell: Cell, why: str) -> None:
             try:
-                record(cell, plain(failed_result(cell, RuntimeError(why), why)))
+                record(cell, worker_result(failed_result(cell, RuntimeError(why), why)))
             finally:
                 claimed.release(cell)
 
@@ -229,7 +228,8 @@ class Runner:
             )
             results = iter(executor.run(claimed, execute_cell, options, progress))
             try:
-                for cell, result in results:
+                for cell, handed_back in results:
+                    result = worker_result(handed_back)
                     try:
                         record(cell, result)
                     except OSError as exc:  # full disk, read-only mount: keep the result, stop cleanly

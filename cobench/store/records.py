@@ -16,6 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict, cast
 
+#: a value of a flat row: a JSON scalar
+Scalar = str | int | float | bool | None
+#: one result as flat columns (:func:`cobench.store.results.flat_row`, summary.csv), or one
+#: aggregated row of results (:func:`cobench.store.tables.aggregate`)
+FlatRow = dict[str, Scalar]
+
 
 class ErrorRecord(TypedDict):
     """Why a cell failed: the exception's type, the message shown, its traceback."""
@@ -201,6 +207,18 @@ class ResultRecord(ResultHeader, total=False):
     best_weights: WeightsEntry
 
 
+#: key of a worker's result under which the saved weights travel to the driver (never written)
+WEIGHTS_BYTES = "_weights_safetensors"
+
+
+class WorkerResult(ResultRecord, total=False):
+    """A result as a worker hands it to the driver (:func:`cobench.run.cell_worker.execute_cell`):
+    with ``--save-models`` the weights travel along, {result key: safetensors bytes}; the driver
+    writes them to the weights store and records them (:func:`cobench.run.runner.attach_weights`)."""
+
+    _weights_safetensors: dict[str, bytes]
+
+
 def plain(record: Mapping[str, object]) -> dict[str, Any]:
     """``record`` as the plain dict the plugin API hands around (what an executor's ``work`` returns
     and its ``run`` yields, what a run logger's ``finish`` gets): a copy with the same keys and values."""
@@ -208,9 +226,15 @@ def plain(record: Mapping[str, object]) -> dict[str, Any]:
 
 
 def as_record(data: Mapping[str, Any]) -> ResultRecord:
-    """A result that came back as a plain dict (from an executor, or from a file that this cobench
-    read as a finished result of the cell) as the record it is."""
+    """A result read back as a plain dict (a file that this cobench read as a finished result of
+    the cell) as the record it is."""
     return cast(ResultRecord, data)
+
+
+def worker_result(data: Mapping[str, Any]) -> WorkerResult:
+    """A result as an executor hands it back (a plain dict: :class:`cobench.api.Executor`) as the
+    record the worker built."""
+    return cast(WorkerResult, data)
 
 
 class CellOutcome(TypedDict):

@@ -31,7 +31,7 @@ from cobench import __version__
 from cobench.atomic import write_atomic
 from cobench.errors import CobenchError
 from cobench.grid.cell import CELL_FIELDS, COMPONENT_FIELDS, Cell
-from cobench.store.records import EnvironmentRecord, ResultHeader, ResultRecord, as_record
+from cobench.store.records import EnvironmentRecord, FlatRow, ResultHeader, ResultRecord, as_record
 
 SCHEMA_VERSION = 1
 #: the JSON schema every result file follows, shipped inside the package
@@ -42,12 +42,6 @@ SUMMARY_FILES = ("summary.json", "summary.csv")
 
 class ResultValidationError(CobenchError):
     """A result file that cannot be read, is not valid JSON or does not match the result schema."""
-
-
-#: a value of a flat row (:func:`flat_row`, summary.csv, the aggregated tables): a JSON scalar
-Scalar = str | int | float | bool | None
-#: one result as flat columns, or one aggregated row of results (cobench.store.tables)
-FlatRow = dict[str, Scalar]
 
 
 # --------------------------------------------------------------------------- writing
