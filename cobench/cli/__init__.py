@@ -24,15 +24,8 @@ from cobench.kinds import KIND_NAMES
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
 from cobench.run.progress import GridProgress
-from cobench.store.results import (
-    FlatRow,
-    check_output_path,
-    csv_text,
-    flat_row,
-    iter_results,
-    write_output,
-    write_summary,
-)
+from cobench.store.records import FlatRow
+from cobench.store.results import check_output_path, csv_text, flat_row, iter_results, write_output, write_summary
 from cobench.store.tables import aggregate, summary_tables
 
 #: the status of a process ended by SIGPIPE, as shells report it

@@ -25,16 +25,16 @@ from cobench.run.dataset_cache import clear_cache, load_compact
 from cobench.run.device import resolve_device
 from cobench.run.training import compile_refusal
 from cobench.store.digest import with_digest
-from cobench.store.records import WEIGHTS_BYTES, ResultRecord, WorkerResult, as_record, plain, worker_result
-from cobench.store.results import (
+from cobench.store.records import (
+    WEIGHTS_BYTES,
     FlatRow,
-    check_writable,
-    failed_result,
-    finished_result,
-    flat_row,
-    result_path,
-    write_json,
+    ResultRecord,
+    WorkerResult,
+    as_record,
+    plain,
+    worker_result,
 )
+from cobench.store.results import check_writable, failed_result, finished_result, flat_row, result_path, write_json
 from cobench.store.weights import BEST, FINAL, WeightsStore
 
 

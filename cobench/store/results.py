@@ -29,7 +29,7 @@ import torch
 
 from cobench import __version__
 from cobench.atomic import write_atomic
-from cobench.errors import CobenchError
+from cobench.errors import CobenchError, ConfigError
 from cobench.grid.cell import CELL_FIELDS, COMPONENT_FIELDS, Cell
 from cobench.store.records import EnvironmentRecord, FlatRow, ResultHeader, ResultRecord, as_record
 
@@ -356,7 +356,12 @@ def validate_result(data: Any, source: str | Path) -> dict[str, Any]:
         raise ResultValidationError(
             f"result file {str(source)!r}: config_hash {data['config_hash']!r} differs from cell_id {data['cell_id']!r}"
         )
-    expected = Cell.from_config(data["config"]).cell_id
+    try:
+        expected = Cell.from_config(data["config"]).cell_id
+    except (TypeError, ConfigError) as exc:  # a training setting this cobench does not have, say
+        raise ResultValidationError(
+            f"result file {str(source)!r}: its config is not one this cobench can read as a cell: {exc}"
+        ) from None
     if data["cell_id"] != expected:
         raise ResultValidationError(
             f"result file {str(source)!r}: cell_id {data['cell_id']!r} is not the hash of its config "

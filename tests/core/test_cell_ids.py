@@ -91,7 +91,7 @@ def test_a_config_without_the_late_fields_round_trips_and_keeps_them_out():
     training = {k: v for k, v in TrainingConfig().as_config().items() if k not in LATE_DEFAULTS}
     config = {
         "dataset": {"name": "cifar10", "params": {"fingerprints": {"data_batch_1": "sha256:ab"}, "augment": True}},
-        "model": {"name": "preact-resnet18", "params": {"width": 16}},
+        "model": {"name": "preact-resnet18", "params": {"width": 16, "blocks": [2, 2, [1, None]]}},
         "method": {"name": "n-fgsm", "params": {"k": 2.0, "alpha": 8}},
         "eps": 8,  # an int, as a hand-written file may hold it: kept an int, so the id does not move
         "injection": {"name": "none", "params": {}},
@@ -104,6 +104,7 @@ def test_a_config_without_the_late_fields_round_trips_and_keeps_them_out():
     assert cell.training.amp == "off" and cell.training.val_size == 0
     assert cell.config() == config and blob(cell.config()) == blob(config)
     assert cell.dataset.params["fingerprints"]["data_batch_1"] == "sha256:ab"
+    assert cell.model.params["blocks"] == (2, 2, (1, None)) and cell.model.kwargs()["blocks"] == [2, 2, [1, None]]
     late = Cell.from_config({**config, "training": {**training, "amp": "bf16"}})
     assert late.config()["training"]["amp"] == "bf16" and late.cell_id != cell.cell_id
 
@@ -127,3 +128,12 @@ def test_a_malformed_config_is_an_error_not_a_cell():
         Cell.from_config({**config, "extra": 1})
     with pytest.raises(TypeError, match="a component is"):
         Cell.from_config({**config, "method": {"name": "fgsm"}})
+
+
+def test_a_result_with_a_training_setting_this_cobench_lacks_is_refused_naming_the_file():
+    from cobench.store.results import ResultValidationError, validate_result
+
+    result = stored(RESULTS[0])
+    result["config"]["training"]["from_the_future"] = 1
+    with pytest.raises(ResultValidationError, match=r"'x\.json': its config is not one .* from_the_future"):
+        validate_result(result, "x.json")
