@@ -37,6 +37,7 @@ from cobench.attacks import clamp_delta, sample_gradients
 from cobench.grid.spec import TrainingConfig
 from cobench.methods import cure, elle, llr
 from cobench.options import RunOptions
+from cobench.params import ComponentSpec
 from cobench.plugins import get_plugin_manager
 from cobench.run.dataset_cache import load_dataset
 from cobench.run.runtime import CellParts
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--batches", type=int, default=10)
     p.add_argument("--json", dest="json_out")
     args = p.parse_args(argv)
-    data = load_dataset({"name": "digits", "params": {}}, RunOptions())
+    data = load_dataset(ComponentSpec("digits"), RunOptions())
     eps = args.eps / 255
     report: dict[str, Any] = {
         "setting": f"digits / small-cnn width {args.width}, FGSM-AT {args.epochs} epochs, "

@@ -57,6 +57,7 @@ from machine_load import LoadRecorder  # noqa: E402
 from cobench.grid.resolve import resolve  # noqa: E402
 from cobench.grid.spec import GridSpec  # noqa: E402
 from cobench.options import RunOptions  # noqa: E402
+from cobench.params import ComponentSpec, Params  # noqa: E402
 from cobench.plugins import get_plugin_manager  # noqa: E402
 from cobench.run.cell_worker import execute_cell  # noqa: E402
 from cobench.run.dataset_cache import load_dataset  # noqa: E402
@@ -109,8 +110,7 @@ def load_script(name: str) -> Any:
 
 def cifar(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The real images under --data-dir, on the CPU (train x, y, test x, y)."""
-    spec = {"name": DATASET, "params": {"verify_checksums": False}}
-    data = load_dataset(spec, RunOptions(data_dir=args.data_dir))
+    data = load_dataset(ComponentSpec(DATASET, Params({"verify_checksums": False})), RunOptions(data_dir=args.data_dir))
     return data.train_x, data.train_y, data.test_x, data.test_y
 
 

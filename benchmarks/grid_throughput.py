@@ -62,11 +62,11 @@ def reference_cell(config: dict[str, Any], device: torch.device, data_dir: str) 
     torch.manual_seed(cell.seed)
     data = load_dataset(cell.dataset, RunOptions(data_dir=data_dir))
     reg = get_plugin_manager().registry
-    net = reg.get("models", cell.model["name"])(**cell.model["params"]).build(
+    net = reg.get("models", cell.model.name)(**cell.model.kwargs()).build(
         num_classes=data.num_classes, image_shape=data.image_shape
     )
     model = nn.Sequential(Normalize(data.mean, data.std), net).to(device)
-    tr = cell.training_settings
+    tr = cell.training
     eps = cell.eps / 255
     train_loader = DataLoader(
         TensorDataset(data.train_x, data.train_y),
@@ -87,7 +87,7 @@ def reference_cell(config: dict[str, Any], device: torch.device, data_dir: str) 
             X, y = X.to(device), y.to(device)
             reference_fgsm_step(model, opt, scheduler, X, y, eps)
     model.eval()
-    pgd = next(e for e in cell.evaluators if e["name"] == "pgd-50-10")["params"]
+    pgd = next(e for e in cell.evaluators if e.name == "pgd-50-10").params
     clean = robust = n = 0
     for X, y in test_loader:
         X, y = X.to(device), y.to(device)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, cast
 
+from cobench.params import ComponentSpec
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -29,8 +31,8 @@ class RunOptions:
     save_models: bool = False
     #: the weights store's fsspec URL or folder ("" = $COBENCH_WEIGHTS_STORE, else the cache folder)
     weights_store: str = ""
-    #: run loggers as resolved component specs ({name, params}; see cobench.loggers.tracking.resolve_loggers)
-    loggers: tuple[dict[str, Any], ...] = ()
+    #: run loggers as resolved component specs (see cobench.loggers.tracking.resolve_loggers)
+    loggers: tuple[ComponentSpec, ...] = ()
     #: torch.compile the model for the training steps (evaluators run the model itself); see benchmarks/speed.py
     compile: bool = False
     #: per-epoch mid-cell checkpoints, so a killed cell resumes after its last epoch (cobench.run.checkpoints)
@@ -77,7 +79,7 @@ class Progress(Protocol):
 
     def start_grid(self, total: int, skipped: int) -> None: ...
     def on_cell_start(self, cell: Any) -> None: ...
-    def on_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None: ...
+    def on_epoch(self, epoch: int, epochs: int, record: dict[str, float | None]) -> None: ...
     def on_cell_done(self, cell: Any, result: dict[str, Any]) -> None: ...
     def notice(self, message: str) -> None: ...
     def stop(self) -> None: ...
@@ -92,7 +94,7 @@ class NoProgress:
     def on_cell_start(self, cell: Any) -> None:
         pass
 
-    def on_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
+    def on_epoch(self, epoch: int, epochs: int, record: dict[str, float | None]) -> None:
         pass
 
     def on_cell_done(self, cell: Any, result: dict[str, Any]) -> None:

@@ -4,6 +4,9 @@ type hints and declared ranges, so that a wrong value fails before any cell star
 A component declares ranges as ``ranges = {"steps": ">= 1", "alpha": ("> 0", "<= 255")}``:
 each condition is an operator and a number. Every problem is collected, so one error lists
 them all (see :func:`cobench.grid.resolve.resolve`).
+
+A component chosen and filled in is a :class:`ComponentSpec`: its name and its frozen
+:class:`Params`, as a grid cell (and a run's loggers) hold them.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import math
 import operator
 import types
 import typing
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
@@ -140,3 +144,93 @@ def component_problems(cls: Any, plural: str, values: Mapping[str, Any]) -> list
         and n != cls.spec_arg
     )
     return value_problems(f"{plural}.{cls.name}", values, init_hints(cls), getattr(cls, "ranges", {}), required)
+
+
+# --------------------------------------------------------------------------- component specs
+class Params(Mapping[str, Any]):
+    """A component's parameter values, frozen and hashable: what ``__init__`` of its class takes.
+
+    The values are those a JSON file holds (numbers, strings, booleans, None, lists, tables);
+    here a list is kept as a tuple and a table as a :class:`Params`, so nothing inside can change
+    and the whole can key a cache. :meth:`thawed` gives them back as JSON reads them, which is
+    what a component is constructed with and what a cell hashes. Each value's type is the one the
+    component's ``__init__`` declares (checked by :func:`component_problems`), hence ``Any`` here."""
+
+    __slots__ = ("_values",)
+    _values: dict[str, Any]
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values = {str(k): _freeze(v) for k, v in (values or {}).items()}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._values.items()))
+
+    def __repr__(self) -> str:
+        return f"Params({self._values!r})"
+
+    def thawed(self) -> dict[str, Any]:
+        """The values as JSON reads them back (tuples as lists, tables as dicts): fresh, mutable copies."""
+        return {k: _thaw(v) for k, v in self._values.items()}
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return Params(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Params):
+        return value.thawed()
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+class ComponentConfig(TypedDict):
+    """A component as a cell's config (and a result file) writes it."""
+
+    name: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One component, resolved: its registered ``name`` and every parameter value it runs with.
+
+    A grid cell holds one per dataset, model, method, injection and evaluator, and a run one
+    per logger. :meth:`config` is its dict form, the one a cell hashes and a result stores."""
+
+    name: str
+    params: Params = field(default_factory=Params)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, Params):  # a plain mapping given: frozen here
+            object.__setattr__(self, "params", Params(self.params))
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ComponentSpec:
+        """The spec of a stored ``{"name", "params"}``; anything else in it is an error."""
+        if set(config) != {"name", "params"} or not isinstance(config["name"], str):
+            raise TypeError(f"a component is {{'name': str, 'params': table}}, got {dict(config)!r}")
+        if not isinstance(config["params"], Mapping):
+            raise TypeError(f"component {config['name']!r}: params must be a table, got {config['params']!r}")
+        return cls(config["name"], Params(config["params"]))
+
+    def config(self) -> ComponentConfig:
+        return {"name": self.name, "params": self.params.thawed()}
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments its class is constructed with (``cls(**spec.kwargs())``)."""
+        return self.params.thawed()

@@ -19,6 +19,7 @@ from cobench.api import NO_INJECTION
 from cobench.boundary.search import BoundarySearch, Outcome, Point
 from cobench.errors import CobenchError, ConfigError
 from cobench.grid.spec import GridSpec
+from cobench.store.records import ResultRecord
 
 CO_EVALUATOR = "co"
 
@@ -50,7 +51,7 @@ class PlaneSearch:
     cells_trained: int = 0
     cells_reused: int = 0
     seeds: int = 0
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[ResultRecord] = field(default_factory=list)
 
 
 def planes(spec: GridSpec, two_d: bool) -> list[Plane]:
@@ -164,7 +165,7 @@ def plane_spec(spec: GridSpec, plane: Plane, eps: list[float], beta: float) -> G
     return sub
 
 
-def outcomes(results: list[dict[str, Any]], beta: float) -> dict[Point, Outcome]:
+def outcomes(results: list[ResultRecord], beta: float) -> dict[Point, Outcome]:
     """Per eps, the seeds' CO verdicts (ordered by seed) from finished results."""
     per_point: dict[Point, list[tuple[int, int]]] = defaultdict(list)
     for r in results:

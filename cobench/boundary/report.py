@@ -3,13 +3,13 @@ the search next to the dense grid at the same resolution."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from rich.table import Table
 
 from cobench.api import NO_INJECTION
 from cobench.boundary.driver import PlaneSearch
-from cobench.boundary.search import Outcome, lattice_size
+from cobench.boundary.search import lattice_size
 
 
 def dense_cells(run: PlaneSearch) -> int:
@@ -23,53 +23,76 @@ def dense_cells(run: PlaneSearch) -> int:
     return lattice_size(eps[0], eps[-1], s.eps_step) * n_beta * run.seeds
 
 
-def rows(runs: list[PlaneSearch]) -> list[dict[str, Any]]:
+class ThresholdRow(TypedDict):
+    """One plane and beta of a search, as ``cobench boundary --json`` writes it: the threshold and
+    its bracket, the CO seeds there and just below (with 95% Wilson intervals), and the search's cost."""
+
+    dataset: str
+    model: str
+    method: str
+    injection: str
+    beta: float
+    min_rate: float
+    threshold_eps: float | None
+    below_eps: float | None
+    transitions: list[list[float]]
+    threshold_co: int | None
+    threshold_seeds: int | None
+    threshold_ci: list[float] | None
+    below_co: int | None
+    below_seeds: int | None
+    below_ci: list[float] | None
+    points: int
+    coarse_points: int
+    cells_trained: int
+    cells_reused: int
+    cells_searched: int
+    dense_cells: int
+
+
+def rows(runs: list[PlaneSearch]) -> list[ThresholdRow]:
     """One JSON-ready row per plane and beta: threshold, bracket, CO rates with 95% Wilson intervals."""
     out = []
     for run in runs:
         p = run.plane
         for t in run.search.thresholds():
-            row: dict[str, Any] = {
-                "dataset": p.dataset,
-                "model": p.model,
-                "method": p.method,
-                "injection": p.injection,
-                "beta": t.beta,
-                "min_rate": run.search.min_rate,
-                "threshold_eps": t.eps,
-                "below_eps": t.below,
-                "transitions": [list(tr) for tr in t.transitions],
-            }
-            row.update(_rate("threshold", t.outcome))
-            row.update(_rate("below", t.below_outcome))
-            row.update(
-                {
-                    "points": len(run.search.outcomes),
-                    "coarse_points": run.search.coarse_points,
-                    "cells_trained": run.cells_trained,
-                    "cells_reused": run.cells_reused,
-                    "cells_searched": len(run.search.outcomes) * run.seeds,
-                    "dense_cells": dense_cells(run),
-                }
+            at, below = t.outcome, t.below_outcome
+            out.append(
+                ThresholdRow(
+                    dataset=p.dataset,
+                    model=p.model,
+                    method=p.method,
+                    injection=p.injection,
+                    beta=t.beta,
+                    min_rate=run.search.min_rate,
+                    threshold_eps=t.eps,
+                    below_eps=t.below,
+                    transitions=[list(tr) for tr in t.transitions],
+                    threshold_co=None if at is None else at.k,
+                    threshold_seeds=None if at is None else at.n,
+                    threshold_ci=None if at is None else list(at.interval),
+                    below_co=None if below is None else below.k,
+                    below_seeds=None if below is None else below.n,
+                    below_ci=None if below is None else list(below.interval),
+                    points=len(run.search.outcomes),
+                    coarse_points=run.search.coarse_points,
+                    cells_trained=run.cells_trained,
+                    cells_reused=run.cells_reused,
+                    cells_searched=len(run.search.outcomes) * run.seeds,
+                    dense_cells=dense_cells(run),
+                )
             )
-            out.append(row)
     return out
 
 
-def _rate(prefix: str, outcome: Outcome | None) -> dict[str, Any]:
-    if outcome is None:
-        return {f"{prefix}_co": None, f"{prefix}_seeds": None, f"{prefix}_ci": None}
-    return {f"{prefix}_co": outcome.k, f"{prefix}_seeds": outcome.n, f"{prefix}_ci": list(outcome.interval)}
-
-
-def _fmt_rate(row: dict[str, Any], prefix: str) -> str:
-    if row[f"{prefix}_seeds"] is None:
+def _fmt_rate(co: int | None, seeds: int | None, ci: list[float] | None) -> str:
+    if seeds is None or ci is None:
         return "-"
-    lo, hi = row[f"{prefix}_ci"]
-    return f"{row[f'{prefix}_co']}/{row[f'{prefix}_seeds']} [{100 * lo:.0f}-{100 * hi:.0f}%]"
+    lo, hi = ci
+    return f"{co}/{seeds} [{100 * lo:.0f}-{100 * hi:.0f}%]"
 
 
-def threshold_text(row: dict[str, Any]) -> str:
+def threshold_text(row: ThresholdRow) -> str:
     if row["threshold_eps"] is None:
         return f"none up to {row['below_eps']:g}"
     if row["below_eps"] is None:
@@ -77,7 +100,7 @@ def threshold_text(row: dict[str, Any]) -> str:
     return f"{row['threshold_eps']:g} (in ({row['below_eps']:g}, {row['threshold_eps']:g}])"
 
 
-def table(out_rows: list[dict[str, Any]]) -> Table:
+def table(out_rows: list[ThresholdRow]) -> Table:
     t = Table(
         title="Smallest eps (/255) with CO in at least "
         + ", ".join(sorted({f"{100 * r['min_rate']:.0f}%" for r in out_rows}))
@@ -102,8 +125,8 @@ def table(out_rows: list[dict[str, Any]]) -> Table:
             r["method"],
             "-" if r["injection"] == NO_INJECTION else f"{r['beta']:g}",
             threshold_text(r),
-            _fmt_rate(r, "threshold"),
-            _fmt_rate(r, "below"),
+            _fmt_rate(r["threshold_co"], r["threshold_seeds"], r["threshold_ci"]),
+            _fmt_rate(r["below_co"], r["below_seeds"], r["below_ci"]),
             edges,
             f"{r['cells_searched']} / {r['dense_cells']}",
         )

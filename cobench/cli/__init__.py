@@ -24,6 +24,7 @@ from cobench.kinds import KIND_NAMES
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
 from cobench.run.progress import GridProgress
+from cobench.store.records import FlatRow
 from cobench.store.results import check_output_path, csv_text, flat_row, iter_results, write_output, write_summary
 from cobench.store.tables import aggregate, summary_tables
 
@@ -166,7 +167,7 @@ def results(results_dir: str, fmt: str, output: str | None) -> None:
         raise CobenchError(f"no result files under {results_dir!r}")
     for (path, _), row in zip(found, rows):
         if row.get("problems"):
-            stderr().print(f"[yellow]inconsistent result[/yellow] {escape(str(path))}: {escape(row['problems'])}")
+            stderr().print(f"[yellow]inconsistent result[/yellow] {escape(str(path))}: {escape(str(row['problems']))}")
     if fmt == "table":
         tables = [*summary_tables(aggregate(rows)), provenance_table(rows)]
         if out_path is None:
@@ -196,7 +197,7 @@ def render_text(tables: list[Table]) -> str:
     return buffer.getvalue()
 
 
-def provenance_table(rows: list[dict[str, Any]]) -> Table:
+def provenance_table(rows: list[FlatRow]) -> Table:
     """One line per distinct (method, plugin distribution, cobench, data, device) behind the results."""
     keys = (
         "method",

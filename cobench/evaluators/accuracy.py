@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -23,7 +21,7 @@ class CleanAccuracy(Evaluator):
 
     name = "clean"
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         return {"clean_acc": accuracy(model, ctx.test_x, ctx.test_y, ctx.batch_size)}
 
 
@@ -36,7 +34,7 @@ class FGSMAccuracy(Evaluator):
     def __init__(self, max_samples: int = 0):
         self.max_samples = max_samples
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         x, y = subset(ctx, self.max_samples)
         correct = 0
         for xb, yb in ctx.batches(x, y):
@@ -61,7 +59,7 @@ class PGDAccuracy(Evaluator):
     def __init__(self, steps: int = 20, restarts: int = 1, alpha: float = 0.25, max_samples: int = 0):
         self.steps, self.restarts, self.alpha, self.max_samples = steps, restarts, alpha, max_samples
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         x, y = subset(ctx, self.max_samples)
         g = torch.Generator(device=ctx.device).manual_seed(ctx.seed + 1)
         correct = 0
@@ -99,7 +97,7 @@ class PGD50x10(PGDAccuracy):
         super().__init__(steps=steps, restarts=restarts, alpha=0.25, max_samples=max_samples)
         self.step_size = step_size
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         if ctx.eps > 0:
             self.alpha = self.step_size / 255.0 / ctx.eps
         return super().evaluate(model, ctx)

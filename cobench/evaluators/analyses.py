@@ -41,12 +41,13 @@ class CarrierAccuracy(Evaluator):
     def __init__(self, per_epoch: bool = True):
         self.per_epoch = per_epoch
 
-    def on_epoch_end(self, model: nn.Module, ctx: EvalContext, epoch: int) -> dict[str, float] | None:
+    def on_epoch_end(self, model: nn.Module, ctx: EvalContext, epoch: int) -> dict[str, Any] | None:
+        # a probe of None (no carriers) still makes the curve: Any, as the API's probes are floats
         if not self.per_epoch:
             return None
         return {"probe_carrier_acc": self.evaluate(model, ctx)["carrier_acc"]}
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, float | None]:
         data = carrier_images(ctx)
         return {"carrier_acc": None if data is None else accuracy(model, *data, ctx.batch_size)}
 
@@ -68,7 +69,7 @@ class NoInjectionAccuracy(Evaluator):
             return None
         return {"probe_no_injection_acc": self.evaluate(model, ctx)["no_injection_acc"]}
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         return {"no_injection_acc": accuracy(model, ctx.clean_test_x, ctx.test_y, ctx.batch_size)}
 
 

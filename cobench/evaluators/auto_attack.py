@@ -10,7 +10,7 @@ Backend, package version, attacks, seed and sample count are recorded under ``au
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from torch import nn
 
@@ -20,6 +20,20 @@ from cobench.attacks import accuracy
 from cobench.errors import ConfigError
 
 VERSIONS = {"standard": ["apgd-ce", "apgd-t", "fab-t", "square"], "fast": ["apgd-ce", "apgd-t"]}
+
+
+class AutoAttackInfo(TypedDict):
+    """How the AutoAttack accuracy was measured (reported beside it as ``autoattack_info``)."""
+
+    backend: str
+    backend_version: str
+    version: str
+    attacks: list[str]
+    dropped_attacks: list[str]
+    seed: int
+    n_samples: int
+    n_iter: int
+    max_linf: float
 
 
 class AutoAttackAccuracy(Evaluator):
@@ -49,7 +63,7 @@ class AutoAttackAccuracy(Evaluator):
         dropped = [a for a in wanted if a == "apgd-t" and num_classes < 4]
         return [a for a in wanted if a not in dropped], dropped
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, float | AutoAttackInfo]:
         import pyautoattack
         from pyautoattack import AutoAttack
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -115,6 +116,16 @@ def detect_collapse(
     return min(found) if found else None
 
 
+class CollapseRule(TypedDict):
+    """A detector's decision rule: the keyword arguments of :func:`detect_collapse` it sets."""
+
+    gap: float
+    drop: float
+    floor: float
+    relative_gap: float | None
+    min_peak: float
+
+
 class CODetector(Evaluator):
     """Per-epoch PGD and FGSM probe on a fixed held-out batch; reports whether and when CO happened
     (:func:`detect_collapse`: the absolute rule, or the FGSM-PGD gap relative to clean accuracy)."""
@@ -164,33 +175,32 @@ class CODetector(Evaluator):
             "probe_pgd_acc": accuracy(model, x + d_pgd, y, ctx.batch_size),
         }
 
-    def rule(self) -> dict[str, Any]:
-        return dict(
+    def rule(self) -> CollapseRule:
+        return CollapseRule(
             gap=self.gap, drop=self.drop, floor=self.floor, relative_gap=self.relative_gap, min_peak=self.min_peak
         )
 
     @staticmethod
-    def history_of(curves: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    def history_of(curves: Mapping[str, list[float | None]]) -> list[dict[str, float | None]]:
         """A stored result's ``curves`` (metric -> per-epoch values) as per-epoch records."""
         return [dict(zip(curves, values)) for values in zip(*curves.values())]
 
     @staticmethod
-    def probe_curves(history: list[dict[str, Any]]) -> tuple[list[float], list[float], list[float] | None]:
+    def probe_curves(
+        history: Sequence[Mapping[str, float | None]],
+    ) -> tuple[list[float], list[float], list[float] | None]:
         """(PGD, FGSM, clean) probe accuracies per epoch; clean is None where a result predates it."""
-        rows = [h for h in history if h.get("probe_pgd_acc") is not None and h.get("probe_fgsm_acc") is not None]
-        clean = [h.get("probe_clean_acc") for h in rows]
-        return (
-            [h["probe_pgd_acc"] for h in rows],
-            [h["probe_fgsm_acc"] for h in rows],
-            None if None in clean else clean,
-        )  # type: ignore[return-value]
+        probes = [(h.get("probe_pgd_acc"), h.get("probe_fgsm_acc"), h.get("probe_clean_acc")) for h in history]
+        rows = [(p, f, c) for p, f, c in probes if p is not None and f is not None]
+        clean = [c for _, _, c in rows if c is not None]
+        return [p for p, _, _ in rows], [f for _, f, _ in rows], clean if len(clean) == len(rows) else None
 
-    def first_collapse(self, history: list[dict[str, Any]]) -> int | None:
+    def first_collapse(self, history: Sequence[Mapping[str, float | None]]) -> int | None:
         """0-based index of the first collapsed epoch of ``history`` (per-epoch probe records)."""
         pgd_curve, fgsm_curve, clean_curve = self.probe_curves(history)
         return detect_collapse(pgd_curve, fgsm_curve, clean_curve, **self.rule(), persist=self.persist)
 
-    def collapse_streak(self, history: list[dict[str, Any]]) -> int:
+    def collapse_streak(self, history: Sequence[Mapping[str, float | None]]) -> int:
         """How many of the last epochs in ``history`` have collapsed in a row (the test of
         :func:`collapsed_epochs`): what the training loop's opt-in early stop
         (``stop_after_collapse``) reads."""
@@ -199,7 +209,7 @@ class CODetector(Evaluator):
             streak = streak + 1 if hit else 0
         return streak
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, int | float | None]:
         pgd_curve, fgsm_curve, _ = self.probe_curves(ctx.history)
         first = self.first_collapse(ctx.history)
         final = (

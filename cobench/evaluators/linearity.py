@@ -130,7 +130,7 @@ class GradientAlignment(Evaluator):
             return None
         return {"probe_grad_align": self.measure(model, ctx, ctx.probe_x, ctx.probe_y, ctx.seed + 3)}
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, float | None]:
         return {"grad_align": self.measure(model, ctx, *_subset(ctx, self.max_samples), ctx.seed + 4)}
 
 
@@ -164,12 +164,12 @@ class LocalLinearityError(Evaluator):
                 parts.append(llr_gamma(ce_loss(model, yb), xb, ctx.eps, self.steps, generator=g))
         return torch.cat(parts).mean().item()
 
-    def on_epoch_end(self, model: nn.Module, ctx: EvalContext, epoch: int) -> dict[str, Any] | None:
+    def on_epoch_end(self, model: nn.Module, ctx: EvalContext, epoch: int) -> dict[str, float] | None:
         if not self.per_epoch:
             return None
         return {f"probe_{self.metric}": self.measure(model, ctx, ctx.probe_x, ctx.probe_y, ctx.seed + 5)}
 
-    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         return {self.metric: self.measure(model, ctx, *_subset(ctx, self.max_samples), ctx.seed + 6)}
 
 

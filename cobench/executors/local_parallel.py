@@ -27,6 +27,7 @@ from cobench.api import CellsToRun, Executor
 from cobench.errors import ConfigError
 from cobench.options import Progress, RunOptions
 from cobench.run.device import resolve_device
+from cobench.store.records import plain
 from cobench.store.results import failed_result
 
 
@@ -241,7 +242,7 @@ class LocalParallelExecutor(Executor):
             for cell in in_flight:
                 if cell.cell_id in why or len(in_flight) == 1:  # its process died
                     reason = why.get(cell.cell_id) or death_message(workers.exitcode_of(cell.cell_id))
-                    yield cell, failed_result(cell, BrokenProcessPool(reason), reason)
+                    yield cell, plain(failed_result(cell, BrokenProcessPool(reason), reason))
                 else:
                     (retry if why else alone).append(cell)
 

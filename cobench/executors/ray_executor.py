@@ -21,6 +21,7 @@ from cobench import hookimpl
 from cobench.api import CellsToRun, Executor
 from cobench.errors import CobenchError, ConfigError
 from cobench.options import Progress, RunOptions
+from cobench.store.records import plain
 from cobench.store.results import failed_result
 
 
@@ -135,8 +136,10 @@ class RayExecutor(Executor):
                     try:
                         result = ray.get(done[0])
                     except Exception as exc:  # worker or node lost; cell errors come back as results
-                        result = failed_result(
-                            cell, exc, f"a Ray worker died while running this cell: {type(exc).__name__}: {exc}"
+                        result = plain(
+                            failed_result(
+                                cell, exc, f"a Ray worker died while running this cell: {type(exc).__name__}: {exc}"
+                            )
                         )
                     yield cell, result
             finally:

@@ -33,6 +33,7 @@ from cobench import hookimpl
 from cobench.api import CellsToRun, Executor
 from cobench.errors import CobenchError, ConfigError
 from cobench.options import Progress, RunOptions
+from cobench.store.records import plain
 from cobench.store.results import failed_result
 
 try:  # optional: the executor reports how to install it when it is missing
@@ -241,11 +242,13 @@ class SubmititExecutor(Executor):
                 (
                     results[i]
                     if i < len(results)
-                    else failed_result(
-                        cell,
-                        error,
-                        f"submitit job {job.job_id} ended without a result for this cell: "
-                        f"{type(error).__name__}: {error}",
+                    else plain(
+                        failed_result(
+                            cell,
+                            error,
+                            f"submitit job {job.job_id} ended without a result for this cell: "
+                            f"{type(error).__name__}: {error}",
+                        )
                     )
                 ),
             )

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from cobench.errors import ConfigError
+
+#: a value of a cell's training config (every setting is a number, a boolean or a name)
+TrainingValue = bool | int | float | str
 
 #: how the LR is evaluated per optimiser update (see cobench.run.training.make_scheduler)
 LR_SCHEDULES = ("cyclic", "interp", "multistep", "constant")
@@ -65,11 +68,11 @@ class Protocol:
     val_size: int = 0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
-    def training_values(self) -> dict[str, Any]:
+    def training_values(self) -> dict[str, TrainingValue]:
         """The fields that become a cell's ``training`` config."""
         return {k: getattr(self, k) for k in TRAINING_FIELDS}
 
-    def eval_params(self, eps255: float) -> dict[str, Any]:
+    def eval_params(self, eps255: float) -> dict[str, int | float]:
         """Parameters of the ``pgd-50-10`` evaluator that this protocol fixes, for a cell at ``eps255``."""
         return {
             "steps": self.eval_steps,
@@ -128,7 +131,17 @@ GA = "tml-epfl/understanding-fast-adv-training"
 EL = "LIONS-EPFL/ELLE"
 TORCH_CYCLIC = "torch.optim.lr_scheduler.CyclicLR defaults (cycle_momentum=True, base 0.8, max 0.9)"
 
-_PGD_50_10: dict[str, Any] = dict(eval_steps=50, eval_restarts=10, eval_step_size=2.0, eval_samples=0)
+
+class EvalAttack(TypedDict):
+    """A protocol's final robust-accuracy attack (:class:`Protocol`'s ``eval_*`` fields)."""
+
+    eval_steps: int
+    eval_restarts: int
+    eval_step_size: float | str
+    eval_samples: int
+
+
+_PGD_50_10 = EvalAttack(eval_steps=50, eval_restarts=10, eval_step_size=2.0, eval_samples=0)
 
 PROTOCOLS: dict[str, Protocol] = {
     p.name: p

@@ -18,7 +18,7 @@ from cobench.grid.cell import Cell
 from cobench.grid.protocols import get_protocol
 from cobench.grid.spec import GridSpec, split_spec
 from cobench.kinds import GRID_KINDS, singular
-from cobench.params import component_problems
+from cobench.params import ComponentSpec, Params, component_problems
 from cobench.plugins import Registry
 
 #: the evaluator whose attack a protocol fixes (the final robust accuracy)
@@ -39,13 +39,13 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
         p
         for kind, parts in resolved.items()
         for part in parts.values()
-        for p in component_problems(registry.get(kind, part["name"]), kind, part["params"])
+        for p in component_problems(registry.get(kind, part.name), kind, part.kwargs())
     ]
     evaluators = {
-        eps: [protocol_evaluator(spec, part, name, eps) for name, part in resolved["evaluators"].items()]
+        eps: tuple(protocol_evaluator(spec, part, name, eps) for name, part in resolved["evaluators"].items())
         for eps in spec.eps
     }
-    training = spec.training.as_config()
+    training = spec.training.for_cell()
     cells: list[Cell] = []
     for dataset, model, method, eps, injection in itertools.product(
         spec.datasets, spec.models, spec.methods, spec.eps, spec.injections
@@ -55,9 +55,7 @@ def resolve(spec: GridSpec, registry: Registry) -> list[Cell]:
         method_part = resolve_component(
             registry, "methods", method, spec.params, eps255=eps, protocol=spec.training.protocol
         )
-        method_problems = component_problems(
-            registry.get("methods", method_part["name"]), "methods", method_part["params"]
-        )
+        method_problems = component_problems(registry.get("methods", method_part.name), "methods", method_part.kwargs())
         problems += [p for p in method_problems if p not in problems]
         for beta, seed in itertools.product(betas, spec.seeds):
             cells.append(
@@ -115,16 +113,16 @@ def default_beta_notes(spec: GridSpec, registry: Registry) -> list[str]:
     return notes
 
 
-def protocol_evaluator(spec: GridSpec, part: dict[str, Any], name: str, eps255: float) -> dict[str, Any]:
+def protocol_evaluator(spec: GridSpec, part: ComponentSpec, name: str, eps255: float) -> ComponentSpec:
     """The protocol's final attack (steps, restarts, step, samples) for ``pgd-50-10`` at a cell's
     eps (a step rule such as GradAlign's eps/4 becomes a number here), where the grid's
     ``[params]`` do not set them."""
-    if part["name"] != PROTOCOL_EVALUATOR:
+    if part.name != PROTOCOL_EVALUATOR:
         return part
     table = spec.params.get("evaluators", {})
-    explicit = {**table.get(part["name"], {}), **table.get(name, {})}
+    explicit = {**table.get(part.name, {}), **table.get(name, {})}
     fixed = {k: v for k, v in get_protocol(spec.training.protocol).eval_params(eps255).items() if k not in explicit}
-    return {"name": part["name"], "params": {**part["params"], **fixed}}
+    return ComponentSpec(part.name, Params({**part.params, **fixed}))
 
 
 def check_component_names(spec: GridSpec, registry: Registry) -> None:
@@ -180,9 +178,9 @@ def resolve_component(
     params: Mapping[str, Any],
     eps255: float | None = None,
     protocol: str | None = None,
-) -> dict[str, Any]:
-    """``name[:ARG]`` of ``kind`` as a cell stores it: ``{"name", "params"}`` with every
-    parameter filled in; ``params`` is the grid's ``[params]`` table (``params[kind][name]``)."""
+) -> ComponentSpec:
+    """``name[:ARG]`` of ``kind`` as a cell holds it, with every parameter filled in (values as they
+    read back from JSON); ``params`` is the grid's ``[params]`` table (``params[kind][name]``)."""
     name, arg = split_spec(spec)
     cls = registry.get(kind, name)
     if arg is not None and not cls.spec_arg:
@@ -196,7 +194,7 @@ def resolve_component(
             del values[key]
     if cls.spec_arg is not None and cls.spec_arg in values and values[cls.spec_arg] is None:
         raise ConfigError(f"{singular(kind)} {name!r} needs an argument: write {name}:{cls.spec_arg.upper()}")
-    return {"name": name, "params": jsonable(values)}
+    return ComponentSpec(name, Params(jsonable(values)))
 
 
 def jsonable(obj: Any) -> Any:

@@ -23,7 +23,7 @@ else:  # Python 3.10
 
 from cobench.api import NO_INJECTION
 from cobench.errors import ConfigError
-from cobench.grid.protocols import DEFAULT_PROTOCOL, LR_SCHEDULES, get_protocol
+from cobench.grid.protocols import DEFAULT_PROTOCOL, LR_SCHEDULES, TrainingValue, get_protocol
 from cobench.kinds import GRID_KINDS, singular
 from cobench.params import value_problems
 
@@ -83,7 +83,7 @@ class CellTraining:
         """``training`` itself, or the settings of a config dict (callers may pass either)."""
         return training if isinstance(training, CellTraining) else cls.from_config(training)
 
-    def as_config(self) -> dict[str, Any]:
+    def as_config(self) -> dict[str, TrainingValue]:
         """The dict a cell hashes and a result stores. Fields added after the first release are left
         out while at their default, so an unchanged config keeps its hash (and its cell its id)."""
         return {
@@ -98,7 +98,9 @@ def has_default(f: Any) -> bool:
 
 
 #: CellTraining fields added after 0.1.0 and their defaults (see CellTraining.as_config)
-LATE_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellTraining) if f.metadata.get("late")}
+LATE_DEFAULTS: dict[str, TrainingValue] = {
+    f.name: f.default for f in fields(CellTraining) if f.metadata.get("late") and f.default is not MISSING
+}
 
 
 @dataclass
@@ -131,7 +133,7 @@ class TrainingConfig:
     #: accuracy and evaluates it beside the last model (``best_*`` metrics; cobench.run.best_checkpoint). 0 = off
     val_size: int | None = None
 
-    def resolved(self) -> dict[str, Any]:
+    def resolved(self) -> dict[str, TrainingValue]:
         """Every field, with the protocol's values filled in where this config leaves them unset."""
         values = get_protocol(self.protocol).training_values()
         values.update({k: v for k, v in asdict(self).items() if v is not None})
@@ -161,7 +163,7 @@ class TrainingConfig:
         """The settings a cell of this grid trains with: the protocol's values where this config leaves them unset."""
         return CellTraining.from_config(self.resolved())
 
-    def as_config(self) -> dict[str, Any]:
+    def as_config(self) -> dict[str, TrainingValue]:
         """The training part of a cell's config (:meth:`CellTraining.as_config`)."""
         return self.for_cell().as_config()
 

@@ -87,18 +87,18 @@ class Board:
     def protocol(self) -> dict[str, Any]:
         cell = self.coll.cells[0]
         protocol = {
-            "dataset": cell.dataset,
-            "model": cell.model,
-            "training": cell.training,
-            "evaluators": cell.evaluators,
+            "dataset": cell.dataset.config(),
+            "model": cell.model.config(),
+            "training": cell.training.as_config(),
+            "evaluators": [e.config() for e in cell.evaluators],
             "eps": self.lb.grid.eps,
             "settings": [
-                {"injection": c.injection, "beta": c.beta}
-                for c in _unique(self.coll.cells, lambda c: (json.dumps(c.injection, sort_keys=True), c.beta))
+                {"injection": c.injection.config(), "beta": c.beta}
+                for c in _unique(self.coll.cells, lambda c: (json.dumps(c.injection.config(), sort_keys=True), c.beta))
             ],
             "seeds": self.lb.grid.seeds,
         }
-        per_eps = {f"{c.eps:g}": c.evaluators for c in _unique(self.coll.cells, lambda c: c.eps)}
+        per_eps = {f"{c.eps:g}": [e.config() for e in c.evaluators] for c in _unique(self.coll.cells, lambda c: c.eps)}
         if len({json.dumps(e, sort_keys=True) for e in per_eps.values()}) > 1:  # a step rule such as eps/4
             protocol["evaluators_by_eps"] = per_eps
         return protocol
@@ -197,7 +197,7 @@ def check_metrics(lb: Leaderboard, coll: Collection) -> None:
 
 def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:
     """Per method: owning plugin, parameters per eps, and (for the grid's methods) its paper."""
-    grid_methods = {c.method["name"] for c in coll.cells}
+    grid_methods = {c.method.name for c in coll.cells}
     info: dict[str, dict[str, Any]] = {}
     for _, r in coll.ok:
         name = r["config"]["method"]["name"]

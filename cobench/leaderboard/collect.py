@@ -111,8 +111,8 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
     by_id = {c.cell_id: c for c in cells}
     # the protocol a submission must follow, per eps (a step rule such as eps/4 differs by eps)
     references = {c.eps: c.config() for c in reversed(cells)}
-    grid_methods = {c.method["name"] for c in cells}
-    settings = {(json.dumps(c.injection, sort_keys=True), c.beta) for c in cells}
+    grid_methods = {c.method.name for c in cells}
+    settings = {(json.dumps(c.injection.config(), sort_keys=True), c.beta) for c in cells}
     seen_ids: dict[str, Path] = {}
     seen_seed: dict[tuple, Path] = {}
     method_params: dict[tuple, tuple[Path, dict[str, Any]]] = {}
@@ -174,7 +174,7 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
 def _nearest_cell(cfg: dict[str, Any], cells: list[Cell]) -> Cell | None:
     """The grid cell with the same method, eps, injection, beta and seed, if any."""
     for c in cells:
-        if (c.method["name"], c.eps, c.injection["name"], c.beta, c.seed) == (
+        if (c.method.name, c.eps, c.injection.name, c.beta, c.seed) == (
             cfg["method"]["name"],
             cfg["eps"],
             cfg["injection"]["name"],

@@ -12,7 +12,6 @@ with the same.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ PGD_EVALUATORS = ("pgd", "pgd-50-10")
 def dataset_facts(cell: Cell, options: RunOptions) -> tuple[bool, tuple[int, int, int], int, int, int]:
     """(files found, image shape, train size, test size, classes): from the files when present,
     else from what the dataset class declares."""
-    cls = get_plugin_manager().registry.get("datasets", cell.dataset["name"])
+    cls = get_plugin_manager().registry.get("datasets", cell.dataset.name)
     try:
         data = load_compact(cell.dataset, RunOptions(device=options.device, data_dir=options.data_dir))
         return True, data.image_shape, len(data.train_x), len(data.test_x), data.num_classes
@@ -49,7 +48,7 @@ def dataset_facts(cell: Cell, options: RunOptions) -> tuple[bool, tuple[int, int
         facts: list[Any] = [getattr(cls, k, None) for k in ("image_shape", "train_size", "test_size")]
         if None in facts:
             raise CobenchError(
-                f"dataset {cell.dataset['name']!r} is not under {options.data_dir!r} and declares no "
+                f"dataset {cell.dataset.name!r} is not under {options.data_dir!r} and declares no "
                 "image_shape/train_size/test_size; put its files there to estimate the board's cost"
             ) from None
         return False, tuple(facts[0]), int(facts[1]), int(facts[2]), int(cast(Any, cls).num_classes)
@@ -57,7 +56,7 @@ def dataset_facts(cell: Cell, options: RunOptions) -> tuple[bool, tuple[int, int
 
 def build_model(cell: Cell, shape: tuple[int, int, int], classes: int, mean, std, device: torch.device):
     reg = get_plugin_manager().registry
-    net = reg.get("models", cell.model["name"])(**cell.model["params"]).build(num_classes=classes, image_shape=shape)
+    net = reg.get("models", cell.model.name)(**cell.model.kwargs()).build(num_classes=classes, image_shape=shape)
     layers = [Normalize(mean, std)] if cell.training_settings.normalize else []
     return torch.nn.Sequential(*layers, net).to(device)
 
@@ -78,7 +77,7 @@ def time_per_step(
     mean, std = (0.5,) * shape[0], (0.25,) * shape[0]
     data = DataSplits(x, y, x[:bs], y[:bs], classes, mean, std).to(device)
     model = build_model(cell, shape, classes, mean, std, device)
-    method = reg.get("methods", cell.method["name"])(**cell.method["params"])
+    method = reg.get("methods", cell.method.name)(**cell.method.kwargs())
     injection = reg.get("injections", "none")()
     runtime = CellRuntime(
         eps=cell.eps / 255,
@@ -123,9 +122,9 @@ def eval_attack_steps(cell: Cell, test_size: int) -> int:
     """Attack steps of the cell's final PGD evaluators, in evaluation batches."""
     total = 0
     for ev in cell.evaluators:
-        if ev["name"] not in PGD_EVALUATORS:
+        if ev.name not in PGD_EVALUATORS:
             continue
-        p = ev["params"]
+        p = ev.params
         samples = min(p.get("max_samples") or test_size, test_size)
         batches = math.ceil(samples / cell.training_settings.eval_batch_size)
         total += p.get("steps", 0) * max(1, p.get("restarts", 1)) * batches
@@ -142,7 +141,7 @@ class StepCosts:
 
 def train_cost_key(cell: Cell, shape: tuple[int, int, int]) -> tuple:
     t = cell.training_settings
-    return (json.dumps(cell.model, sort_keys=True), cell.method["name"], shape, t.batch_size, t.optimizer_steps, t.amp)
+    return (cell.model, cell.method.name, shape, t.batch_size, t.optimizer_steps, t.amp)
 
 
 def estimate_board(
@@ -174,14 +173,14 @@ def estimate_board(
         + (", compiled" if options.compile else "")
     )
     first = todo[0]
-    attack_key = (json.dumps(first.model, sort_keys=True), shape, first.training_settings.eval_batch_size)
+    attack_key = (first.model, shape, first.training_settings.eval_batch_size)
     if attack_key not in costs.attack:
         costs.attack[attack_key] = time_per_attack_step(first, shape, classes, dev, options.channels_last)
     attack_step = costs.attack[attack_key]
     shown: set[tuple] = set()
     total = 0.0
     for cell in todo:
-        name, key = cell.method["name"], train_cost_key(cell, shape)
+        name, key = cell.method.name, train_cost_key(cell, shape)
         if key not in shown:
             reused = key in costs.train
             if not reused:

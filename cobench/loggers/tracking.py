@@ -6,43 +6,48 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cobench.grid.cell import COMPONENT_FIELDS, Cell
 from cobench.grid.resolve import resolve_component
+from cobench.params import ComponentSpec
 from cobench.plugins import Registry, get_plugin_manager
+from cobench.store.records import ResultRecord, plain
 
-EpochCallback = Callable[[int, int, dict[str, Any]], None]
+#: told each epoch's record as it finishes: (epoch, epochs, record)
+EpochCallback = Callable[[int, int, dict[str, float | None]], None]
 
 
-def resolve_loggers(specs: list[str], registry: Registry) -> list[dict[str, Any]]:
-    """``["tensorboard:runs", "mlflow"]`` -> [{name, params}] with defaults filled in (unknown names list the valid ones)."""
+def resolve_loggers(specs: list[str], registry: Registry) -> list[ComponentSpec]:
+    """``["tensorboard:runs", "mlflow"]`` -> their specs with defaults filled in (unknown names list the valid ones)."""
     return [resolve_component(registry, "loggers", spec, {}) for spec in specs]
 
 
-def check_loggers(specs: Sequence[dict[str, Any]], registry: Registry) -> None:
+def check_loggers(specs: Sequence[ComponentSpec], registry: Registry) -> None:
     """Construct and check every logger before any training (missing libraries fail here)."""
     for spec in specs:
-        registry.get("loggers", spec["name"])(**spec["params"]).check()
+        registry.get("loggers", spec.name)(**spec.kwargs()).check()
 
 
-def cell_tags(config: dict[str, Any]) -> dict[str, str]:
-    """A cell's config as flat string tags: component names, eps/beta/seed, ``kind.param`` values."""
+def cell_tags(cell: Cell) -> dict[str, str]:
+    """A cell as flat string tags: component names, eps/beta/seed, ``kind.param`` values and the
+    training config's values (as the cell's config writes them: a late field at its default is left out)."""
     tags = {
-        "dataset": config["dataset"]["name"],
-        "model": config["model"]["name"],
-        "method": config["method"]["name"],
-        "injection": config["injection"]["name"],
-        "eps": f"{config['eps']:g}",
-        "beta": f"{config['beta']:g}",
-        "seed": str(config["seed"]),
-        "evaluators": ",".join(e["name"] for e in config["evaluators"]),
+        "dataset": cell.dataset.name,
+        "model": cell.model.name,
+        "method": cell.method.name,
+        "injection": cell.injection.name,
+        "eps": f"{cell.eps:g}",
+        "beta": f"{cell.beta:g}",
+        "seed": str(cell.seed),
+        "evaluators": ",".join(e.name for e in cell.evaluators),
     }
-    for kind in ("dataset", "model", "method", "injection"):
-        for k, v in config[kind]["params"].items():
+    for kind in COMPONENT_FIELDS:
+        for k, v in getattr(cell, kind).kwargs().items():
             tags[f"{kind}.{k}"] = str(v)
-    for k, v in config["training"].items():
+    for k, v in cell.training.as_config().items():
         tags[f"training.{k}"] = str(v)
     return tags
 
@@ -63,8 +68,9 @@ def run_path(tags: dict[str, str], cell_id: str) -> str:
     )
 
 
-def numeric(record: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a record (bools and None dropped), as floats."""
+def numeric(record: Mapping[str, object]) -> dict[str, float]:
+    """The finite numbers of any record (an epoch's, a result's metrics or cost; bools, None and
+    anything else dropped), as floats."""
     return {
         k: float(v)
         for k, v in record.items()
@@ -76,12 +82,10 @@ class CellLoggers:
     """The loggers of one cell. A logger that raises is warned about and dropped for the rest
     of the cell: tracking never fails a training run."""
 
-    def __init__(
-        self, specs: Sequence[dict[str, Any]], cell_id: str, label: str, config: dict[str, Any], group: str = ""
-    ):
-        self.cell_id, self.label, self.config, self.group = cell_id, label, config, group
+    def __init__(self, specs: Sequence[ComponentSpec], cell: Cell, group: str = ""):
+        self.cell, self.cell_id, self.label, self.group = cell, cell.cell_id, cell.label, group
         registry = get_plugin_manager().registry if specs else None
-        self.loggers = [registry.get("loggers", s["name"])(**s["params"]) for s in specs] if registry else []
+        self.loggers = [registry.get("loggers", s.name)(**s.kwargs()) for s in specs] if registry else []
 
     def _each(self, call: Callable[[Any], None], what: str) -> None:
         for logger in list(self.loggers):
@@ -97,15 +101,16 @@ class CellLoggers:
                 self.loggers.remove(logger)
 
     def start(self) -> None:
-        tags = cell_tags(self.config) | ({"grid": self.group} if self.group else {})
-        self._each(lambda lg: lg.start(self.cell_id, self.label, tags, self.config), "start")
+        tags = cell_tags(self.cell) | ({"grid": self.group} if self.group else {})
+        config = self.cell.config()
+        self._each(lambda lg: lg.start(self.cell_id, self.label, tags, config), "start")
 
     def wrap(self, on_epoch: EpochCallback | None) -> EpochCallback | None:
         """``on_epoch`` that also streams each epoch's record to the loggers."""
         if not self.loggers:
             return on_epoch
 
-        def both(epoch: int, epochs: int, record: dict[str, Any]) -> None:
+        def both(epoch: int, epochs: int, record: dict[str, float | None]) -> None:
             metrics = numeric({k: v for k, v in record.items() if k != "epoch"})
             self._each(lambda lg: lg.log_epoch(epoch, metrics), "log an epoch")
             if on_epoch is not None:
@@ -113,5 +118,5 @@ class CellLoggers:
 
         return both
 
-    def finish(self, result: dict[str, Any]) -> None:
-        self._each(lambda lg: lg.finish(result), "finish")
+    def finish(self, result: ResultRecord) -> None:
+        self._each(lambda lg: lg.finish(plain(result)), "finish")

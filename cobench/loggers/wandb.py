@@ -58,7 +58,7 @@ class WandbLogger(RunLogger):
         self.run.log({"epoch": epoch, **{f"epoch/{k}": v for k, v in metrics.items()}}, step=epoch)
 
     def finish(self, result: dict[str, Any]) -> None:
-        summary: dict[str, Any] = {f"final/{k}": v for k, v in numeric(result.get("metrics") or {}).items()}
+        summary: dict[str, float | str] = {f"final/{k}": v for k, v in numeric(result.get("metrics") or {}).items()}
         summary.update({f"cost/{k}": v for k, v in numeric(result.get("cost") or {}).items()})
         summary["status"] = result.get("status", "unknown")
         if result.get("error"):

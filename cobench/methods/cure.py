@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -115,7 +114,7 @@ class CUREElle(Method):
         self.lam = AdaptiveLambda(lam_max, decay, sensitivity)
 
     @classmethod
-    def defaults_for_eps(cls, eps255: float) -> dict[str, Any]:
+    def defaults_for_eps(cls, eps255: float) -> dict[str, float]:
         return {"lam_max": 1000.0 if eps255 <= 8 else 50000.0}
 
     def setup(self, setup: TrainSetup) -> None:

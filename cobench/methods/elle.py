@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +70,7 @@ class ELLE(Method):
         self.alpha = alpha  # FGSM step as a multiple of eps
 
     @classmethod
-    def defaults_for_eps(cls, eps255: float) -> dict[str, Any]:
+    def defaults_for_eps(cls, eps255: float) -> dict[str, float]:
         return {"lam": 1000.0 if eps255 <= 8 else 5000.0 if eps255 <= 20 else 10000.0}
 
     def train_step(self, batch: Batch, ctx: StepContext) -> None:

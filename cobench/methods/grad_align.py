@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +79,7 @@ class GradAlign(Method):
         self.variant = variant  # "co-features": first gradient at the FGSM point, random point unclamped
 
     @classmethod
-    def defaults_for_eps(cls, eps255: float) -> dict[str, Any]:
+    def defaults_for_eps(cls, eps255: float) -> dict[str, float]:
         return {"lam": round(0.02 * 10 ** (min(eps255, 16.0) / 8.0), 6)}
 
     def train_step(self, batch: Batch, ctx: StepContext) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch.nn.functional as F
 
 from cobench import hookimpl
@@ -33,7 +31,7 @@ class NFGSM(Method):
         self.clip = clip  # optional projection radius as a multiple of eps (0 = none, the paper's default)
 
     @classmethod
-    def defaults_for_protocol(cls, protocol: str, eps255: float) -> dict[str, Any]:
+    def defaults_for_protocol(cls, protocol: str, eps255: float) -> dict[str, float]:
         return {"k": 3.0} if protocol == "n-fgsm-svhn" and eps255 >= 12 else {}
 
     def train_step(self, batch: Batch, ctx: StepContext) -> None:

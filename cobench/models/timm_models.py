@@ -9,7 +9,7 @@ the dataset's; the build checks with one forward pass that the model accepts it.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -17,6 +17,15 @@ from torch import nn
 from cobench import hookimpl
 from cobench.api import Model
 from cobench.errors import ConfigError
+
+
+class TimmArgs(TypedDict):
+    """What every timm model is built with (``timm.create_model``'s keyword arguments)."""
+
+    pretrained: bool
+    num_classes: int
+    in_chans: int
+    drop_rate: float
 
 
 class TimmModel(Model):
@@ -43,7 +52,7 @@ class TimmModel(Model):
                 + (f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()")
             )
         c, h, w = image_shape
-        kwargs: dict[str, Any] = dict(pretrained=False, num_classes=num_classes, in_chans=c, drop_rate=self.drop_rate)
+        kwargs = TimmArgs(pretrained=False, num_classes=num_classes, in_chans=c, drop_rate=self.drop_rate)
         try:
             net = timm.create_model(self.model_name, img_size=(h, w), **kwargs)
         except TypeError as exc:

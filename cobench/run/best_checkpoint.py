@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TypedDict, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -38,12 +39,15 @@ from cobench.attacks import pgd_until_fooled
 from cobench.errors import ConfigError
 from cobench.run.evaluation import evaluation_mode
 from cobench.run.placement import decode
+from cobench.store.records import ValidationRecord
+
+V = TypeVar("V")
 
 #: PGD steps of the per-epoch validation attack (step eps/4, one restart)
 VAL_STEPS = 10
 
 
-def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSplits, Tensor, Tensor, dict[str, Any]]:
+def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSplits, Tensor, Tensor, ValidationRecord]:
     """(training data without the held-out images, their images, their labels, the split's record)."""
     n = len(data.train_x)
     if not 0 < val_size < n:
@@ -52,7 +56,7 @@ def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSp
         )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     held, kept = perm[:val_size].sort().values, perm[val_size:].sort().values
-    record = {
+    record: ValidationRecord = {
         "size": val_size,
         "of": n,
         "seed": seed,
@@ -62,6 +66,14 @@ def split_validation(data: DataSplits, val_size: int, seed: int) -> tuple[DataSp
     held, kept = held.to(dev), kept.to(dev)
     train = replace(data, train_x=data.train_x[kept], train_y=data.train_y[kept])
     return train, decode(data.train_x[held]), data.train_y[held], record
+
+
+class BestState(TypedDict):
+    """What a mid-cell checkpoint keeps of a :class:`BestCheckpoint`."""
+
+    best_acc: float
+    best_epoch: int | None
+    state: dict[str, Tensor] | None
 
 
 class BestCheckpoint:
@@ -95,10 +107,10 @@ class BestCheckpoint:
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return acc
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"best_acc": self.best_acc, "best_epoch": self.best_epoch, "state": self.state}
+    def state_dict(self) -> BestState:
+        return BestState(best_acc=self.best_acc, best_epoch=self.best_epoch, state=self.state)
 
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
+    def load_state_dict(self, saved: BestState) -> None:
         self.best_acc, self.best_epoch, self.state = saved["best_acc"], saved["best_epoch"], saved["state"]
 
     def best_model(self, model: nn.Module) -> nn.Module:
@@ -109,8 +121,8 @@ class BestCheckpoint:
         return best
 
 
-def best_metrics(metrics: dict[str, Any], best_epoch: int | None) -> dict[str, Any]:
+def best_metrics(metrics: Mapping[str, V], best_epoch: int | None) -> dict[str, V | int | None]:
     """The best model's accuracies as ``best_<metric>``, and ``best_epoch``."""
-    out = {f"best_{k}": v for k, v in metrics.items() if k.endswith("_acc")}
+    out: dict[str, V | int | None] = {f"best_{k}": v for k, v in metrics.items() if k.endswith("_acc")}
     out["best_epoch"] = best_epoch
     return out

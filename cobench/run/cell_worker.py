@@ -28,32 +28,40 @@ from cobench.run.runtime import CellRuntime
 from cobench.run.training import CellParts, Normalize, train
 from cobench.store.digest import with_digest
 from cobench.store.provenance import cobench_record, components_record, fingerprint, machine_record
+from cobench.store.records import (
+    WEIGHTS_BYTES,
+    CellOutcome,
+    CostRecord,
+    PluginsRecord,
+    ProvenanceRecord,
+    ResultRecord,
+    ValidationRecord,
+    plain,
+)
 from cobench.store.results import environment, failed_result, now, result_header, sanitize
 from cobench.store.weights import BEST, FINAL, weights_bytes
 
-OnEpoch = Callable[[int, int, dict[str, Any]], None]
-#: key of a worker's result under which the saved weights travel to the driver (never written):
-#: {result key (``weights``, ``best_weights``): safetensors bytes}
-WEIGHTS_BYTES = "_weights_safetensors"
+#: told each epoch's record as it finishes: (epoch, epochs, record)
+OnEpoch = Callable[[int, int, dict[str, float | None]], None]
 
 
 def execute_cell(
     config: dict[str, Any], options: RunOptions | Mapping[str, Any] | None = None, on_epoch: OnEpoch | None = None
 ) -> dict[str, Any]:
-    """Train and evaluate one cell; always returns a result dict (``status`` ok or failed)."""
+    """Train and evaluate one cell; always returns a result (``status`` ok or failed), as the plain
+    dict the executor contract hands back (:class:`cobench.api.Executor`; :class:`ResultRecord`)."""
     cell = Cell.from_config(config)
     options = RunOptions.of(options)
     started, t0 = now(), time.perf_counter()
     device = torch.device("cpu")
-    loggers = CellLoggers(options.loggers, cell.cell_id, cell.label, cell.config(), group=options.run_group)
+    loggers = CellLoggers(options.loggers, cell, group=options.run_group)
+    weights: dict[str, bytes] | None = None
+    result: ResultRecord
     try:
         device = resolve_device(options.device)
         loggers.start()
-        result = {
-            **result_header(cell, started),
-            **run_cell(cell, options, device, loggers.wrap(on_epoch)),
-            "status": "ok",
-        }
+        outcome, weights = run_cell(cell, options, device, loggers.wrap(on_epoch))
+        result = {**result_header(cell, started), **outcome, "status": "ok"}
     except KeyboardInterrupt:
         raise
     except SystemExit as exc:  # a component's sys.exit() fails its cell, not the whole grid
@@ -68,10 +76,9 @@ def execute_cell(
     result["environment"] = environment(device)
     result["finished_at"] = now()
     result["wall_time_s"] = time.perf_counter() - t0
-    weights = result.pop(WEIGHTS_BYTES, None)
     result = with_digest(sanitize(result))
     loggers.finish(result)
-    return result if weights is None else {**result, WEIGHTS_BYTES: weights}
+    return plain(result) if weights is None else {**result, WEIGHTS_BYTES: weights}
 
 
 def exiting_component(exc: BaseException) -> str:
@@ -91,7 +98,7 @@ def build_runtime(cell: Cell, options: RunOptions, device: torch.device, registr
     within the data budget, the injected test set included (the training set stays on the host
     when it does not fit what the test sets leave: :func:`cobench.run.placement.place_data`)."""
     kept = load_compact(cell.dataset, options)
-    injection = registry.get("injections", cell.injection["name"])(**cell.injection["params"])
+    injection = registry.get("injections", cell.injection.name)(**cell.injection.kwargs())
     injection.prepare(
         InjectionContext(
             beta=cell.beta / 255.0,
@@ -107,7 +114,7 @@ def build_runtime(cell: Cell, options: RunOptions, device: torch.device, registr
     placed = place_data(
         kept, device, options.data_budget_gb, inject=injection.apply, cells_per_device=options.cells_per_device
     )
-    training = cell.training_settings
+    training = cell.training
     return CellRuntime(
         eps=cell.eps / 255.0,
         beta=cell.beta / 255.0,
@@ -132,22 +139,26 @@ def build_parts(
     everything but the training method, whose plugin the verifier may not have installed."""
     runtime = build_runtime(cell, options, device, registry)
     data = runtime.data
-    net = registry.get("models", cell.model["name"])(**cell.model["params"]).build(
+    net = registry.get("models", cell.model.name)(**cell.model.kwargs()).build(
         num_classes=data.num_classes, image_shape=data.image_shape
     )
     return CellParts(
         # without normalisation (GradAlign's and ELLE's protocols) the network sees [0, 1] pixels directly;
         # an injection may put a layer in front of it (low-pass: the paper's DCT filter inside the model)
         model=runtime.injection.wrap_model(
-            torch.nn.Sequential(*([Normalize(data.mean, data.std)] if cell.training_settings.normalize else []), net)
+            torch.nn.Sequential(*([Normalize(data.mean, data.std)] if cell.training.normalize else []), net)
         ).to(device),
-        method=registry.get("methods", cell.method["name"])(**cell.method["params"]) if with_method else None,
-        evaluators=[registry.get("evaluators", e["name"])(**e["params"]) for e in cell.evaluators],
+        method=registry.get("methods", cell.method.name)(**cell.method.kwargs()) if with_method else None,
+        evaluators=[registry.get("evaluators", e.name)(**e.kwargs()) for e in cell.evaluators],
         runtime=runtime,
     )
 
 
-def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: OnEpoch | None) -> dict[str, Any]:
+def run_cell(
+    cell: Cell, options: RunOptions, device: torch.device, on_epoch: OnEpoch | None
+) -> tuple[CellOutcome, dict[str, bytes] | None]:
+    """Train and evaluate ``cell``: what its result holds beyond the header, and with ``--save-models``
+    the weights to store ({result key: safetensors bytes}; the driver writes them)."""
     registry = get_plugin_manager().registry
     configure_numerics(options.deterministic, options.cudnn_benchmark)
     seed_everything(cell.seed)
@@ -156,7 +167,7 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     checkpoint = (
         CellCheckpoint(options.checkpoint_dir, cell.cell_id) if options.checkpoints and options.checkpoint_dir else None
     )
-    outcome = train(parts, cell.training_settings, options, on_epoch, checkpoint=checkpoint, best=best)
+    outcome = train(parts, cell.training, options, on_epoch, checkpoint=checkpoint, best=best)
     parts.eval_ctx.history = outcome.history
     t_eval = time.perf_counter()
     metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
@@ -169,15 +180,16 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
                 best.best_epoch,
             )
         )
-    if cell.training_settings.stop_after_collapse:
+    if cell.training.stop_after_collapse:
         metrics["stopped_early"] = int(outcome.stopped_early_epoch is not None)
         metrics["stopped_early_epoch"] = outcome.stopped_early_epoch
     if checkpoint is not None and not options.keep_checkpoints:
         checkpoint.remove()
     keys = sorted({k for rec in outcome.history for k in rec})
     curves = {k: [rec.get(k) for rec in outcome.history] for k in keys}
-    cost = dict(outcome.cost, eval_time_s=time.perf_counter() - t_eval)
-    out: dict[str, Any] = {
+    assert outcome.cost is not None  # train() sets it once training ends
+    cost: CostRecord = {**outcome.cost, "eval_time_s": time.perf_counter() - t_eval}
+    out: CellOutcome = {
         "metrics": metrics,
         "curves": curves,
         "cost": cost,
@@ -186,18 +198,19 @@ def run_cell(cell: Cell, options: RunOptions, device: torch.device, on_epoch: On
     }
     if validation is not None:
         out["provenance"]["data"]["validation"] = validation
+    weights = None
     if options.save_models:  # the driver writes them to the weights store
-        out[WEIGHTS_BYTES] = {FINAL: weights_bytes(parts.model)}
+        weights = {FINAL: weights_bytes(parts.model)}
         if best_model is not None:
-            out[WEIGHTS_BYTES][BEST] = weights_bytes(best_model)
-    return out
+            weights[BEST] = weights_bytes(best_model)
+    return out, weights
 
 
-def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | None, dict[str, Any] | None]:
+def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | None, ValidationRecord | None]:
     """With ``training.val_size`` > 0: take the validation split out of the training set of
     ``parts.runtime`` (which is replaced) and return the tracker of the best epoch and the split's
     record; else (None, None)."""
-    val_size = cell.training_settings.val_size
+    val_size = cell.training.val_size
     if val_size <= 0:
         return None, None
     runtime = parts.runtime
@@ -214,10 +227,10 @@ def held_out_validation(cell: Cell, parts: CellParts) -> tuple[BestCheckpoint | 
     return best, record
 
 
-def provenance(cell: Cell, options: RunOptions, device: torch.device, runtime: CellRuntime) -> dict[str, Any]:
+def provenance(cell: Cell, options: RunOptions, device: torch.device, runtime: CellRuntime) -> ProvenanceRecord:
     """Who computed the result and on what (see :mod:`cobench.store.provenance`)."""
-    components = [(kind, getattr(cell, singular(kind))["name"]) for kind in GRID_KINDS if kind != "evaluators"]
-    components += [("evaluators", e["name"]) for e in cell.evaluators]
+    components = [(kind, getattr(cell, singular(kind)).name) for kind in GRID_KINDS if kind != "evaluators"]
+    components += [("evaluators", e.name) for e in cell.evaluators]
     return {
         "cobench": cobench_record(),
         "components": components_record(get_plugin_manager(), components),
@@ -235,10 +248,12 @@ def provenance(cell: Cell, options: RunOptions, device: torch.device, runtime: C
     }
 
 
-def component_owners(cell: Cell, registry: Registry) -> dict[str, Any]:
+def component_owners(cell: Cell, registry: Registry) -> PluginsRecord:
     """The plugin that registered each of ``cell``'s components (evaluators: name -> plugin)."""
-    owners: dict[str, Any] = {
-        kind: registry.owner(kind, getattr(cell, singular(kind))["name"]) for kind in GRID_KINDS if kind != "evaluators"
+    return {
+        "datasets": registry.owner("datasets", cell.dataset.name),
+        "models": registry.owner("models", cell.model.name),
+        "methods": registry.owner("methods", cell.method.name),
+        "injections": registry.owner("injections", cell.injection.name),
+        "evaluators": {e.name: registry.owner("evaluators", e.name) for e in cell.evaluators},
     }
-    owners["evaluators"] = {e["name"]: registry.owner("evaluators", e["name"]) for e in cell.evaluators}
-    return owners

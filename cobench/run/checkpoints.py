@@ -17,7 +17,7 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import torch
@@ -26,12 +26,61 @@ from torch import Tensor
 from cobench.atomic import write_atomic
 from cobench.errors import CobenchError
 
+if TYPE_CHECKING:
+    from cobench.run.best_checkpoint import BestState
+
+
+class _RngStates(TypedDict):
+    generator: Tensor
+    torch: Tensor
+    python: tuple[Any, ...]
+    numpy: list[Any]
+
+
+class RngStates(_RngStates, total=False):
+    """Every generator a cell draws from (:func:`rng_states`) as a checkpoint holds them."""
+
+    #: the type of device the cell trained on (checkpoints from before it was recorded lack it)
+    device: str
+    #: the cell's CUDA device's generator (older checkpoints: a list, every visible GPU's)
+    cuda: Tensor | list[Tensor] | None
+
+
+class _LoopState(TypedDict):
+    epoch: int
+    model: dict[str, Tensor]
+    optimizer: dict[str, Any]  # torch's own state dicts
+    scheduler: dict[str, Any]
+    method: dict[str, Any]  # the method's (cobench.api.Method.state_dict)
+    rng: RngStates
+    updates: int
+    history: list[dict[str, Any]]
+    train_time: float
+    epoch_times: list[float]
+    batch_samples: int
+    passes: list[int]
+
+
+class LoopState(_LoopState, total=False):
+    """A training loop's whole state after an epoch (:meth:`cobench.run.training.TrainingLoop.state_dict`)."""
+
+    #: wall seconds trained so far (checkpoints written before it was kept lack it)
+    wall_s: float
+    #: the best epoch's tracker, with ``training.val_size``
+    best: BestState
+
+
+class CheckpointState(LoopState):
+    """A checkpoint file: the loop's state and the cell it belongs to."""
+
+    cell_id: str
+
 
 def checkpoint_path(directory: Path | str, cell_id: str) -> Path:
     return Path(directory) / f"{cell_id}.pt"
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, state: CheckpointState) -> None:
     """``torch.save``, atomically."""
     write_atomic(path, lambda f: torch.save(state, f))
 
@@ -40,7 +89,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 CORRUPT_SUFFIX = ".corrupt"
 
 
-def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
+def load_checkpoint(path: Path, cell_id: str) -> CheckpointState | None:
     """The checkpoint of this cell at ``path``, or None when there is none (or it is another cell's).
 
     A file that cannot be read as a checkpoint (truncated, garbage, not a dict) is set aside as
@@ -62,7 +111,8 @@ def load_checkpoint(path: Path, cell_id: str) -> dict[str, Any] | None:
             flush=True,
         )
         return None
-    return state if state.get("cell_id") == cell_id else None
+    # a dict of plain values and tensors (weights_only), written by CellCheckpoint.save for this cell
+    return cast(CheckpointState, state) if state.get("cell_id") == cell_id else None
 
 
 def remove_checkpoint(path: Path) -> None:
@@ -78,7 +128,7 @@ class CheckpointDeviceError(CobenchError):
     """A checkpoint written on one kind of device, resumed on another."""
 
 
-def rng_states(generator: torch.Generator, device: torch.device | None = None) -> dict[str, Any]:
+def rng_states(generator: torch.Generator, device: torch.device | None = None) -> RngStates:
     """Every generator a cell draws from, and the type of the device it trains on. Of CUDA's
     generators only the cell's own device's is saved, so a resume with fewer GPUs visible works."""
     device = torch.device(device if device is not None else generator.device)
@@ -94,7 +144,7 @@ def rng_states(generator: torch.Generator, device: torch.device | None = None) -
     }
 
 
-def saved_device_type(states: dict[str, Any]) -> str:
+def saved_device_type(states: RngStates) -> str:
     """The device type a checkpoint's generators belong to; checkpoints that predate the record
     tell it by the size of the cell generator's state."""
     if states.get("device"):
@@ -102,7 +152,7 @@ def saved_device_type(states: dict[str, Any]) -> str:
     return "cpu" if states["generator"].numel() == CPU_GENERATOR_STATE_BYTES else "cuda"
 
 
-def check_resume_device(states: dict[str, Any], device: torch.device, where: Any = "the checkpoint") -> None:
+def check_resume_device(states: RngStates, device: torch.device, where: Any = "the checkpoint") -> None:
     """Refuse, in one line, to resume a cell on another type of device than it was saved on."""
     saved = saved_device_type(states)
     if saved != device.type:
@@ -114,7 +164,7 @@ def check_resume_device(states: dict[str, Any], device: torch.device, where: Any
         )
 
 
-def restore_rng_states(states: dict[str, Any], generator: torch.Generator, device: torch.device | None = None) -> None:
+def restore_rng_states(states: RngStates, generator: torch.Generator, device: torch.device | None = None) -> None:
     device = torch.device(device if device is not None else generator.device)
     check_resume_device(states, device)
     generator.set_state(states["generator"])
@@ -149,10 +199,10 @@ class CellCheckpoint:
         self.path = checkpoint_path(directory, cell_id)
         self.cell_id = cell_id
 
-    def load(self) -> dict[str, Any] | None:
+    def load(self) -> CheckpointState | None:
         return load_checkpoint(self.path, self.cell_id)
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: LoopState) -> None:
         save_checkpoint(self.path, {**state, "cell_id": self.cell_id})
 
     def remove(self) -> None:

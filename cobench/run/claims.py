@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cobench.errors import CobenchError
+from cobench.store.records import ResultRecord
 
 #: seconds between two heartbeats of a live run's claims
 HEARTBEAT_INTERVAL_S = 30.0
@@ -268,8 +269,8 @@ class ClaimedCells:
         cells: Sequence[Any],
         path_of: Callable[[Any], Path],
         keeper: ClaimKeeper,
-        finished: Callable[[Any], dict[str, Any] | None],
-        on_finished: Callable[[Any, dict[str, Any]], None],
+        finished: Callable[[Any], ResultRecord | None],
+        on_finished: Callable[[Any, ResultRecord], None],
         notice: Callable[[str], None],
         on_given_up: Callable[[Any, str], None],
     ):

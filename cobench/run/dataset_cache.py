@@ -7,14 +7,13 @@ dataset's spec, data folder and download flag, and keeps images as uint8 where t
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
 
 from cobench.api import DataContext, DataSplits
 from cobench.errors import CobenchError
 from cobench.options import RunOptions
+from cobench.params import ComponentSpec
 from cobench.plugins import get_plugin_manager
 from cobench.run.placement import as_uint8, decode
 from cobench.store.provenance import fingerprint
@@ -35,12 +34,11 @@ def expand(data: DataSplits) -> DataSplits:
 
 
 @lru_cache(maxsize=4)
-def _load_dataset(spec_json: str, data_dir: str, download: bool) -> DataSplits:
+def _load_dataset(spec: ComponentSpec, data_dir: str, download: bool) -> DataSplits:
     """A dataset's splits as cached in this process: uint8 where lossless (:func:`compact`), so the
     cached copy takes a quarter of the memory of float32 images."""
-    spec = json.loads(spec_json)
-    cls = get_plugin_manager().registry.get("datasets", spec["name"])
-    return compact(cls(**spec["params"]).load(DataContext(data_dir=data_dir, download=download, seed=0)))
+    cls = get_plugin_manager().registry.get("datasets", spec.name)
+    return compact(cls(**spec.kwargs()).load(DataContext(data_dir=data_dir, download=download, seed=0)))
 
 
 def clear_cache() -> None:
@@ -48,15 +46,15 @@ def clear_cache() -> None:
     _load_dataset.cache_clear()
 
 
-def load_dataset(spec: dict[str, Any], options: RunOptions) -> DataSplits:
+def load_dataset(spec: ComponentSpec, options: RunOptions) -> DataSplits:
     """Load (and cache in-process, compactly) a dataset component's splits; float32 on the CPU, with checks."""
     return expand(load_compact(spec, options))
 
 
-def load_compact(spec: dict[str, Any], options: RunOptions) -> DataSplits:
+def load_compact(spec: ComponentSpec, options: RunOptions) -> DataSplits:
     """A dataset component's splits as this process caches them (images uint8 where lossless, see
     :func:`compact`), checked: for whatever needs only shapes, or places the data itself."""
-    data = _load_dataset(json.dumps(spec, sort_keys=True), options.data_dir, options.download)
+    data = _load_dataset(spec, options.data_dir, options.download)
     name = dataset_name(spec, options.data_dir)
     for split in ("train", "test"):
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
@@ -77,23 +75,23 @@ def load_compact(spec: dict[str, Any], options: RunOptions) -> DataSplits:
     return data
 
 
-def dataset_name(spec: dict[str, Any], data_dir: str) -> str:
+def dataset_name(spec: ComponentSpec, data_dir: str) -> str:
     """The dataset as an error names it: ``'npz' read from '/data/x.npz'`` for one read from a
     file or folder (a ``path`` parameter: ``npz``, ``imagefolder``), else its quoted name."""
     from cobench.datasets.common import resolve_path
 
-    path = spec.get("params", {}).get("path")
+    path = spec.params.get("path")
     if isinstance(path, str) and path:
-        return f"{spec['name']!r} read from {str(resolve_path(path, data_dir))!r}"
-    return repr(spec["name"])
+        return f"{spec.name!r} read from {str(resolve_path(path, data_dir))!r}"
+    return repr(spec.name)
 
 
 @lru_cache(maxsize=4)
-def _dataset_fingerprint(spec_json: str, data_dir: str, download: bool) -> str:
-    data = expand(_load_dataset(spec_json, data_dir, download))  # the float arrays, as before compaction
+def _dataset_fingerprint(spec: ComponentSpec, data_dir: str, download: bool) -> str:
+    data = expand(_load_dataset(spec, data_dir, download))  # the float arrays, as before compaction
     return fingerprint(data.train_x, data.train_y, data.test_x, data.test_y)
 
 
-def dataset_fingerprint(spec: dict[str, Any], options: RunOptions) -> str:
+def dataset_fingerprint(spec: ComponentSpec, options: RunOptions) -> str:
     """SHA-256 of the dataset's arrays as loaded (before injection), cached like the dataset."""
-    return _dataset_fingerprint(json.dumps(spec, sort_keys=True), options.data_dir, options.download)
+    return _dataset_fingerprint(spec, options.data_dir, options.download)

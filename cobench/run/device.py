@@ -6,12 +6,13 @@ import contextlib
 import os
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from cobench.errors import ConfigError
+from cobench.store.records import NumericsRecord
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 #: the device names cobench trains on, as error messages list them
@@ -84,7 +85,13 @@ FP32_PRECISION_FLAGS = (
 CUBLAS_WORKSPACE = ":4096:8"
 
 
-def _precision_owners() -> dict[str, Any]:
+class Fp32Setting(Protocol):
+    """A backend's fp32 precision switch (``torch.backends.cudnn.conv``, ``torch.backends.cuda.matmul``, ...)."""
+
+    fp32_precision: str
+
+
+def _precision_owners() -> dict[str, Fp32Setting]:
     owners = {}
     for name, path in FP32_PRECISION_FLAGS:
         obj: Any = torch.backends
@@ -148,7 +155,7 @@ def configure_numerics(deterministic: bool, benchmark: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 
-def numerics_record() -> dict[str, Any]:
+def numerics_record() -> NumericsRecord:
     """What the numbers of a run depend on beyond its config: the determinism switches and the
     fp32 precision of training (evaluation: always ``ieee``)."""
     return {

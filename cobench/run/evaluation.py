@@ -4,8 +4,8 @@ evaluation alike, with one rule for metrics reported twice."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -13,6 +13,8 @@ from torch import nn
 from cobench.api import Evaluator
 from cobench.errors import CobenchError
 from cobench.run.device import true_fp32
+
+V = TypeVar("V")
 
 #: who reported the numbers that are already in a record before the evaluators run
 TRAINING_LOOP = "the training loop"
@@ -34,13 +36,14 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
 def run_evaluators(
     model: nn.Module,
     evaluators: list[Evaluator],
-    measure: Callable[[Evaluator], dict[str, Any] | None],
-    reported: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    measure: Callable[[Evaluator], Mapping[str, V] | None],
+    reported: Mapping[str, V] | None = None,
+) -> dict[str, V]:
     """``reported`` plus what ``measure(evaluator)`` returns for each evaluator, called in
     :func:`evaluation_mode`. A metric name may be reported once: a second report is an error
-    naming both reporters."""
-    metrics = dict(reported or {})
+    naming both reporters. The values are what the evaluators return: per-epoch probes are numbers
+    (:meth:`Evaluator.on_epoch_end`), final metrics whatever :meth:`Evaluator.evaluate` gives."""
+    metrics: dict[str, V] = dict(reported or {})
     owners = dict.fromkeys(metrics, TRAINING_LOOP)
     with evaluation_mode(model):
         for evaluator in evaluators:

@@ -125,7 +125,7 @@ class GridProgress:
                 finish_at=None,
             )
 
-    def on_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
+    def on_epoch(self, epoch: int, epochs: int, record: dict[str, float | None]) -> None:
         if self.progress is not None:
             assert self.epoch_task is not None  # added with the bars in start_grid
             left = time_left(self.clock() - self.cell_started, epoch, epochs - epoch)

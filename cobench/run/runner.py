@@ -19,34 +19,48 @@ from cobench.loggers.tracking import check_loggers, grid_group
 from cobench.options import NoProgress, Progress, RunOptions
 from cobench.params import component_problems
 from cobench.plugins import get_plugin_manager
-from cobench.run.cell_worker import WEIGHTS_BYTES, execute_cell
+from cobench.run.cell_worker import execute_cell
 from cobench.run.claims import ClaimedCells, ClaimKeeper, Skipped
 from cobench.run.dataset_cache import clear_cache, load_compact
 from cobench.run.device import resolve_device
 from cobench.run.training import compile_refusal
 from cobench.store.digest import with_digest
+from cobench.store.records import (
+    WEIGHTS_BYTES,
+    FlatRow,
+    ResultRecord,
+    WorkerResult,
+    as_record,
+    plain,
+    worker_result,
+)
 from cobench.store.results import check_writable, failed_result, finished_result, flat_row, result_path, write_json
-from cobench.store.weights import WeightsStore
+from cobench.store.weights import BEST, FINAL, WeightsStore
 
 
-def attach_weights(result: dict[str, Any], store: WeightsStore) -> dict[str, Any]:
-    """Write the weights a worker sent (``--save-models``) to ``store`` and record their hash,
-    size and store in the result (whose digest then covers them)."""
-    sent = result.get(WEIGHTS_BYTES)
+def attach_weights(result: WorkerResult, store: WeightsStore) -> ResultRecord:
+    """A worker's result with the weights it sent (``--save-models``) written to ``store`` and their
+    hash, size and store recorded in it (its digest then covers them)."""
+    record = as_record({k: v for k, v in result.items() if k != WEIGHTS_BYTES})
+    sent = result.get("_weights_safetensors")
     if sent is None:
-        return result
-    rest = {k: v for k, v in result.items() if k != WEIGHTS_BYTES}
-    return with_digest({**rest, **{key: store.put(data).to_json() for key, data in sent.items()}})
+        return record
+    if FINAL in sent:
+        record["weights"] = store.put(sent[FINAL]).to_json()
+    if BEST in sent:
+        record["best_weights"] = store.put(sent[BEST]).to_json()
+    return with_digest(record)
 
 
-def store_result(path: Path, result: dict[str, Any], store: WeightsStore) -> dict[str, Any]:
-    """Write ``result`` to ``path`` and the weights it carries to ``store``; returns the result as stored."""
-    result = attach_weights(result, store)
-    write_json(path, result)
-    return result
+def store_result(path: Path, result: WorkerResult, store: WeightsStore) -> ResultRecord:
+    """Write a worker's ``result`` to ``path`` and the weights it carries to ``store``; returns the
+    result as stored."""
+    record = attach_weights(result, store)
+    write_json(path, record)
+    return record
 
 
-def rescue_result(results_dir: Path, path: Path, result: dict[str, Any], error: OSError) -> str:
+def rescue_result(results_dir: Path, path: Path, result: WorkerResult, error: OSError) -> str:
     """``result`` could not be written to ``path``: save it under a temporary folder instead
     (same relative path) and return the one line that tells the user where and why."""
     relative = path.relative_to(results_dir)
@@ -67,18 +81,18 @@ def rescue_result(results_dir: Path, path: Path, result: dict[str, Any], error: 
 
 @dataclass
 class RunSummary:
-    results: list[dict[str, Any]] = field(default_factory=list)  # every cell of the grid, in grid order
+    results: list[ResultRecord] = field(default_factory=list)  # every cell of the grid, in grid order
     ran: int = 0
     skipped: int = 0
-    failed: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[ResultRecord] = field(default_factory=list)
     interrupted: bool = False
     #: cells another run (another process or machine) was training, left to it
     busy: list[Skipped] = field(default_factory=list)
     #: why the run stopped early because a result could not be written (and where it went instead)
     unsaved: str | None = None
 
-    def rows(self) -> list[dict[str, Any]]:
-        return [flat_row(r) for r in self.results]
+    def rows(self) -> list[FlatRow]:
+        return [flat_row(plain(r)) for r in self.results]
 
 
 #: where a grid's mid-cell checkpoints go unless --checkpoint-dir says otherwise
@@ -120,7 +134,7 @@ class Runner:
         """Where ``--save-models`` writes the weights (``--weights-store``, else the default store)."""
         return WeightsStore(self.options.weights_store or None)
 
-    def plan(self) -> list[tuple[Cell, Path, dict[str, Any] | None]]:
+    def plan(self) -> list[tuple[Cell, Path, ResultRecord | None]]:
         cells = resolve(self.spec, get_plugin_manager().registry)
         return [(c, result_path(self.results_dir, c), finished_result(self.results_dir, c)) for c in cells]
 
@@ -134,12 +148,12 @@ class Runner:
             self.weights_store.check_writable()
         if self.options.compile:
             registry = get_plugin_manager().registry
-            for name in sorted({c.method["name"] for c in cells}):
+            for name in sorted({c.method.name for c in cells}):
                 if getattr(registry.get("methods", name), "double_backward", False):
                     raise ConfigError(compile_refusal(name))
         check_loggers(self.options.loggers, get_plugin_manager().registry)
-        for spec in {json.dumps(c.dataset, sort_keys=True): c.dataset for c in cells}.values():
-            load_compact(spec, self.options)
+        for dataset in dict.fromkeys(c.dataset for c in cells):
+            load_compact(dataset, self.options)
 
     def run(self, progress: Progress | None = None) -> RunSummary:
         progress = progress or NoProgress()
@@ -179,21 +193,21 @@ class Runner:
         progress.start_grid(len(plan), summary.skipped)
         paths = {cell.cell_id: path for cell, path, _ in plan}
 
-        def finished_by_peer(cell: Cell, result: dict[str, Any]) -> None:
+        def finished_by_peer(cell: Cell, result: ResultRecord) -> None:
             by_id[cell.cell_id] = result
             summary.skipped += 1
 
-        def record(cell: Cell, result: dict[str, Any]) -> None:
-            result = store_result(paths[cell.cell_id], result, self.weights_store)
-            by_id[cell.cell_id] = result
+        def record(cell: Cell, result: WorkerResult) -> None:
+            stored = store_result(paths[cell.cell_id], result, self.weights_store)
+            by_id[cell.cell_id] = stored
             summary.ran += 1
-            if result["status"] != "ok":
-                summary.failed.append(result)
-            progress.on_cell_done(cell, result)
+            if stored["status"] != "ok":
+                summary.failed.append(stored)
+            progress.on_cell_done(cell, plain(stored))
 
         def given_up(cell: Cell, why: str) -> None:
             try:
-                record(cell, failed_result(cell, RuntimeError(why), why))
+                record(cell, worker_result(failed_result(cell, RuntimeError(why), why)))
             finally:
                 claimed.release(cell)
 
@@ -214,7 +228,8 @@ class Runner:
             )
             results = iter(executor.run(claimed, execute_cell, options, progress))
             try:
-                for cell, result in results:
+                for cell, handed_back in results:
+                    result = worker_result(handed_back)
                     try:
                         record(cell, result)
                     except OSError as exc:  # full disk, read-only mount: keep the result, stop cleanly

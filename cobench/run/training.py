@@ -22,12 +22,20 @@ from cobench.api import Batch, Method, StepContext, TrainSetup
 from cobench.errors import ConfigError, NonFiniteLossError
 from cobench.grid.spec import CellTraining
 from cobench.options import RunOptions
-from cobench.run.checkpoints import CellCheckpoint, check_resume_device, restore_rng_states, rng_states, to_device
+from cobench.run.checkpoints import (
+    CellCheckpoint,
+    LoopState,
+    check_resume_device,
+    restore_rng_states,
+    rng_states,
+    to_device,
+)
 from cobench.run.evaluation import run_evaluators
 from cobench.run.placement import batch_to_device, decode
 
 # CellParts lives with the runtime; the step-parity tests (tests/fidelity, kept unchanged) import it from here
 from cobench.run.runtime import CellParts
+from cobench.store.records import TrainCost
 
 if TYPE_CHECKING:
     from cobench.run.best_checkpoint import BestCheckpoint
@@ -150,8 +158,9 @@ class PassCounter:
 
 @dataclass
 class TrainOutcome:
+    #: per-epoch records (:meth:`TrainingLoop.probe`), also those a resumed cell read from its checkpoint
     history: list[dict[str, Any]] = field(default_factory=list)
-    cost: dict[str, Any] = field(default_factory=dict)
+    cost: TrainCost | None = None
     #: the epoch after which an opt-in early stop ended training (``stop_after_collapse``), else None
     stopped_early_epoch: int | None = None
 
@@ -224,7 +233,7 @@ def train(
     parts: CellParts,
     training: CellTraining | dict[str, Any],
     options: RunOptions,
-    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[int, int, dict[str, float | None]], None] | None = None,
     checkpoint: CellCheckpoint | None = None,
     best: BestCheckpoint | None = None,
 ) -> TrainOutcome:
@@ -476,13 +485,13 @@ class TrainingLoop:
         if self.ctx.updates_this_step == 0:
             raise RuntimeError(f"method {self.method.name!r} returned from train_step without calling ctx.update()")
 
-    def probe(self, epoch: int, seconds: float) -> dict[str, Any]:
+    def probe(self, epoch: int, seconds: float) -> dict[str, float | None]:
         """The epoch's record: training loss and accuracy, then the evaluators' probes (not
         counted as training passes) and the validation split; appended to the history."""
         loss, acc = self.sums.means()
         if not math.isfinite(loss):
             raise NonFiniteLossError(epoch + 1, self.plan.steps_per_epoch, loss)
-        record: dict[str, Any] = {
+        record: dict[str, float | None] = {
             "epoch": epoch + 1,
             "lr": self.opt.param_groups[0]["lr"],
             "train_loss": loss,
@@ -509,10 +518,10 @@ class TrainingLoop:
         streak = next((ev.collapse_streak for ev in self.parts.evaluators if hasattr(ev, "collapse_streak")), None)
         return streak is not None and streak(self.outcome.history) >= stop_after
 
-    def state_dict(self, epochs_done: int) -> dict[str, Any]:
+    def state_dict(self, epochs_done: int) -> LoopState:
         """Everything a resumed cell needs to continue exactly where this one is."""
         tally = self.tally
-        return {
+        state: LoopState = {
             "epoch": epochs_done,
             "model": self.parts.model.state_dict(),
             "optimizer": self.opt.state_dict(),
@@ -526,10 +535,12 @@ class TrainingLoop:
             "epoch_times": tally.epoch_times,
             "batch_samples": tally.batch_samples,
             "passes": [self.counter.forward, self.counter.backward],
-            **({"best": self.best.state_dict()} if self.best is not None else {}),
         }
+        if self.best is not None:
+            state["best"] = self.best.state_dict()
+        return state
 
-    def resume(self, saved: dict[str, Any], where: str) -> None:
+    def resume(self, saved: LoopState, where: str) -> None:
         """Load :meth:`state_dict`'s output; training continues after its epoch."""
         device, tally = self.runtime.device, self.tally
         check_resume_device(saved["rng"], device, where)
@@ -546,7 +557,7 @@ class TrainingLoop:
         if self.best is not None and saved.get("best") is not None:
             self.best.load_state_dict(saved["best"])
 
-    def cost(self, checkpoint_s: float) -> dict[str, Any]:
+    def cost(self, checkpoint_s: float) -> TrainCost:
         """What training cost: time, epochs, steps, updates and passes per step."""
         tally, steps_per_epoch = self.tally, self.plan.steps_per_epoch
         epochs_run = len(self.outcome.history)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 DIGEST_KEY = "digest"
+#: a result record: a typed one as the worker builds it, or the plain dict of a file
+R = TypeVar("R", bound=Mapping[str, object])
 
 
-def result_digest(result: dict[str, Any]) -> str:
+def result_digest(result: Mapping[str, object]) -> str:
+    """The digest of any result record (a result's own, or a plain dict read from its file)."""
     body = {k: v for k, v in result.items() if k != DIGEST_KEY}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_plain)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
@@ -29,14 +33,14 @@ def _plain(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def with_digest(result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` with its digest set (computed over the JSON it will be written as)."""
+def with_digest(result: R) -> R:
+    """``result`` as the JSON it will be written as (a copy of the same record), with its digest set."""
     plain = json.loads(json.dumps(result, default=_plain, allow_nan=False))
     plain[DIGEST_KEY] = result_digest(plain)
     return plain
 
 
-def digest_matches(result: dict[str, Any]) -> bool | None:
+def digest_matches(result: Mapping[str, object]) -> bool | None:
     """True/False when ``result`` carries a digest, None when it predates digests."""
     if DIGEST_KEY not in result:
         return None

@@ -14,16 +14,18 @@ import json
 import platform
 from collections.abc import Iterable
 from importlib import metadata as md
-from typing import Any
 
 import torch
 
+from cobench.plugins import PluginManager
+from cobench.store.records import ComponentRecord, DistributionRecord, MachineRecord
 
-def distribution_record(dist: md.Distribution | None) -> dict[str, Any]:
+
+def distribution_record(dist: md.Distribution | None) -> DistributionRecord:
     """``{"distribution", "version"[, "commit"][, "editable"]}`` of an installed distribution."""
     if dist is None:
         return {"distribution": None, "version": None}
-    record: dict[str, Any] = {"distribution": dist.metadata["Name"], "version": dist.version}
+    record: DistributionRecord = {"distribution": dist.metadata["Name"], "version": dist.version}
     try:
         direct = json.loads(dist.read_text("direct_url.json") or "null")
     except (json.JSONDecodeError, OSError):
@@ -37,7 +39,7 @@ def distribution_record(dist: md.Distribution | None) -> dict[str, Any]:
     return record
 
 
-def cobench_record() -> dict[str, Any]:
+def cobench_record() -> DistributionRecord:
     from cobench import __version__
 
     try:
@@ -46,10 +48,12 @@ def cobench_record() -> dict[str, Any]:
         return {"distribution": "cobench", "version": __version__}
 
 
-def components_record(pm: Any, components: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+def components_record(
+    pm: PluginManager, components: Iterable[tuple[str, str]]
+) -> dict[str, dict[str, ComponentRecord]]:
     """``{kind: {component name: {"plugin": entry-point name, distribution, version, ...}}}``."""
     reg = pm.registry
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, ComponentRecord]] = {}
     for kind, name in components:
         plugin = reg.owners[kind][name]
         out.setdefault(kind, {})[name] = {"plugin": plugin, **distribution_record(pm.dists.get(plugin))}
@@ -81,7 +85,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_record(device: torch.device) -> dict[str, Any]:
+def machine_record(device: torch.device) -> MachineRecord:
     """What a timing (and, on CPU, the last bits of a result) depends on: the device's name, torch
     and CUDA builds, thread count, the CPU's model and the instruction set torch's kernels use."""
     return {

@@ -11,7 +11,6 @@ never half of one.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import os
@@ -19,7 +18,7 @@ import platform
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
@@ -30,15 +29,13 @@ import torch
 
 from cobench import __version__
 from cobench.atomic import write_atomic
-from cobench.errors import CobenchError
-from cobench.grid.cell import Cell
+from cobench.errors import CobenchError, ConfigError
+from cobench.grid.cell import CELL_FIELDS, COMPONENT_FIELDS, Cell
+from cobench.store.records import EnvironmentRecord, FlatRow, ResultHeader, ResultRecord, as_record
 
 SCHEMA_VERSION = 1
 #: the JSON schema every result file follows, shipped inside the package
 SCHEMA_FILE = "result.schema.json"
-#: what a result's config holds (a Cell's fields), and those that are components ({"name", "params"})
-CELL_FIELDS = tuple(f.name for f in dataclasses.fields(Cell))
-COMPONENT_FIELDS = ("dataset", "model", "method", "injection")
 #: files ``cobench run`` writes beside the results that are not results
 SUMMARY_FILES = ("summary.json", "summary.csv")
 
@@ -48,8 +45,9 @@ class ResultValidationError(CobenchError):
 
 
 # --------------------------------------------------------------------------- writing
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """``data`` as strict, sorted, indented JSON (tensors and numpy scalars become numbers)."""
+def write_json(path: Path, data: Mapping[str, object]) -> None:
+    """``data`` (any JSON object: a result, a summary, a rendered board) as strict, sorted, indented
+    JSON (tensors and numpy scalars become numbers)."""
     write_atomic(path, json_text(data))
 
 
@@ -66,7 +64,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
+def csv_text(rows: Sequence[FlatRow]) -> str:
     """``rows`` as CSV, with the union of their keys as columns (in first-seen order)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
@@ -75,7 +73,7 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_summary(results_dir: Path, rows: list[dict[str, Any]]) -> None:
+def write_summary(results_dir: Path, rows: Sequence[FlatRow]) -> None:
     """summary.json and summary.csv of the grid just run (every cell, flat columns)."""
     if not rows:
         return
@@ -171,7 +169,7 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def result_header(cell: Cell, started_at: str) -> dict[str, Any]:
+def result_header(cell: Cell, started_at: str) -> ResultHeader:
     """The fields every result of ``cell`` starts with: its identity and config."""
     return {
         "schema_version": SCHEMA_VERSION,
@@ -183,7 +181,7 @@ def result_header(cell: Cell, started_at: str) -> dict[str, Any]:
     }
 
 
-def failed_result(cell: Cell, exc: BaseException, message: str, started_at: str | None = None) -> dict[str, Any]:
+def failed_result(cell: Cell, exc: BaseException, message: str, started_at: str | None = None) -> ResultRecord:
     """A ``failed`` result of ``cell``: recorded, shown to the user, and retried on the next run."""
     started_at = started_at or now()
     return {
@@ -209,8 +207,8 @@ def sanitize(obj: Any) -> Any:
     return obj
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    env = {
+def environment(device: torch.device) -> EnvironmentRecord:
+    env: EnvironmentRecord = {
         "cobench": __version__,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
@@ -291,8 +289,9 @@ def iter_results(
                 warn(f"skipped: {exc.message}")
 
 
-def finished_result(results_dir: Path, cell: Cell) -> dict[str, Any] | None:
-    """The stored result if ``cell`` already finished successfully with the same config."""
+def finished_result(results_dir: Path, cell: Cell) -> ResultRecord | None:
+    """The stored result if ``cell`` already finished successfully with the same config (a file
+    this cobench reads as a result, with ``status`` ok and the cell's hash: a result it wrote)."""
     path = result_path(results_dir, cell)
     if not path.exists():
         return None
@@ -301,7 +300,7 @@ def finished_result(results_dir: Path, cell: Cell) -> dict[str, Any] | None:
     except ResultValidationError:
         return None  # a corrupt or foreign file is redone, not trusted
     if data.get("status") == "ok" and data.get("config_hash") == cell.cell_id:
-        return data
+        return as_record(data)
     return None
 
 
@@ -357,7 +356,12 @@ def validate_result(data: Any, source: str | Path) -> dict[str, Any]:
         raise ResultValidationError(
             f"result file {str(source)!r}: config_hash {data['config_hash']!r} differs from cell_id {data['cell_id']!r}"
         )
-    expected = Cell.from_config(data["config"]).cell_id
+    try:
+        expected = Cell.from_config(data["config"]).cell_id
+    except (TypeError, ConfigError) as exc:  # a training setting this cobench does not have, say
+        raise ResultValidationError(
+            f"result file {str(source)!r}: its config is not one this cobench can read as a cell: {exc}"
+        ) from None
     if data["cell_id"] != expected:
         raise ResultValidationError(
             f"result file {str(source)!r}: cell_id {data['cell_id']!r} is not the hash of its config "
@@ -379,7 +383,7 @@ def result_problems(result: dict[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- rows
-def provenance_columns(result: dict[str, Any]) -> dict[str, Any]:
+def provenance_columns(result: dict[str, Any]) -> FlatRow:
     """Where the result came from (see :mod:`cobench.store.provenance`) and its consistency problems, flat."""
     prov = result.get("provenance") or {}
     method = ((prov.get("components") or {}).get("methods") or {}).get(result["config"]["method"]["name"]) or {}
@@ -402,10 +406,10 @@ def provenance_columns(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def flat_row(result: dict[str, Any]) -> dict[str, Any]:
-    """One flat dict per result, ready for ``pandas.DataFrame``."""
+def flat_row(result: dict[str, Any]) -> FlatRow:
+    """One flat dict per result (as read from its file), ready for ``pandas.DataFrame``."""
     cfg = result["config"]
-    row: dict[str, Any] = {
+    row: FlatRow = {
         "cell_id": result.get("cell_id"),
         "status": result.get("status"),
         "dataset": cfg["dataset"]["name"],

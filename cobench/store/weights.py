@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from cobench.errors import CobenchError
+from cobench.store.records import WeightsEntry
 
 #: the suffix of a weights file, in a store and (legacy) beside a result
 WEIGHTS_SUFFIX = ".safetensors"
@@ -62,11 +63,18 @@ class WeightsRecord:
         return cls(sha256=sha256_hex(data), size=len(data), store=store)
 
     @classmethod
-    def from_json(cls, entry: dict[str, Any]) -> WeightsRecord:
+    def from_json(cls, entry: WeightsEntry) -> WeightsRecord:
         return cls(sha256=entry["sha256"], size=entry.get("size"), store=entry.get("store"), file=entry.get("file"))
 
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v is not None}
+    def to_json(self) -> WeightsEntry:
+        entry = WeightsEntry(sha256=self.sha256)
+        if self.size is not None:
+            entry["size"] = self.size
+        if self.store is not None:
+            entry["store"] = self.store
+        if self.file is not None:
+            entry["file"] = self.file
+        return entry
 
     @property
     def short(self) -> str:

@@ -400,7 +400,7 @@ class MethodContract:
         assert result["plugins"]["methods"] == cobench_pm.registry.owners["methods"][contract_method]
         cost = result["cost"]
         assert cost["epochs_run"] == 1
-        replays = int(self.method_class(cobench_pm, contract_method)(**cell.method["params"]).replays)
+        replays = int(self.method_class(cobench_pm, contract_method)(**cell.method.kwargs()).replays)
         assert cost["optimizer_updates"] == cost["steps"] * replays, (
             "call ctx.update once per train_step, or `replays` times for a method that replays its minibatch"
         )

@@ -44,8 +44,8 @@ def test_without_val_size_nothing_changes_in_the_cell(pm):
     from cobench.grid.resolve import resolve
 
     cell = resolve(tiny_spec(), pm.registry)[0]
-    assert "val_size" not in cell.training
-    assert resolve(tiny_spec(val_size=64), pm.registry)[0].training["val_size"] == 64
+    assert "val_size" not in cell.config()["training"] and cell.training.val_size == 0
+    assert resolve(tiny_spec(val_size=64), pm.registry)[0].training.val_size == 64
 
 
 def test_best_and_last_models_are_both_evaluated_and_a_board_shows_both(tmp_path, pm):

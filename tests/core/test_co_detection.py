@@ -162,9 +162,9 @@ def test_new_detector_parameters_stay_out_of_stored_cells_at_their_default(pm):
     from cobench.grid.resolve import resolve_component
 
     part = resolve_component(pm.registry, "evaluators", "co", {})
-    assert "relative_gap" not in part["params"] and "min_peak" not in part["params"]
+    assert "relative_gap" not in part.params and "min_peak" not in part.params
     part = resolve_component(pm.registry, "evaluators", "co", {"evaluators": {"co": {"relative_gap": 0.4}}})
-    assert part["params"]["relative_gap"] == 0.4
+    assert part.params["relative_gap"] == 0.4
 
 
 def test_on_real_images_the_rule_flags_the_collapsed_models_only():

@@ -17,7 +17,7 @@ def test_expansion_is_the_cartesian_product_with_none_collapsing_beta(pm):
     cells = resolve(spec, pm.registry)
     # none: 2 methods x 3 eps x 1 beta x 3 seeds; low-freq: 2 x 3 x 2 betas x 3 seeds
     assert len(cells) == 2 * 3 * 3 + 2 * 3 * 2 * 3
-    assert {c.beta for c in cells if c.injection["name"] == "none"} == {0.0}
+    assert {c.beta for c in cells if c.injection.name == "none"} == {0.0}
     assert len({c.cell_id for c in cells}) == len(cells)
 
 
@@ -25,8 +25,8 @@ def test_an_injection_that_ignores_beta_collapses_the_beta_axis(pm):
     spec = GridSpec(methods=["fgsm"], eps=[8], injections=["low-pass", "low-freq"], betas=[4, 8, 16], seeds=[0])
     spec.normalize()
     cells = resolve(spec, pm.registry)
-    assert [c.beta for c in cells if c.injection["name"] == "low-pass"] == [0.0]
-    assert len([c for c in cells if c.injection["name"] == "low-freq"]) == 3
+    assert [c.beta for c in cells if c.injection.name == "low-pass"] == [0.0]
+    assert len([c for c in cells if c.injection.name == "low-freq"]) == 3
 
 
 def test_cell_id_is_stable_and_sensitive_to_config(pm):
@@ -38,7 +38,7 @@ def test_cell_id_is_stable_and_sensitive_to_config(pm):
     d = resolve(spec, pm.registry)[0]
     assert a.cell_id == b.cell_id
     assert len({a.cell_id, c.cell_id, d.cell_id}) == 3
-    assert d.method["params"]["alpha"] == 1.25
+    assert d.method.params["alpha"] == 1.25
 
 
 @pytest.mark.parametrize("raw, value", [(8, 8.0), ("8", 8.0), ("8/255", 8.0), (0.5, 0.5), ("0", 0.0)])
@@ -76,7 +76,7 @@ steps = 3
     assert spec.seeds == [5] and spec.training.epochs == 2 and spec.methods == ["fgsm", "pgd"]
     cells = resolve(spec, pm.registry)
     assert len(cells) == 2 * 2 * 1
-    assert all(c.method["params"]["steps"] == 3 for c in cells if c.method["name"] == "pgd")
+    assert all(c.method.params["steps"] == 3 for c in cells if c.method.name == "pgd")
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_eps_scaling_rule_applies_unless_overridden(pm):
     pm.registry.components["methods"]["scaled"] = Scaled
     pm.registry.owners["methods"]["scaled"] = "test"
     cells = resolve(GridSpec(methods=["scaled"], eps=[4, 16]), pm.registry)
-    assert [c.method["params"]["lam"] for c in cells] == [0.1, 0.4]
+    assert [c.method.params["lam"] for c in cells] == [0.1, 0.4]
     spec = GridSpec(methods=["scaled"], eps=[4])
     spec.set_param("methods.scaled.lam=1.0")
-    assert resolve(spec, pm.registry)[0].method["params"]["lam"] == 1.0
+    assert resolve(spec, pm.registry)[0].method.params["lam"] == 1.0

@@ -52,7 +52,7 @@ def cells(
 
 
 def final_attack(pm, protocol: str, eps: list[float], params: tuple[str, ...] = ()) -> dict[float, dict]:
-    return {c.eps: c.evaluators[1]["params"] for c in cells(pm, protocol, "fgsm", eps, ["clean", "pgd-50-10"], params)}
+    return {c.eps: c.evaluators[1].params for c in cells(pm, protocol, "fgsm", eps, ["clean", "pgd-50-10"], params)}
 
 
 def test_grad_align_protocol_steps_its_final_pgd_by_eps_over_4_per_cell(pm):
@@ -96,7 +96,7 @@ def test_the_resolved_step_reaches_the_attack_as_eps_over_4(pm, monkeypatch):
 # --------------------------------------------------------------------------- N-FGSM's k on SVHN
 def test_n_fgsm_svhn_protocol_applies_k_3_at_12_only_through_the_methods_rule(pm):
     def k(protocol: str, eps: float, params: tuple[str, ...] = ()) -> float:
-        return cells(pm, protocol, "n-fgsm", [eps], ["clean"], params)[0].method["params"]["k"]
+        return cells(pm, protocol, "n-fgsm", [eps], ["clean"], params)[0].method.params["k"]
 
     assert k("n-fgsm-svhn", 12) == 3.0 and k("n-fgsm-svhn", 10) == 2.0
     assert k("n-fgsm", 12) == 2.0 and k("co-features", 12) == 2.0  # CIFAR-10's rule: 2 at every eps
@@ -181,8 +181,8 @@ def test_warm_up_longer_than_training_is_a_clear_error():
 # --------------------------------------------------------------------------- cell identity
 def test_new_fields_enter_a_cells_config_only_when_they_differ_from_the_default(pm):
     for protocol in ("co-features", "fast-at", "n-fgsm", "elle"):
-        assert "eps_warmup_epochs" not in cells(pm, protocol, "fgsm", [8], ["clean"])[0].training
-    assert cells(pm, "n-fgsm-svhn", "fgsm", [8], ["clean"])[0].training["eps_warmup_epochs"] == 5
+        assert "eps_warmup_epochs" not in cells(pm, protocol, "fgsm", [8], ["clean"])[0].config()["training"]
+    assert cells(pm, "n-fgsm-svhn", "fgsm", [8], ["clean"])[0].config()["training"]["eps_warmup_epochs"] == 5
 
 
 @pytest.mark.parametrize("board", ["digits-small-cnn", "digits-induced-co"])
@@ -228,7 +228,7 @@ def test_a_submission_follows_the_boards_protocol_at_its_own_eps(pm, tmp_path):
         data["config"] = {
             **by_eps[16.0].config(),
             "method": {"name": "my-method", "params": {}},
-            "evaluators": by_eps[evaluators_of].evaluators,
+            "evaluators": by_eps[evaluators_of].config()["evaluators"],
         }
         data["plugins"]["methods"] = "my_plugin"
         data["provenance"]["components"]["methods"] = {

@@ -134,18 +134,20 @@ def test_unreadable_data_dir_fails_before_training(tmp_path, pm):
 
 def test_result_files_lists_results_only_and_failed_results_carry_the_cell(tmp_path):
     from cobench.grid.cell import Cell
+    from cobench.grid.spec import TrainingConfig
+    from cobench.params import ComponentSpec
     from cobench.store.results import failed_result, read_result, result_files, write_json, write_summary
 
     cell = Cell(
-        {"name": "d", "params": {}},
-        {"name": "m", "params": {}},
-        {"name": "fgsm", "params": {}},
+        ComponentSpec("d"),
+        ComponentSpec("m"),
+        ComponentSpec("fgsm"),
         8.0,
-        {"name": "none", "params": {}},
+        ComponentSpec("none"),
         0.0,
         3,
-        {"epochs": 1},
-        [],
+        TrainingConfig(epochs=1).for_cell(),
+        (),
     )
     try:
         raise RuntimeError("worker lost")

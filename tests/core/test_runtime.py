@@ -41,8 +41,8 @@ def test_the_worker_builds_one_runtime_that_the_evaluators_context_repeats():
         runtime.num_classes,
     )
     assert ctx.test_x is runtime.test_x and ctx.clean_test_x is runtime.data.test_x
-    assert ctx.injection is runtime.injection and ctx.batch_size == cell.training_settings.eval_batch_size
-    assert len(ctx.probe_x) == min(cell.training_settings.probe_size, len(runtime.test_x))
+    assert ctx.injection is runtime.injection and ctx.batch_size == cell.training.eval_batch_size
+    assert len(ctx.probe_x) == min(cell.training.probe_size, len(runtime.test_x))
 
 
 def test_the_runtime_is_frozen_and_the_validation_split_replaces_it():

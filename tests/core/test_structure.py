@@ -94,7 +94,7 @@ def test_resolve_leaves_the_spec_as_the_user_wrote_it(pm):
     before = repr(spec)
     cells = resolve(spec, pm.registry)
     assert repr(spec) == before
-    assert [(c.injection["name"], c.beta, c.injected) for c in cells] == [
+    assert [(c.injection.name, c.beta, c.injected) for c in cells] == [
         ("none", 0.0, False),
         ("low-freq", 4.0, True),
         ("low-freq", 8.0, True),

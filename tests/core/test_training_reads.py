@@ -1,4 +1,4 @@
-"""The package reads a cell's training settings as typed attributes (``cell.training_settings``,
+"""The package reads a cell's training settings as typed attributes (``cell.training``, a
 :class:`cobench.grid.spec.CellTraining`), never by string key: a key read restates a default the
 settings own, and a typo in it is found only when the line runs. Flattening a stored result into a
 row (``store/results.py``'s ``flat_row``) reads the file as it was written, and is the one exception."""
@@ -68,7 +68,7 @@ def test_no_string_key_read_of_a_training_config_in_the_package():
         for fn, line, expr in key_reads(path.read_text())
         if (path.relative_to(PACKAGE).as_posix(), fn) not in READERS_OF_STORED_FILES
     ]
-    assert reads == [], "read the typed settings (cell.training_settings) instead:\n" + "\n".join(reads)
+    assert reads == [], "read the typed settings (cell.training) instead:\n" + "\n".join(reads)
 
 
 def test_the_finder_sees_direct_reads_gets_and_aliases():

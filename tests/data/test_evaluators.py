@@ -78,9 +78,9 @@ def test_no_injection_accuracy_per_epoch_is_opt_in_and_unrecorded_at_its_default
     """Stored cells were hashed before ``per_epoch`` existed: at its default it stays out of the config."""
     from cobench.grid.resolve import resolve_component
 
-    assert resolve_component(pm.registry, "evaluators", "no-injection-acc", {})["params"] == {}
+    assert resolve_component(pm.registry, "evaluators", "no-injection-acc", {}).params == {}
     on = {"evaluators": {"no-injection-acc": {"per_epoch": True}}}
-    assert resolve_component(pm.registry, "evaluators", "no-injection-acc", on)["params"] == {"per_epoch": True}
+    assert resolve_component(pm.registry, "evaluators", "no-injection-acc", on).params == {"per_epoch": True}
     x, y = torch.rand(20, 3, 8, 8), torch.arange(20) % 10
     ctx = eval_ctx(pm, "low-freq", x, y, 10)
     model = MatchedFilter(ctx.injection.carriers)

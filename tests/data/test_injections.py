@@ -367,7 +367,10 @@ def test_low_pass_cell_trains_unclamped_fgsm_through_the_filter(pm):
     spec.set_param("models.small-cnn.width=4")
     spec.set_param("datasets.digits.test_fraction=0.9")
     (cell,) = resolve(spec, pm.registry)
-    assert cell.injection == {"name": "low-pass", "params": {"bandwidth": 3, "shape": "rows", "clip_box": False}}
+    assert cell.injection.config() == {
+        "name": "low-pass",
+        "params": {"bandwidth": 3, "shape": "rows", "clip_box": False},
+    }
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "ok", result.get("error")
     # FGSM-AT under the injection's bounds leaves the box where the gradient says so

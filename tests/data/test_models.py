@@ -76,7 +76,7 @@ def test_timm_model_trains_one_epoch_through_the_runner(pm):
     spec.override(epochs=1, batch_size=64, probe_size=8)
     spec.set_param("datasets.digits.test_fraction=0.9")
     (cell,) = resolve(spec, pm.registry)
-    assert cell.model == {"name": "timm", "params": {"model_name": "test_resnet", "drop_rate": 0.0}}
+    assert cell.model.config() == {"name": "timm", "params": {"model_name": "test_resnet", "drop_rate": 0.0}}
     result = execute_cell(cell.config(), {"device": "cpu"})
     assert result["status"] == "ok", result.get("error")
     assert result["plugins"]["models"] == "cobench.models.timm_models"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from cobench.api import DataContext
 from cobench.options import RunOptions
+from cobench.params import ComponentSpec
 from cobench.run.dataset_cache import _load_dataset, dataset_fingerprint, load_dataset
 from cobench.run.placement import as_uint8
 from cobench.store.provenance import fingerprint
@@ -16,14 +15,14 @@ from tests.data.formats import write_cifar10
 
 def test_image_datasets_are_cached_as_uint8_and_read_back_bit_for_bit(pm, tmp_path):
     write_cifar10(tmp_path, n_train=30, n_test=10)
-    spec = {"name": "cifar10", "params": {"verify_checksums": False}}
+    spec = ComponentSpec("cifar10", {"verify_checksums": False})
     options = RunOptions(data_dir=str(tmp_path))
     raw = pm.registry.get("datasets", "cifar10")(verify_checksums=False).load(
         DataContext(data_dir=str(tmp_path), download=False, seed=0)
     )
     _load_dataset.cache_clear()
     data = load_dataset(spec, options)
-    cached = _load_dataset(json.dumps(spec, sort_keys=True), str(tmp_path), False)  # what the process keeps
+    cached = _load_dataset(spec, str(tmp_path), False)  # what the process keeps
     assert cached.train_x.dtype == cached.test_x.dtype == torch.uint8  # a quarter of the memory
     assert data.train_x.dtype == torch.float32 and torch.equal(data.train_x, raw.train_x)
     assert torch.equal(data.test_x, raw.test_x)
@@ -37,6 +36,6 @@ def test_values_that_are_not_k_over_255_stay_float(pm):
     exact = torch.arange(256, dtype=torch.float32).div_(255.0)
     assert torch.equal(as_uint8(exact), torch.arange(256, dtype=torch.uint8))
     _load_dataset.cache_clear()
-    load_dataset({"name": "digits", "params": {}}, RunOptions())  # upsampled digits: not k/255
-    digits = _load_dataset(json.dumps({"name": "digits", "params": {}}, sort_keys=True), "data", False)
+    load_dataset(ComponentSpec("digits"), RunOptions())  # upsampled digits: not k/255
+    digits = _load_dataset(ComponentSpec("digits"), "data", False)
     assert digits.train_x.dtype == torch.float32

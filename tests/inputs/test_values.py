@@ -45,7 +45,7 @@ def test_one_message_lists_every_problem(pm):
 
 def test_good_values_resolve_and_ints_count_as_numbers(pm):
     cells = resolve_with(pm, "methods.fgsm.alpha=1", "methods.pgd.steps=3")
-    assert {c.method["name"] for c in cells} == {"fgsm", "pgd"}
+    assert {c.method.name for c in cells} == {"fgsm", "pgd"}
 
 
 def test_cli_exits_nonzero_before_training(tmp_path):

@@ -28,19 +28,19 @@ def test_co_features_boards_train_pgd_with_a_fixed_2_over_255_step(pm, name):
     cells = [
         c
         for c in resolve(load_leaderboard(ROOT / "leaderboards" / f"{name}.toml").grid, pm.registry)
-        if c.method["name"] == "pgd"
+        if c.method.name == "pgd"
     ]
-    assert cells and all(c.method["params"]["step_size"] == 2 for c in cells)
+    assert cells and all(c.method.params["step_size"] == 2 for c in cells)
 
 
 def test_the_injected_board_runs_co_features_grad_align(pm):
     cells = [
         c
         for c in resolve(load_leaderboard(ROOT / "leaderboards" / "cifar10-injected.toml").grid, pm.registry)
-        if c.method["name"] == "grad-align"
+        if c.method.name == "grad-align"
     ]
     assert {c.eps for c in cells} == {2, 4, 6, 8, 10, 12}
-    assert all(c.method["params"] == {"alpha": 1.25, "lam": 0.2, "variant": "co-features"} for c in cells)
+    assert all(c.method.params == {"alpha": 1.25, "lam": 0.2, "variant": "co-features"} for c in cells)
 
 
 def test_the_elle_preset_evaluates_with_step_eps_over_4():

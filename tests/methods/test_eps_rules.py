@@ -51,12 +51,12 @@ def test_elle_lambda_by_eps_range(eps, lam):
 
 def test_grid_applies_eps_rules_but_keeps_user_overrides(pm):
     spec = GridSpec(methods=["grad-align", "elle", "rs-fgsm"], eps=[4, 16], evaluators=["clean"])
-    cells = {(c.method["name"], c.eps): c.method["params"] for c in resolve(spec, pm.registry)}
+    cells = {(c.method.name, c.eps): c.method.params for c in resolve(spec, pm.registry)}
     assert math.isclose(cells[("grad-align", 16)]["lam"], 2.0) and math.isclose(
         cells[("grad-align", 4)]["lam"], 0.063, abs_tol=1e-3
     )
     assert cells[("elle", 16)]["lam"] == 5000 and cells[("elle", 4)]["lam"] == 1000
     assert cells[("rs-fgsm", 16)] == {"alpha": 1.25}
     spec.set_param("methods.elle.lam=77")
-    cells = {(c.method["name"], c.eps): c.method["params"] for c in resolve(spec, pm.registry)}
+    cells = {(c.method.name, c.eps): c.method.params for c in resolve(spec, pm.registry)}
     assert cells[("elle", 16)]["lam"] == 77 and cells[("elle", 4)]["lam"] == 77

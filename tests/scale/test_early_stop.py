@@ -42,7 +42,7 @@ def test_early_stop_needs_the_co_evaluator_and_a_non_negative_count():
 def test_off_by_default_and_absent_from_existing_hashes():
     spec = tiny_grid_spec(["fgsm"])
     (cell,) = resolve(spec, get_plugin_manager().registry)
-    assert "stop_after_collapse" not in cell.training
+    assert "stop_after_collapse" not in cell.config()["training"] and cell.training.stop_after_collapse == 0
 
 
 def test_a_cell_stops_once_collapse_persisted_and_says_so(monkeypatch):

@@ -12,7 +12,9 @@ import torch
 from cobench.errors import CobenchError, ConfigError
 from cobench.executors.local_parallel import LocalParallelExecutor, Slot, plan_slots
 from cobench.grid.cell import Cell
+from cobench.grid.spec import TrainingConfig
 from cobench.options import NoProgress, RunOptions
+from cobench.params import ComponentSpec
 from cobench.run.runner import Runner
 from cobench.store.results import iter_results
 from cobench.testing import tiny_grid_spec
@@ -68,7 +70,21 @@ def dying_work(config: dict, options: RunOptions, on_epoch=None) -> dict:
 
 
 def cells(seeds: list[int]) -> list[Cell]:
-    return [Cell({"name": "d"}, {"name": "m"}, {"name": "fgsm"}, 8.0, {"name": "none"}, 0.0, s, {}, []) for s in seeds]
+    training = TrainingConfig(epochs=1).for_cell()
+    return [
+        Cell(
+            ComponentSpec("d"),
+            ComponentSpec("m"),
+            ComponentSpec("fgsm"),
+            8.0,
+            ComponentSpec("none"),
+            0.0,
+            s,
+            training,
+            (),
+        )
+        for s in seeds
+    ]
 
 
 def test_local_parallel_yields_each_result_as_its_cell_finishes():

@@ -93,7 +93,7 @@ def test_os_exit_in_train_step_leaves_a_claim_the_next_run_reports_and_resumes(t
 def test_a_cell_interrupted_twice_in_a_row_is_recorded_as_failed_and_the_grid_goes_on(tmp_path, pm):
     register(pm, TrainsPlainly)
     spec = tiny_grid_spec(["os-exit", "fgsm"])
-    crashing = next(c for c in resolve(spec, pm.registry) if c.method["name"] == "os-exit")
+    crashing = next(c for c in resolve(spec, pm.registry) if c.method.name == "os-exit")
     path = claim_path(result_path(tmp_path, crashing))
     path.parent.mkdir(parents=True)
     done = subprocess.Popen(["true"])

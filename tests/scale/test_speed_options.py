@@ -40,11 +40,12 @@ V010_TRAINING_KEYS = {
 # --------------------------------------------------------------------------- amp in the grid
 def test_amp_enters_a_cells_identity_only_when_used(pm):
     fp32 = resolve(tiny_grid_spec(["fgsm"]), pm.registry)[0]
-    assert "amp" not in fp32.training and V010_TRAINING_KEYS <= set(fp32.training)  # amp at its default is left out
+    fp32_config = fp32.config()["training"]
+    assert "amp" not in fp32_config and V010_TRAINING_KEYS <= set(fp32_config)  # amp at its default is left out
     spec = tiny_grid_spec(["fgsm"])
     spec.override(amp="bf16")
     bf16 = resolve(spec, pm.registry)[0]
-    assert bf16.training["amp"] == "bf16" and bf16.cell_id != fp32.cell_id
+    assert bf16.training.amp == bf16.config()["training"]["amp"] == "bf16" and bf16.cell_id != fp32.cell_id
     assert GridSpec.from_dict({"training": {"amp": "bf16"}}).training.amp == "bf16"
 
 

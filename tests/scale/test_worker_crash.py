@@ -48,7 +48,7 @@ def test_a_plugin_that_exits_its_worker_fails_only_its_own_cell():
     assert sorted(c.cell_id for c, _ in out) == sorted(c.cell_id for c in grid)  # each cell reported once
     by_method = {}
     for cell, result in out:
-        by_method.setdefault(cell.method["name"], []).append(result)
+        by_method.setdefault(cell.method.name, []).append(result)
     (crashed,) = by_method["os-exit"]
     assert crashed["status"] == "failed"
     assert crashed["error"]["message"] == "worker process died (exit code 7) while training this cell"

@@ -10,6 +10,7 @@ import pytest
 from cobench import hookimpl
 from cobench.api import RunLogger
 from cobench.errors import ConfigError
+from cobench.grid.cell import Cell
 from cobench.grid.spec import GridSpec
 from cobench.loggers.tracking import cell_tags, resolve_loggers
 from cobench.run.runner import Runner
@@ -93,7 +94,7 @@ def test_mlflow_run_holds_tags_params_metrics_and_status(logged):
 
 def test_cell_tags_flatten_the_config(logged):
     _, result = logged
-    tags = cell_tags(result["config"])
+    tags = cell_tags(Cell.from_config(result["config"]))
     assert tags["training.epochs"] == "2" and tags["method.alpha"] == "1.0" and tags["evaluators"] == "clean,co"
     assert all(isinstance(v, str) for v in tags.values())
 
