@@ -16,7 +16,7 @@ from cobench.api import NO_INJECTION
 from cobench.leaderboard.collect import Collection, ProtocolError, collect
 from cobench.leaderboard.published import attach
 from cobench.leaderboard.spec import DEFAULT_RANK_BY, TABLE_METRICS, Leaderboard
-from cobench.leaderboard.trust import annotate, noise_aware_ranks, plugin_label
+from cobench.leaderboard.trust.rows import annotate, noise_aware_ranks, plugin_label
 from cobench.plugins import Registry, get_plugin_manager
 from cobench.store.tables import METRICS, aggregate
 

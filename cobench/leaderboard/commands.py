@@ -314,8 +314,8 @@ def verify(toml_file: str, device: str, data_dir: str, include_built: bool, weig
     evaluators; exit 1 naming each result whose accuracies are not reproduced within verify_tolerance
     or whose weights no store has. A weights file whose SHA-256 differs is refused (exit 2)."""
     from cobench.leaderboard.collect import collect
-    from cobench.leaderboard.reevaluate import reevaluate, write_record
     from cobench.leaderboard.spec import load_leaderboard
+    from cobench.leaderboard.trust.reevaluate import reevaluate, write_record
     from cobench.run.device import resolve_device
     from cobench.store.weights import WeightsMissing, WeightsStore
 

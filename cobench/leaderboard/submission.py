@@ -20,7 +20,7 @@ from cobench.leaderboard.board import Board, build_board
 from cobench.leaderboard.collect import ProtocolError
 from cobench.leaderboard.render import cells_of, main_device, md_escape, table_columns
 from cobench.leaderboard.spec import Leaderboard
-from cobench.leaderboard.trust import board_data_fingerprint, data_problems, group_key, row_key
+from cobench.leaderboard.trust.rows import board_data_fingerprint, data_problems, group_key, row_key
 from cobench.store.results import ResultValidationError, read_result, result_problems
 
 

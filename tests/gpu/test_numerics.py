@@ -9,7 +9,7 @@ import torch
 
 from cobench.errors import ConfigError
 from cobench.grid.resolve import resolve
-from cobench.leaderboard.trust import timing_key
+from cobench.leaderboard.trust.rows import timing_key
 from cobench.plugins import get_plugin_manager
 from cobench.run.cell_worker import execute_cell
 from cobench.run.device import configure_numerics, fp32_precision, numerics_record, true_fp32

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cobench.grid.cell import Cell
-from cobench.leaderboard.trust import co_interval, noise_aware_ranks
+from cobench.leaderboard.trust.rows import co_interval, noise_aware_ranks
 from cobench.store.digest import with_digest
 from cobench.store.weights import WeightsRecord, WeightsStore
 from tests.leaderboard.conftest import find_result, lb_cli

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cobench.leaderboard.collect import Collection
-from cobench.leaderboard.verification import FAILED, NOT_FETCHED, RECORDS_DIR, verification_status
+from cobench.leaderboard.trust.records import FAILED, NOT_FETCHED, RECORDS_DIR, verification_status
 from cobench.store.consistency import problems
 from cobench.store.tables import GROUP_KEYS
 from cobench.store.weights import WeightsStore

@@ -25,7 +25,7 @@ import torch
 from cobench.errors import CobenchError
 from cobench.grid.cell import Cell
 from cobench.leaderboard.spec import Leaderboard
-from cobench.leaderboard.verification import record_path
+from cobench.leaderboard.trust.records import record_path
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
 from cobench.run.cell_worker import build_parts
