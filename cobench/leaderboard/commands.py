@@ -194,7 +194,7 @@ def not_built(lb) -> str:
 @click.argument("toml_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def check(toml_files: tuple[str, ...]) -> None:
     """Fail (exit 1) when a committed table, page or plot is stale or missing."""
-    from cobench.leaderboard.check import stale_files
+    from cobench.leaderboard.outputs import stale_files
     from cobench.leaderboard.spec import load_leaderboard
 
     out, err = _console(), _console(err=True)

@@ -14,7 +14,7 @@ import pytest
 
 from cobench.errors import ConfigError
 from cobench.grid.cell import Cell
-from cobench.leaderboard.check import stale_files
+from cobench.leaderboard.outputs import stale_files
 from cobench.leaderboard.spec import load_leaderboard
 from cobench.store.digest import with_digest
 from tests.leaderboard.conftest import edit_result, find_result, lb_cli, result_paths
