@@ -14,8 +14,7 @@ from typing import Any
 
 from cobench.api import NO_INJECTION
 from cobench.leaderboard.collect import Collection, ProtocolError, collect
-from cobench.leaderboard.published import attach
-from cobench.leaderboard.spec import DEFAULT_RANK_BY, TABLE_METRICS, Leaderboard
+from cobench.leaderboard.spec import DEFAULT_RANK_BY, KEYS, TABLE_METRICS, Leaderboard, Published
 from cobench.leaderboard.trust.rows import annotate, noise_aware_ranks, plugin_label
 from cobench.plugins import Registry, get_plugin_manager
 from cobench.store.tables import METRICS, aggregate
@@ -59,7 +58,7 @@ class Board:
     rows: list[dict[str, Any]]
     rank_metric: str | None
     methods: list[dict[str, Any]] = field(default_factory=list)
-    #: the board's published figures with cobench's number and the difference (cobench.leaderboard.published)
+    #: the board's published figures with cobench's number and the difference (:func:`figure_rows`)
     published: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -223,3 +222,70 @@ def method_info(coll: Collection, registry: Registry) -> list[dict[str, Any]]:
         m["params"] = dict(sorted(m["params"].items(), key=lambda kv: float(kv[0])))
         out.append(m)
     return out
+
+
+def compared_metric(fig: Published, shown: tuple[str, ...]) -> str:
+    """The board column a figure is compared with: ``best_<metric>`` for a best-checkpoint figure
+    when the board shows it, else the figure's own metric."""
+    best = f"best_{fig.metric}"
+    return best if fig.checkpoint == "best" and best in shown else fig.metric
+
+
+def figure_rows(
+    figures: tuple[Published, ...], rows: list[dict[str, Any]], shown: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """One record per figure, numbered from 1 in board order: the figure, the board's own mean of
+    the compared metric (%, None where the row has none yet) and the difference cobench - published."""
+    by_key = {(r["injection"], r["beta"], r["eps"], r["method"]): r for r in rows if r.get("source") == "built here"}
+    out = []
+    for n, fig in enumerate(figures, 1):
+        column = compared_metric(fig, shown)
+        row = by_key.get(fig.key())
+        mean = None if row is None else row.get(f"{column}_mean")
+        ours = None if mean is None else round(100 * mean, 6)
+        out.append(
+            {
+                "ref": n,
+                **fig.record(),
+                "compared_with": column,
+                "cobench": ours,
+                "difference": None if ours is None else round(ours - fig.value, 6),
+            }
+        )
+    return out
+
+
+def row_figures(records: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figure records that belong to a board row."""
+    if row.get("source") != "built here":
+        return []
+    key = (row["injection"], row["beta"], row["eps"], row["method"])
+    return [
+        f
+        for f in records
+        if (f["injection"], f["beta"] if f["injection"] != NO_INJECTION else 0.0, f["eps"], f["method"]) == key
+    ]
+
+
+def attach(
+    figures: tuple[Published, ...], rows: list[dict[str, Any]], shown: tuple[str, ...], labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Number the figures, and give each row ``published`` (its figures as text, ``-`` where none),
+    ``published_diff`` (cobench - published per figure, in points) and ``published_figures``
+    (the records); returns the records of every figure (:func:`figure_rows`)."""
+    records = figure_rows(figures, rows, shown)
+    for row in rows:
+        mine = row_figures(records, row)
+        row["published_figures"] = mine
+        row["published"] = (
+            "; ".join(
+                f"[{f['ref']}] {labels.get(f['metric'], f['metric'])} {Published(**{k: f[k] for k in KEYS}).value_text()}"
+                for f in mine
+            )
+            or "-"
+        )
+        row["published_diff"] = (
+            "; ".join(f"[{f['ref']}] " + ("-" if f["difference"] is None else f"{f['difference']:+.1f}") for f in mine)
+            or "-"
+        )
+    return records

@@ -368,7 +368,7 @@ def published_columns() -> list[tuple[str, str]]:
 
 def published_cells(rec: dict[str, Any]) -> dict[str, str]:
     """The human-readable cells of one published figure, shared by the Markdown and HTML pages."""
-    from cobench.leaderboard.published import KEYS, Published
+    from cobench.leaderboard.spec import KEYS, Published
 
     fig = Published(**{k: rec[k] for k in KEYS})
     return {
