@@ -25,14 +25,14 @@ def _render(lb) -> None:
 
     board, outputs = render_outputs(lb)
     write_outputs(lb, outputs)
-    flagged = [problem for row in board.rows if row.get("flagged") for problem in row["problems"]]
+    flagged = [problem for row in board.rows for problem in row.trust.problems]
     for problem in flagged:  # the table marks the rows (⚠, not ranked); the console names each file
         _console(err=True).print(f"warning: {lb.name}: row not ranked, {problem}", markup=False)
-    cov = board.coll.coverage()
+    cov = board.coverage
     tables = ", ".join(str(lb.output(ext)) for ext in ("md", "csv", "json", "html"))
     _console().print(
-        f"{lb.name}: {len(board.rows)} rows from {cov['grid_cells_finished']}/{cov['grid_cells']} grid "
-        f"cells (+{cov['submitted_cells']} submitted, {cov['failed_cells']} failed) -> {tables}, "
+        f"{lb.name}: {len(board.rows)} rows from {cov.grid_cells_finished}/{cov.grid_cells} grid "
+        f"cells (+{cov.submitted_cells} submitted, {cov.failed_cells} failed) -> {tables}, "
         f"{lb.plots_dir}/ ({sum(1 for p in outputs if p.suffix == '.png')} plots)"
     )
 
@@ -323,16 +323,16 @@ def verify(toml_file: str, device: str, data_dir: str, include_built: bool, weig
     options = RunOptions(device=device, data_dir=data_dir)
     store = WeightsStore(weights_store or None)
     coll = collect(lb)
-    grid_ids = {c.cell_id for c in coll.cells}
+    grid_ids = coll.grid_ids
     out, err = _console(), _console(err=True)
-    targets = [(p, r) for p, r in coll.ok if include_built or r["cell_id"] not in grid_ids]
+    targets = [r for r in coll.ok if include_built or r.cell_id not in grid_ids]
     failed = missing = 0
-    for path, result in targets:
-        if not result.get("weights"):
-            err.print(f"not verifiable {path}: no saved weights (run it with --save-models)", markup=False)
+    for result in targets:
+        if not result.data.get("weights"):
+            err.print(f"not verifiable {result.path}: no saved weights (run it with --save-models)", markup=False)
             continue
         try:
-            verdict = reevaluate(path, result, lb, options, store)
+            verdict = reevaluate(lb, result, options, store)
         except WeightsMissing as exc:
             err.print(f"weights not fetched: {exc}", markup=False)
             missing += 1

@@ -15,7 +15,7 @@ import html
 import re
 from dataclasses import dataclass
 
-from cobench.leaderboard.board import Board
+from cobench.leaderboard.board import Board, Row
 from cobench.leaderboard.render import (
     COLUMN_NOTE,
     GENERATED_NOTE,
@@ -28,6 +28,7 @@ from cobench.leaderboard.render import (
     provenance_lines,
     published_cells,
     published_columns,
+    row_record,
     table_columns,
     wall_note,
 )
@@ -138,19 +139,19 @@ def inline_markdown(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
-def sort_value(row: dict, key: str, metrics: tuple[str, ...] = TABLE_METRICS) -> str:
+def sort_value(row: Row, key: str, metrics: tuple[str, ...] = TABLE_METRICS) -> str:
     if key in metrics:
-        v = row.get(f"{key}_mean")
+        v = row.mean(key)
     elif key == "time_per_step":
-        v = row.get("time_per_step_s")
+        v = row.trust.time_per_step_s
     else:
-        v = row.get(key)
+        v = row_record(row).get(key)
     if v is None:
         return ""
     return format(v, ".6g") if isinstance(v, float) else str(v)
 
 
-def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
+def table_html(board: Board, rows: list[Row], setting_slug: str) -> list[str]:
     out = [
         f'<div class="table-wrap"><table class="leaderboard sortable" data-setting="{esc(setting_slug)}">',
         "<thead><tr>",
@@ -167,14 +168,14 @@ def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
     for row in rows:
         cells = cells_of(row, device, metrics)
         out.append(
-            f'<tr data-method="{esc(row["method"])}" data-eps="{row["eps"]:g}" data-source="{esc(row.get("source"))}"'
-            f' data-verification="{esc(row.get("verification"))}" data-flagged="{str(bool(row.get("flagged"))).lower()}">'
+            f'<tr data-method="{esc(row.method)}" data-eps="{row.eps:g}" data-source="{esc(row.trust.source)}"'
+            f' data-verification="{esc(row.trust.verification)}" data-flagged="{str(row.flagged).lower()}">'
         )
         for key, _ in columns:
             classes = ["text" if key not in numeric else "num"]
             if key == "method":
                 classes.append("method")
-            if key == "co_rate" and row.get("co_rate"):
+            if key == "co_rate" and row.co_rate:
                 classes.append("collapsed")
             out.append(
                 f'<td class="{" ".join(classes)}" data-value="{esc(sort_value(row, key, metrics))}">{esc(cells[key])}</td>'
@@ -198,8 +199,9 @@ def published_html(board: Board) -> list[str]:
         kind = "num" if key in numeric else "text"
         out.append(f'<th scope="col" data-key="{key}" data-type="{kind}" class="{kind}">{esc(header)}</th>')
     out.append("</tr></thead><tbody>")
-    for rec in board.published:
-        cells = published_cells(rec)
+    for comparison in board.published:
+        cells = published_cells(comparison)
+        rec = comparison.record()
         out.append(f'<tr data-method="{esc(rec["method"])}" data-eps="{rec["eps"]:g}">')
         for key, _ in published_columns():
             kind = "num" if key in numeric else "text"
@@ -260,7 +262,7 @@ def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None =
     ``links`` the page is self-contained (images embedded); with them, a page of the site."""
     from cobench.leaderboard.plots import planned_plots
 
-    lb, cov = board.lb, board.coll.coverage()
+    lb, cov = board.lb, board.coverage
     out = [
         *page_head(f"{esc(lb.title)} — cobench leaderboard", CSS + (SITE_CSS if links else "")),
         f"<!-- {esc(GENERATED_NOTE)} -->",
@@ -281,8 +283,8 @@ def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None =
         + " Click a column header to sort.</p>"
     )
     out.append(
-        f'<p class="note" id="coverage">Coverage: {cov["grid_cells_finished"]} of {cov["grid_cells"]} grid cells '
-        f"finished, {cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties; "
+        f'<p class="note" id="coverage">Coverage: {cov.grid_cells_finished} of {cov.grid_cells} grid cells '
+        f"finished, {cov.failed_cells} failed, {cov.submitted_cells} submitted by third parties; "
         f"{esc(wall_note(lb, cov))}.</p>"
     )
     out.append("</section>")
@@ -291,13 +293,13 @@ def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None =
     for setting in board.settings:
         out.append(f'<section class="setting" id="setting-{esc(setting.slug)}"><h2>{esc(setting.title)}</h2>')
         out += table_html(board, board.rows_for(setting), setting.slug)
-        flagged = [r for r in board.rows_for(setting) if r.get("flagged")]
+        flagged = [r for r in board.rows_for(setting) if r.flagged]
         if flagged:
             out.append(
                 '<p class="note">Not ranked, because their results contradict themselves:</p><ul class="flagged">'
             )
             out += [
-                f"<li><strong>{esc(r['method'])}</strong> at {r['eps']:g}/255: {esc('; '.join(r['problems']))}</li>"
+                f"<li><strong>{esc(r.method)}</strong> at {r.eps:g}/255: {esc('; '.join(r.trust.problems))}</li>"
                 for r in flagged
             ]
             out.append("</ul>")
@@ -305,19 +307,19 @@ def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None =
     if board.methods:
         out.append('<section id="methods"><h2>Methods</h2><ul>')
         for m in board.methods:
-            dists = ", ".join(m.get("distributions") or [])
+            dists = ", ".join(m.distributions)
             owner = (
                 (
-                    f' <span class="note">(plugin <code>{esc(m["plugin"])}</code>'
+                    f' <span class="note">(plugin <code>{esc(m.plugin)}</code>'
                     + (f" from {esc(dists)}" if dists else "")
-                    + (", submitted" if m["submitted"] else "")
+                    + (", submitted" if m.submitted else "")
                     + ")</span>"
                 )
-                if m["plugin"]
+                if m.plugin
                 else ""
             )
-            paper = f" — {esc(m['paper'])}" if m["paper"] else ""
-            out.append(f"<li><strong>{esc(m['name'])}</strong>{owner}: {esc(method_params_text(m))}{paper}</li>")
+            paper = f" — {esc(m.paper)}" if m.paper else ""
+            out.append(f"<li><strong>{esc(m.name)}</strong>{owner}: {esc(method_params_text(m))}{paper}</li>")
         out.append("</ul></section>")
     out += published_html(board)
     planned = planned_plots(board)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cobench.atomic import write_atomic
-from cobench.leaderboard.board import Board, build_board
+from cobench.leaderboard.board import Board
 from cobench.leaderboard.html import normalise, render_html
 from cobench.leaderboard.plots import render_plots
+from cobench.leaderboard.rank import build_board
 from cobench.leaderboard.render import render_tables
 from cobench.leaderboard.spec import Leaderboard
 from cobench.plugins import Registry

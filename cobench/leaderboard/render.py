@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cobench.api import NO_INJECTION
-from cobench.grid.spec import CellTraining
-from cobench.leaderboard.board import METRIC_LABELS, Board
+from cobench.leaderboard.board import METRIC_LABELS, Board, Comparison, MethodInfo, Row
+from cobench.leaderboard.collect import Coverage
 from cobench.leaderboard.spec import TABLE_METRICS, Leaderboard
 
 
@@ -79,28 +79,24 @@ def co_rate(rate: float | None, low: float | None = None, high: float | None = N
     )
 
 
-def rank_text(row: dict[str, Any]) -> str:
-    if row.get("rank") is None:
+def rank_text(row: Row) -> str:
+    if row.rank is None:
         return "-"
-    return f"={row['rank']}" if row.get("rank_tied") else str(row["rank"])
+    return f"={row.rank}" if row.rank_tied else str(row.rank)
 
 
-def source_text(row: dict[str, Any]) -> str:
+def source_text(row: Row) -> str:
     """``built here``, or ``submitted: <plugin distribution version>, <verification>`` (verified, unverified,
     verification failed, weights not fetched); ``⚠`` when flagged."""
-    text = (
-        "built here"
-        if row.get("source") == "built here"
-        else f"submitted: {row.get('plugin')}, {row.get('verification')}"
-    )
-    return text + (" ⚠ inconsistent, not ranked" if row.get("flagged") else "")
+    text = "built here" if row.built_here else f"submitted: {row.trust.plugin}, {row.trust.verification}"
+    return text + (" ⚠ inconsistent, not ranked" if row.flagged else "")
 
 
-def time_text(row: dict[str, Any], main_device: str | None) -> str:
-    t = row.get("time_per_step_s")
+def time_text(row: Row, main_device: str | None) -> str:
+    t = row.trust.time_per_step_s
     if t is None:
         return "-"
-    device = row.get("timing_device")
+    device = row.trust.timing_device
     return f"{1000 * t:.1f} ms" + (f" on {device}" if device and device != main_device else "")
 
 
@@ -108,26 +104,52 @@ def number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def main_device(rows: list[dict[str, Any]]) -> str | None:
-    devices = [d for d in (r.get("timing_device") for r in rows) if d]
+def main_device(rows: tuple[Row, ...] | list[Row]) -> str | None:
+    devices = [d for d in (r.trust.timing_device for r in rows) if d]
     return max(sorted(set(devices)), key=devices.count) if devices else None
 
 
-def cells_of(
-    row: dict[str, Any], device: str | None = None, metrics: tuple[str, ...] = TABLE_METRICS
-) -> dict[str, str]:
+def published_text(row: Row) -> str:
+    """The row's published figures, ``[ref] metric value``; ``-`` where none."""
+    return (
+        "; ".join(
+            f"[{c.ref}] {METRIC_LABELS.get(c.figure.metric, c.figure.metric)} {published_value(c)}"
+            for c in row.published
+        )
+        or "-"
+    )
+
+
+def published_diff_text(row: Row) -> str:
+    """cobench - published for each of the row's figures, in points; ``-`` where none."""
+    return (
+        "; ".join(f"[{c.ref}] " + ("-" if c.difference is None else f"{c.difference:+.1f}") for c in row.published)
+        or "-"
+    )
+
+
+def published_value(c: Comparison) -> str:
+    """A published figure as published: ``≈47.6 ± 0.5`` (≈: read off a plot)."""
+    fig = c.figure
+    text = ("≈" if fig.approximate else "") + f"{fig.value:g}"
+    if fig.std is not None:
+        text += f" ± {fig.std:g}"
+    return text
+
+
+def cells_of(row: Row, device: str | None = None, metrics: tuple[str, ...] = TABLE_METRICS) -> dict[str, str]:
     """The human-readable cells of one row, shared by the Markdown and HTML tables."""
-    out = {"rank": rank_text(row), "method": row["method"], "source": source_text(row), "eps": f"{row['eps']:g}/255"}
+    out = {"rank": rank_text(row), "method": row.method, "source": source_text(row), "eps": f"{row.eps:g}/255"}
     for m in metrics:
-        out[m] = pct(row.get(f"{m}_mean"), row.get(f"{m}_std"), row["seeds"])
-    out["co_rate"] = co_rate(row.get("co_rate"), row.get("co_rate_ci_low"), row.get("co_rate_ci_high"))
-    out["co_epoch_median"] = number(row.get("co_epoch_median"), "g")
-    out["cost_vs_fgsm"] = number(row.get("cost_vs_fgsm"), ".2f")
+        out[m] = pct(row.mean(m), row.std(m), row.seeds)
+    out["co_rate"] = co_rate(row.co_rate, row.trust.co_rate_ci_low, row.trust.co_rate_ci_high)
+    out["co_epoch_median"] = number(row.co_epoch_median, "g")
+    out["cost_vs_fgsm"] = number(row.cost_vs_fgsm, ".2f")
     out["time_per_step"] = time_text(row, device)
-    out["forward_passes_per_step"] = number(row.get("forward_passes_per_step"), "g")
-    out["seeds"] = str(row["seeds"])
-    out["published"] = row.get("published", "-")
-    out["published_diff"] = row.get("published_diff", "-")
+    out["forward_passes_per_step"] = number(row.forward_passes_per_step, "g")
+    out["seeds"] = str(row.seeds)
+    out["published"] = published_text(row)
+    out["published_diff"] = published_diff_text(row)
     return out
 
 
@@ -180,16 +202,16 @@ SEARCH_NOTE = (
 )
 
 
-def wall_note(lb: Leaderboard, cov: dict[str, Any]) -> str:
+def wall_note(lb: Leaderboard, cov: Coverage) -> str:
     """The build time the board states: its grid cells' and, where it names them, its searches'."""
-    text = WALL_NOTE.format(hours=cov["grid_wall_hours"])
-    if "search_wall_hours" in cov:
+    text = WALL_NOTE.format(hours=cov.grid_wall_hours)
+    if cov.search_wall_hours is not None:
         text += SEARCH_NOTE.format(
-            cells=cov["search_cells"],
-            noun="cell" if cov["search_cells"] == 1 else "cells",
+            cells=cov.search_cells,
+            noun="cell" if cov.search_cells == 1 else "cells",
             folders=", ".join(lb.searches),
-            hours=cov["search_wall_hours"],
-            total=round(cov["grid_wall_hours"] + cov["search_wall_hours"], 2),
+            hours=cov.search_wall_hours,
+            total=cov.build_hours,
         )
     return text
 
@@ -214,11 +236,11 @@ def component(spec: dict[str, Any]) -> str:
     return f"`{spec['name']}`" + (f" ({fmt_params(spec['params'])})" if spec["params"] else "")
 
 
-def method_params_text(m: dict[str, Any]) -> str:
-    distinct = {json.dumps(p, sort_keys=True) for p in m["params"].values()}
+def method_params_text(m: MethodInfo) -> str:
+    distinct = {json.dumps(p, sort_keys=True) for p in m.params.values()}
     if len(distinct) == 1:
-        return fmt_params(next(iter(m["params"].values())))
-    return "; ".join(f"eps {e}/255: {fmt_params(p)}" for e, p in m["params"].items())
+        return fmt_params(next(iter(m.params.values())))
+    return "; ".join(f"eps {e}/255: {fmt_params(p)}" for e, p in m.params.items())
 
 
 def provenance_lines(board: Board) -> list[str]:
@@ -239,27 +261,25 @@ def provenance_lines(board: Board) -> list[str]:
 
 def protocol_lines(board: Board) -> list[str]:
     p = board.protocol()
-    t = CellTraining.from_config(p["training"])
+    t = p.reference.training_settings
     settings = ", ".join(
-        NO_INJECTION if s["injection"]["name"] == NO_INJECTION else f"{s['injection']['name']} beta={s['beta']:g}/255"
-        for s in p["settings"]
+        NO_INJECTION if s.injection["name"] == NO_INJECTION else f"{s.injection['name']} beta={s.beta:g}/255"
+        for s in p.settings
     )
     return [
-        f"- **Dataset** {component(p['dataset'])}, **model** {component(p['model'])}.",
+        f"- **Dataset** {component(p.reference.dataset)}, **model** {component(p.reference.model)}.",
         f"- **Training** {t.epochs} epochs, batch {t.batch_size}, SGD momentum {t.momentum:g}, "
         f"weight decay {t.weight_decay:g}, {t.lr_schedule} learning rate up to {t.lr_max:g}, "
         f"the dataset's augmentation {'on (where it defines one)' if t.augment else 'off'}"
         + (f", training attacks' eps warmed up over {t.eps_warmup_epochs} epochs" if t.eps_warmup_epochs else "")
         + ".",
-        f"- **Grid** eps {', '.join(f'{e:g}' for e in p['eps'])} (/255); injections: {settings}; "
-        f"seeds {', '.join(str(s) for s in p['seeds'])}.",
+        f"- **Grid** eps {', '.join(f'{e:g}' for e in p.eps)} (/255); injections: {settings}; "
+        f"seeds {', '.join(str(s) for s in p.seeds)}.",
         "- **Evaluation** "
         + (
-            "; ".join(
-                f"at eps {e}/255: " + ", ".join(component(v) for v in evs) for e, evs in p["evaluators_by_eps"].items()
-            )
-            if "evaluators_by_eps" in p
-            else ", ".join(component(e) for e in p["evaluators"])
+            "; ".join(f"at eps {c.eps:g}/255: " + ", ".join(component(v) for v in c.evaluators) for c in p.by_eps)
+            if p.evaluators_differ
+            else ", ".join(component(e) for e in p.reference.evaluators)
         )
         + f"; CO probe on {t.probe_size} held-out test images every epoch.",
     ]
@@ -277,7 +297,7 @@ def md_escape(text: str) -> str:
 
 
 def render_markdown(board: Board) -> str:
-    lb, cov = board.lb, board.coll.coverage()
+    lb, cov = board.lb, board.coverage
     out = [f"# {lb.title}", "", f"<!-- {GENERATED_NOTE} Source: {lb.path.name}, results in {lb.results_rel}/ -->", ""]
     if lb.description:
         out += [lb.description, ""]
@@ -287,8 +307,8 @@ def render_markdown(board: Board) -> str:
         "Accuracies in % on the test set (with the setting's injection), mean ± std over seeds. "
         + COLUMN_NOTE.format(ranked=ranked),
         "",
-        f"Coverage: {cov['grid_cells_finished']} of {cov['grid_cells']} grid cells finished, "
-        f"{cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties; "
+        f"Coverage: {cov.grid_cells_finished} of {cov.grid_cells} grid cells finished, "
+        f"{cov.failed_cells} failed, {cov.submitted_cells} submitted by third parties; "
         f"{wall_note(lb, cov)}.",
         "",
     ]
@@ -304,30 +324,30 @@ def render_markdown(board: Board) -> str:
             cells = cells_of(row, device, board.table_metrics)
             out.append("| " + " | ".join(md_escape(cells[k]) for k, _ in columns) + " |")
         out.append("")
-        flagged = [r for r in board.rows_for(setting) if r.get("flagged")]
+        flagged = [r for r in board.rows_for(setting) if r.flagged]
         if flagged:
             out += ["Not ranked, because their results contradict themselves:", ""]
             out += [
-                f"- **{md_escape(r['method'])}** at {r['eps']:g}/255: " + md_escape("; ".join(r["problems"]))
+                f"- **{md_escape(r.method)}** at {r.eps:g}/255: " + md_escape("; ".join(r.trust.problems))
                 for r in flagged
             ]
             out.append("")
     if board.methods:
         out += ["## Methods", ""]
         for m in board.methods:
-            extra = f" — {md_escape(m['paper'])}" if m["paper"] else ""
-            dists = ", ".join(m.get("distributions") or [])
+            extra = f" — {md_escape(m.paper)}" if m.paper else ""
+            dists = ", ".join(m.distributions)
             owner = (
                 (
-                    f" (plugin {md_escape(m['plugin'])}"
+                    f" (plugin {md_escape(m.plugin)}"
                     + (f" from {md_escape(dists)}" if dists else "")
-                    + (", submitted" if m["submitted"] else "")
+                    + (", submitted" if m.submitted else "")
                     + ")"
                 )
-                if m["plugin"]
+                if m.plugin
                 else ""
             )
-            out.append(f"- **{md_escape(m['name'])}**{owner}: {md_escape(method_params_text(m))}{extra}")
+            out.append(f"- **{md_escape(m.name)}**{owner}: {md_escape(method_params_text(m))}{extra}")
         out.append("")
     out += published_markdown(board)
     plots = plot_names(board)
@@ -366,24 +386,22 @@ def published_columns() -> list[tuple[str, str]]:
     ]
 
 
-def published_cells(rec: dict[str, Any]) -> dict[str, str]:
+def published_cells(c: Comparison) -> dict[str, str]:
     """The human-readable cells of one published figure, shared by the Markdown and HTML pages."""
-    from cobench.leaderboard.spec import KEYS, Published
-
-    fig = Published(**{k: rec[k] for k in KEYS})
+    fig = c.figure
     return {
-        "ref": str(rec["ref"]),
-        "method": rec["method"],
-        "eps": f"{rec['eps']:g}/255",
-        "setting": NO_INJECTION if rec["injection"] == NO_INJECTION else f"{rec['injection']} beta={rec['beta']:g}/255",
-        "metric": metric_label(rec["metric"]),
-        "value": fig.value_text(),
-        "seeds": "n/s" if rec["seeds"] is None else str(rec["seeds"]),
-        "checkpoint": rec["checkpoint"],
-        "cobench": number(rec["cobench"], ".1f"),
-        "difference": "-" if rec["difference"] is None else f"{rec['difference']:+.1f}",
-        "source": rec["source"],
-        "differs": rec["differs"] or "-",
+        "ref": str(c.ref),
+        "method": fig.method,
+        "eps": f"{fig.eps:g}/255",
+        "setting": NO_INJECTION if fig.injection == NO_INJECTION else f"{fig.injection} beta={fig.beta:g}/255",
+        "metric": metric_label(fig.metric),
+        "value": published_value(c),
+        "seeds": "n/s" if fig.seeds is None else str(fig.seeds),
+        "checkpoint": fig.checkpoint,
+        "cobench": number(c.cobench, ".1f"),
+        "difference": "-" if c.difference is None else f"{c.difference:+.1f}",
+        "source": fig.source,
+        "differs": fig.differs or "-",
     }
 
 
@@ -419,13 +437,42 @@ def rounded(value: Any) -> Any:
     return round(value, 6) if isinstance(value, float) else value
 
 
+def row_record(row: Row) -> dict[str, Any]:
+    """Every value of a row by its column's name, as the CSV and JSON write it."""
+    return {
+        "injection": row.injection,
+        "beta": row.beta,
+        "eps": row.eps,
+        "rank": row.rank,
+        "rank_tied": row.rank_tied,
+        "method": row.method,
+        "source": row.trust.source,
+        "plugin": row.trust.plugin,
+        "verification": row.trust.verification,
+        "flagged": row.flagged,
+        "seeds": row.seeds,
+        **{f"{m}_{s}": v for m, stat in row.stats.items() for s, v in zip(("mean", "std"), stat)},
+        "published": published_text(row),
+        "published_diff": published_diff_text(row),
+        "co_rate": row.co_rate,
+        "co_rate_ci_low": row.trust.co_rate_ci_low,
+        "co_rate_ci_high": row.trust.co_rate_ci_high,
+        "co_epoch_median": row.co_epoch_median,
+        "cost_vs_fgsm": row.cost_vs_fgsm,
+        "time_per_step_s": row.trust.time_per_step_s,
+        "timing_device": row.trust.timing_device,
+        "forward_passes_per_step": row.forward_passes_per_step,
+        "problems": list(row.trust.problems),
+        "published_figures": [c.record() for c in row.published],
+    }
+
+
 def table_records(board: Board, with_problems: bool = False) -> list[dict[str, Any]]:
     extra: tuple[str, ...] = ("problems",) if with_problems else ()
     extra += ("published_figures",) if with_problems and board.published else ()
-    return [
-        {c: rounded(r.get(c)) for c in [*csv_columns(board.table_metrics, bool(board.published)), *extra]}
-        for r in board.rows
-    ]
+    columns = [*csv_columns(board.table_metrics, bool(board.published)), *extra]
+    records = [row_record(r) for r in board.rows]
+    return [{c: rounded(rec.get(c)) for c in columns} for rec in records]
 
 
 def render_csv(board: Board) -> str:
@@ -441,22 +488,22 @@ def render_csv(board: Board) -> str:
 
 def render_json(board: Board) -> str:
     lb = board.lb
-    doc = {
+    doc: dict[str, Any] = {  # the board's JSON, as written
         "name": lb.name,
         "title": lb.title,
         "description": lb.description,
         "results_dir": lb.results_rel,
-        "protocol": board.protocol(),
+        "protocol": board.protocol().record(),
         "ranked_by": board.rank_metric,
-        "coverage": board.coll.coverage(),
-        "methods": board.methods,
+        "coverage": board.coverage.record(),
+        "methods": [m.record() for m in board.methods],
         "provenance": board.provenance(),
         "rows": table_records(board, with_problems=True),
     }
     if lb.figures:
         doc["figures"] = [{"path": fig_path, "caption": caption} for fig_path, caption in lb.figures]
     if board.published:
-        doc["published"] = board.published
+        doc["published"] = [c.record() for c in board.published]
     return json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from cobench.atomic import write_atomic
 from cobench.errors import CobenchError
-from cobench.leaderboard.board import Board, build_board
+from cobench.leaderboard.board import Board
 from cobench.leaderboard.html import CSS, SCRIPT, SITE_CSS, SiteLinks, esc, page_head, render_html
 from cobench.leaderboard.plots import render_plots
+from cobench.leaderboard.rank import build_board
 from cobench.leaderboard.render import metric_label, pct, render_tables, wall_note
 from cobench.leaderboard.spec import Leaderboard
 
@@ -95,34 +96,35 @@ def best_row(board: Board) -> BestRow | None:
     if not board.settings or board.rank_metric is None:
         return None
     setting = board.settings[0]
-    rows = [r for r in board.rows_for(setting) if r["eps"] == max(r["eps"] for r in board.rows_for(setting))]
-    top = next((r for r in rows if r.get("rank") == 1), None)
-    if top is None:
-        return None
+    rows = [r for r in board.rows_for(setting) if r.eps == max(r.eps for r in board.rows_for(setting))]
+    top = next((r for r in rows if r.rank == 1), None)
     metric = board.rank_metric
+    mean = None if top is None else top.mean(metric)
+    if top is None or mean is None:
+        return None
     return BestRow(
-        method=top["method"],
-        eps=top["eps"],
+        method=top.method,
+        eps=top.eps,
         setting=setting.title,
         metric=metric,
-        mean=top[f"{metric}_mean"],
-        std=top.get(f"{metric}_std"),
-        seeds=top["seeds"],
-        tied=bool(top.get("rank_tied")),
+        mean=mean,
+        std=top.std(metric),
+        seeds=top.seeds,
+        tied=top.rank_tied,
     )
 
 
 def board_entry(board: Board) -> BoardEntry:
-    lb, cov = board.lb, board.coll.coverage()
+    lb, cov = board.lb, board.coverage
     return BoardEntry(
         name=lb.name,
         title=lb.title,
         dataset=lb.dataset,
         model=lb.model,
-        grid_cells=cov["grid_cells"],
-        finished_cells=cov["grid_cells_finished"],
-        submitted_cells=cov["submitted_cells"],
-        build_hours=round(cov["grid_wall_hours"] + cov.get("search_wall_hours", 0.0), 2),
+        grid_cells=cov.grid_cells,
+        finished_cells=cov.grid_cells_finished,
+        submitted_cells=cov.submitted_cells,
+        build_hours=cov.build_hours,
         build_note=wall_note(lb, cov),
         best=best_row(board),
     )

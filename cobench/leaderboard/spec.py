@@ -95,9 +95,6 @@ class Published:
             text += f" ± {self.std:g}"
         return text
 
-    def record(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in KEYS}
-
 
 def parse_published(
     entries: Any, where: str, metrics: tuple[str, ...], methods: list[str], eps: list[float]

@@ -241,7 +241,7 @@ def test_a_submission_follows_the_boards_protocol_at_its_own_eps(pm, tmp_path):
 
     coll = collect(lb, pm.registry, extra=[submission(16.0)])  # the 4/255 step at 16/255
     assert coll.results
-    board = Board(lb=lb, coll=coll, rows=coll.rows(), rank_metric=None)
+    board = Board(lb=lb, coll=coll, rows=(), rank_metric=None)
     evaluation = next(line for line in protocol_lines(board) if line.startswith("- **Evaluation**"))
     assert "at eps 8/255: `clean`, `pgd-50-10` (" in evaluation and "step_size=2" in evaluation.split("at eps 16")[0]
     assert "step_size=4" in evaluation.split("at eps 16/255")[1]
