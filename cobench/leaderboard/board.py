@@ -19,16 +19,6 @@ from cobench.leaderboard.collect import Collection, Coverage
 from cobench.leaderboard.spec import TABLE_METRICS, Leaderboard, Published
 from cobench.leaderboard.trust.rows import BUILT_HERE, RowTrust
 
-METRIC_LABELS = {
-    "clean_acc": "clean",
-    "fgsm_acc": "FGSM",
-    "pgd_acc": "PGD",
-    "autoattack_acc": "AutoAttack",
-    "pgd50_10_acc": "PGD-50-10",
-    "carrier_acc": "carrier",
-    "no_injection_acc": "no-injection",
-}
-
 
 @dataclass(frozen=True)
 class Setting:

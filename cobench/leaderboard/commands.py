@@ -113,8 +113,8 @@ def table_command(board: str, fmt: str, labels: tuple[str, ...]) -> None:
 
 
 def board_table(board: str, fmt: str, labels: tuple[str, ...] | list[str], base: Path) -> str:
-    from cobench.leaderboard.table import board_json, load_rows, parse_labels
-    from cobench.leaderboard.table import render as render_table
+    from cobench.leaderboard.render.prose import board_json, load_rows, parse_labels
+    from cobench.leaderboard.render.prose import render as render_table
 
     return render_table(load_rows(board_json(board, base)), parse_labels(labels), fmt)
 
@@ -139,7 +139,7 @@ def readme(files: tuple[str, ...], check: bool) -> None:
     import functools
 
     from cobench.atomic import write_atomic
-    from cobench.leaderboard.table import rewrite
+    from cobench.leaderboard.render.prose import rewrite
 
     out, err = _console(), _console(err=True)
     stale = []

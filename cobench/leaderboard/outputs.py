@@ -14,10 +14,11 @@ from pathlib import Path
 
 from cobench.atomic import write_atomic
 from cobench.leaderboard.board import Board
-from cobench.leaderboard.html import normalise, render_html
-from cobench.leaderboard.plots import render_plots
 from cobench.leaderboard.rank import build_board
-from cobench.leaderboard.render import render_tables
+from cobench.leaderboard.render.html import normalise, render_html
+from cobench.leaderboard.render.markdown import render_markdown
+from cobench.leaderboard.render.plots import render_plots
+from cobench.leaderboard.render.tables import render_csv, render_json
 from cobench.leaderboard.spec import Leaderboard
 from cobench.plugins import Registry
 
@@ -28,7 +29,11 @@ def render_outputs(lb: Leaderboard, registry: Registry | None = None) -> tuple[B
     Raises before producing anything if a result is malformed or breaks the protocol.
     """
     board = build_board(lb, registry)
-    outputs: dict[Path, str | bytes] = dict(render_tables(board))
+    outputs: dict[Path, str | bytes] = {
+        lb.output("md"): render_markdown(board),
+        lb.output("csv"): render_csv(board),
+        lb.output("json"): render_json(board),
+    }
     plots = render_plots(board)
     outputs[lb.output("html")] = render_html(board, plots)
     for name, data in plots.items():

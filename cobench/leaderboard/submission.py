@@ -18,7 +18,7 @@ from cobench.errors import CobenchError
 from cobench.leaderboard.board import Board, Row
 from cobench.leaderboard.collect import ProtocolError, StoredResult
 from cobench.leaderboard.rank import build_board
-from cobench.leaderboard.render import cells_of, main_device, md_escape, table_columns
+from cobench.leaderboard.render.markdown import md_escape, rows_table
 from cobench.leaderboard.spec import Leaderboard
 from cobench.leaderboard.trust.rows import board_data_fingerprint, data_problems
 from cobench.store.results import ResultValidationError, read_result, result_problems
@@ -144,21 +144,6 @@ def validate(paths: list[Path], boards: list[Leaderboard]) -> Validation:
     return Validation(verdicts, checks)
 
 
-def markdown_rows(board: Board, rows: list[Row]) -> list[str]:
-    """``rows`` of ``board`` as the Markdown table its page shows, with the setting as first column."""
-    columns = table_columns(board.table_metrics, bool(board.published))
-    device = main_device(board.rows)
-    out = [
-        "| setting | " + " | ".join(h for _, h in columns) + " |",
-        "| --- | " + " | ".join("---" if k == "method" else "---:" for k, _ in columns) + " |",
-    ]
-    for row in rows:
-        cells = cells_of(row, device, board.table_metrics)
-        setting = row.injection if row.injection == "none" else f"{row.injection} beta {row.beta:g}/255"
-        out.append(f"| {md_escape(setting)} | " + " | ".join(md_escape(cells[k]) for k, _ in columns) + " |")
-    return out
-
-
 def summary_markdown(report: Validation) -> str:
     """The job summary of a pull-request check: verdict per file, then per board the rows the files add."""
     out = ["## Leaderboard submission check", ""]
@@ -185,7 +170,7 @@ def summary_markdown(report: Validation) -> str:
         assert check.board is not None  # built when the protocol holds
         rows = check.rows(report.verdicts)
         out.append("The rows these files add to the board, as it will show them:")
-        out += [""] + markdown_rows(check.board, rows)
+        out += [""] + rows_table(check.board, rows, setting_column=True)
         if any(not r.built_here and r.trust.verification != "verified" for r in rows):
             out += [
                 "",

@@ -7,7 +7,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from cobench.leaderboard.collect import StoredResult
-from cobench.leaderboard.plots import co_boundary_segments, curve_panels, robust_metric
+from cobench.leaderboard.render.plots import co_boundary_segments, curve_panels
+from cobench.leaderboard.render.text import robust_metric
 
 nan = math.nan
 

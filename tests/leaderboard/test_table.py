@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from cobench.leaderboard.table import Row, render
+from cobench.leaderboard.render.prose import Row, render
 from tests.leaderboard.conftest import lb_cli
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from typing import Any
 
 from cobench.api import NO_INJECTION
 from cobench.errors import CobenchError
-from cobench.leaderboard.board import METRIC_LABELS
+from cobench.leaderboard.render.text import METRIC_LABELS
 
 #: accuracy columns in this order where a board reports them; any other accuracy follows, by name
 ORDER = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd50_10_acc", "autoattack_acc")

@@ -16,22 +16,27 @@ import re
 from dataclasses import dataclass
 
 from cobench.leaderboard.board import Board, Row
-from cobench.leaderboard.render import (
-    COLUMN_NOTE,
+from cobench.leaderboard.render.tables import row_record
+from cobench.leaderboard.render.text import (
+    FLAGGED_NOTE,
     GENERATED_NOTE,
     PUBLISHED_NOTE,
-    TABLE_METRICS,
+    PUBLISHED_NUMERIC,
+    SECTIONS,
+    Markup,
     cells_of,
+    columns_note,
+    coverage_text,
+    flagged_item,
     main_device,
-    method_params_text,
-    protocol_lines,
-    provenance_lines,
+    method_item,
+    planned_plots,
+    protocol_items,
     published_cells,
     published_columns,
-    row_record,
     table_columns,
-    wall_note,
 )
+from cobench.leaderboard.spec import TABLE_METRICS
 
 #: data URIs of embedded images; ``check`` blanks them out before comparing pages
 IMAGE_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]*")
@@ -139,6 +144,15 @@ def inline_markdown(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
+HTML = Markup(
+    escape=esc,
+    strong=lambda text: f"<strong>{text}</strong>",
+    module=lambda name: f"<code>{esc(name)}</code>",
+    aside=lambda text: f'<span class="note">{text}</span>',
+    inline=inline_markdown,
+)
+
+
 def sort_value(row: Row, key: str, metrics: tuple[str, ...] = TABLE_METRICS) -> str:
     if key in metrics:
         v = row.mean(key)
@@ -189,10 +203,10 @@ def published_html(board: Board) -> list[str]:
     """The published figures beside cobench's numbers, as a sortable table."""
     if not board.published:
         return []
-    numeric = {"ref", "eps", "value", "seeds", "cobench", "difference"}
+    numeric = set(PUBLISHED_NUMERIC)
     out = [
-        '<section id="published"><h2>Published figures</h2>',
-        f'<p class="note">{inline_markdown(PUBLISHED_NOTE)}</p>',
+        f'<section id="published"><h2>{SECTIONS["published"]}</h2>',
+        f'<p class="note">{HTML.inline(PUBLISHED_NOTE)}</p>',
         '<div class="table-wrap"><table class="leaderboard sortable published"><thead><tr>',
     ]
     for key, header in published_columns():
@@ -258,11 +272,9 @@ def page_head(title_html: str, css: str) -> list[str]:
 
 
 def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None = None) -> str:
-    """The page; ``plots`` maps the names of :func:`plots.planned_plots` to PNG bytes. Without
+    """The page; ``plots`` maps the names of :func:`.text.planned_plots` to PNG bytes. Without
     ``links`` the page is self-contained (images embedded); with them, a page of the site."""
-    from cobench.leaderboard.plots import planned_plots
-
-    lb, cov = board.lb, board.coverage
+    lb = board.lb
     out = [
         *page_head(f"{esc(lb.title)} — cobench leaderboard", CSS + (SITE_CSS if links else "")),
         f"<!-- {esc(GENERATED_NOTE)} -->",
@@ -273,20 +285,12 @@ def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None =
     if lb.description:
         out.append(f'<p class="description">{esc(lb.description)}</p>')
     out.append("</header>")
-    out.append('<section id="protocol"><h2>Protocol</h2><ul>')
-    out += [f"<li>{inline_markdown(line[2:])}</li>" for line in protocol_lines(board) + provenance_lines(board)]
+    out.append(f'<section id="protocol"><h2>{SECTIONS["protocol"]}</h2><ul>')
+    out += [f"<li>{HTML.inline(item)}</li>" for item in protocol_items(board)]
     out.append("</ul>")
-    ranked = board.rank_metric or "method name"
-    out.append(
-        '<p class="note">Accuracies in % on the test set (with the setting\'s injection), mean ± std over seeds. '
-        + inline_markdown(COLUMN_NOTE.format(ranked=f"`{ranked}`"))
-        + " Click a column header to sort.</p>"
-    )
-    out.append(
-        f'<p class="note" id="coverage">Coverage: {cov.grid_cells_finished} of {cov.grid_cells} grid cells '
-        f"finished, {cov.failed_cells} failed, {cov.submitted_cells} submitted by third parties; "
-        f"{esc(wall_note(lb, cov))}.</p>"
-    )
+    ranked = f"`{board.rank_metric or 'method name'}`"
+    out.append(f'<p class="note">{columns_note(ranked, HTML)} Click a column header to sort.</p>')
+    out.append(f'<p class="note" id="coverage">{esc(coverage_text(board))}</p>')
     out.append("</section>")
     if not board.rows:
         out.append("<p><em>No results yet: run <code>cobench leaderboard build</code> on this leaderboard.</em></p>")
@@ -295,45 +299,27 @@ def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None =
         out += table_html(board, board.rows_for(setting), setting.slug)
         flagged = [r for r in board.rows_for(setting) if r.flagged]
         if flagged:
-            out.append(
-                '<p class="note">Not ranked, because their results contradict themselves:</p><ul class="flagged">'
-            )
-            out += [
-                f"<li><strong>{esc(r.method)}</strong> at {r.eps:g}/255: {esc('; '.join(r.trust.problems))}</li>"
-                for r in flagged
-            ]
+            out.append(f'<p class="note">{FLAGGED_NOTE}</p><ul class="flagged">')
+            out += [f"<li>{flagged_item(r, HTML)}</li>" for r in flagged]
             out.append("</ul>")
         out.append("</section>")
     if board.methods:
-        out.append('<section id="methods"><h2>Methods</h2><ul>')
-        for m in board.methods:
-            dists = ", ".join(m.distributions)
-            owner = (
-                (
-                    f' <span class="note">(plugin <code>{esc(m.plugin)}</code>'
-                    + (f" from {esc(dists)}" if dists else "")
-                    + (", submitted" if m.submitted else "")
-                    + ")</span>"
-                )
-                if m.plugin
-                else ""
-            )
-            paper = f" — {esc(m.paper)}" if m.paper else ""
-            out.append(f"<li><strong>{esc(m.name)}</strong>{owner}: {esc(method_params_text(m))}{paper}</li>")
+        out.append(f'<section id="methods"><h2>{SECTIONS["methods"]}</h2><ul>')
+        out += [f"<li>{method_item(m, HTML)}</li>" for m in board.methods]
         out.append("</ul></section>")
     out += published_html(board)
     planned = planned_plots(board)
     if planned:
-        out.append('<section id="plots"><h2>Plots</h2>')
+        out.append(f'<section id="plots"><h2>{SECTIONS["plots"]}</h2>')
         for name, title in planned:
             image = f"{links.plots}/{name}" if links else plots[name]
             out.append(figure_html(image, title, esc(title), f' id="plot-{esc(name[:-4])}"'))
         out.append("</section>")
     if lb.figures:
-        out.append('<section id="figures"><h2>Figures</h2>')
+        out.append(f'<section id="figures"><h2>{SECTIONS["figures"]}</h2>')
         for fig_path, caption in lb.figures:
             figure = links.figure(fig_path) if links else (lb.root / fig_path).read_bytes()
-            out.append(figure_html(figure, caption, inline_markdown(caption)))
+            out.append(figure_html(figure, caption, HTML.inline(caption)))
         out.append("</section>")
     out.append(
         f"<footer>cobench leaderboard <code>{esc(lb.name)}</code>; results in "

@@ -1,6 +1,7 @@
 """Leaderboard figures (matplotlib, Agg canvas, no pyplot state): the eps sweep, the eps x beta
 heatmaps per method (the layout of Ortiz-Jimenez, de Jorge et al., TMLR 2023, Fig. 2) and
-training curves that show the moment of catastrophic overfitting.
+training curves that show the moment of catastrophic overfitting; which figures a board has, and
+their captions, :func:`.text.planned_plots` says (the pages show them too).
 
 PNG bytes are returned, not written, so the HTML page can embed them and ``check`` can
 re-render in memory. Plots are not compared byte for byte (they depend on the matplotlib
@@ -17,44 +18,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cobench.api import NO_INJECTION
-from cobench.leaderboard.board import METRIC_LABELS, Board, Setting
+from cobench.leaderboard.board import Board, Setting
 from cobench.leaderboard.collect import StoredResult
+from cobench.leaderboard.render.text import METRIC_LABELS, planned_plots, robust_metric
 
 DPI = 100
-
-
-#: the robust accuracies a figure can show, strongest attack first
-ROBUST_METRICS = ("autoattack_acc", "pgd50_10_acc", "pgd_acc")
-
-
-def robust_metric(board: Board) -> str:
-    """The robust accuracy the figures show: the ranking metric when it is a robust accuracy, else
-    the strongest attack the rows report (a board without the 20-step `pgd` evaluator has no
-    ``pgd_acc`` to draw)."""
-    if board.rank_metric in ROBUST_METRICS:
-        return board.rank_metric
-    reported = [m for m in ROBUST_METRICS if any(r.mean(m) is not None for r in board.rows)]
-    return reported[0] if reported else "pgd_acc"
-
-
-def heatmap_injections(board: Board) -> list[str]:
-    injected = sorted({s.injection for s in board.settings if s.injection != NO_INJECTION})
-    return injected or ([NO_INJECTION] if board.rows else [])
-
-
-def planned_plots(board: Board) -> list[tuple[str, str]]:
-    """(file name, title) of every figure ``render_plots`` makes for ``board``, in order."""
-    if not board.rows:
-        return []
-    label = METRIC_LABELS[robust_metric(board)]
-    out = [("eps-sweep.png", f"{label} accuracy vs eps")]
-    for inj in heatmap_injections(board):
-        what = "no injection" if inj == NO_INJECTION else f"injection {inj}"
-        out.append((f"heatmap-{inj}.png", f"{label} accuracy over eps x beta per method ({what})"))
-        out.append((f"co-rate-{inj}.png", f"CO rate over eps x beta per method ({what}), CO boundary drawn"))
-    for s in board.settings:
-        out.append((f"curves-{s.slug}.png", f"Training curves, {s.title.lower()}"))
-    return out
 
 
 def method_colors(board: Board) -> dict[str, tuple[float, float, float, float]]:
@@ -298,7 +266,7 @@ def curves(board: Board, setting: Setting) -> bytes:
 
 
 def render_plots(board: Board) -> dict[str, bytes]:
-    """File name -> PNG bytes, for every figure of :func:`planned_plots`."""
+    """File name -> PNG bytes, for every figure of :func:`.text.planned_plots`."""
     out: dict[str, bytes] = {}
     for name, _ in planned_plots(board):
         if name == "eps-sweep.png":
