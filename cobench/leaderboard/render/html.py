@@ -153,16 +153,20 @@ HTML = Markup(
 )
 
 
-def sort_value(row: Row, key: str, metrics: tuple[str, ...] = TABLE_METRICS) -> str:
-    if key in metrics:
-        v = row.mean(key)
-    elif key == "time_per_step":
-        v = row.trust.time_per_step_s
-    else:
-        v = row_record(row).get(key)
-    if v is None:
-        return ""
-    return format(v, ".6g") if isinstance(v, float) else str(v)
+def sort_values(row: Row, keys: list[str], metrics: tuple[str, ...] = TABLE_METRICS) -> dict[str, str]:
+    """What the page's script sorts a row's cells by, by column key: the numbers themselves."""
+    record = row_record(row)
+    out = {}
+    for key in keys:
+        v = (
+            row.mean(key)
+            if key in metrics
+            else row.trust.time_per_step_s
+            if key == "time_per_step"
+            else record.get(key)
+        )
+        out[key] = "" if v is None else format(v, ".6g") if isinstance(v, float) else str(v)
+    return out
 
 
 def table_html(board: Board, rows: list[Row], setting_slug: str) -> list[str]:
@@ -181,6 +185,7 @@ def table_html(board: Board, rows: list[Row], setting_slug: str) -> list[str]:
     device = main_device(board.rows)
     for row in rows:
         cells = cells_of(row, device, metrics)
+        values = sort_values(row, [k for k, _ in columns], metrics)
         out.append(
             f'<tr data-method="{esc(row.method)}" data-eps="{row.eps:g}" data-source="{esc(row.trust.source)}"'
             f' data-verification="{esc(row.trust.verification)}" data-flagged="{str(row.flagged).lower()}">'
@@ -191,9 +196,7 @@ def table_html(board: Board, rows: list[Row], setting_slug: str) -> list[str]:
                 classes.append("method")
             if key == "co_rate" and row.co_rate:
                 classes.append("collapsed")
-            out.append(
-                f'<td class="{" ".join(classes)}" data-value="{esc(sort_value(row, key, metrics))}">{esc(cells[key])}</td>'
-            )
+            out.append(f'<td class="{" ".join(classes)}" data-value="{esc(values[key])}">{esc(cells[key])}</td>')
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return out
