@@ -14,7 +14,7 @@ Any violation aborts with a message naming the file; nothing is rendered from a 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from cobench.grid.cell import Cell
 from cobench.grid.resolve import resolve
 from cobench.leaderboard.spec import Leaderboard
 from cobench.plugins import Registry, get_plugin_manager
-from cobench.store.results import ResultValidationError, flat_row, iter_results, read_result
+from cobench.store.results import ResultValidationError, iter_results, read_result
 
 PROTOCOL_KEYS = ("dataset", "model", "training", "evaluators")
 
@@ -31,52 +31,125 @@ class ProtocolError(ResultValidationError):
     """A schema-valid result that was produced under a different protocol than the leaderboard's."""
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    """One result file as the store read and validated it: the JSON stays as it was read (the
+    store's checks take it so); what the board keys and counts by is typed here."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def cell_id(self) -> str:
+        return self.data["cell_id"]
+
+    @property
+    def ok(self) -> bool:
+        return self.data["status"] == "ok"
+
+    @property
+    def method(self) -> str:
+        return self.data["config"]["method"]["name"]
+
+    @property
+    def eps(self) -> float:
+        return self.data["config"]["eps"]
+
+    @property
+    def injection(self) -> str:
+        return self.data["config"]["injection"]["name"]
+
+    @property
+    def beta(self) -> float:
+        return self.data["config"]["beta"]
+
+    @property
+    def seed(self) -> int:
+        return self.data["config"]["seed"]
+
+    @property
+    def key(self) -> tuple:
+        """The board row it belongs to: :data:`cobench.store.tables.GROUP_KEYS`, in that order."""
+        cfg = self.data["config"]
+        return (cfg["dataset"]["name"], cfg["model"]["name"], self.injection, self.beta, self.method, self.eps)
+
+    @property
+    def build_seconds(self) -> float:
+        return build_seconds(self.data)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the board is built: cells finished, failed and submitted, and the wall-clock
+    hours the finished grid cells recorded (:func:`build_seconds`). With ``searches``, also the
+    search cells that are not also finished grid cells (a search cell the board reuses is counted
+    once) and their hours."""
+
+    grid_cells: int
+    grid_cells_finished: int
+    failed_cells: int
+    submitted_cells: int
+    grid_wall_hours: float
+    search_cells: int | None = None
+    search_wall_hours: float | None = None
+
+    @property
+    def build_hours(self) -> float:
+        """The board's build time: its grid cells' and its searches'."""
+        return round(self.grid_wall_hours + (self.search_wall_hours or 0.0), 2)
+
+    def record(self) -> dict[str, float]:
+        """As the board's JSON states it (the search figures only for a board with searches)."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
 @dataclass
 class Collection:
     leaderboard: Leaderboard
     cells: list[Cell]
-    results: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    results: list[StoredResult] = field(default_factory=list)
     #: the results stored in the board's ``searches`` folders (the searches that chose its grid)
-    search_results: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    search_results: list[StoredResult] = field(default_factory=list)
 
     @property
-    def ok(self) -> list[tuple[Path, dict[str, Any]]]:
-        return [(p, r) for p, r in self.results if r["status"] == "ok"]
+    def ok(self) -> list[StoredResult]:
+        return [r for r in self.results if r.ok]
 
     @property
-    def failed(self) -> list[tuple[Path, dict[str, Any]]]:
-        return [(p, r) for p, r in self.results if r["status"] != "ok"]
+    def failed(self) -> list[StoredResult]:
+        return [r for r in self.results if not r.ok]
 
-    def rows(self) -> list[dict[str, Any]]:
-        return [flat_row(r) for _, r in self.ok]
+    @property
+    def grid_ids(self) -> set[str]:
+        return {c.cell_id for c in self.cells}
 
-    def coverage(self) -> dict[str, Any]:
-        """Cells finished, failed and submitted, and ``grid_wall_hours``: the wall-clock time the
-        finished grid cells recorded (:func:`build_seconds`).
-        With ``searches``, also ``search_cells`` and ``search_wall_hours``: the search cells that are
-        not also finished grid cells (a search cell the board reuses is counted once), and their time."""
-        grid_ids = {c.cell_id for c in self.cells}
-        ok_ids = {r["cell_id"] for _, r in self.ok}
-        wall_s = sum(build_seconds(r) for _, r in self.ok if r["cell_id"] in grid_ids)
-        cov: dict[str, Any] = {
-            "grid_cells": len(grid_ids),
-            "grid_cells_finished": len(grid_ids & ok_ids),
-            "failed_cells": len(self.failed),
-            "submitted_cells": len(ok_ids - grid_ids),
-            "grid_wall_hours": round(wall_s / 3600, 2),
-        }
-        if self.leaderboard.searches:
-            own = grid_ids & ok_ids
-            extra = {r["cell_id"]: r for _, r in self.search_results if r["cell_id"] not in own}
-            cov["search_cells"] = len(extra)
-            cov["search_wall_hours"] = round(sum(build_seconds(r) for r in extra.values()) / 3600, 2)
-        return cov
+    def coverage(self) -> Coverage:
+        grid_ids = self.grid_ids
+        ok_ids = {r.cell_id for r in self.ok}
+        wall_s = sum(r.build_seconds for r in self.ok if r.cell_id in grid_ids)
+        cov = Coverage(
+            grid_cells=len(grid_ids),
+            grid_cells_finished=len(grid_ids & ok_ids),
+            failed_cells=len(self.failed),
+            submitted_cells=len(ok_ids - grid_ids),
+            grid_wall_hours=round(wall_s / 3600, 2),
+        )
+        if not self.leaderboard.searches:
+            return cov
+        own = grid_ids & ok_ids
+        extra = {r.cell_id: r for r in self.search_results if r.cell_id not in own}
+        return replace(
+            cov,
+            search_cells=len(extra),
+            search_wall_hours=round(sum(r.build_seconds for r in extra.values()) / 3600, 2),
+        )
 
 
 def build_seconds(result: dict[str, Any]) -> float:
-    """The wall-clock seconds a cell took to build: its last run's, plus, for a resumed cell, what
-    its interrupted runs had trained until the checkpoint it resumed from (work lost after that
-    checkpoint is not counted, nor, for results older than that record, the interrupted runs)."""
+    """The wall-clock seconds a cell took to build (``result`` as stored): its last run's, plus, for
+    a resumed cell, what its interrupted runs had trained until the checkpoint it resumed from (work
+    lost after that checkpoint is not counted, nor, for results older than that record, the
+    interrupted runs)."""
     before = (result.get("cost") or {}).get("wall_before_resume_s") or 0.0
     return float(result.get("wall_time_s") or 0.0) + float(before)
 
@@ -103,11 +176,17 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
     they were already in its results folder."""
     registry = registry or get_plugin_manager().registry
     cells = resolve(lb.grid, registry)
-    searched = [item for folder in lb.searches for item in iter_results(lb.root / folder, strict=True, validate=True)]
+    searched = [
+        StoredResult(*item)
+        for folder in lb.searches
+        for item in iter_results(lb.root / folder, strict=True, validate=True)
+    ]
     coll = Collection(lb, cells, search_results=searched)
     stored = list(iter_results(lb.results_dir, strict=True, validate=True)) if lb.results_dir.is_dir() else []
     known = {p.resolve() for p, _ in stored}
-    candidates = stored + [(p, read_result(p, validate=True)) for p in extra if Path(p).resolve() not in known]
+    candidates = [StoredResult(*item) for item in stored] + [
+        StoredResult(p, read_result(p, validate=True)) for p in extra if Path(p).resolve() not in known
+    ]
     by_id = {c.cell_id: c for c in cells}
     # the protocol a submission must follow, per eps (a step rule such as eps/4 differs by eps)
     references = {c.eps: c.config() for c in reversed(cells)}
@@ -115,71 +194,70 @@ def collect(lb: Leaderboard, registry: Registry | None = None, extra: list[Path]
     settings = {(json.dumps(c.injection.config(), sort_keys=True), c.beta) for c in cells}
     seen_ids: dict[str, Path] = {}
     seen_seed: dict[tuple, Path] = {}
-    method_params: dict[tuple, tuple[Path, dict[str, Any]]] = {}
-    for path, result in candidates:
-        cfg = result["config"]
-        where = f"result file {str(path)!r}"
-        if result["cell_id"] in seen_ids:
+    method_params: dict[tuple, StoredResult] = {}
+    for result in candidates:
+        cfg = result.data["config"]
+        where = f"result file {str(result.path)!r}"
+        if result.cell_id in seen_ids:
             raise ProtocolError(
-                f"{where} duplicates {str(seen_ids[result['cell_id']])!r} (same cell "
-                f"{result['cell_id']}); keep one of them"
+                f"{where} duplicates {str(seen_ids[result.cell_id])!r} (same cell {result.cell_id}); keep one of them"
             )
-        seen_ids[result["cell_id"]] = path
-        if result["cell_id"] not in by_id:
-            if cfg["method"]["name"] in grid_methods:
-                cell = _nearest_cell(cfg, cells)
+        seen_ids[result.cell_id] = result.path
+        if result.cell_id not in by_id:
+            if result.method in grid_methods:
+                cell = _nearest_cell(result, cells)
                 diff = first_difference(cfg, cell.config(), "config") if cell else None
                 raise ProtocolError(
-                    f"{where} is a {cfg['method']['name']!r} run that is not a cell of leaderboard {lb.name!r}"
+                    f"{where} is a {result.method!r} run that is not a cell of leaderboard {lb.name!r}"
                     + (f": {diff}" if diff else "")
                     + "; the leaderboard's own methods must use its exact config"
                 )
-            reference = references.get(cfg["eps"], cells[0].config())
+            reference = references.get(result.eps, cells[0].config())
             for key in PROTOCOL_KEYS:
                 diff = first_difference(cfg[key], reference[key], f"config.{key}")
                 if diff:
                     raise ProtocolError(f"{where} does not follow leaderboard {lb.name!r}'s protocol: {diff}")
-            if cfg["eps"] not in lb.grid.eps:
+            if result.eps not in lb.grid.eps:
                 raise ProtocolError(
-                    f"{where} has eps {cfg['eps']:g}/255; leaderboard {lb.name!r} uses eps "
+                    f"{where} has eps {result.eps:g}/255; leaderboard {lb.name!r} uses eps "
                     + ", ".join(f"{e:g}" for e in lb.grid.eps)
                 )
-            if (json.dumps(cfg["injection"], sort_keys=True), cfg["beta"]) not in settings:
+            if (json.dumps(cfg["injection"], sort_keys=True), result.beta) not in settings:
                 raise ProtocolError(
-                    f"{where} uses injection {cfg['injection']['name']!r} with beta {cfg['beta']:g}, "
+                    f"{where} uses injection {result.injection!r} with beta {result.beta:g}, "
                     f"which is not a setting of leaderboard {lb.name!r}"
                 )
-        if result["status"] != "ok":
-            coll.results.append((path, result))
+        if not result.ok:
+            coll.results.append(result)
             continue
-        row_key = (cfg["method"]["name"], cfg["eps"], cfg["injection"]["name"], cfg["beta"])
-        if row_key + (cfg["seed"],) in seen_seed:
+        row_key = (result.method, result.eps, result.injection, result.beta)
+        if row_key + (result.seed,) in seen_seed:
             raise ProtocolError(
-                f"{where} and {str(seen_seed[row_key + (cfg['seed'],)])!r} are both {row_key[0]!r} at eps "
-                f"{row_key[1]:g} seed {cfg['seed']} with different configs; keep one of them"
+                f"{where} and {str(seen_seed[row_key + (result.seed,)])!r} are both {result.method!r} at eps "
+                f"{result.eps:g} seed {result.seed} with different configs; keep one of them"
             )
-        seen_seed[row_key + (cfg["seed"],)] = path
-        if row_key in method_params and method_params[row_key][1] != cfg["method"]["params"]:
-            other = method_params[row_key][0]
-            diff = first_difference(cfg["method"]["params"], method_params[row_key][1], "config.method.params")
+        seen_seed[row_key + (result.seed,)] = result.path
+        first = method_params.setdefault(row_key, result)
+        params, first_params = cfg["method"]["params"], first.data["config"]["method"]["params"]
+        if params != first_params:
+            diff = first_difference(params, first_params, "config.method.params")
             raise ProtocolError(
-                f"{where} and {str(other)!r} report method {row_key[0]!r} at eps {row_key[1]:g} with "
+                f"{where} and {str(first.path)!r} report method {result.method!r} at eps {result.eps:g} with "
                 f"different parameters ({diff}); one row cannot mix them"
             )
-        method_params.setdefault(row_key, (path, cfg["method"]["params"]))
-        coll.results.append((path, result))
+        coll.results.append(result)
     return coll
 
 
-def _nearest_cell(cfg: dict[str, Any], cells: list[Cell]) -> Cell | None:
+def _nearest_cell(result: StoredResult, cells: list[Cell]) -> Cell | None:
     """The grid cell with the same method, eps, injection, beta and seed, if any."""
     for c in cells:
         if (c.method.name, c.eps, c.injection.name, c.beta, c.seed) == (
-            cfg["method"]["name"],
-            cfg["eps"],
-            cfg["injection"]["name"],
-            cfg["beta"],
-            cfg["seed"],
+            result.method,
+            result.eps,
+            result.injection,
+            result.beta,
+            result.seed,
         ):
             return c
     return None

@@ -25,14 +25,14 @@ def _render(lb) -> None:
 
     board, outputs = render_outputs(lb)
     write_outputs(lb, outputs)
-    flagged = [problem for row in board.rows if row.get("flagged") for problem in row["problems"]]
+    flagged = [problem for row in board.rows for problem in row.trust.problems]
     for problem in flagged:  # the table marks the rows (⚠, not ranked); the console names each file
         _console(err=True).print(f"warning: {lb.name}: row not ranked, {problem}", markup=False)
-    cov = board.coll.coverage()
+    cov = board.coverage
     tables = ", ".join(str(lb.output(ext)) for ext in ("md", "csv", "json", "html"))
     _console().print(
-        f"{lb.name}: {len(board.rows)} rows from {cov['grid_cells_finished']}/{cov['grid_cells']} grid "
-        f"cells (+{cov['submitted_cells']} submitted, {cov['failed_cells']} failed) -> {tables}, "
+        f"{lb.name}: {len(board.rows)} rows from {cov.grid_cells_finished}/{cov.grid_cells} grid "
+        f"cells (+{cov.submitted_cells} submitted, {cov.failed_cells} failed) -> {tables}, "
         f"{lb.plots_dir}/ ({sum(1 for p in outputs if p.suffix == '.png')} plots)"
     )
 
@@ -113,8 +113,8 @@ def table_command(board: str, fmt: str, labels: tuple[str, ...]) -> None:
 
 
 def board_table(board: str, fmt: str, labels: tuple[str, ...] | list[str], base: Path) -> str:
-    from cobench.leaderboard.table import board_json, load_rows, parse_labels
-    from cobench.leaderboard.table import render as render_table
+    from cobench.leaderboard.render.prose import board_json, load_rows, parse_labels
+    from cobench.leaderboard.render.prose import render as render_table
 
     return render_table(load_rows(board_json(board, base)), parse_labels(labels), fmt)
 
@@ -139,7 +139,7 @@ def readme(files: tuple[str, ...], check: bool) -> None:
     import functools
 
     from cobench.atomic import write_atomic
-    from cobench.leaderboard.table import rewrite
+    from cobench.leaderboard.render.prose import rewrite
 
     out, err = _console(), _console(err=True)
     stale = []
@@ -194,7 +194,7 @@ def not_built(lb) -> str:
 @click.argument("toml_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def check(toml_files: tuple[str, ...]) -> None:
     """Fail (exit 1) when a committed table, page or plot is stale or missing."""
-    from cobench.leaderboard.check import stale_files
+    from cobench.leaderboard.outputs import stale_files
     from cobench.leaderboard.spec import load_leaderboard
 
     out, err = _console(), _console(err=True)
@@ -314,8 +314,8 @@ def verify(toml_file: str, device: str, data_dir: str, include_built: bool, weig
     evaluators; exit 1 naming each result whose accuracies are not reproduced within verify_tolerance
     or whose weights no store has. A weights file whose SHA-256 differs is refused (exit 2)."""
     from cobench.leaderboard.collect import collect
-    from cobench.leaderboard.reevaluate import reevaluate, write_record
     from cobench.leaderboard.spec import load_leaderboard
+    from cobench.leaderboard.trust.reevaluate import reevaluate, write_record
     from cobench.run.device import resolve_device
     from cobench.store.weights import WeightsMissing, WeightsStore
 
@@ -323,16 +323,16 @@ def verify(toml_file: str, device: str, data_dir: str, include_built: bool, weig
     options = RunOptions(device=device, data_dir=data_dir)
     store = WeightsStore(weights_store or None)
     coll = collect(lb)
-    grid_ids = {c.cell_id for c in coll.cells}
+    grid_ids = coll.grid_ids
     out, err = _console(), _console(err=True)
-    targets = [(p, r) for p, r in coll.ok if include_built or r["cell_id"] not in grid_ids]
+    targets = [r for r in coll.ok if include_built or r.cell_id not in grid_ids]
     failed = missing = 0
-    for path, result in targets:
-        if not result.get("weights"):
-            err.print(f"not verifiable {path}: no saved weights (run it with --save-models)", markup=False)
+    for result in targets:
+        if not result.data.get("weights"):
+            err.print(f"not verifiable {result.path}: no saved weights (run it with --save-models)", markup=False)
             continue
         try:
-            verdict = reevaluate(path, result, lb, options, store)
+            verdict = reevaluate(lb, result, options, store)
         except WeightsMissing as exc:
             err.print(f"weights not fetched: {exc}", markup=False)
             missing += 1

@@ -13,10 +13,34 @@ The file is a grid file (``[grid]``, ``[training]``, ``[evaluation]``, ``[params
     verify_tolerance = 0.01        # |re-evaluated - reported| allowed per accuracy (fraction)
     figures = [{ path = "searches/x.png", caption = "..." }]   # committed images shown on the page
     searches = ["results/<search>"]   # result folders of the searches behind the board (their time counts)
-    [[leaderboard.published]]      # a reference's figure for one row, with its source (cobench.leaderboard.published)
+    [[leaderboard.published]]      # a reference's figure for one row, with its source (below)
 
 A leaderboard has exactly one dataset and one model. Its outputs sit next to the TOML:
 ``<name>.md``, ``<name>.csv``, ``<name>.json``, ``<name>.html`` and ``plots/<name>/*.png``.
+
+Published figures beside a board's own numbers: each ``[[leaderboard.published]]`` entry is one
+number a reference published for one row of the board (method, eps, and the injection setting),
+with where it was read::
+
+    [[leaderboard.published]]
+    method = "grad-align"
+    eps = 8
+    metric = "pgd50_10_acc"     # one of the board's accuracy columns
+    value = 47.6                # in %, as published
+    std = 0.5                   # optional, as published
+    seeds = 5                   # optional: runs behind the figure
+    checkpoint = "last"         # "last" (end of training), "best" (early-stopped) or "n/s" (not stated)
+    approximate = true          # read off a plot (shown as ≈)
+    source = "tml-epfl/understanding-fast-adv-training README.md l.30, img/fig1_robustnes_diff_eps_cifar10.png (Fig. 1 left)"
+    differs = "lr 0.30 ... (every way the published setting differs from the board's)"
+    # injection = "low-freq-pm", beta = 8   (default: no injection)
+
+A figure enters a board only with its ``source``; where the published setting differs from the
+board's (model, epochs, checkpoint, evaluation), ``differs`` must say how. The rendered tables
+show it beside cobench's number of the same metric, with the difference cobench - published in
+points (:mod:`cobench.leaderboard.board`); a figure for the ``best`` checkpoint is compared with
+the board's ``best_<metric>`` column when the board shows one, else with ``<metric>`` and the
+checkpoint difference is stated.
 """
 
 from __future__ import annotations
@@ -25,10 +49,117 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cobench.api import NO_INJECTION
 from cobench.errors import ConfigError
 from cobench.grid.spec import GridSpec, read_toml
 from cobench.kinds import singular
-from cobench.leaderboard.published import Published, parse_published
+
+CHECKPOINTS = ("last", "best", "n/s")
+KEYS = (
+    "method",
+    "eps",
+    "metric",
+    "value",
+    "std",
+    "seeds",
+    "checkpoint",
+    "approximate",
+    "source",
+    "differs",
+    "injection",
+    "beta",
+)
+
+
+@dataclass(frozen=True)
+class Published:
+    method: str
+    eps: float
+    metric: str
+    value: float  # in %
+    source: str
+    checkpoint: str = "last"
+    std: float | None = None
+    seeds: int | None = None
+    approximate: bool = False
+    differs: str = ""
+    injection: str = NO_INJECTION
+    beta: float = 0.0
+
+    def key(self) -> tuple:
+        return (self.injection, self.beta if self.injection != NO_INJECTION else 0.0, self.eps, self.method)
+
+    def value_text(self) -> str:
+        text = ("≈" if self.approximate else "") + f"{self.value:g}"
+        if self.std is not None:
+            text += f" ± {self.std:g}"
+        return text
+
+
+def parse_published(
+    entries: Any, where: str, metrics: tuple[str, ...], methods: list[str], eps: list[float]
+) -> tuple[Published, ...]:
+    """The ``[[leaderboard.published]]`` entries of a board, checked; ``metrics`` are its accuracy columns."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{where}: [leaderboard] published must be an array of tables ([[leaderboard.published]])")
+    out = []
+    for i, e in enumerate(entries):
+        at = f"{where}: [[leaderboard.published]] #{i + 1}"
+        unknown = sorted(set(e) - set(KEYS))
+        if unknown:
+            raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(KEYS)}")
+        for key in ("method", "eps", "metric", "value", "source"):
+            if key not in e:
+                raise ConfigError(f"{at}: {key} is required (a figure enters a board only with its source)")
+        if e["method"] not in methods:
+            raise ConfigError(f"{at}: method {e['method']!r} is not one of the board's methods ({', '.join(methods)})")
+        if not _number(e["eps"]) or float(e["eps"]) not in [float(x) for x in eps]:
+            raise ConfigError(
+                f"{at}: eps {e['eps']!r} is not one of the board's eps ({', '.join(f'{x:g}' for x in eps)})"
+            )
+        if e["metric"] not in metrics:
+            raise ConfigError(
+                f"{at}: metric {e['metric']!r} is not one of the board's accuracy columns ({', '.join(metrics)})"
+            )
+        if not _number(e["value"]) or not 0 <= e["value"] <= 100:
+            raise ConfigError(f"{at}: value must be a percentage in [0, 100], got {e['value']!r}")
+        if "std" in e and (not _number(e["std"]) or e["std"] < 0):
+            raise ConfigError(f"{at}: std must be a number >= 0 (in points), got {e['std']!r}")
+        if "seeds" in e and (not isinstance(e["seeds"], int) or isinstance(e["seeds"], bool) or e["seeds"] < 1):
+            raise ConfigError(f"{at}: seeds must be an integer >= 1, got {e['seeds']!r}")
+        if e.get("checkpoint", "last") not in CHECKPOINTS:
+            raise ConfigError(f"{at}: checkpoint must be one of {', '.join(CHECKPOINTS)}, got {e['checkpoint']!r}")
+        for key in ("source", "differs", "injection"):
+            if key in e and (not isinstance(e[key], str) or (key != "differs" and not e[key].strip())):
+                raise ConfigError(f"{at}: {key} must be a non-empty string")
+        if "approximate" in e and not isinstance(e["approximate"], bool):
+            raise ConfigError(f"{at}: approximate must be true or false")
+        if "beta" in e and not _number(e["beta"]):
+            raise ConfigError(f"{at}: beta must be a number (/255)")
+        out.append(
+            Published(
+                method=e["method"],
+                eps=float(e["eps"]),
+                metric=e["metric"],
+                value=float(e["value"]),
+                source=" ".join(e["source"].split()),
+                checkpoint=e.get("checkpoint", "last"),
+                std=None if e.get("std") is None else float(e["std"]),
+                seeds=e.get("seeds"),
+                approximate=e.get("approximate", False),
+                differs=" ".join(e.get("differs", "").split()),
+                injection=e.get("injection", NO_INJECTION),
+                beta=float(e.get("beta", 0.0)),
+            )
+        )
+    return tuple(out)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
 
 LEADERBOARD_KEYS = (
     "title",

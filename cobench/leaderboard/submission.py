@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cobench.errors import CobenchError
-from cobench.leaderboard.board import Board, build_board
-from cobench.leaderboard.collect import ProtocolError
-from cobench.leaderboard.render import cells_of, main_device, md_escape, table_columns
+from cobench.leaderboard.board import Board, Row
+from cobench.leaderboard.collect import ProtocolError, StoredResult
+from cobench.leaderboard.rank import build_board
+from cobench.leaderboard.render.markdown import md_escape, rows_table
 from cobench.leaderboard.spec import Leaderboard
-from cobench.leaderboard.trust import board_data_fingerprint, data_problems, group_key, row_key
+from cobench.leaderboard.trust.rows import board_data_fingerprint, data_problems
 from cobench.store.results import ResultValidationError, read_result, result_problems
 
 
@@ -34,7 +34,7 @@ class FileVerdict:
     weights_sha256: str | None = None
     #: the weights store the result names, if any (docs/weights.md)
     weights_store: str | None = None
-    result: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    result: StoredResult | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -50,12 +50,12 @@ class BoardCheck:
     board: Board | None = None
     protocol_error: str | None = None
 
-    def rows(self, verdicts: list[FileVerdict]) -> list[dict[str, Any]]:
+    def rows(self, verdicts: list[FileVerdict]) -> list[Row]:
         """The board's rows that hold one of the checked files: the rows a submission adds (or changes)."""
         if self.board is None:
             return []
-        mine = {group_key(v.result) for v in verdicts if v.result is not None and v.path in self.paths}
-        return [r for r in self.board.rows if row_key(r) in mine]
+        mine = {v.result.key for v in verdicts if v.result is not None and v.path in self.paths}
+        return [r for r in self.board.rows if r.key in mine]
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,13 @@ class Validation:
 
 def read_verdict(path: Path) -> FileVerdict:
     try:
-        result = read_result(path, validate=True)
+        result = StoredResult(path, read_result(path, validate=True))
     except ResultValidationError as exc:
         return FileVerdict(path, invalid=exc.message)
-    weights = result.get("weights") or {}
+    weights = result.data.get("weights") or {}
     return FileVerdict(
         path,
-        problems=tuple(result_problems(result)),
+        problems=tuple(result_problems(result.data)),
         weights_sha256=weights.get("sha256"),
         weights_store=weights.get("store"),
         result=result,
@@ -112,11 +112,11 @@ def check_board(lb: Leaderboard, verdicts: list[FileVerdict]) -> tuple[BoardChec
     except ProtocolError as exc:
         return BoardCheck(lb, paths, protocol_error=exc.message), verdicts
     reference = board_data_fingerprint(board.coll)
-    grid_ids = {c.cell_id for c in board.coll.cells}
+    grid_ids = board.coll.grid_ids
     checked = []
     for v in verdicts:
         extra: tuple[str, ...] = ()
-        if v.result is not None and v.result["cell_id"] not in grid_ids:
+        if v.result is not None and v.result.cell_id not in grid_ids:
             extra = tuple(data_problems(v.result, reference))
         checked.append(FileVerdict(v.path, v.invalid, v.problems + extra, v.weights_sha256, v.weights_store, v.result))
     return BoardCheck(lb, paths, board=board), checked
@@ -142,21 +142,6 @@ def validate(paths: list[Path], boards: list[Leaderboard]) -> Validation:
                 updated.update((v.path, v) for v in checked)
         verdicts = [updated.get(v.path, v) for v in verdicts]
     return Validation(verdicts, checks)
-
-
-def markdown_rows(board: Board, rows: list[dict[str, Any]]) -> list[str]:
-    """``rows`` of ``board`` as the Markdown table its page shows, with the setting as first column."""
-    columns = table_columns(board.table_metrics, bool(board.published))
-    device = main_device(board.rows)
-    out = [
-        "| setting | " + " | ".join(h for _, h in columns) + " |",
-        "| --- | " + " | ".join("---" if k == "method" else "---:" for k, _ in columns) + " |",
-    ]
-    for row in rows:
-        cells = cells_of(row, device, board.table_metrics)
-        setting = row["injection"] if row["injection"] == "none" else f"{row['injection']} beta {row['beta']:g}/255"
-        out.append(f"| {md_escape(setting)} | " + " | ".join(md_escape(cells[k]) for k, _ in columns) + " |")
-    return out
 
 
 def summary_markdown(report: Validation) -> str:
@@ -185,8 +170,8 @@ def summary_markdown(report: Validation) -> str:
         assert check.board is not None  # built when the protocol holds
         rows = check.rows(report.verdicts)
         out.append("The rows these files add to the board, as it will show them:")
-        out += [""] + markdown_rows(check.board, rows)
-        if any(r["source"] == "submitted" and r["verification"] != "verified" for r in rows):
+        out += [""] + rows_table(check.board, rows, setting_column=True)
+        if any(not r.built_here and r.trust.verification != "verified" for r in rows):
             out += [
                 "",
                 "To verify: `cobench leaderboard verify "

@@ -210,7 +210,7 @@ def test_a_submission_follows_the_boards_protocol_at_its_own_eps(pm, tmp_path):
     carries the 4/255 step and is accepted; one with the 8/255 cell's step is rejected."""
     from cobench.leaderboard.board import Board
     from cobench.leaderboard.collect import ProtocolError, collect
-    from cobench.leaderboard.render import protocol_lines
+    from cobench.leaderboard.render.text import protocol_items
     from cobench.store.digest import with_digest
 
     toml = tmp_path / "board.toml"
@@ -241,8 +241,8 @@ def test_a_submission_follows_the_boards_protocol_at_its_own_eps(pm, tmp_path):
 
     coll = collect(lb, pm.registry, extra=[submission(16.0)])  # the 4/255 step at 16/255
     assert coll.results
-    board = Board(lb=lb, coll=coll, rows=coll.rows(), rank_metric=None)
-    evaluation = next(line for line in protocol_lines(board) if line.startswith("- **Evaluation**"))
+    board = Board(lb=lb, coll=coll, rows=(), rank_metric=None)
+    evaluation = next(item for item in protocol_items(board) if item.startswith("**Evaluation**"))
     assert "at eps 8/255: `clean`, `pgd-50-10` (" in evaluation and "step_size=2" in evaluation.split("at eps 16")[0]
     assert "step_size=4" in evaluation.split("at eps 16/255")[1]
     with pytest.raises(ProtocolError, match=r'"step_size": 2\.0.*the leaderboard uses .*"step_size": 4\.0'):

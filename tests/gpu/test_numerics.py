@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from cobench.errors import ConfigError
 from cobench.grid.resolve import resolve
-from cobench.leaderboard.trust import timing_key
+from cobench.leaderboard.collect import StoredResult
+from cobench.leaderboard.trust.rows import timing_key as timing_key_of
 from cobench.plugins import get_plugin_manager
 from cobench.run.cell_worker import execute_cell
 from cobench.run.device import configure_numerics, fp32_precision, numerics_record, true_fp32
@@ -117,6 +119,10 @@ def test_times_taken_under_different_sharing_are_not_compared():
     assert mixed["pgd"]["cost_vs_fgsm"] is None  # FGSM shared a GPU with 3 other cells, PGD had it alone
     old = {r["method"]: r for r in aggregate([row("fgsm", 1.0, None), row("pgd", 2.0, None)])}
     assert old["pgd"]["cost_vs_fgsm"] == pytest.approx(2.0)  # results from before sharing was recorded
+
+
+def timing_key(result: dict) -> str | None:
+    return timing_key_of(StoredResult(Path("r.json"), result))
 
 
 def test_board_timing_keys_tell_sharing_apart_and_keep_old_results_keys():

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cobench.leaderboard.board import check_metrics
-from cobench.leaderboard.collect import ProtocolError
+from cobench.leaderboard.collect import ProtocolError, StoredResult
+from cobench.leaderboard.rank import check_metrics
 
 #: (rank_by, metrics, metrics the results report, words of the error or None when accepted)
 CASES = [
@@ -25,7 +25,7 @@ CASES = [
 @pytest.mark.parametrize("rank_by, metrics, reported, words", CASES, ids=[",".join(c[0]) for c in CASES])
 def test_rank_by_and_metrics_must_be_reported(rank_by, metrics, reported, words):
     lb = SimpleNamespace(path=Path("board.toml"), rank_by=rank_by, metrics=metrics)
-    coll = SimpleNamespace(ok=[(Path("r.json"), {"metrics": {m: 0.5 for m in reported}})])
+    coll = SimpleNamespace(ok=[StoredResult(Path("r.json"), {"metrics": {m: 0.5 for m in reported}})])
     if words is None:
         check_metrics(lb, coll)
         return

@@ -60,7 +60,7 @@ def tables_only(monkeypatch):
     """Renders without the figures, for tests that check rows, tables and messages only: drawing the
     tiny board's five PNGs is about 95 % of a render (tests/leaderboard/test_plots.py, test_render.py
     and test_html.py check the figures)."""
-    from cobench.leaderboard.plots import planned_plots
+    from cobench.leaderboard.render.text import planned_plots
 
     blank = b"\x89PNG\r\n\x1a\n"  # the pages still link every planned figure
     monkeypatch.setattr(

@@ -7,9 +7,9 @@ import torch
 
 from cobench.api import Evaluator
 from cobench.errors import ConfigError
-from cobench.leaderboard.board import build_board
 from cobench.leaderboard.collect import ProtocolError
-from cobench.leaderboard.render import render_markdown
+from cobench.leaderboard.rank import build_board
+from cobench.leaderboard.render.markdown import render_markdown
 from cobench.leaderboard.spec import load_leaderboard
 
 from .conftest import lb_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cobench.leaderboard.html import IMAGE_DATA, normalise
+from cobench.leaderboard.render.html import IMAGE_DATA, normalise
 
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "chrome") if shutil.which(n)), None

@@ -14,7 +14,7 @@ import pytest
 
 from cobench.errors import ConfigError
 from cobench.grid.cell import Cell
-from cobench.leaderboard.check import stale_files
+from cobench.leaderboard.outputs import stale_files
 from cobench.leaderboard.spec import load_leaderboard
 from cobench.store.digest import with_digest
 from tests.leaderboard.conftest import edit_result, find_result, lb_cli, result_paths
@@ -306,7 +306,7 @@ def test_committed_figures_are_shown_on_every_page(tiny):
 
 
 def test_protocol_lines_shorten_sha256_digests_but_keep_other_strings():
-    from cobench.leaderboard.render import fmt_params
+    from cobench.leaderboard.render.text import fmt_params
 
     digest = "sha256:" + "ab" * 32
     text = fmt_params({"fingerprints": {"test_batch": digest}, "name": "sha256:short", "n": 3})

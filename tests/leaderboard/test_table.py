@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from cobench.leaderboard.table import Row, render
+from cobench.leaderboard.render.prose import RenderedRow, render
 from tests.leaderboard.conftest import lb_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +33,8 @@ def row(method: str, eps: float, injection: str = "none", beta: float = 0.0, **o
     return base | over
 
 
-def board(*rows: dict) -> list[Row]:
-    return [Row.from_json(r) for r in rows]
+def board(*rows: dict) -> list[RenderedRow]:
+    return [RenderedRow.from_json(r) for r in rows]
 
 
 def test_the_readme_tables_are_up_to_date_with_the_committed_boards():

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from cobench.grid.cell import Cell
-from cobench.leaderboard.trust import co_interval, noise_aware_ranks
+from cobench.leaderboard.board import Row
+from cobench.leaderboard.rank import noise_aware_ranks
+from cobench.leaderboard.trust.rows import RowTrust, co_interval
 from cobench.store.digest import with_digest
 from cobench.store.weights import WeightsRecord, WeightsStore
 from tests.leaderboard.conftest import find_result, lb_cli
@@ -137,15 +139,13 @@ def test_pgd_is_compared_with_clean_accuracy_only_on_the_same_images():
 
 
 def test_rows_within_the_seeds_spread_share_a_rank():
-    rows = [
-        {"m_mean": 0.50, "m_std": 0.04},
-        {"m_mean": 0.47, "m_std": 0.01},
-        {"m_mean": 0.40, "m_std": 0.01},
-        {"m_mean": 0.30, "m_std": 0.0, "flagged": True},
-        {"m_mean": 0.20, "m_std": 0.0},
-    ]
-    noise_aware_ranks(rows, "m")
-    assert [(r["rank"], r["rank_tied"]) for r in rows] == [(1, True), (1, True), (3, False), (None, False), (4, False)]
+    def row(mean: float, std: float, flagged: bool = False) -> Row:
+        trust = RowTrust("built here", "p", "built here", problems=("contradicts itself",) if flagged else ())
+        return Row("d", "m", "none", 0.0, "x", 8.0, 2, {"m": (mean, std)}, trust)
+
+    rows = [row(0.50, 0.04), row(0.47, 0.01), row(0.40, 0.01), row(0.30, 0.0, flagged=True), row(0.20, 0.0)]
+    ranked = noise_aware_ranks(rows, "m")
+    assert [(r.rank, r.rank_tied) for r in ranked] == [(1, True), (1, True), (3, False), (None, False), (4, False)]
 
 
 def test_co_rate_interval_is_wilsons():

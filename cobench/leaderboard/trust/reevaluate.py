@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from cobench.errors import CobenchError
 from cobench.grid.cell import Cell
+from cobench.leaderboard.collect import StoredResult
 from cobench.leaderboard.spec import Leaderboard
-from cobench.leaderboard.verification import record_path
+from cobench.leaderboard.trust.records import VerificationRecord, record_path
 from cobench.options import RunOptions
 from cobench.plugins import get_plugin_manager
 from cobench.run.cell_worker import build_parts
@@ -42,39 +42,50 @@ from cobench.store.weights import (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verdict:
-    path: Path
-    result: dict[str, Any]
-    reevaluated: dict[str, Any]
-    differences: dict[str, float]
+    """A result's accuracies as it reports them and as its weights gave them again."""
+
+    result: StoredResult
+    #: accuracy -> fraction, for every accuracy compared
+    reported: dict[str, float]
+    reevaluated: dict[str, float]
     tolerance: float
+
+    @property
+    def path(self) -> Path:
+        return self.result.path
+
+    @property
+    def differences(self) -> dict[str, float]:
+        return {k: self.reevaluated[k] - self.reported[k] for k in self.reported}
 
     @property
     def passed(self) -> bool:
         return all(abs(d) <= self.tolerance for d in self.differences.values())
 
-    def record(self, device: torch.device) -> dict[str, Any]:
+    def record(self, device: torch.device) -> VerificationRecord:
         from cobench import __version__
 
-        return {
-            "cell_id": self.result["cell_id"],
-            "result_digest": self.result.get("digest"),
-            "weights_sha256": self.result[FINAL]["sha256"],
-            **({"best_weights_sha256": self.result[BEST]["sha256"]} if self.result.get(BEST) else {}),
-            "passed": self.passed,
-            "tolerance": self.tolerance,
-            "reported": {k: self.result["metrics"][k] for k in self.differences},
-            "reevaluated": {k: self.reevaluated[k] for k in self.differences},
-            "cobench": __version__,
-            "machine": machine_record(device),
-        }
+        data = self.result.data
+        record = VerificationRecord(
+            cell_id=self.result.cell_id,
+            result_digest=data.get("digest"),
+            weights_sha256=data[FINAL]["sha256"],
+            passed=self.passed,
+            tolerance=self.tolerance,
+            reported=dict(self.reported),
+            reevaluated=dict(self.reevaluated),
+            cobench=__version__,
+            machine=machine_record(device),
+        )
+        if data.get(BEST):
+            record["best_weights_sha256"] = data[BEST]["sha256"]
+        return record
 
     def summary(self) -> str:
         worst = max(self.differences.items(), key=lambda kv: abs(kv[1]), default=(None, 0.0))
-        shown = ", ".join(
-            f"{k} {self.result['metrics'][k]:.4f} -> {self.reevaluated[k]:.4f}" for k in sorted(self.differences)
-        )
+        shown = ", ".join(f"{k} {self.reported[k]:.4f} -> {self.reevaluated[k]:.4f}" for k in sorted(self.reported))
         verdict = (
             "reproduced"
             if self.passed
@@ -84,10 +95,11 @@ class Verdict:
 
 
 def reevaluate(
-    path: Path, result: dict[str, Any], lb: Leaderboard, options: RunOptions, store: WeightsStore | None = None
+    lb: Leaderboard, stored: StoredResult, options: RunOptions, store: WeightsStore | None = None
 ) -> Verdict:
-    """Fetch ``result``'s weights (from ``store``, the default store when None), load them into
+    """Fetch the result's weights (from ``store``, the default store when None), load them into
     its model and run the evaluators of its config; the best epoch's weights, where saved, too."""
+    path, result = stored.path, stored.data
     final = result_weights(result, FINAL)
     if final is None:
         raise CobenchError(
@@ -106,34 +118,33 @@ def reevaluate(
     epochs = len(next(iter(curves.values()), []))
     parts.eval_ctx.history = [{k: v[i] for k, v in curves.items()} for i in range(epochs)]
 
-    def evaluate(key: str) -> dict[str, Any]:
+    def accuracies(key: str) -> dict[str, float]:
         data, where = fetched[key]
         load_weights(parts.model, data, where)  # strict: every parameter and buffer is replaced
-        return run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
+        metrics = run_evaluators(parts.model, parts.evaluators, lambda ev: ev.evaluate(parts.model, parts.eval_ctx))
+        return {k: v for k, v in metrics.items() if k.endswith("_acc") and isinstance(v, (int, float))}
 
-    metrics = evaluate(FINAL)
+    measured = accuracies(FINAL)
     reported = dict(result.get("metrics") or {})
     # best_*: the early-stopped model's accuracies (training.val_size), compared only where its weights were saved
     if best is not None:
-        metrics.update({f"best_{k}": v for k, v in evaluate(BEST).items() if k.endswith("_acc")})
+        measured.update({f"best_{k}": v for k, v in accuracies(BEST).items()})
     else:
         reported = {k: v for k, v in reported.items() if not k.startswith("best_")}
     compared = sorted(
-        k
-        for k in reported
-        if k.endswith("_acc") and isinstance(reported[k], (int, float)) and isinstance(metrics.get(k), (int, float))
+        k for k in reported if k.endswith("_acc") and isinstance(reported[k], (int, float)) and k in measured
     )
     missing = sorted(k for k in reported if k.endswith("_acc") and reported[k] is not None and k not in compared)
     if missing:
         raise CobenchError(
             f"result file {str(path)!r} reports {', '.join(missing)}, which its evaluators do not produce"
         )
-    return Verdict(path, result, metrics, {k: metrics[k] - reported[k] for k in compared}, lb.verify_tolerance)
+    return Verdict(stored, {k: reported[k] for k in compared}, {k: measured[k] for k in compared}, lb.verify_tolerance)
 
 
 def write_record(lb: Leaderboard, verdict: Verdict, device: torch.device) -> Path:
     from cobench.store.results import write_json
 
-    path = record_path(lb, verdict.result["cell_id"])
-    write_json(path, verdict.record(device))
+    path = record_path(lb, verdict.result.cell_id)
+    write_json(path, dict(verdict.record(device)))
     return path

@@ -15,22 +15,28 @@ import html
 import re
 from dataclasses import dataclass
 
-from cobench.leaderboard.board import Board
-from cobench.leaderboard.render import (
-    COLUMN_NOTE,
+from cobench.leaderboard.board import Board, Row
+from cobench.leaderboard.render.tables import row_record
+from cobench.leaderboard.render.text import (
+    FLAGGED_NOTE,
     GENERATED_NOTE,
     PUBLISHED_NOTE,
-    TABLE_METRICS,
+    PUBLISHED_NUMERIC,
+    SECTIONS,
+    Markup,
     cells_of,
+    columns_note,
+    coverage_text,
+    flagged_item,
     main_device,
-    method_params_text,
-    protocol_lines,
-    provenance_lines,
+    method_item,
+    planned_plots,
+    protocol_items,
     published_cells,
     published_columns,
     table_columns,
-    wall_note,
 )
+from cobench.leaderboard.spec import TABLE_METRICS
 
 #: data URIs of embedded images; ``check`` blanks them out before comparing pages
 IMAGE_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]*")
@@ -138,19 +144,32 @@ def inline_markdown(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
-def sort_value(row: dict, key: str, metrics: tuple[str, ...] = TABLE_METRICS) -> str:
-    if key in metrics:
-        v = row.get(f"{key}_mean")
-    elif key == "time_per_step":
-        v = row.get("time_per_step_s")
-    else:
-        v = row.get(key)
-    if v is None:
-        return ""
-    return format(v, ".6g") if isinstance(v, float) else str(v)
+HTML = Markup(
+    escape=esc,
+    strong=lambda text: f"<strong>{text}</strong>",
+    module=lambda name: f"<code>{esc(name)}</code>",
+    aside=lambda text: f'<span class="note">{text}</span>',
+    inline=inline_markdown,
+)
 
 
-def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
+def sort_values(row: Row, keys: list[str], metrics: tuple[str, ...] = TABLE_METRICS) -> dict[str, str]:
+    """What the page's script sorts a row's cells by, by column key: the numbers themselves."""
+    record = row_record(row)
+    out = {}
+    for key in keys:
+        v = (
+            row.mean(key)
+            if key in metrics
+            else row.trust.time_per_step_s
+            if key == "time_per_step"
+            else record.get(key)
+        )
+        out[key] = "" if v is None else format(v, ".6g") if isinstance(v, float) else str(v)
+    return out
+
+
+def table_html(board: Board, rows: list[Row], setting_slug: str) -> list[str]:
     out = [
         f'<div class="table-wrap"><table class="leaderboard sortable" data-setting="{esc(setting_slug)}">',
         "<thead><tr>",
@@ -166,19 +185,18 @@ def table_html(board: Board, rows: list[dict], setting_slug: str) -> list[str]:
     device = main_device(board.rows)
     for row in rows:
         cells = cells_of(row, device, metrics)
+        values = sort_values(row, [k for k, _ in columns], metrics)
         out.append(
-            f'<tr data-method="{esc(row["method"])}" data-eps="{row["eps"]:g}" data-source="{esc(row.get("source"))}"'
-            f' data-verification="{esc(row.get("verification"))}" data-flagged="{str(bool(row.get("flagged"))).lower()}">'
+            f'<tr data-method="{esc(row.method)}" data-eps="{row.eps:g}" data-source="{esc(row.trust.source)}"'
+            f' data-verification="{esc(row.trust.verification)}" data-flagged="{str(row.flagged).lower()}">'
         )
         for key, _ in columns:
             classes = ["text" if key not in numeric else "num"]
             if key == "method":
                 classes.append("method")
-            if key == "co_rate" and row.get("co_rate"):
+            if key == "co_rate" and row.co_rate:
                 classes.append("collapsed")
-            out.append(
-                f'<td class="{" ".join(classes)}" data-value="{esc(sort_value(row, key, metrics))}">{esc(cells[key])}</td>'
-            )
+            out.append(f'<td class="{" ".join(classes)}" data-value="{esc(values[key])}">{esc(cells[key])}</td>')
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return out
@@ -188,18 +206,19 @@ def published_html(board: Board) -> list[str]:
     """The published figures beside cobench's numbers, as a sortable table."""
     if not board.published:
         return []
-    numeric = {"ref", "eps", "value", "seeds", "cobench", "difference"}
+    numeric = set(PUBLISHED_NUMERIC)
     out = [
-        '<section id="published"><h2>Published figures</h2>',
-        f'<p class="note">{inline_markdown(PUBLISHED_NOTE)}</p>',
+        f'<section id="published"><h2>{SECTIONS["published"]}</h2>',
+        f'<p class="note">{HTML.inline(PUBLISHED_NOTE)}</p>',
         '<div class="table-wrap"><table class="leaderboard sortable published"><thead><tr>',
     ]
     for key, header in published_columns():
         kind = "num" if key in numeric else "text"
         out.append(f'<th scope="col" data-key="{key}" data-type="{kind}" class="{kind}">{esc(header)}</th>')
     out.append("</tr></thead><tbody>")
-    for rec in board.published:
-        cells = published_cells(rec)
+    for comparison in board.published:
+        cells = published_cells(comparison)
+        rec = comparison.record()
         out.append(f'<tr data-method="{esc(rec["method"])}" data-eps="{rec["eps"]:g}">')
         for key, _ in published_columns():
             kind = "num" if key in numeric else "text"
@@ -256,11 +275,9 @@ def page_head(title_html: str, css: str) -> list[str]:
 
 
 def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None = None) -> str:
-    """The page; ``plots`` maps the names of :func:`plots.planned_plots` to PNG bytes. Without
+    """The page; ``plots`` maps the names of :func:`.text.planned_plots` to PNG bytes. Without
     ``links`` the page is self-contained (images embedded); with them, a page of the site."""
-    from cobench.leaderboard.plots import planned_plots
-
-    lb, cov = board.lb, board.coll.coverage()
+    lb = board.lb
     out = [
         *page_head(f"{esc(lb.title)} — cobench leaderboard", CSS + (SITE_CSS if links else "")),
         f"<!-- {esc(GENERATED_NOTE)} -->",
@@ -271,67 +288,41 @@ def render_html(board: Board, plots: dict[str, bytes], links: SiteLinks | None =
     if lb.description:
         out.append(f'<p class="description">{esc(lb.description)}</p>')
     out.append("</header>")
-    out.append('<section id="protocol"><h2>Protocol</h2><ul>')
-    out += [f"<li>{inline_markdown(line[2:])}</li>" for line in protocol_lines(board) + provenance_lines(board)]
+    out.append(f'<section id="protocol"><h2>{SECTIONS["protocol"]}</h2><ul>')
+    out += [f"<li>{HTML.inline(item)}</li>" for item in protocol_items(board)]
     out.append("</ul>")
-    ranked = board.rank_metric or "method name"
-    out.append(
-        '<p class="note">Accuracies in % on the test set (with the setting\'s injection), mean ± std over seeds. '
-        + inline_markdown(COLUMN_NOTE.format(ranked=f"`{ranked}`"))
-        + " Click a column header to sort.</p>"
-    )
-    out.append(
-        f'<p class="note" id="coverage">Coverage: {cov["grid_cells_finished"]} of {cov["grid_cells"]} grid cells '
-        f"finished, {cov['failed_cells']} failed, {cov['submitted_cells']} submitted by third parties; "
-        f"{esc(wall_note(lb, cov))}.</p>"
-    )
+    ranked = f"`{board.rank_metric or 'method name'}`"
+    out.append(f'<p class="note">{columns_note(ranked, HTML)} Click a column header to sort.</p>')
+    out.append(f'<p class="note" id="coverage">{esc(coverage_text(board))}</p>')
     out.append("</section>")
     if not board.rows:
         out.append("<p><em>No results yet: run <code>cobench leaderboard build</code> on this leaderboard.</em></p>")
     for setting in board.settings:
         out.append(f'<section class="setting" id="setting-{esc(setting.slug)}"><h2>{esc(setting.title)}</h2>')
         out += table_html(board, board.rows_for(setting), setting.slug)
-        flagged = [r for r in board.rows_for(setting) if r.get("flagged")]
+        flagged = [r for r in board.rows_for(setting) if r.flagged]
         if flagged:
-            out.append(
-                '<p class="note">Not ranked, because their results contradict themselves:</p><ul class="flagged">'
-            )
-            out += [
-                f"<li><strong>{esc(r['method'])}</strong> at {r['eps']:g}/255: {esc('; '.join(r['problems']))}</li>"
-                for r in flagged
-            ]
+            out.append(f'<p class="note">{FLAGGED_NOTE}</p><ul class="flagged">')
+            out += [f"<li>{flagged_item(r, HTML)}</li>" for r in flagged]
             out.append("</ul>")
         out.append("</section>")
     if board.methods:
-        out.append('<section id="methods"><h2>Methods</h2><ul>')
-        for m in board.methods:
-            dists = ", ".join(m.get("distributions") or [])
-            owner = (
-                (
-                    f' <span class="note">(plugin <code>{esc(m["plugin"])}</code>'
-                    + (f" from {esc(dists)}" if dists else "")
-                    + (", submitted" if m["submitted"] else "")
-                    + ")</span>"
-                )
-                if m["plugin"]
-                else ""
-            )
-            paper = f" — {esc(m['paper'])}" if m["paper"] else ""
-            out.append(f"<li><strong>{esc(m['name'])}</strong>{owner}: {esc(method_params_text(m))}{paper}</li>")
+        out.append(f'<section id="methods"><h2>{SECTIONS["methods"]}</h2><ul>')
+        out += [f"<li>{method_item(m, HTML)}</li>" for m in board.methods]
         out.append("</ul></section>")
     out += published_html(board)
     planned = planned_plots(board)
     if planned:
-        out.append('<section id="plots"><h2>Plots</h2>')
+        out.append(f'<section id="plots"><h2>{SECTIONS["plots"]}</h2>')
         for name, title in planned:
             image = f"{links.plots}/{name}" if links else plots[name]
             out.append(figure_html(image, title, esc(title), f' id="plot-{esc(name[:-4])}"'))
         out.append("</section>")
     if lb.figures:
-        out.append('<section id="figures"><h2>Figures</h2>')
+        out.append(f'<section id="figures"><h2>{SECTIONS["figures"]}</h2>')
         for fig_path, caption in lb.figures:
             figure = links.figure(fig_path) if links else (lb.root / fig_path).read_bytes()
-            out.append(figure_html(figure, caption, inline_markdown(caption)))
+            out.append(figure_html(figure, caption, HTML.inline(caption)))
         out.append("</section>")
     out.append(
         f"<footer>cobench leaderboard <code>{esc(lb.name)}</code>; results in "

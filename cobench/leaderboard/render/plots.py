@@ -1,6 +1,7 @@
 """Leaderboard figures (matplotlib, Agg canvas, no pyplot state): the eps sweep, the eps x beta
 heatmaps per method (the layout of Ortiz-Jimenez, de Jorge et al., TMLR 2023, Fig. 2) and
-training curves that show the moment of catastrophic overfitting.
+training curves that show the moment of catastrophic overfitting; which figures a board has, and
+their captions, :func:`.text.planned_plots` says (the pages show them too).
 
 PNG bytes are returned, not written, so the HTML page can embed them and ``check`` can
 re-render in memory. Plots are not compared byte for byte (they depend on the matplotlib
@@ -11,53 +12,20 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cobench.api import NO_INJECTION
-from cobench.leaderboard.board import METRIC_LABELS, Board, Setting
+from cobench.leaderboard.board import Board, Setting
+from cobench.leaderboard.collect import StoredResult
+from cobench.leaderboard.render.text import METRIC_LABELS, planned_plots, robust_metric
 
 DPI = 100
 
 
-#: the robust accuracies a figure can show, strongest attack first
-ROBUST_METRICS = ("autoattack_acc", "pgd50_10_acc", "pgd_acc")
-
-
-def robust_metric(board: Board) -> str:
-    """The robust accuracy the figures show: the ranking metric when it is a robust accuracy, else
-    the strongest attack the rows report (a board without the 20-step `pgd` evaluator has no
-    ``pgd_acc`` to draw)."""
-    if board.rank_metric in ROBUST_METRICS:
-        return board.rank_metric
-    reported = [m for m in ROBUST_METRICS if any(r.get(f"{m}_mean") is not None for r in board.rows)]
-    return reported[0] if reported else "pgd_acc"
-
-
-def heatmap_injections(board: Board) -> list[str]:
-    injected = sorted({s.injection for s in board.settings if s.injection != NO_INJECTION})
-    return injected or ([NO_INJECTION] if board.rows else [])
-
-
-def planned_plots(board: Board) -> list[tuple[str, str]]:
-    """(file name, title) of every figure ``render_plots`` makes for ``board``, in order."""
-    if not board.rows:
-        return []
-    label = METRIC_LABELS[robust_metric(board)]
-    out = [("eps-sweep.png", f"{label} accuracy vs eps")]
-    for inj in heatmap_injections(board):
-        what = "no injection" if inj == NO_INJECTION else f"injection {inj}"
-        out.append((f"heatmap-{inj}.png", f"{label} accuracy over eps x beta per method ({what})"))
-        out.append((f"co-rate-{inj}.png", f"CO rate over eps x beta per method ({what}), CO boundary drawn"))
-    for s in board.settings:
-        out.append((f"curves-{s.slug}.png", f"Training curves, {s.title.lower()}"))
-    return out
-
-
-def method_colors(board: Board) -> dict[str, Any]:
+def method_colors(board: Board) -> dict[str, tuple[float, float, float, float]]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
@@ -81,9 +49,9 @@ def eps_sweep(board: Board) -> bytes:
         rows = board.rows_for(s)
         for name in board.method_names:
             pts = sorted(
-                (r["eps"], r[f"{metric}_mean"], r[f"{metric}_std"] or 0.0, r.get("co_rate") or 0.0)
+                (r.eps, mean, r.std(metric) or 0.0, r.co_rate or 0.0)
                 for r in rows
-                if r["method"] == name and r.get(f"{metric}_mean") is not None
+                if r.method == name and (mean := r.mean(metric)) is not None
             )
             if not pts:
                 continue
@@ -146,9 +114,9 @@ def heatmap(board: Board, injection: str, value: str = "robust") -> bytes:
     """Per method: robust accuracy (``value="robust"``) or CO rate (``value="co"``) over eps (rows)
     x beta (columns), beta 0 being the uninjected setting; the CO boundary is drawn in both."""
     metric = robust_metric(board)
-    rows = [r for r in board.rows if r["injection"] in (NO_INJECTION, injection)]
-    betas = sorted({r["beta"] if r["injection"] != NO_INJECTION else 0.0 for r in rows})
-    eps = sorted({r["eps"] for r in rows})
+    rows = [r for r in board.rows if r.injection in (NO_INJECTION, injection)]
+    betas = sorted({r.beta if r.injection != NO_INJECTION else 0.0 for r in rows})
+    eps = sorted({r.eps for r in rows})
     methods = board.method_names
     ncols = min(3, len(methods))
     nrows = math.ceil(len(methods) / ncols)
@@ -166,16 +134,16 @@ def heatmap(board: Board, injection: str, value: str = "robust") -> bytes:
         co = [[math.nan] * len(betas) for _ in eps]
         notes = [[""] * len(betas) for _ in eps]
         for r in rows:
-            if r["method"] != name:
+            if r.method != name:
                 continue
-            b = 0.0 if r["injection"] == NO_INJECTION else r["beta"]
-            y, x = eps.index(r["eps"]), betas.index(b)
-            rate = r.get("co_rate")
+            b = 0.0 if r.injection == NO_INJECTION else r.beta
+            y, x = eps.index(r.eps), betas.index(b)
+            rate = r.co_rate
             co[y][x] = math.nan if rate is None else rate
-            acc = r.get(f"{metric}_mean")
+            acc = r.mean(metric)
             if value == "co":
                 grid[y][x] = co[y][x]
-                notes[y][x] = "" if rate is None else f"{100 * rate:.0f}%\n{r['seeds']} seeds"
+                notes[y][x] = "" if rate is None else f"{100 * rate:.0f}%\n{r.seeds} seeds"
             elif acc is not None:
                 grid[y][x] = 100 * acc
                 notes[y][x] = f"{grid[y][x]:.0f}" + (f"\nCO {100 * rate:.0f}%" if rate else "")
@@ -230,9 +198,11 @@ CURVE_PANELS: list[tuple[str, list[tuple[str, str, str]], str, bool]] = [
 ]
 
 
-def curve_panels(results: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, str, str]], str, bool]]:
+def curve_panels(results: list[StoredResult]) -> list[tuple[str, list[tuple[str, str, str]], str, bool]]:
     """The panels of :data:`CURVE_PANELS` for which some result recorded a curve."""
-    return [p for p in CURVE_PANELS if any(any((r.get("curves") or {}).get(k) for k, _, _ in p[1]) for r in results)]
+    return [
+        p for p in CURVE_PANELS if any(any((r.data.get("curves") or {}).get(k) for k, _, _ in p[1]) for r in results)
+    ]
 
 
 def curves(board: Board, setting: Setting) -> bytes:
@@ -243,32 +213,25 @@ def curves(board: Board, setting: Setting) -> bytes:
 
     results = [
         r
-        for _, r in board.coll.ok
-        if r["config"]["injection"]["name"] == setting.injection
-        and (setting.injection == NO_INJECTION or r["config"]["beta"] == setting.beta)
+        for r in board.coll.ok
+        if r.injection == setting.injection and (setting.injection == NO_INJECTION or r.beta == setting.beta)
     ]
     panels = curve_panels(results)
-    eps = sorted({r["config"]["eps"] for r in results})
+    eps = sorted({r.eps for r in results})
     rows_ = [
-        (e, name)
-        for e in eps
-        for name in board.method_names
-        if any(r["config"]["eps"] == e and r["config"]["method"]["name"] == name for r in results)
+        (e, name) for e in eps for name in board.method_names if any(r.eps == e and r.method == name for r in results)
     ]
-    seeds = sorted({r["seed"] for r in results})
+    seeds = sorted({r.seed for r in results})
     seed_colors = {s: colormaps["tab10"](i % 10) for i, s in enumerate(seeds)}
     fig = Figure(figsize=(3.0 * len(panels) + 0.6, 1.9 * len(rows_) + 0.9), layout="constrained")
     axes = fig.subplots(len(rows_), len(panels), squeeze=False, sharex=True)
     for yi, (e, name) in enumerate(rows_):
-        runs = sorted(
-            (r for r in results if r["config"]["eps"] == e and r["config"]["method"]["name"] == name),
-            key=lambda r: r["seed"],
-        )
+        runs = sorted((r for r in results if r.eps == e and r.method == name), key=lambda r: r.seed)
         for xi, (title, keys, scale, percent) in enumerate(panels):
             ax = axes[yi][xi]
             for r in runs:
-                c = r.get("curves") or {}
-                color = seed_colors[r["seed"]]
+                c = r.data.get("curves") or {}
+                color = seed_colors[r.seed]
                 for key, style, _ in keys:
                     values = c.get(key)
                     if not values:
@@ -276,7 +239,7 @@ def curves(board: Board, setting: Setting) -> bytes:
                     epochs = (c.get("epoch") or list(range(1, 1 + len(values))))[: len(values)]
                     scaled = [None if v is None else (100 * v if percent else v) for v in values]
                     ax.plot(epochs, scaled, style, color=color, linewidth=1.2, alpha=0.9)
-                co_epoch = (r.get("metrics") or {}).get("co_epoch")
+                co_epoch = (r.data.get("metrics") or {}).get("co_epoch")
                 if co_epoch is not None:
                     ax.axvline(co_epoch, color=color, linestyle=":", linewidth=1.4)
             if percent:
@@ -303,7 +266,7 @@ def curves(board: Board, setting: Setting) -> bytes:
 
 
 def render_plots(board: Board) -> dict[str, bytes]:
-    """File name -> PNG bytes, for every figure of :func:`planned_plots`."""
+    """File name -> PNG bytes, for every figure of :func:`.text.planned_plots`."""
     out: dict[str, bytes] = {}
     for name, _ in planned_plots(board):
         if name == "eps-sweep.png":

@@ -21,7 +21,7 @@ from typing import Any
 
 from cobench.api import NO_INJECTION
 from cobench.errors import CobenchError
-from cobench.leaderboard.board import METRIC_LABELS
+from cobench.leaderboard.render.text import METRIC_LABELS, pct
 
 #: accuracy columns in this order where a board reports them; any other accuracy follows, by name
 ORDER = ("clean_acc", "fgsm_acc", "pgd_acc", "pgd50_10_acc", "autoattack_acc")
@@ -52,7 +52,7 @@ def board_json(board: str, base: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Row:
+class RenderedRow:
     """One row of a rendered board's JSON, as the table reads it."""
 
     method: str
@@ -67,7 +67,7 @@ class Row:
     flagged: bool = False
 
     @classmethod
-    def from_json(cls, row: Mapping[str, Any]) -> Row:
+    def from_json(cls, row: Mapping[str, Any]) -> RenderedRow:
         names = {k.removesuffix("_mean") for k in row if k.endswith("_acc_mean")}
         return cls(
             method=row["method"],
@@ -87,11 +87,11 @@ class Row:
         return round((self.co_rate or 0) * self.seeds)
 
 
-def load_rows(path: Path) -> list[Row]:
+def load_rows(path: Path) -> list[RenderedRow]:
     """The rows of the rendered board at ``path``; a file that is not one is a one-line error."""
     try:
         data = json.loads(path.read_text())
-        return [Row.from_json(r) for r in data["rows"]]
+        return [RenderedRow.from_json(r) for r in data["rows"]]
     except json.JSONDecodeError as exc:
         raise CobenchError(f"{path} is not valid JSON: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
@@ -109,21 +109,19 @@ def parse_labels(assignments: tuple[str, ...] | list[str]) -> dict[str, str]:
     return labels
 
 
-def accuracy_metrics(rows: list[Row]) -> list[str]:
+def accuracy_metrics(rows: list[RenderedRow]) -> list[str]:
     """The accuracies the board's rows report, in :data:`ORDER`, then the others by name."""
     reported = {m for row in rows for m in row.accuracies}
     return [m for m in ORDER if m in reported] + sorted(reported - set(ORDER))
 
 
-def percent(row: Row, metric: str) -> str:
+def percent(row: RenderedRow, metric: str) -> str:
     """``mean ± std`` in %, one decimal (the std only over more than one seed); ``-`` when not measured."""
     mean, std = row.accuracies.get(metric, (None, None))
-    if mean is None:
-        return "-"
-    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if row.seeds > 1 and std is not None else "")
+    return pct(mean, std, row.seeds)
 
 
-def co_text(row: Row) -> str:
+def co_text(row: RenderedRow) -> str:
     """``k of n`` seeds collapsed, with the median epoch of the collapse where any did."""
     if row.co_rate is None:
         return "-"
@@ -135,7 +133,7 @@ def level(value: float) -> str:
     return f"{value:g}/255"
 
 
-def table(rows: list[Row], labels: Mapping[str, str] | None = None) -> tuple[list[str], list[list[Cell]]]:
+def table(rows: list[RenderedRow], labels: Mapping[str, str] | None = None) -> tuple[list[str], list[list[Cell]]]:
     """(headers, cells) of a board's rows: one row per method and setting, grouped by injection,
     beta and eps, methods by name within them."""
     labels = labels or {}
@@ -175,7 +173,7 @@ def as_csv(headers: list[str], rows: list[list[Cell]]) -> str:
     return buf.getvalue()
 
 
-def render(rows: list[Row], labels: Mapping[str, str] | None = None, fmt: str = "markdown") -> str:
+def render(rows: list[RenderedRow], labels: Mapping[str, str] | None = None, fmt: str = "markdown") -> str:
     if fmt not in FORMATS:
         raise CobenchError(f"table format {fmt!r}: expected one of {', '.join(FORMATS)}")
     headers, cells = table(rows, labels)
