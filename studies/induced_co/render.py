@@ -181,11 +181,26 @@ def curves_figure(cells: list[StudyCell]) -> bytes:
     for ax in list(axes.flat)[len(cells) :]:
         ax.set_visible(False)
     axes[0][0].set_ylabel("accuracy")
-    axes[0][0].legend(fontsize=6, loc="upper left")
+    shown = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    axes[0][0].legend(list(shown.values()), list(shown), fontsize=6, loc="upper left")  # every line, once
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     return buf.getvalue()
+
+
+def traced_cells(group: list[StudyCell]) -> list[StudyCell]:
+    """The cells whose curves a setting shows: those that recorded the feature per epoch and, where
+    no injected one of them collapsed, a collapsed case beside them (the largest beta at the
+    smallest collapsing eps), each once."""
+    traced = [c for c in group if c.per_epoch_feature]
+    collapsed = [c for c in group if c.co]
+    if collapsed and not any(c.co and c.beta for c in traced):
+        first = min(c.eps for c in collapsed)
+        example = max((c for c in collapsed if c.eps == first), key=lambda c: (c.beta, -c.seed))
+        if example not in traced:
+            traced.append(example)
+    return traced
 
 
 def pct(value: float | None) -> str:
@@ -227,12 +242,7 @@ def generated(cells: list[StudyCell], figure_dir: Path = FIGURES) -> tuple[str, 
         if setting == BASE:
             figures[BOARD_PHASE_FIGURE] = figures[phase]
         out += ["", f"### {setting.label}", "", f"![phase diagram, {setting.label}](figures/{phase.name})", ""]
-        traced = [c for c in group if c.per_epoch_feature]
-        collapsed = [c for c in group if c.co]
-        if collapsed and not any(c.co and c.beta for c in traced):
-            # a collapsed case beside the held ones: the largest beta at the smallest collapsing eps
-            first = min(c.eps for c in collapsed)
-            traced.append(max((c for c in collapsed if c.eps == first), key=lambda c: (c.beta, -c.seed)))
+        traced = traced_cells(group)
         if traced:
             curves = figure_dir / f"induced-co-curves-{setting.slug}.png"
             figures[curves] = curves_figure(traced)

@@ -76,3 +76,22 @@ def test_the_pair_betas_follow_co_features_configs_and_readme_example():
 def test_the_page_reads_every_axis_folder_that_axis_py_writes():
     render, axis = load_render(), load_script("axis")
     assert {folder for folder, _ in axis.AXES.values()} <= set(render.FOLDERS)
+
+
+def test_the_curves_show_a_collapsed_case_once():
+    render = load_render()
+    s = render.Setting(width=16, images=5000, epochs=100)
+
+    def cell(eps, beta, co, traced):
+        curves = {"probe_no_injection_acc": [0.5]} if traced else {}
+        return render.StudyCell("x", s, eps, beta, 0, co, 5 if co else None, 30, 0.5, 0.5, 0.5, 60.0, curves)
+
+    plain_co = cell(10, 0, True, traced=True)  # recorded per epoch, and collapsed
+    held = cell(8, 5, False, traced=True)
+    assert render.traced_cells([held, plain_co, cell(14, 0, True, traced=True)]) == [
+        held,
+        plain_co,
+        cell(14, 0, True, traced=True),
+    ]
+    old_co = cell(10, 4, True, traced=False)  # from before the per-epoch feature curves
+    assert render.traced_cells([held, old_co]) == [held, old_co]
