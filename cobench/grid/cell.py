@@ -89,11 +89,6 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
-    def training_settings(self) -> CellTraining:
-        """The training settings (:attr:`training`), under the name callers used while the cell held a dict."""
-        return self.training
-
-    @property
     def injected(self) -> bool:
         """Whether a feature is injected (the identity injection has no beta)."""
         return self.injection.name != NO_INJECTION

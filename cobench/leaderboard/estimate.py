@@ -57,7 +57,7 @@ def dataset_facts(cell: Cell, options: RunOptions) -> tuple[bool, tuple[int, int
 def build_model(cell: Cell, shape: tuple[int, int, int], classes: int, mean, std, device: torch.device):
     reg = get_plugin_manager().registry
     net = reg.get("models", cell.model.name)(**cell.model.kwargs()).build(num_classes=classes, image_shape=shape)
-    layers = [Normalize(mean, std)] if cell.training_settings.normalize else []
+    layers = [Normalize(mean, std)] if cell.training.normalize else []
     return torch.nn.Sequential(*layers, net).to(device)
 
 
@@ -70,7 +70,7 @@ def time_per_step(
     options = options or RunOptions()
     reg = get_plugin_manager().registry
     seed_everything(0)
-    bs = cell.training_settings.batch_size
+    bs = cell.training.batch_size
     g = torch.Generator().manual_seed(0)
     x = torch.rand(bs * steps, *shape, generator=g)
     y = torch.randint(0, classes, (bs * steps,), generator=g)
@@ -90,7 +90,7 @@ def time_per_step(
         eval_batch_size=bs,
         probe_size=len(data.test_x),
     )
-    training = replace(cell.training_settings, epochs=2 * max(1, int(method.replays)))  # two epochs: the first warms up
+    training = replace(cell.training, epochs=2 * max(1, int(method.replays)))  # two epochs: the first warms up
     parts = CellParts(model=model, method=method, evaluators=[], runtime=runtime)
     outcome = train(
         parts, training, RunOptions(device=str(device), channels_last=options.channels_last, compile=options.compile)
@@ -102,7 +102,7 @@ def time_per_attack_step(cell: Cell, shape, classes: int, device: torch.device, 
     """Seconds of one PGD step (forward + input gradient) on one evaluation batch, model in eval mode
     and in true fp32, as evaluators run it (in channels-last memory format with ``channels_last``;
     evaluators never run compiled)."""
-    bs = cell.training_settings.eval_batch_size
+    bs = cell.training.eval_batch_size
     x = torch.rand(bs, *shape, device=device)
     y = torch.randint(0, classes, (bs,), device=device)
     model = build_model(cell, shape, classes, (0.5,) * shape[0], (0.25,) * shape[0], device).eval()
@@ -126,7 +126,7 @@ def eval_attack_steps(cell: Cell, test_size: int) -> int:
             continue
         p = ev.params
         samples = min(p.get("max_samples") or test_size, test_size)
-        batches = math.ceil(samples / cell.training_settings.eval_batch_size)
+        batches = math.ceil(samples / cell.training.eval_batch_size)
         total += p.get("steps", 0) * max(1, p.get("restarts", 1)) * batches
     return total
 
@@ -140,7 +140,7 @@ class StepCosts:
 
 
 def train_cost_key(cell: Cell, shape: tuple[int, int, int]) -> tuple:
-    t = cell.training_settings
+    t = cell.training
     return (cell.model, cell.method.name, shape, t.batch_size, t.optimizer_steps, t.amp)
 
 
@@ -173,7 +173,7 @@ def estimate_board(
         + (", compiled" if options.compile else "")
     )
     first = todo[0]
-    attack_key = (first.model, shape, first.training_settings.eval_batch_size)
+    attack_key = (first.model, shape, first.training.eval_batch_size)
     if attack_key not in costs.attack:
         costs.attack[attack_key] = time_per_attack_step(first, shape, classes, dev, options.channels_last)
     attack_step = costs.attack[attack_key]
@@ -188,9 +188,9 @@ def estimate_board(
             shown.add(key)
             yield f"  {name}: {costs.train[key]:.3f} s/step" + (" (measured for an earlier board)" if reused else "")
         replays = max(1, int(reg.get("methods", name).replays))
-        bs = cell.training_settings.batch_size
+        bs = cell.training.batch_size
         steps_per_epoch = n_train // bs + (1 if n_train % bs >= 2 else 0)
-        train_s = math.ceil(cell.training_settings.epochs / replays) * steps_per_epoch * costs.train[key]
+        train_s = math.ceil(cell.training.epochs / replays) * steps_per_epoch * costs.train[key]
         total += train_s + eval_attack_steps(cell, test_size) * attack_step
     yield (
         f"  estimate: {total / 3600:.3g} device-hours on {dev} for {len(todo)} cells "

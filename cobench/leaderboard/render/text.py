@@ -277,7 +277,7 @@ def protocol_items(board: Board) -> list[str]:
     """The Protocol section, one item each (the Markdown subset: :attr:`Markup.inline`): dataset and
     model, training, grid, evaluation, then what the rows were built with and timed on."""
     p = board.protocol()
-    t = p.reference.training_settings
+    t = p.reference.training
     settings = ", ".join(setting_text(s.injection.name, s.beta) for s in p.settings)
     items = [
         f"**Dataset** {component(p.reference.dataset)}, **model** {component(p.reference.model)}.",
