@@ -14,6 +14,9 @@ Every cell records the CO probe, the carrier accuracy and the no-injection accur
 Run from the repository root::
 
     python studies/induced_co/axis.py updates --data-dir ../shared/data/cifar10-prefix
+
+``--threshold-only`` stops after step 1 and names the pair it would train (the cells of a search
+can also be run one per core beforehand: the boundary search reuses every finished cell).
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ def main() -> None:
     parser.add_argument("axis", choices=sorted(AXES))
     parser.add_argument("--data-dir", default="../shared/data/cifar10-prefix")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threshold-only", action="store_true", help="search the plain threshold and write its figure; train no pair"
+    )
     args = parser.parse_args()
     folder, setting = AXES[args.axis]
     results = f"leaderboards/results/{folder}"
@@ -85,6 +91,8 @@ def main() -> None:
     a = pair_eps(json.loads(out.read_text()))
     betas = pair_betas(a)
     print(f"{args.axis}: the pair at eps {a:g}/255, beta {', '.join(f'{b:g}' for b in betas)}/255", flush=True)
+    if args.threshold_only:
+        return
     subprocess.run(
         [*cobench, "run", *common, "--eps", f"{a:g}", "--beta", ",".join(f"{b:g}" for b in betas)], check=True
     )

@@ -95,3 +95,26 @@ def test_the_curves_show_a_collapsed_case_once():
     ]
     old_co = cell(10, 4, True, traced=False)  # from before the per-epoch feature curves
     assert render.traced_cells([held, old_co]) == [held, old_co]
+
+
+@pytest.mark.parametrize(("flags", "trains_pair"), [([], True), (["--threshold-only"], False)])
+def test_axis_searches_the_threshold_then_trains_the_pair_unless_told_not_to(tmp_path, monkeypatch, flags, trains_pair):
+    axis = load_script("axis")
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, check):
+        calls.append(cmd)
+        if "boundary" in cmd:  # what `cobench boundary -o` writes
+            out = Path(cmd[cmd.index("-o") + 1])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"thresholds": [{"beta": 0.0, "below_eps": 10.0, "threshold_eps": 12.0}]}))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(axis.subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["axis.py", "width", *flags])
+    axis.main()
+    assert [c[3] for c in calls] == (["boundary", "run"] if trains_pair else ["boundary"])
+    assert "models.preact-resnet18.width=32" in calls[0]
+    if trains_pair:
+        run = calls[1]
+        assert run[run.index("--eps") + 1] == "10" and run[run.index("--beta") + 1] == "7,10"
