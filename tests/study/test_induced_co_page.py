@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -118,3 +119,12 @@ def test_axis_searches_the_threshold_then_trains_the_pair_unless_told_not_to(tmp
     if trains_pair:
         run = calls[1]
         assert run[run.index("--eps") + 1] == "10" and run[run.index("--beta") + 1] == "7,10"
+
+
+def test_the_readme_quotes_the_study_pages_cell_count_and_hours():
+    page_text = (ROOT / "docs" / "induced-co.md").read_text()
+    page = re.search(r"(\d+) cells in \d+ settings, ([\d.]+) h of recorded build time", page_text)
+    readme = re.search(r"\((\d+)\s+cells, ([\d.]+) h on one\s+core", (ROOT / "README.md").read_text())
+    assert page and readme, "the page states its cells and hours, and the README quotes them"
+    assert int(readme[1]) == int(page[1]), "the README's cell count is the study page's"
+    assert float(readme[2]) == round(float(page[2]), 1), "the README's hours are the study page's, to 0.1 h"
