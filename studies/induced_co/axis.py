@@ -15,8 +15,9 @@ Run from the repository root::
 
     python studies/induced_co/axis.py updates --data-dir ../shared/data/cifar10-prefix
 
-``--threshold-only`` stops after step 1 and names the pair it would train (the cells of a search
-can also be run one per core beforehand: the boundary search reuses every finished cell).
+``--threshold-only`` stops after step 1 (which still trains the search's missing cells) and names
+the pair it would train. The cells of a search can also be run one per core beforehand: the
+boundary search reuses every finished cell.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data/cifar10-prefix")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
-        "--threshold-only", action="store_true", help="search the plain threshold and write its figure; train no pair"
+        "--threshold-only",
+        action="store_true",
+        help="search the plain threshold (training its missing cells) and write its json; train no pair",
     )
     args = parser.parse_args()
     folder, setting = AXES[args.axis]
