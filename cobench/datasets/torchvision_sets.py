@@ -179,6 +179,9 @@ class CIFAR10(TorchvisionDataset):
     a file whose selection hashes otherwise (another selection, a damaged copy) is refused with
     an error naming it. A prefix copy fails torchvision's MD5 sums of the full files, so it is read
     with ``verify_checksums=false`` (the arrays-only unpickler) and vouched for by the fingerprints.
+    ``train_first_per_file=M`` then keeps only the first M of those rows of each *training* file,
+    after the fingerprint check, so a smaller training set (the induced-CO study's data axis) is
+    read from the same vouched-for copy and evaluated on the same test images.
     """
 
     name = "cifar10"
@@ -189,7 +192,7 @@ class CIFAR10(TorchvisionDataset):
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2471, 0.2435, 0.2616)
     layout = "DIR/cifar-10-batches-py/{data_batch_1..5, test_batch} (CIFAR-10 python version)"
-    ranges = {"first_per_file": ">= 1"}
+    ranges = {"first_per_file": ">= 1", "train_first_per_file": ">= 1"}
 
     def __init__(
         self,
@@ -197,10 +200,17 @@ class CIFAR10(TorchvisionDataset):
         verify_checksums: bool = True,
         first_per_file: int | None = None,
         fingerprints: dict[str, str] | None = None,
+        train_first_per_file: int | None = None,
     ):
         super().__init__(augment=augment, verify_checksums=verify_checksums)
         self.first_per_file = first_per_file
         self.fingerprints = self.checked_fingerprints(fingerprints)
+        if first_per_file is not None and train_first_per_file is not None and train_first_per_file > first_per_file:
+            raise ConfigError(
+                f"{self.name}: train_first_per_file = {train_first_per_file} exceeds first_per_file = "
+                f"{first_per_file}; it keeps a prefix of each training file's selected rows, so it must be at most that"
+            )
+        self.train_first_per_file = train_first_per_file
 
     def checked_fingerprints(self, fingerprints: Any) -> dict[str, str] | None:
         if fingerprints is None:
@@ -236,6 +246,8 @@ class CIFAR10(TorchvisionDataset):
 
     def read(self, root: str, train: bool) -> tuple[Any, Any]:
         selected = [self.selected_rows(p) for p in self.split_files(root, train)]
+        if train and self.train_first_per_file is not None:
+            selected = [(data[: self.train_first_per_file], labels[: self.train_first_per_file]) for data, labels in selected]
         x = np.vstack([data for data, _ in selected]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         y = np.concatenate([labels for _, labels in selected])
         return x, y

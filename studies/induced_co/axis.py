@@ -37,7 +37,7 @@ AXES: dict[str, tuple[str, list[str]]] = {
     "updates": ("cifar10-prefix-study-updates", ["--epochs", "100"]),
     "updates-300": ("cifar10-prefix-study-updates-300", ["--epochs", "300"]),
     "width": ("cifar10-prefix-study-width", ["--param", "models.preact-resnet18.width=32"]),
-    "data": ("cifar10-prefix-study-data", ["--param", "datasets.cifar10.first_per_file=500"]),
+    "data": ("cifar10-prefix-study-data", ["--param", "datasets.cifar10.train_first_per_file=500"]),
 }
 
 STUDY_FLAGS = [

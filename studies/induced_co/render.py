@@ -100,7 +100,8 @@ def study_cell(folder: str, result: dict[str, Any]) -> StudyCell | None:
     config = result["config"]
     if config["method"]["name"] != "fgsm" or config["injection"]["name"] != "low-freq-pm":
         return None
-    per_file = config["dataset"]["params"].get("first_per_file")
+    data = config["dataset"]["params"]
+    per_file = data.get("train_first_per_file") or data.get("first_per_file")
     m = result["metrics"]
     return StudyCell(
         folder=folder,

@@ -168,3 +168,22 @@ def test_a_copy_with_bad_pixels_or_counts_is_named(pm, full_and_prefix, data, fr
         pickle.dump(entry, f, protocol=4)
     with pytest.raises(CobenchError, match=r"cifar10: '.*data_batch_2' " + re.escape(fragment)):
         load(pm, "cifar10", copy, verify_checksums=False)
+
+
+def test_a_smaller_training_set_is_cut_after_the_fingerprint_check_and_keeps_the_test_images(pm, full_and_prefix):
+    """``train_first_per_file`` (the induced-CO study's data axis) reads the vouched-for prefix copy,
+    keeps the first rows of each training file in file order, and leaves the test files whole."""
+    full, copy = full_and_prefix
+    prints = prefix_fingerprints(pm.registry.get("datasets", "cifar10")(first_per_file=4), str(full))
+    whole = load(pm, "cifar10", copy, first_per_file=4, verify_checksums=False, fingerprints=prints)
+    cut = load(
+        pm, "cifar10", copy, first_per_file=4, verify_checksums=False, fingerprints=prints, train_first_per_file=2
+    )
+    keep = np.concatenate([np.arange(4 * i, 4 * i + 2) for i in range(5)])  # rows 0-1 of each of the 5 files
+    assert cut.train_x.equal(whole.train_x[keep]) and cut.train_y.equal(whole.train_y[keep])
+    assert cut.test_x.equal(whole.test_x) and cut.test_y.equal(whole.test_y)
+
+
+def test_a_training_prefix_longer_than_the_selection_is_refused(pm):
+    with pytest.raises(ConfigError, match=r"cifar10: train_first_per_file = 5 exceeds first_per_file = 4"):
+        pm.registry.get("datasets", "cifar10")(first_per_file=4, train_first_per_file=5)
