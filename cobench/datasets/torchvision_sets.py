@@ -247,7 +247,9 @@ class CIFAR10(TorchvisionDataset):
     def read(self, root: str, train: bool) -> tuple[Any, Any]:
         selected = [self.selected_rows(p) for p in self.split_files(root, train)]
         if train and self.train_first_per_file is not None:
-            selected = [(data[: self.train_first_per_file], labels[: self.train_first_per_file]) for data, labels in selected]
+            selected = [
+                (data[: self.train_first_per_file], labels[: self.train_first_per_file]) for data, labels in selected
+            ]
         x = np.vstack([data for data, _ in selected]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         y = np.concatenate([labels for _, labels in selected])
         return x, y
