@@ -193,6 +193,7 @@ class CIFAR10(TorchvisionDataset):
     std = (0.2471, 0.2435, 0.2616)
     layout = "DIR/cifar-10-batches-py/{data_batch_1..5, test_batch} (CIFAR-10 python version)"
     ranges = {"first_per_file": ">= 1", "train_first_per_file": ">= 1"}
+    recorded_when_set = ("train_first_per_file",)  # added later: the cells stored before it keep their ids
 
     def __init__(
         self,
