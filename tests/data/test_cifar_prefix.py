@@ -187,3 +187,17 @@ def test_a_smaller_training_set_is_cut_after_the_fingerprint_check_and_keeps_the
 def test_a_training_prefix_longer_than_the_selection_is_refused(pm):
     with pytest.raises(ConfigError, match=r"cifar10: train_first_per_file = 5 exceeds first_per_file = 4"):
         pm.registry.get("datasets", "cifar10")(first_per_file=4, train_first_per_file=5)
+
+
+def test_a_training_prefix_is_recorded_only_when_set(pm):
+    """Cells stored before ``train_first_per_file`` existed keep their ids; a cell that sets it records it."""
+    from cobench.grid.resolve import resolve_component
+
+    plain = resolve_component(pm.registry, "datasets", "cifar10", {"datasets": {"cifar10": {"first_per_file": 1000}}})
+    cut = resolve_component(
+        pm.registry,
+        "datasets",
+        "cifar10",
+        {"datasets": {"cifar10": {"first_per_file": 1000, "train_first_per_file": 500}}},
+    )
+    assert "train_first_per_file" not in plain.params and cut.params["train_first_per_file"] == 500
